@@ -1,0 +1,57 @@
+// ProcessGroup: child processes started and watched together, their output interleaved line by
+// line with a prefix per process ("[w0] ..."), so a person can read a multi-process run.
+//
+// Lifecycle: Spawn() each child; call Pump() repeatedly (it forwards output and reaps children);
+// TerminateAll() sends SIGTERM, then SIGKILL to any still alive after a grace period.
+//
+// Not thread-safe: one thread owns the group.
+#ifndef QSR_CLI_PROCESS_GROUP_H_
+#define QSR_CLI_PROCESS_GROUP_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace qsr {
+
+class ProcessGroup {
+ public:
+  ProcessGroup() = default;
+  ~ProcessGroup();  // Terminates whatever is still running.
+
+  // Starts `argv` with stdout and stderr captured; returns the child's index.
+  absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv);
+
+  // Forwards available output (waiting at most `timeout` for some) and reaps exited children.
+  void Pump(absl::Duration timeout);
+
+  // The exit code of child `i` once it has exited (128 + signal when killed).
+  std::optional<int> ExitCode(int i) const { return children_[i].exit_code; }
+  bool AllExited() const;
+  const std::string& Name(int i) const { return children_[i].name; }
+  int size() const { return static_cast<int>(children_.size()); }
+
+  void TerminateAll(absl::Duration grace);
+
+ private:
+  struct Child {
+    std::string name;
+    pid_t pid = -1;
+    int fd = -1;  // read end of the output pipe
+    std::string partial;
+    std::optional<int> exit_code;
+  };
+  void Drain(Child& c, bool eof);
+  void Reap(bool block);
+
+  std::vector<Child> children_;
+};
+
+}  // namespace qsr
+
+#endif  // QSR_CLI_PROCESS_GROUP_H_

@@ -1,0 +1,142 @@
+#include "cli/status_format.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/json_writer.h"
+
+namespace qsr {
+
+std::string HumanBytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+std::string StatusJson(const v1::GetStatusReply& s) {
+  std::string workers = "[";
+  for (int i = 0; i < s.worker_info_size(); ++i) {
+    const v1::WorkerInfo& w = s.worker_info(i);
+    absl::StrAppend(&workers, i ? "," : "",
+                    JsonObject()
+                        .Add("rank", static_cast<int64_t>(w.rank()))
+                        .Add("worker_id", w.worker_id())
+                        .Add("host", w.host())
+                        .Add("device", w.device())
+                        .Add("state", w.state())
+                        .Add("last_seen_s", w.last_seen_s())
+                        .Add("samples_per_sec", w.samples_per_sec())
+                        .str());
+  }
+  workers += "]";
+  JsonObject j;
+  j.Add("run_id", s.run_id())
+      .Add("state", s.state())
+      .Add("step", s.step())
+      .Add("total_steps", s.total_steps())
+      .Add("epoch", s.epoch())
+      .Add("epochs", s.epochs())
+      .Add("round", s.round())
+      .Add("lr", s.lr())
+      .Add("h", s.h())
+      .Add("workers", static_cast<int64_t>(s.workers()))
+      .Add("world_size", static_cast<int64_t>(s.world_size()))
+      .Add("generation", s.generation())
+      .Add("samples_per_sec", s.samples_per_sec())
+      .Add("train_loss", s.train_loss());
+  if (s.test_acc() >= 0) j.Add("test_acc", s.test_acc()).Add("test_loss", s.test_loss());
+  j.Add("bytes_per_worker", s.bytes_per_worker())
+      .Add("elapsed_s", s.elapsed_s())
+      .Add("model", s.model())
+      .Add("optimizer", s.optimizer())
+      .Add("run_dir", s.run_dir())
+      .Add("message", s.message())
+      .AddRaw("worker_info", workers);
+  return j.str();
+}
+
+std::string ProgressLine(const v1::GetStatusReply& s) {
+  const double pct = s.total_steps() > 0 ? 100.0 * s.step() / s.total_steps() : 0.0;
+  std::string line = absl::StrFormat(
+      "step %d/%d (%.0f%%) epoch %.2f | lr %.4g H %d | round %d | loss %.4f | %.0f samples/s",
+      s.step(), s.total_steps(), pct, s.epoch(), s.lr(), s.h(), s.round(), s.train_loss(),
+      s.samples_per_sec());
+  if (s.test_acc() >= 0) absl::StrAppend(&line, absl::StrFormat(" | test_acc %.4f", s.test_acc()));
+  return line;
+}
+
+std::string StatusTable(const v1::GetStatusReply& s) {
+  std::string out;
+  auto row = [&](const std::string& k, const std::string& v) {
+    absl::StrAppend(&out, absl::StrFormat("%-14s %s\n", k, v));
+  };
+  row("run", s.run_id());
+  row("state", s.state() + (s.message().empty() ? "" : " (" + s.message() + ")"));
+  row("model", absl::StrCat(s.model(), " / ", s.optimizer()));
+  row("step", absl::StrFormat("%d / %d (%.1f%%)", s.step(), s.total_steps(),
+                              s.total_steps() ? 100.0 * s.step() / s.total_steps() : 0.0));
+  row("epoch", absl::StrFormat("%.2f / %d", s.epoch(), s.epochs()));
+  row("lr", absl::StrFormat("%.6g", s.lr()));
+  row("H", absl::StrCat(s.h()));
+  row("round", absl::StrCat(s.round(), " completed"));
+  row("workers", absl::StrCat(s.workers(), " / ", s.world_size(), " (generation ",
+                              s.generation(), ")"));
+  row("samples/s", absl::StrFormat("%.0f", s.samples_per_sec()));
+  row("train loss", absl::StrFormat("%.4f", s.train_loss()));
+  row("test acc", s.test_acc() >= 0 ? absl::StrFormat("%.4f", s.test_acc()) : "-");
+  row("sent/worker", HumanBytes(s.bytes_per_worker()));
+  row("elapsed", absl::StrFormat("%.1f s", s.elapsed_s()));
+  if (!s.run_dir().empty()) row("run dir", s.run_dir());
+  if (s.worker_info_size() > 0) {
+    absl::StrAppend(&out, "\n", absl::StrFormat("%-5s %-24s %-16s %-7s %-7s %10s %10s\n", "RANK",
+                                                 "WORKER", "HOST", "DEVICE", "STATE", "LAST SEEN",
+                                                 "SAMPLES/S"));
+    for (const v1::WorkerInfo& w : s.worker_info()) {
+      absl::StrAppend(&out, absl::StrFormat("%-5d %-24s %-16s %-7s %-7s %9.1fs %10.0f\n", w.rank(),
+                                            w.worker_id(), w.host(), w.device(), w.state(),
+                                            w.last_seen_s(), w.samples_per_sec()));
+    }
+  }
+  return out;
+}
+
+std::string RoundRecordJson(const v1::RoundRecord& r) {
+  return JsonObject()
+      .Add("round", r.round())
+      .Add("step", r.step())
+      .Add("lr", r.lr())
+      .Add("h", r.h())
+      .Add("workers", static_cast<int64_t>(r.workers()))
+      .Add("bytes", r.bytes())
+      .Add("seconds", r.seconds())
+      .Add("train_loss", r.train_loss())
+      .Add("samples", r.samples())
+      .Add("identical", r.identical())
+      .str();
+}
+
+std::string RoundJson(const Round& r) {
+  return JsonObject()
+      .Add("round", r.index)
+      .Add("step", r.start_step)
+      .Add("lr", r.lr)
+      .Add("h", r.h)
+      .str();
+}
+
+std::string PlanSummaryJson(const PlanSummary& s) {
+  return JsonObject()
+      .Add("summary", true)
+      .Add("rounds", s.rounds)
+      .Add("total_steps", s.total_steps)
+      .Add("mean_h", s.mean_h)
+      .Add("max_h", s.max_h)
+      .Add("sync_share", s.sync_share)
+      .str();
+}
+
+}  // namespace qsr

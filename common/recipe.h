@@ -1,0 +1,99 @@
+// Recipe: every setting of a training run, as the authors' YAML recipes name them.
+//
+// A recipe is parsed from YAML (snake_case keys), then overridden by command-line flags of the same
+// name in kebab case (`--max-lr 0.1` or `--max-lr=0.1`), then resolved (derived values filled in)
+// and validated. Every error names the key, the value and what is allowed.
+//
+// Pure logic: no gRPC, no torch. Thread-compatible (a const Recipe may be shared).
+#ifndef QSR_COMMON_RECIPE_H_
+#define QSR_COMMON_RECIPE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace qsr {
+
+struct Recipe {
+  // Model and data.
+  std::string model = "cnn";  // mlp | cnn
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;  // empty = the dataset's default location
+  // Optimizer: sgd | adamw are data-parallel (gradients averaged every step);
+  // localsgd | localadamw train locally for H steps, then average the models.
+  std::string optimizer = "localsgd";
+  double max_lr = 0.1;
+  double min_lr = 1e-6;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double wd = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  // LR schedule: cosine | linear | step | constant.
+  std::string scheduler = "cosine";
+  std::vector<double> decay_points;  // epochs, for scheduler: step
+  double gamma = 0.1;                // step-decay factor
+  double warmup_epochs = 0.0;
+  int64_t warmup_steps = -1;  // -1 = warmup_epochs * steps_per_epoch
+  int64_t epochs = 5;
+  int64_t epochs_for_sche = -1;  // -1 = epochs
+  int64_t steps_per_epoch = -1;  // -1 = train examples / total_batch_size
+  int64_t total_batch_size = 128;
+  int64_t physical_batch_size = -1;  // -1 = total_batch_size / workers (no accumulation)
+  int64_t seed = 0;                  // data order
+  int64_t init_model_by_seed = 0;    // initial weights
+  // Quadratic Synchronization Rule.
+  double alpha = 0.0;
+  double power = 2.0;
+  int64_t min_h = 1;
+  int64_t init_h = 1;
+  // Run shape.
+  int64_t workers = 1;
+  int64_t eval_batch_size = 1000;
+
+  bool DataParallel() const { return optimizer == "sgd" || optimizer == "adamw"; }
+  bool Adam() const { return optimizer == "adamw" || optimizer == "localadamw"; }
+  // Steps the LR schedule spans (T in the rule). Valid after Resolve().
+  int64_t ScheduleSteps() const { return epochs_for_sche * steps_per_epoch; }
+  // Steps this run trains. Valid after Resolve().
+  int64_t TotalSteps() const { return epochs * steps_per_epoch; }
+  int64_t LocalBatchSize() const { return total_batch_size / workers; }
+  int64_t AccumulationSteps() const { return LocalBatchSize() / physical_batch_size; }
+};
+
+// Number of training examples of a known dataset ("fashion-mnist": 60000), or an error naming
+// the datasets that are known.
+absl::StatusOr<int64_t> DatasetTrainExamples(const std::string& dataset);
+
+// Parses YAML text. Unknown keys, wrong types and malformed YAML are errors naming the key.
+// `source` names the text in messages (a file name).
+absl::StatusOr<Recipe> ParseRecipeYaml(const std::string& yaml, const std::string& source);
+absl::StatusOr<Recipe> LoadRecipeFile(const std::string& path);
+
+// Sets one key from its textual value (as from a flag). `key` is snake_case or kebab-case.
+absl::Status SetRecipeKey(Recipe& recipe, const std::string& key, const std::string& value);
+// As SetRecipeKey, but a bad value's error names the key as `what` (e.g. "--max-lr") instead of
+// `key "max_lr"`, so that flag errors name the flag.
+absl::Status SetRecipeKeyAs(Recipe& recipe, const std::string& key, const std::string& value,
+                            const std::string& what);
+bool IsRecipeKey(const std::string& key);
+// Whether `key` names a boolean (so a bare `--nesterov` means true).
+bool IsRecipeBoolKey(const std::string& key);
+// All recipe keys in kebab case, with a one-line description, for --help.
+std::vector<std::pair<std::string, std::string>> RecipeKeyHelp();
+
+// Fills derived values (steps_per_epoch, warmup_steps, epochs_for_sche, physical_batch_size) and
+// validates every key. Idempotent.
+absl::Status ResolveRecipe(Recipe& recipe);
+
+// The resolved recipe as YAML, every key present; ParseRecipeYaml(ToYaml(r)) == r.
+std::string RecipeToYaml(const Recipe& recipe);
+
+}  // namespace qsr
+
+#endif  // QSR_COMMON_RECIPE_H_

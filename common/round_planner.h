@@ -1,0 +1,61 @@
+// The round plan: which steps each averaging round covers.
+//
+// Round 0 starts at step 0; round r+1 starts where round r ended. A round's length is the sync
+// rule's H at its first step, cut short where the run ends (epochs * steps_per_epoch), so the run
+// always ends with an averaged model. The coordinator serves these rounds and `qsrctl plan` prints
+// them: both come from this one class.
+//
+// Pure logic, immutable after construction, thread-safe.
+#ifndef QSR_COMMON_ROUND_PLANNER_H_
+#define QSR_COMMON_ROUND_PLANNER_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "common/lr_schedule.h"
+#include "common/recipe.h"
+#include "common/sync_rule.h"
+
+namespace qsr {
+
+struct Round {
+  int64_t index = 0;  // 0-based round number
+  int64_t start_step = 0;
+  int64_t h = 0;      // steps in this round (the rule's H, cut at the run's end)
+  double lr = 0.0;    // learning rate of the round's first step
+  int64_t end_step() const { return start_step + h; }
+};
+
+struct PlanSummary {
+  int64_t rounds = 0;
+  int64_t total_steps = 0;
+  double mean_h = 0.0;
+  int64_t max_h = 0;
+  double sync_share = 0.0;  // rounds / total_steps: the share of steps that end in a sync
+};
+
+class RoundPlanner {
+ public:
+  // REQUIRES: `recipe` resolved.
+  explicit RoundPlanner(const Recipe& recipe);
+
+  // The round with index `index` that starts at `start_step`; nullopt when start_step is at or
+  // past the end of the run.
+  std::optional<Round> RoundAt(int64_t index, int64_t start_step) const;
+  // Every round of the run, in order.
+  std::vector<Round> Plan() const;
+  static PlanSummary Summarize(const std::vector<Round>& rounds);
+
+  int64_t total_steps() const { return total_steps_; }
+  const LrSchedule& schedule() const { return schedule_; }
+
+ private:
+  LrSchedule schedule_;
+  SyncRuleParams rule_;
+  int64_t total_steps_;
+};
+
+}  // namespace qsr
+
+#endif  // QSR_COMMON_ROUND_PLANNER_H_

@@ -1,0 +1,113 @@
+// qsr-coordinator: owns one training run. See --help.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/flags.h"
+#include "common/recipe.h"
+#include "coordinator/coordinator_server.h"
+#include "glog/logging.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+void OnSignal(int sig) { g_signal = sig; }
+
+std::string DefaultRunId() {
+  return absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone()) +
+         absl::StrFormat("-%d", ::getpid());
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "qsr-coordinator: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  qsr::FlagParser flags("qsr-coordinator",
+                        "qsr-coordinator --recipe FILE [--listen HOST:PORT] [--run-dir DIR] "
+                        "[--KEY=VALUE ...]\n"
+                        "Owns one training run: the recipe, the round plan (QSR), membership, "
+                        "rendezvous, reports and status.");
+  flags.Add("recipe", "", "recipe YAML file (required)");
+  flags.Add("listen", "127.0.0.1:7070", "address to serve gRPC on; port 0 lets the OS choose");
+  flags.Add("run-dir", "", "where rounds.jsonl, evals.jsonl and the recipe go (default runs/RUN_ID)");
+  flags.Add("run-id", "", "name of the run (default: date-time-pid)");
+  flags.Add("port-file", "", "write the bound port to this file once serving");
+  flags.Add("rendezvous-timeout-s", "300",
+            "how long workers may wait for each other at a barrier or rendezvous");
+  flags.Add("plan-batch-steps", "32",
+            "hand out consecutive round plans until they cover this many steps");
+  flags.Add("linger-s", "0", "keep serving status this long after the run ends");
+  flags.AcceptRecipeOverrides();
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
+  if (flags.help_requested()) {
+    std::cout << flags.Help();
+    return 0;
+  }
+  if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
+
+  absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
+  if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
+  if (absl::Status s = qsr::ApplyRecipeOverrides(*recipe, flags.recipe_overrides()); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (absl::Status s = qsr::ResolveRecipe(*recipe); !s.ok()) {
+    return Fail(flags.Get("recipe") + ": " + std::string(s.message()));
+  }
+  absl::StatusOr<int64_t> timeout_s = flags.GetInt("rendezvous-timeout-s");
+  absl::StatusOr<int64_t> batch_steps = flags.GetInt("plan-batch-steps");
+  absl::StatusOr<int64_t> linger_s = flags.GetInt("linger-s");
+  for (const absl::Status& s : {timeout_s.status(), batch_steps.status(), linger_s.status()}) {
+    if (!s.ok()) return Fail(std::string(s.message()));
+  }
+  if (*timeout_s < 1 || *batch_steps < 1 || *linger_s < 0) {
+    return Fail("--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
+  }
+
+  qsr::CoordinatorServer::Options options;
+  options.listen = flags.Get("listen");
+  options.run.run_id = flags.Get("run-id").empty() ? DefaultRunId() : flags.Get("run-id");
+  options.run.rendezvous_timeout = absl::Seconds(*timeout_s);
+  options.run.plan_batch_steps = *batch_steps;
+  options.run_dir =
+      flags.Get("run-dir").empty() ? "runs/" + options.run.run_id : flags.Get("run-dir");
+
+  absl::StatusOr<std::unique_ptr<qsr::CoordinatorServer>> server =
+      qsr::CoordinatorServer::Start(*recipe, options);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  LOG(INFO) << "run " << options.run.run_id << ": " << recipe->model << " / "
+            << recipe->optimizer << ", " << recipe->workers << " workers, "
+            << recipe->TotalSteps() << " steps; run dir " << options.run_dir;
+  LOG(INFO) << "listening on " << (*server)->address();
+  if (!flags.Get("port-file").empty()) {
+    std::string tmp = flags.Get("port-file") + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::rename(tmp.c_str(), flags.Get("port-file").c_str());
+  }
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (g_signal == 0 && !(*server)->AwaitDone(absl::Now() + absl::Milliseconds(200))) {
+  }
+  if (g_signal != 0) {
+    LOG(WARNING) << "signal " << g_signal << ": shutting down";
+    (*server)->Shutdown();
+    return 1;
+  }
+  bool failed = (*server)->controller().Failed();
+  absl::Time linger_until = absl::Now() + absl::Seconds(*linger_s);
+  while (g_signal == 0 && absl::Now() < linger_until) absl::SleepFor(absl::Milliseconds(100));
+  (*server)->Shutdown();
+  return failed ? 1 : 0;
+}

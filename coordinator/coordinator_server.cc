@@ -1,0 +1,71 @@
+#include "coordinator/coordinator_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+
+namespace qsr {
+namespace {
+
+// How often expired waits are failed. Bounds how late a timeout is reported, not training speed.
+constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const Recipe& recipe,
+                                                                            Options options) {
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  std::unique_ptr<RunLog> log;
+  if (!options.run_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<RunLog>> opened =
+        RunLog::Open(options.run_dir, RecipeToYaml(recipe));
+    if (!opened.ok()) return opened.status();
+    log = std::move(*opened);
+  }
+  server->controller_ = std::make_unique<RunController>(recipe, options.run, std::move(log));
+  server->store_ = std::make_unique<KvStore>();
+  server->service_ =
+      std::make_unique<CoordinatorService>(server->controller_.get(), server->store_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               " (address in use, or not HOST:PORT?)"));
+  }
+  server->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  server->ticker_ = std::thread([s = server.get()] { s->TickLoop(); });
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }
+
+void CoordinatorServer::TickLoop() {
+  while (!stop_.WaitForNotificationWithTimeout(kTickInterval)) {
+    absl::Time now = absl::Now();
+    controller_->Tick(now);
+    store_->ExpireWaiters(now);
+  }
+}
+
+void CoordinatorServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+  // Pending waits are failed first so that Shutdown does not wait for their deadlines.
+  store_->ExpireWaiters(absl::InfiniteFuture());
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  server_->Wait();
+}
+
+}  // namespace qsr

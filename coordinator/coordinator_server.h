@@ -1,0 +1,64 @@
+// CoordinatorServer: a running coordinator — the gRPC server (with reflection and the standard
+// health service), the run controller, the rendezvous store, and the ticker that expires waits.
+//
+// Lifecycle: Start() binds and serves; the run proceeds as workers call in; AwaitDone() returns
+// when the run has ended and every worker has left; Shutdown() (also run by the destructor) stops
+// serving. Used by qsr-coordinator and, in-process, by the integration tests.
+//
+// Thread-safe.
+#ifndef QSR_COORDINATOR_COORDINATOR_SERVER_H_
+#define QSR_COORDINATOR_COORDINATOR_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "common/recipe.h"
+#include "coordinator/coordinator_service.h"
+#include "coordinator/kv_store.h"
+#include "coordinator/run_controller.h"
+
+namespace qsr {
+
+class CoordinatorServer {
+ public:
+  struct Options {
+    std::string listen = "127.0.0.1:0";  // port 0: the OS chooses
+    std::string run_dir;                 // empty: no run directory
+    RunController::Options run;
+  };
+
+  // REQUIRES: `recipe` resolved.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const Recipe& recipe,
+                                                                  Options options);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  std::string address() const;
+  RunController& controller() { return *controller_; }
+  // Blocks until the run is done or the deadline; returns whether it is done.
+  bool AwaitDone(absl::Time deadline) { return controller_->AwaitDone(deadline); }
+  void Shutdown();
+
+ private:
+  CoordinatorServer() = default;
+  void TickLoop();
+
+  std::string host_;
+  int port_ = 0;
+  std::unique_ptr<RunController> controller_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  absl::Notification stop_;
+  std::thread ticker_;
+  bool shut_down_ = false;
+};
+
+}  // namespace qsr
+
+#endif  // QSR_COORDINATOR_COORDINATOR_SERVER_H_

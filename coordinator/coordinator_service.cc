@@ -1,0 +1,113 @@
+#include "coordinator/coordinator_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace qsr {
+namespace {
+
+// The longest a KvGet may ask to wait.
+constexpr int64_t kMaxKvWaitMs = 3600 * 1000;
+
+// Finishes `reactor` with `result`'s value copied into `reply`, or its error.
+template <typename Reply>
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, Reply* reply,
+                                     absl::StatusOr<Reply> result) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (result.ok()) {
+    *reply = std::move(*result);
+    reactor->Finish(grpc::Status::OK);
+  } else {
+    reactor->Finish(ToGrpcStatus(result.status()));
+  }
+  return reactor;
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* ctx,
+                                                   const v1::JoinRequest* request,
+                                                   v1::JoinReply* reply) {
+  return FinishWith(ctx, reply, controller_->Join(*request, absl::Now()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerContext* ctx,
+                                                         const v1::NextRoundsRequest* request,
+                                                         v1::NextRoundsReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status s = controller_->NextRounds(*request, absl::Now(),
+                                           [reactor, reply](const v1::NextRoundsReply& r) {
+                                             *reply = r;
+                                             reactor->Finish(grpc::Status::OK);
+                                           });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
+                                                     const v1::ReportRequest* request,
+                                                     v1::ReportReply* reply) {
+  return FinishWith(ctx, reply, controller_->Report(*request, absl::Now()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Leave(grpc::CallbackServerContext* ctx,
+                                                    const v1::LeaveRequest* request,
+                                                    v1::LeaveReply* reply) {
+  return FinishWith(ctx, reply, controller_->Leave(*request, absl::Now()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KvSet(grpc::CallbackServerContext* ctx,
+                                                    const v1::KvSetRequest* request,
+                                                    v1::KvSetReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status s = store_->Set(request->key(), request->value());
+  reply->mutable_outcome()->set_code(v1::Outcome::OK);
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext* ctx,
+                                                    const v1::KvGetRequest* request,
+                                                    v1::KvGetReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWaitMs) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("timeout_ms ", request->timeout_ms(), " is outside [0, ", kMaxKvWaitMs, "]"))));
+    return reactor;
+  }
+  std::vector<std::string> keys(request->keys().begin(), request->keys().end());
+  absl::Status s = store_->Get(
+      std::move(keys), absl::Now() + absl::Milliseconds(request->timeout_ms()),
+      [reactor, reply](absl::StatusOr<std::vector<std::string>> values) {
+        if (values.ok()) {
+          reply->mutable_outcome()->set_code(v1::Outcome::OK);
+          for (auto& v : *values) reply->add_values(std::move(v));
+        } else {
+          reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
+          reply->mutable_outcome()->set_message(std::string(values.status().message()));
+        }
+        reactor->Finish(grpc::Status::OK);
+      });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetStatusRequest*,
+                                                        v1::GetStatusReply* reply) {
+  return FinishWith(ctx, reply, absl::StatusOr<v1::GetStatusReply>(controller_->Status(absl::Now())));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListRounds(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListRoundsRequest* request,
+                                                         v1::ListRoundsReply* reply) {
+  return FinishWith(ctx, reply, absl::StatusOr<v1::ListRoundsReply>(controller_->Rounds(*request)));
+}
+
+}  // namespace qsr

@@ -1,0 +1,56 @@
+// CoordinatorService: the qsr.v1.Coordinator gRPC service (callback API).
+//
+// A thin translation layer: each handler validates nothing itself but hands the request to the
+// RunController (membership, barrier, reports) or the KvStore (rendezvous), maps an error Status
+// to the gRPC status, and finishes the reactor. Waiting handlers (NextRounds, KvGet) keep their
+// reactor and finish it from the callback, so no gRPC thread ever blocks.
+//
+// Thread-safe; the controller and store it points to must outlive it.
+#ifndef QSR_COORDINATOR_COORDINATOR_SERVICE_H_
+#define QSR_COORDINATOR_COORDINATOR_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "coordinator/kv_store.h"
+#include "coordinator/run_controller.h"
+#include "qsr/v1/coordinator.grpc.pb.h"
+
+namespace qsr {
+
+// absl::Status -> grpc::Status, keeping the code and message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+class CoordinatorService final : public v1::Coordinator::CallbackService {
+ public:
+  CoordinatorService(RunController* controller, KvStore* store)
+      : controller_(controller), store_(store) {}
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* request,
+                                 v1::JoinReply* reply) override;
+  grpc::ServerUnaryReactor* NextRounds(grpc::CallbackServerContext* ctx,
+                                       const v1::NextRoundsRequest* request,
+                                       v1::NextRoundsReply* reply) override;
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
+                                   const v1::ReportRequest* request,
+                                   v1::ReportReply* reply) override;
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* request,
+                                  v1::LeaveReply* reply) override;
+  grpc::ServerUnaryReactor* KvSet(grpc::CallbackServerContext* ctx,
+                                  const v1::KvSetRequest* request, v1::KvSetReply* reply) override;
+  grpc::ServerUnaryReactor* KvGet(grpc::CallbackServerContext* ctx,
+                                  const v1::KvGetRequest* request, v1::KvGetReply* reply) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusReply* reply) override;
+  grpc::ServerUnaryReactor* ListRounds(grpc::CallbackServerContext* ctx,
+                                       const v1::ListRoundsRequest* request,
+                                       v1::ListRoundsReply* reply) override;
+
+ private:
+  RunController* controller_;
+  KvStore* store_;
+};
+
+}  // namespace qsr
+
+#endif  // QSR_COORDINATOR_COORDINATOR_SERVICE_H_

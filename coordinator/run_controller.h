@@ -1,0 +1,148 @@
+// RunController: the state of one training run, as the coordinator owns it.
+//
+// It holds the resolved recipe and the round planner, admits workers (membership), runs the round
+// barrier that hands out round plans, commits rounds when every member has reported them, records
+// evaluations, and answers status queries. It speaks the qsr.v1 protobuf messages but knows
+// nothing of gRPC, so it is tested directly.
+//
+// Run lifecycle:  WAITING --(world_size workers joined)--> RUNNING --(plan exhausted, all members
+// left)--> FINISHED;  any state --(a worker leaves with an error, or a barrier times out)--> FAILED.
+//
+// Thread-safe: every public method may be called from any gRPC thread. Callbacks passed to
+// NextRounds run outside the internal lock, exactly once, on the thread that completed the barrier
+// (a NextRounds call, Tick, or a failure).
+#ifndef QSR_COORDINATOR_RUN_CONTROLLER_H_
+#define QSR_COORDINATOR_RUN_CONTROLLER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/recipe.h"
+#include "common/round_planner.h"
+#include "coordinator/run_log.h"
+#include "qsr/v1/coordinator.pb.h"
+
+namespace qsr {
+
+class RunController {
+ public:
+  struct Options {
+    std::string run_id = "run";
+    // How long a worker may wait at a barrier or rendezvous for its peers.
+    absl::Duration rendezvous_timeout = absl::Minutes(5);
+    // A NextRounds answer covers consecutive rounds until they add up to at least this many
+    // steps, so short rounds (data-parallel, H = 1) cost one barrier per batch of steps.
+    int64_t plan_batch_steps = 32;
+  };
+  using NextRoundsCallback = std::function<void(const v1::NextRoundsReply&)>;
+
+  // REQUIRES: `recipe` resolved. `log` may be null (no run directory).
+  RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log);
+
+  absl::StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request, absl::Time now);
+
+  // The round barrier (see the proto). Errors in the request are returned and `done` is not
+  // called; otherwise `done` is called exactly once.
+  absl::Status NextRounds(const v1::NextRoundsRequest& request, absl::Time now,
+                          NextRoundsCallback done);
+
+  absl::StatusOr<v1::ReportReply> Report(const v1::ReportRequest& request, absl::Time now);
+  absl::StatusOr<v1::LeaveReply> Leave(const v1::LeaveRequest& request, absl::Time now);
+
+  v1::GetStatusReply Status(absl::Time now) const;
+  v1::ListRoundsReply Rounds(const v1::ListRoundsRequest& request) const;
+
+  // Fails barriers whose deadline has passed. Call periodically.
+  void Tick(absl::Time now);
+
+  // True once the run has ended (FINISHED or FAILED) and no worker is still in it.
+  bool Done() const;
+  bool Failed() const;
+  // Blocks until Done() or the deadline; returns Done().
+  bool AwaitDone(absl::Time deadline) const;
+
+  const Recipe& recipe() const { return recipe_; }
+  int64_t rendezvous_timeout_ms() const {
+    return absl::ToInt64Milliseconds(options_.rendezvous_timeout);
+  }
+
+ private:
+  enum class State { kWaiting, kRunning, kFinished, kFailed };
+  struct Member {
+    int rank = 0;
+    std::string worker_id;
+    std::string host;
+    std::string device;
+    bool left = false;
+    absl::Time last_seen;
+    double samples_per_sec = 0.0;
+  };
+  struct PendingRound {
+    v1::RoundPlan plan;
+    std::map<int, v1::RoundReport> reports;  // by rank
+  };
+  struct Waiter {
+    int rank;
+    NextRoundsCallback done;
+  };
+  using Completion = std::function<void()>;
+
+  static const char* StateName(State s);
+  absl::StatusOr<Member*> FindMember(const std::string& worker_id, int rank, int64_t generation,
+                                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plans the batch of rounds starting at `next_round`, records them as served.
+  v1::NextRoundsReply PlanBatch(int64_t next_round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitReadyRounds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the run as failed; returns the barrier callbacks to run outside the lock.
+  std::vector<Completion> Fail(const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string SummaryJson() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Recipe recipe_;
+  const Options options_;
+  const RoundPlanner planner_;
+  const int world_size_;
+  const absl::Time started_;
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<RunLog> log_ ABSL_GUARDED_BY(mu_);
+  State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
+  std::string message_ ABSL_GUARDED_BY(mu_);
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<Member> members_ ABSL_GUARDED_BY(mu_);  // index = rank
+
+  // Barrier: the round everyone is asking for, and who has asked.
+  int64_t barrier_round_ ABSL_GUARDED_BY(mu_) = -1;
+  absl::Time barrier_deadline_ ABSL_GUARDED_BY(mu_);
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Rounds served, not yet committed, by round index; and where the next round starts.
+  std::map<int64_t, PendingRound> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t next_round_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_step_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::RoundPlan current_ ABSL_GUARDED_BY(mu_);
+
+  // Committed history.
+  std::vector<v1::RoundRecord> committed_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_per_worker_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<int64_t, double>> recent_ ABSL_GUARDED_BY(mu_);  // samples, seconds
+  double train_loss_ ABSL_GUARDED_BY(mu_) = 0.0;
+  v1::EvalReport last_eval_ ABSL_GUARDED_BY(mu_);
+  bool have_eval_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t last_eval_step_ ABSL_GUARDED_BY(mu_) = -1;
+  absl::Time ended_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace qsr
+
+#endif  // QSR_COORDINATOR_RUN_CONTROLLER_H_

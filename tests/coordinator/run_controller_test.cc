@@ -1,0 +1,242 @@
+#include "coordinator/run_controller.h"
+
+#include <optional>
+
+#include "common/round_planner.h"
+#include "gtest/gtest.h"
+
+namespace qsr {
+namespace {
+
+Recipe TestRecipe(int workers) {
+  Recipe r;
+  r.model = "mlp";
+  r.workers = workers;
+  r.total_batch_size = 96;
+  r.steps_per_epoch = 20;
+  r.epochs = 3;
+  r.max_lr = 0.1;
+  r.min_lr = 0.0;
+  r.warmup_steps = 5;
+  r.alpha = 0.05;
+  r.min_h = 2;
+  r.init_h = 2;
+  EXPECT_TRUE(ResolveRecipe(r).ok());
+  return r;
+}
+
+class RunControllerTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    world_ = GetParam();
+    recipe_ = TestRecipe(world_);
+    RunController::Options options;
+    options.run_id = "t";
+    options.rendezvous_timeout = absl::Seconds(30);
+    options.plan_batch_steps = 4;
+    controller_ = std::make_unique<RunController>(recipe_, options, nullptr);
+    for (int i = 0; i < world_; ++i) {
+      v1::JoinRequest join;
+      join.set_worker_id("w" + std::to_string(i));
+      absl::StatusOr<v1::JoinReply> reply = controller_->Join(join, now_);
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      ASSERT_EQ(reply->outcome().code(), v1::Outcome::OK);
+      EXPECT_EQ(reply->rank(), i);
+      EXPECT_EQ(reply->world_size(), world_);
+      generation_ = reply->generation();
+    }
+  }
+
+  v1::NextRoundsRequest Ask(int rank, int64_t next_round) {
+    v1::NextRoundsRequest r;
+    r.set_worker_id("w" + std::to_string(rank));
+    r.set_rank(rank);
+    r.set_generation(generation_);
+    r.set_next_round(next_round);
+    return r;
+  }
+
+  // Every rank asks for `next_round`; returns each rank's answer.
+  std::vector<v1::NextRoundsReply> Barrier(int64_t next_round) {
+    std::vector<std::optional<v1::NextRoundsReply>> got(world_);
+    for (int rank = 0; rank < world_; ++rank) {
+      EXPECT_TRUE(controller_
+                      ->NextRounds(Ask(rank, next_round), now_,
+                                   [&got, rank](const v1::NextRoundsReply& r) { got[rank] = r; })
+                      .ok());
+      // Nobody is released before the last member arrives.
+      if (rank < world_ - 1) EXPECT_FALSE(got[rank].has_value());
+    }
+    std::vector<v1::NextRoundsReply> out;
+    for (auto& g : got) {
+      EXPECT_TRUE(g.has_value());
+      out.push_back(g.value_or(v1::NextRoundsReply()));
+    }
+    return out;
+  }
+
+  void ReportAll(const v1::RoundPlan& plan, uint64_t digest) {
+    for (int rank = 0; rank < world_; ++rank) {
+      v1::ReportRequest r;
+      r.set_worker_id("w" + std::to_string(rank));
+      r.set_rank(rank);
+      r.set_generation(generation_);
+      v1::RoundReport* rr = r.add_rounds();
+      rr->set_round(plan.round());
+      rr->set_start_step(plan.start_step());
+      rr->set_h(plan.h());
+      rr->set_train_loss(1.0 + rank);
+      rr->set_samples(plan.h() * 32);
+      rr->set_seconds(0.5);
+      rr->set_bytes_sent(1000);
+      rr->set_params_digest(rank == world_ - 1 ? digest : 7);
+      ASSERT_TRUE(controller_->Report(r, now_).ok());
+    }
+  }
+
+  void LeaveAll() {
+    for (int rank = 0; rank < world_; ++rank) {
+      v1::LeaveRequest l;
+      l.set_worker_id("w" + std::to_string(rank));
+      l.set_rank(rank);
+      l.set_generation(generation_);
+      ASSERT_TRUE(controller_->Leave(l, now_).ok());
+    }
+  }
+
+  int world_ = 0;
+  Recipe recipe_;
+  absl::Time now_ = absl::Now();
+  int64_t generation_ = 0;
+  std::unique_ptr<RunController> controller_;
+};
+
+TEST_P(RunControllerTest, ServesThePlannersRoundsAndCommitsThem) {
+  std::vector<Round> expected = RoundPlanner(recipe_).Plan();
+  std::vector<v1::RoundPlan> served;
+  int64_t next = 0;
+  while (true) {
+    std::vector<v1::NextRoundsReply> replies = Barrier(next);
+    for (const auto& r : replies) EXPECT_EQ(r.SerializeAsString(), replies[0].SerializeAsString());
+    if (replies[0].outcome().code() == v1::Outcome::RUN_FINISHED) break;
+    ASSERT_EQ(replies[0].outcome().code(), v1::Outcome::OK);
+    ASSERT_GT(replies[0].rounds_size(), 0);
+    for (const v1::RoundPlan& p : replies[0].rounds()) {
+      served.push_back(p);
+      ReportAll(p, 7);
+      next = p.round() + 1;
+    }
+  }
+  ASSERT_EQ(served.size(), expected.size());
+  for (size_t i = 0; i < served.size(); ++i) {
+    EXPECT_EQ(served[i].round(), expected[i].index);
+    EXPECT_EQ(served[i].start_step(), expected[i].start_step);
+    EXPECT_EQ(served[i].h(), expected[i].h);
+    EXPECT_DOUBLE_EQ(served[i].lr(), expected[i].lr);
+  }
+  // Evaluations fall after the rounds that cross each epoch boundary, and at the end.
+  int evals = 0;
+  for (const auto& p : served) evals += p.eval_after() ? 1 : 0;
+  EXPECT_GE(evals, recipe_.epochs);
+  EXPECT_TRUE(served.back().eval_after());
+
+  v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), static_cast<int>(expected.size()));
+  EXPECT_EQ(rounds.rounds(0).workers(), world_);
+  EXPECT_EQ(rounds.rounds(0).bytes(), 1000);
+  EXPECT_DOUBLE_EQ(rounds.rounds(0).train_loss(), 1.0 + (world_ - 1) / 2.0);
+  EXPECT_TRUE(rounds.rounds(0).identical());
+
+  v1::GetStatusReply status = controller_->Status(now_);
+  EXPECT_EQ(status.state(), "RUNNING");
+  EXPECT_EQ(status.step(), recipe_.TotalSteps());
+  EXPECT_EQ(status.round(), static_cast<int64_t>(expected.size()));
+  EXPECT_FALSE(controller_->Done());
+  LeaveAll();
+  EXPECT_EQ(controller_->Status(now_).state(), "FINISHED");
+  EXPECT_TRUE(controller_->Done());
+  EXPECT_FALSE(controller_->Failed());
+}
+
+TEST_P(RunControllerTest, FlagsWorkersWhoseParametersDiffer) {
+  if (world_ == 1) GTEST_SKIP() << "one worker always agrees with itself";
+  std::vector<v1::NextRoundsReply> replies = Barrier(0);
+  ReportAll(replies[0].rounds(0), /*digest of the last rank=*/8);
+  v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), 1);
+  EXPECT_FALSE(rounds.rounds(0).identical());
+}
+
+TEST_P(RunControllerTest, AWorkerErrorFailsTheRunAndReleasesTheBarrier) {
+  std::optional<v1::NextRoundsReply> waiting;
+  if (world_ > 1) {
+    ASSERT_TRUE(controller_
+                    ->NextRounds(Ask(0, 0), now_,
+                                 [&](const v1::NextRoundsReply& r) { waiting = r; })
+                    .ok());
+  }
+  v1::LeaveRequest l;
+  l.set_worker_id("w" + std::to_string(world_ - 1));
+  l.set_rank(world_ - 1);
+  l.set_generation(generation_);
+  l.set_error("out of memory");
+  ASSERT_TRUE(controller_->Leave(l, now_).ok());
+  EXPECT_TRUE(controller_->Failed());
+  if (world_ > 1) {
+    ASSERT_TRUE(waiting.has_value());
+    EXPECT_EQ(waiting->outcome().code(), v1::Outcome::RUN_FAILED);
+    EXPECT_NE(waiting->outcome().message().find("out of memory"), std::string::npos);
+  }
+  EXPECT_EQ(controller_->Status(now_).state(), "FAILED");
+}
+
+TEST_P(RunControllerTest, ABarrierThatTimesOutFailsTheRun) {
+  if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
+  std::optional<v1::NextRoundsReply> waiting;
+  ASSERT_TRUE(controller_
+                  ->NextRounds(Ask(0, 0), now_, [&](const v1::NextRoundsReply& r) { waiting = r; })
+                  .ok());
+  controller_->Tick(now_ + absl::Seconds(29));
+  EXPECT_FALSE(waiting.has_value());
+  controller_->Tick(now_ + absl::Seconds(31));
+  ASSERT_TRUE(waiting.has_value());
+  EXPECT_EQ(waiting->outcome().code(), v1::Outcome::RUN_FAILED);
+  EXPECT_NE(waiting->outcome().message().find("1 of"), std::string::npos);
+}
+
+TEST_P(RunControllerTest, RejectsBadRequests) {
+  v1::JoinRequest extra;
+  extra.set_worker_id("extra");
+  absl::StatusOr<v1::JoinReply> full = controller_->Join(extra, now_);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->outcome().code(), v1::Outcome::REJECTED);
+  // A retried Join of a member gets its rank back.
+  v1::JoinRequest again;
+  again.set_worker_id("w0");
+  EXPECT_EQ(controller_->Join(again, now_)->rank(), 0);
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->Join(v1::JoinRequest(), now_).status()));
+
+  auto noop = [](const v1::NextRoundsReply&) { ADD_FAILURE() << "callback must not run"; };
+  v1::NextRoundsRequest bad_rank = Ask(0, 0);
+  bad_rank.set_rank(world_);
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->NextRounds(bad_rank, now_, noop)));
+  v1::NextRoundsRequest wrong_worker = Ask(0, 0);
+  wrong_worker.set_worker_id("impostor");
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->NextRounds(wrong_worker, now_, noop)));
+  v1::NextRoundsRequest old_gen = Ask(0, 0);
+  old_gen.set_generation(generation_ + 5);
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->NextRounds(old_gen, now_, noop)));
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->NextRounds(Ask(0, 99), now_, noop)));
+
+  v1::ReportRequest report;
+  report.set_worker_id("w0");
+  report.set_rank(0);
+  report.set_generation(generation_);
+  report.add_rounds()->set_round(12345);
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->Report(report, now_).status()));
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldSizes, RunControllerTest, ::testing::Values(1, 2, 3));
+
+}  // namespace
+}  // namespace qsr

@@ -1,0 +1,52 @@
+// Trainer: one worker's whole life in a run.
+//
+// Protocol, as the worker runs it:
+//   1. Join the coordinator: learn rank, world size, generation and the resolved recipe.
+//   2. Build the model from init_model_by_seed, the optimizer, the data shard and a Gloo
+//      communicator bootstrapped through the coordinator's rendezvous under the key prefix
+//      <run>/g<generation>/c<seq>; broadcast rank 0's weights so every worker starts identical.
+//   3. Loop: ask for the next rounds (the only blocking coordinator call, one per batch of
+//      rounds); train each round's H steps with the schedule's LR at every step (data-parallel
+//      optimizers all-reduce gradients every step); average parameters and BatchNorm buffers
+//      with one flat all-reduce; evaluate when the plan says so; queue the round's report.
+//   4. When the coordinator says the run is finished: flush reports and leave.
+// Any error leaves the run with the error, so the coordinator fails it rather than hanging.
+//
+// Not thread-safe: Run() once, from one thread.
+#ifndef QSR_WORKER_TRAINER_H_
+#define QSR_WORKER_TRAINER_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "coordinator/coordinator_client.h"
+
+namespace qsr {
+
+struct TrainerOptions {
+  std::string worker_id;         // unique per process
+  std::string host = "127.0.0.1";  // address peers reach this worker's Gloo transport on
+  std::string device = "cpu";
+  std::string data_dir;  // overrides the recipe's data_dir when set
+  int threads = 0;       // intra-op threads; 0 = all cores
+  // How long to keep retrying the first Join while the coordinator is not up yet.
+  absl::Duration connect_timeout = absl::Seconds(60);
+};
+
+struct TrainerResult {
+  int rank = -1;
+  int64_t rounds = 0;
+  int64_t steps = 0;
+  double test_acc = -1;
+  int64_t bytes_sent = 0;
+  // FNV-1a hash of the final parameters' bytes, to check that every worker ends identical.
+  uint64_t params_hash = 0;
+};
+
+// Runs the worker to the end of the run. `client` must outlive the call.
+absl::StatusOr<TrainerResult> RunTrainer(CoordinatorClient* client, const TrainerOptions& options);
+
+}  // namespace qsr
+
+#endif  // QSR_WORKER_TRAINER_H_

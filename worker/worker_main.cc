@@ -1,0 +1,70 @@
+// qsr-worker: trains in a run owned by a qsr-coordinator. See --help.
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/flags.h"
+#include "coordinator/coordinator_client.h"
+#include "glog/logging.h"
+#include "worker/trainer.h"
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  qsr::FlagParser flags("qsr-worker",
+                        "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
+                        "Joins a run and trains; everything else comes from the coordinator.");
+  flags.Add("coordinator", "127.0.0.1:7070", "the coordinator's HOST:PORT");
+  flags.Add("device", "cpu", "cpu (cuda:N needs a CUDA build)");
+  flags.Add("data-dir", "", "where the dataset lives on this machine (overrides the recipe; "
+                            "QSR_DATA_DIR works too)");
+  flags.Add("host", "127.0.0.1", "address peers reach this worker on for the collectives");
+  flags.Add("threads", "0", "intra-op threads (0 = all cores)");
+  flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
+  flags.Add("connect-timeout-s", "60", "how long to retry reaching the coordinator at start");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << "qsr-worker: " << s.message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Help();
+    return 0;
+  }
+  absl::StatusOr<int64_t> threads = flags.GetInt("threads");
+  absl::StatusOr<int64_t> connect = flags.GetInt("connect-timeout-s");
+  if (!threads.ok() || !connect.ok() || *threads < 0 || *connect < 1) {
+    std::cerr << "qsr-worker: --threads must be an integer >= 0 and --connect-timeout-s >= 1\n";
+    return 2;
+  }
+  if (flags.Get("device") != "cpu") {
+    std::cerr << "qsr-worker: --device " << flags.Get("device")
+              << " is not available in this build; allowed: cpu\n";
+    return 2;
+  }
+  char hostname[256] = {0};
+  ::gethostname(hostname, sizeof(hostname) - 1);
+  qsr::TrainerOptions options;
+  options.worker_id = flags.Get("worker-id").empty()
+                          ? absl::StrCat(hostname, ":", ::getpid())
+                          : flags.Get("worker-id");
+  options.host = flags.Get("host");
+  options.device = flags.Get("device");
+  options.data_dir = flags.Get("data-dir");
+  options.threads = static_cast<int>(*threads);
+  options.connect_timeout = absl::Seconds(*connect);
+
+  std::unique_ptr<qsr::CoordinatorClient> client =
+      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"));
+  absl::StatusOr<qsr::TrainerResult> result = qsr::RunTrainer(client.get(), options);
+  if (!result.ok()) {
+    std::cerr << "qsr-worker: " << result.status().message() << " (coordinator "
+              << flags.Get("coordinator") << ")\n";
+    return 1;
+  }
+  LOG(INFO) << "rank " << result->rank << " done: " << result->rounds << " rounds, "
+            << result->steps << " steps, test_acc " << result->test_acc << ", "
+            << result->bytes_sent << " bytes sent";
+  return 0;
+}
