@@ -88,15 +88,6 @@ void SetLearningRate(torch::optim::Optimizer& opt, double lr) {
   for (auto& group : opt.param_groups()) group.options().set_lr(lr);
 }
 
-// The tensors averaged at a sync: parameters, then floating-point buffers (BatchNorm statistics).
-std::vector<torch::Tensor> AveragedTensors(torch::nn::Module& model) {
-  std::vector<torch::Tensor> tensors = model.parameters();
-  for (const torch::Tensor& b : model.buffers()) {
-    if (b.is_floating_point()) tensors.push_back(b);
-  }
-  return tensors;
-}
-
 class Worker {
  public:
   Worker(CoordinatorClient* client, const TrainerOptions& options)
@@ -163,7 +154,9 @@ absl::Status Worker::Setup() {
       GlooCommunicator::Create(&scoped, join_.rank(), join_.world_size(), gloo);
   if (!comm.ok()) return comm.status();
   comm_ = std::move(*comm);
-  averager_ = std::make_unique<ModelAverager>(AveragedTensors(*model_));
+  absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
+  if (!averager.ok()) return averager.status();
+  averager_ = std::make_unique<ModelAverager>(std::move(*averager));
   if (absl::Status s = averager_->BroadcastFrom(*comm_, 0); !s.ok()) return s;
 
   SamplerConfig sampler;

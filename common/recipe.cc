@@ -1,0 +1,562 @@
+#include "common/recipe.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "yaml-cpp/yaml.h"
+
+namespace qsr {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Value formatting and parsing, shared by YAML, flags and validation messages.
+
+// Shortest text that parses back to the same double, so RecipeToYaml round-trips exactly.
+std::string FormatDouble(double value) {
+  char buf[64];
+  auto result = std::to_chars(buf, buf + sizeof(buf), value);
+  return std::string(buf, result.ptr);
+}
+
+std::string FormatList(const std::vector<double>& values) {
+  std::vector<std::string> parts;
+  for (double v : values) parts.push_back(FormatDouble(v));
+  return absl::StrJoin(parts, ",");
+}
+
+// Each parser returns an error body such as `value "abc" is not a number`; the caller prefixes it
+// with where the value came from (a YAML line, a flag).
+absl::Status BadValue(absl::string_view value, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("value \"", value, "\" ", problem));
+}
+
+absl::Status ParseDouble(absl::string_view text, double& out) {
+  double v;
+  if (!absl::SimpleAtod(text, &v)) return BadValue(text, "is not a number");
+  if (!std::isfinite(v)) return BadValue(text, "is not a finite number");
+  out = v;
+  return absl::OkStatus();
+}
+
+absl::Status ParseInt(absl::string_view text, int64_t& out) {
+  int64_t v;
+  if (!absl::SimpleAtoi(text, &v)) return BadValue(text, "is not an integer");
+  out = v;
+  return absl::OkStatus();
+}
+
+absl::Status ParseBool(absl::string_view text, bool& out) {
+  const std::string lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  if (lower == "true" || lower == "1" || lower == "yes") {
+    out = true;
+  } else if (lower == "false" || lower == "0" || lower == "no") {
+    out = false;
+  } else {
+    return BadValue(text, "is not a boolean (true/false/1/0/yes/no)");
+  }
+  return absl::OkStatus();
+}
+
+// A comma-separated list ("30,60"); empty text is the empty list.
+absl::Status ParseList(absl::string_view text, std::vector<double>& out) {
+  std::vector<double> values;
+  if (!absl::StripAsciiWhitespace(text).empty()) {
+    for (absl::string_view part : absl::StrSplit(text, ',')) {
+      double v;
+      absl::Status s = ParseDouble(absl::StripAsciiWhitespace(part), v);
+      if (!s.ok()) {
+        return BadValue(text,
+                        absl::StrCat("is not a comma-separated list of numbers (\"",
+                                     absl::StripAsciiWhitespace(part), "\" is not a number)"));
+      }
+      values.push_back(v);
+    }
+  }
+  out = std::move(values);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key table: the one place that knows every key. YAML parsing, SetRecipeKey, RecipeToYaml
+// and RecipeKeyHelp all iterate it.
+
+using Field = std::variant<std::string Recipe::*, double Recipe::*, int64_t Recipe::*,
+                           bool Recipe::*, std::vector<double> Recipe::*>;
+
+struct KeyDef {
+  const char* name;  // snake_case
+  Field field;
+  const char* help;
+  std::vector<std::string> allowed;  // for strings with a fixed set of values; empty = any
+};
+
+const std::vector<KeyDef>& Keys() {
+  static const auto* keys = new std::vector<KeyDef>{
+      {"model", &Recipe::model, "model architecture", {"mlp", "cnn"}},
+      {"dataset", &Recipe::dataset, "training dataset", {}},
+      {"data_dir", &Recipe::data_dir, "dataset folder (empty = the dataset's default)", {}},
+      {"optimizer",
+       &Recipe::optimizer,
+       "optimizer; the local ones average models every H steps, the others gradients every step",
+       {"sgd", "localsgd", "adamw", "localadamw"}},
+      {"max_lr", &Recipe::max_lr, "peak learning rate", {}},
+      {"min_lr", &Recipe::min_lr, "learning rate at the start of warmup and the end of decay", {}},
+      {"momentum", &Recipe::momentum, "SGD momentum, in [0, 1)", {}},
+      {"nesterov", &Recipe::nesterov, "Nesterov momentum (needs momentum > 0)", {}},
+      {"wd", &Recipe::wd, "weight decay", {}},
+      {"beta1", &Recipe::beta1, "AdamW beta1, in [0, 1)", {}},
+      {"beta2", &Recipe::beta2, "AdamW beta2, in [0, 1)", {}},
+      {"eps", &Recipe::eps, "AdamW epsilon", {}},
+      {"scheduler",
+       &Recipe::scheduler,
+       "learning-rate decay after warmup",
+       {"cosine", "linear", "step", "constant"}},
+      {"decay_points", &Recipe::decay_points, "epochs where step decay multiplies by gamma", {}},
+      {"gamma", &Recipe::gamma, "step-decay factor, in (0, 1]", {}},
+      {"warmup_epochs", &Recipe::warmup_epochs, "linear warmup length in epochs", {}},
+      {"warmup_steps",
+       &Recipe::warmup_steps,
+       "warmup length in steps (-1 = from warmup_epochs)",
+       {}},
+      {"epochs", &Recipe::epochs, "epochs to train", {}},
+      {"epochs_for_sche",
+       &Recipe::epochs_for_sche,
+       "epochs the LR schedule spans (-1 = epochs)",
+       {}},
+      {"steps_per_epoch",
+       &Recipe::steps_per_epoch,
+       "steps per epoch (-1 = train examples / total_batch_size)",
+       {}},
+      {"total_batch_size", &Recipe::total_batch_size, "global batch size over all workers", {}},
+      {"physical_batch_size",
+       &Recipe::physical_batch_size,
+       "per-worker micro-batch (-1 = total_batch_size / workers, no accumulation)",
+       {}},
+      {"seed", &Recipe::seed, "seed of the data order", {}},
+      {"init_model_by_seed", &Recipe::init_model_by_seed, "seed of the initial weights", {}},
+      {"alpha", &Recipe::alpha, "QSR coefficient (0 = constant H = init_h)", {}},
+      {"power", &Recipe::power, "QSR exponent: H = floor((alpha / lr)^power)", {}},
+      {"min_h", &Recipe::min_h, "smallest H after warmup", {}},
+      {"init_h", &Recipe::init_h, "H during warmup (and always when alpha = 0)", {}},
+      {"workers", &Recipe::workers, "number of workers", {}},
+      {"eval_batch_size", &Recipe::eval_batch_size, "batch size for evaluation", {}},
+  };
+  return *keys;
+}
+
+std::string ToSnake(absl::string_view key) { return absl::StrReplaceAll(key, {{"-", "_"}}); }
+std::string ToKebab(absl::string_view key) { return absl::StrReplaceAll(key, {{"_", "-"}}); }
+
+const KeyDef* FindKey(absl::string_view snake) {
+  for (const KeyDef& def : Keys()) {
+    if (snake == def.name) return &def;
+  }
+  return nullptr;
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// The closest key name, if it is close enough to be a likely typo; empty otherwise.
+std::string ClosestKey(absl::string_view snake) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, snake.size() / 3) + 1;
+  for (const KeyDef& def : Keys()) {
+    const size_t d = EditDistance(snake, def.name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = def.name;
+    }
+  }
+  return best;
+}
+
+std::string QuoteKey(absl::string_view snake) { return absl::StrCat("\"", snake, "\""); }
+
+// `unknown key "max_lrr" (did you mean "max_lr"?)`.
+absl::Status UnknownKey(absl::string_view snake) {
+  std::string message = absl::StrCat("unknown key ", QuoteKey(snake));
+  const std::string closest = ClosestKey(snake);
+  if (!closest.empty()) absl::StrAppend(&message, " (did you mean ", QuoteKey(closest), "?)");
+  return absl::InvalidArgumentError(message);
+}
+
+// Parses `text` into the field `def` names. Errors are the bodies from the parsers above.
+absl::Status SetField(Recipe& recipe, const KeyDef& def, absl::string_view text) {
+  struct Setter {
+    Recipe& recipe;
+    const KeyDef& def;
+    absl::string_view text;
+    absl::Status operator()(std::string Recipe::*f) const {
+      if (!def.allowed.empty() &&
+          std::find(def.allowed.begin(), def.allowed.end(), text) == def.allowed.end()) {
+        return BadValue(text, absl::StrCat("is not one of ", absl::StrJoin(def.allowed, ", ")));
+      }
+      recipe.*f = std::string(text);
+      return absl::OkStatus();
+    }
+    absl::Status operator()(double Recipe::*f) const { return ParseDouble(text, recipe.*f); }
+    absl::Status operator()(int64_t Recipe::*f) const { return ParseInt(text, recipe.*f); }
+    absl::Status operator()(bool Recipe::*f) const { return ParseBool(text, recipe.*f); }
+    absl::Status operator()(std::vector<double> Recipe::*f) const {
+      return ParseList(text, recipe.*f);
+    }
+  };
+  return std::visit(Setter{recipe, def, text}, def.field);
+}
+
+// The field's value as text that SetField parses back (lists comma-separated).
+std::string FieldText(const Recipe& recipe, const KeyDef& def) {
+  struct Getter {
+    const Recipe& recipe;
+    std::string operator()(std::string Recipe::*f) const { return recipe.*f; }
+    std::string operator()(double Recipe::*f) const { return FormatDouble(recipe.*f); }
+    std::string operator()(int64_t Recipe::*f) const { return absl::StrCat(recipe.*f); }
+    std::string operator()(bool Recipe::*f) const { return recipe.*f ? "true" : "false"; }
+    std::string operator()(std::vector<double> Recipe::*f) const { return FormatList(recipe.*f); }
+  };
+  return std::visit(Getter{recipe}, def.field);
+}
+
+// Prefixes an error body with its context, keeping the status code.
+absl::Status WithContext(const absl::Status& status, absl::string_view context) {
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML.
+
+std::string YamlLocation(const std::string& source, const YAML::Mark& mark) {
+  if (mark.is_null()) return source;
+  return absl::StrCat(source, ":", mark.line + 1);
+}
+
+// Flattens one YAML value to the text SetField parses; lists only for list keys.
+absl::StatusOr<std::string> YamlValueText(const KeyDef& def, const YAML::Node& value) {
+  const bool is_list = std::holds_alternative<std::vector<double> Recipe::*>(def.field);
+  const bool is_string = std::holds_alternative<std::string Recipe::*>(def.field);
+  if (value.IsNull()) {
+    // `data_dir:` means empty; `decay_points:` means none. A missing number is an error.
+    if (is_string || is_list) return std::string();
+    return absl::InvalidArgumentError("has no value");
+  }
+  if (value.IsScalar()) return value.Scalar();
+  if (value.IsSequence() && is_list) {
+    std::vector<std::string> items;
+    for (const YAML::Node& item : value) {
+      if (!item.IsScalar()) return absl::InvalidArgumentError("must be a list of numbers");
+      double unused;
+      absl::Status s = ParseDouble(item.Scalar(), unused);
+      if (!s.ok()) return WithContext(s, "list item");
+      items.push_back(item.Scalar());
+    }
+    return absl::StrJoin(items, ",");
+  }
+  return absl::InvalidArgumentError(absl::StrCat("must be ",
+                                                 is_list ? "a list of numbers" : "a single value",
+                                                 ", not a ", value.IsSequence() ? "list" : "map"));
+}
+
+absl::Status ApplyYamlMap(Recipe& recipe, const YAML::Node& root, const std::string& source) {
+  std::set<std::string> seen;
+  for (const auto& entry : root) {
+    const YAML::Node& key_node = entry.first;
+    const std::string where = YamlLocation(source, key_node.Mark());
+    if (!key_node.IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": keys must be plain names"));
+    }
+    const std::string key = key_node.Scalar();
+    const KeyDef* def = FindKey(key);
+    if (def == nullptr) {
+      return WithContext(UnknownKey(key), where);
+    }
+    if (!seen.insert(key).second) {
+      // yaml-cpp keeps both entries of a duplicated key; the later would silently win.
+      return absl::InvalidArgumentError(absl::StrCat(where, ": duplicate key ", QuoteKey(key)));
+    }
+    const std::string context = absl::StrCat(where, ": key ", QuoteKey(key));
+    absl::StatusOr<std::string> text = YamlValueText(*def, entry.second);
+    if (!text.ok()) return WithContext(text.status(), context);
+    absl::Status s = SetField(recipe, *def, *text);
+    if (!s.ok()) return WithContext(s, context);
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+struct KnownDataset {
+  const char* name;
+  int64_t train_examples;
+};
+constexpr KnownDataset kDatasets[] = {{"fashion-mnist", 60000}};
+
+// `key "momentum": value 1 must be in [0, 1)`.
+template <typename T>
+absl::Status Invalid(absl::string_view key, T value, absl::string_view requirement) {
+  std::string text;
+  if constexpr (std::is_floating_point_v<T>) {
+    text = FormatDouble(value);
+  } else {
+    text = absl::StrCat(value);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("key ", QuoteKey(key), ": value ", text, " must be ", requirement));
+}
+
+// Collects the first failed check, so each check below stays one line.
+class Checker {
+ public:
+  template <typename T>
+  void Require(bool ok, absl::string_view key, T value, absl::string_view requirement) {
+    if (status_.ok() && !ok) status_ = Invalid(key, value, requirement);
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  absl::Status status_;
+};
+
+// String keys with a fixed set of values may also have been assigned directly in code.
+absl::Status CheckAllowedValues(const Recipe& recipe) {
+  for (const KeyDef& def : Keys()) {
+    if (def.allowed.empty()) continue;
+    Recipe scratch;
+    absl::Status s = SetField(scratch, def, FieldText(recipe, def));
+    if (!s.ok()) return WithContext(s, absl::StrCat("key ", QuoteKey(def.name)));
+  }
+  return absl::OkStatus();
+}
+
+// Batch sizes and workers; fills physical_batch_size.
+absl::Status ResolveBatch(Recipe& r) {
+  Checker c;
+  c.Require(r.workers >= 1, "workers", r.workers, ">= 1");
+  c.Require(r.total_batch_size > 0, "total_batch_size", r.total_batch_size, "> 0");
+  c.Require(r.physical_batch_size >= 1 || r.physical_batch_size == -1, "physical_batch_size",
+            r.physical_batch_size, ">= 1 or -1 (total_batch_size / workers)");
+  if (!c.status().ok()) return c.status();
+  if (r.physical_batch_size == -1) r.physical_batch_size = r.total_batch_size / r.workers;
+  if (r.physical_batch_size < 1 || r.total_batch_size % (r.workers * r.physical_batch_size) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("total_batch_size (", r.total_batch_size, ") must be divisible by workers (",
+                     r.workers, ") * physical_batch_size (", r.physical_batch_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Epochs and steps; fills steps_per_epoch, epochs_for_sche and warmup_steps.
+absl::Status ResolveSteps(Recipe& r) {
+  absl::StatusOr<int64_t> examples = DatasetTrainExamples(r.dataset);
+  if (!examples.ok()) return examples.status();
+  Checker c;
+  c.Require(r.epochs >= 1, "epochs", r.epochs, ">= 1");
+  c.Require(r.epochs_for_sche >= r.epochs || r.epochs_for_sche == -1, "epochs_for_sche",
+            r.epochs_for_sche, absl::StrCat(">= epochs (", r.epochs, ") or -1 (epochs)"));
+  c.Require(r.steps_per_epoch >= 1 || r.steps_per_epoch == -1, "steps_per_epoch", r.steps_per_epoch,
+            ">= 1 or -1 (train examples / total_batch_size)");
+  c.Require(r.warmup_epochs >= 0, "warmup_epochs", r.warmup_epochs, ">= 0");
+  c.Require(r.warmup_steps >= 0 || r.warmup_steps == -1, "warmup_steps", r.warmup_steps,
+            ">= 0 or -1 (warmup_epochs * steps_per_epoch)");
+  if (!c.status().ok()) return c.status();
+
+  if (r.steps_per_epoch == -1) {
+    const int64_t derived = *examples / r.total_batch_size;
+    if (derived < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("total_batch_size (", r.total_batch_size, ") is larger than the ", *examples,
+                       " training examples of ", r.dataset, ": an epoch would have no steps"));
+    }
+    r.steps_per_epoch = derived;
+  }
+  if (r.epochs_for_sche == -1) r.epochs_for_sche = r.epochs;
+  // T = epochs_for_sche * steps_per_epoch must fit in an int64 with room to add a round.
+  if (r.epochs_for_sche > std::numeric_limits<int64_t>::max() / 4 / r.steps_per_epoch) {
+    return absl::InvalidArgumentError(absl::StrCat("epochs_for_sche (", r.epochs_for_sche,
+                                                   ") * steps_per_epoch (", r.steps_per_epoch,
+                                                   ") is too many steps"));
+  }
+  if (r.warmup_steps == -1) {
+    const double steps = std::round(r.warmup_epochs * static_cast<double>(r.steps_per_epoch));
+    // Anything past T is rejected below; clamp first so the cast cannot overflow.
+    r.warmup_steps =
+        static_cast<int64_t>(std::min(steps, static_cast<double>(r.ScheduleSteps()) + 1));
+  }
+  c.Require(r.warmup_steps <= r.ScheduleSteps(), "warmup_steps", r.warmup_steps,
+            absl::StrCat("<= epochs_for_sche * steps_per_epoch (", r.ScheduleSteps(), ")"));
+  return c.status();
+}
+
+// Every key that derives nothing: ranges and cross-key constraints.
+absl::Status CheckRanges(const Recipe& r) {
+  Checker c;
+  c.Require(r.max_lr > 0, "max_lr", r.max_lr, "> 0");
+  c.Require(r.min_lr >= 0, "min_lr", r.min_lr, ">= 0");
+  c.Require(r.min_lr <= r.max_lr, "min_lr", r.min_lr,
+            absl::StrCat("<= max_lr (", FormatDouble(r.max_lr), ")"));
+  c.Require(r.momentum >= 0 && r.momentum < 1, "momentum", r.momentum, "in [0, 1)");
+  c.Require(!r.nesterov || r.momentum > 0, "momentum", r.momentum, "> 0 when nesterov is true");
+  c.Require(r.wd >= 0, "wd", r.wd, ">= 0");
+  c.Require(r.beta1 >= 0 && r.beta1 < 1, "beta1", r.beta1, "in [0, 1)");
+  c.Require(r.beta2 >= 0 && r.beta2 < 1, "beta2", r.beta2, "in [0, 1)");
+  c.Require(r.eps > 0, "eps", r.eps, "> 0");
+  c.Require(r.gamma > 0 && r.gamma <= 1, "gamma", r.gamma, "in (0, 1]");
+  for (size_t i = 0; i < r.decay_points.size(); ++i) {
+    c.Require(r.decay_points[i] >= 0, "decay_points", r.decay_points[i], ">= 0");
+    if (i > 0) {
+      c.Require(r.decay_points[i] > r.decay_points[i - 1], "decay_points", r.decay_points[i],
+                absl::StrCat("> the previous decay point (", FormatDouble(r.decay_points[i - 1]),
+                             "): decay points must ascend"));
+    }
+  }
+  c.Require(r.alpha >= 0, "alpha", r.alpha, ">= 0");
+  c.Require(r.power > 0, "power", r.power, "> 0");
+  c.Require(r.min_h >= 1, "min_h", r.min_h, ">= 1");
+  c.Require(r.init_h >= 1, "init_h", r.init_h, ">= 1");
+  c.Require(r.eval_batch_size >= 1, "eval_batch_size", r.eval_batch_size, ">= 1");
+  return c.status();
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> DatasetTrainExamples(const std::string& dataset) {
+  std::vector<std::string> names;
+  for (const KnownDataset& d : kDatasets) {
+    if (dataset == d.name) return d.train_examples;
+    names.push_back(d.name);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("key \"dataset\": value \"", dataset,
+                                                 "\" is not one of ", absl::StrJoin(names, ", ")));
+}
+
+absl::StatusOr<Recipe> ParseRecipeYaml(const std::string& yaml, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(YamlLocation(source, e.mark), ": malformed YAML: ", e.msg));
+  }
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": the top level must be a map of key: value, not ",
+                     root.IsNull()       ? "an empty document"
+                     : root.IsSequence() ? "a list"
+                                         : "a value"));
+  }
+  Recipe recipe;
+  try {
+    absl::Status s = ApplyYamlMap(recipe, root, source);
+    if (!s.ok()) return s;
+  } catch (const YAML::Exception& e) {
+    // Node access should not throw on a parsed document; convert rather than let it escape.
+    return absl::InvalidArgumentError(absl::StrCat(YamlLocation(source, e.mark), ": ", e.msg));
+  }
+  return recipe;
+}
+
+absl::StatusOr<Recipe> LoadRecipeFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open recipe file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read recipe file ", path));
+  return ParseRecipeYaml(text.str(), path);
+}
+
+absl::Status SetRecipeKey(Recipe& recipe, const std::string& key, const std::string& value) {
+  return SetRecipeKeyAs(recipe, key, value, absl::StrCat("key ", QuoteKey(ToSnake(key))));
+}
+
+absl::Status SetRecipeKeyAs(Recipe& recipe, const std::string& key, const std::string& value,
+                            const std::string& what) {
+  const std::string snake = ToSnake(key);
+  const KeyDef* def = FindKey(snake);
+  if (def == nullptr) return UnknownKey(snake);
+  absl::Status s = SetField(recipe, *def, value);
+  if (!s.ok()) return WithContext(s, what);
+  return absl::OkStatus();
+}
+
+bool IsRecipeKey(const std::string& key) { return FindKey(ToSnake(key)) != nullptr; }
+
+bool IsRecipeBoolKey(const std::string& key) {
+  const KeyDef* def = FindKey(ToSnake(key));
+  return def != nullptr && std::holds_alternative<bool Recipe::*>(def->field);
+}
+
+std::vector<std::pair<std::string, std::string>> RecipeKeyHelp() {
+  const Recipe defaults;
+  std::vector<std::pair<std::string, std::string>> help;
+  for (const KeyDef& def : Keys()) {
+    std::string text = def.help;
+    if (!def.allowed.empty()) absl::StrAppend(&text, ": ", absl::StrJoin(def.allowed, "|"));
+    const std::string default_text = FieldText(defaults, def);
+    if (!default_text.empty()) absl::StrAppend(&text, " (default: ", default_text, ")");
+    help.emplace_back(ToKebab(def.name), std::move(text));
+  }
+  return help;
+}
+
+absl::Status ResolveRecipe(Recipe& recipe) {
+  absl::Status s = CheckAllowedValues(recipe);
+  if (s.ok()) s = ResolveBatch(recipe);
+  if (s.ok()) s = ResolveSteps(recipe);
+  if (s.ok()) s = CheckRanges(recipe);
+  return s;
+}
+
+std::string RecipeToYaml(const Recipe& recipe) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const KeyDef& def : Keys()) {
+    out << YAML::Key << def.name << YAML::Value;
+    if (auto* list = std::get_if<std::vector<double> Recipe::*>(&def.field)) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (double v : recipe.**list) out << FormatDouble(v);
+      out << YAML::EndSeq;
+    } else if (std::holds_alternative<std::string Recipe::*>(def.field)) {
+      // Quoted, so that values such as "" or "true" stay strings for any YAML reader.
+      out << YAML::DoubleQuoted << FieldText(recipe, def);
+    } else {
+      out << FieldText(recipe, def);
+    }
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace qsr

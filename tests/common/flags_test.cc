@@ -1,0 +1,135 @@
+#include "common/flags.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/recipe.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace qsr {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::Status ParseArgs(FlagParser& parser, std::vector<const char*> args) {
+  args.insert(args.begin(), "prog");
+  return parser.Parse(static_cast<int>(args.size()), args.data());
+}
+
+FlagParser MakeParser() {
+  FlagParser p("qsrctl", "<command> [flags]");
+  p.Add("recipe", "", "recipe YAML file");
+  p.Add("port", "50051", "port to listen on");
+  p.Add("lr-scale", "1.5", "scale");
+  p.AddBool("json", "print JSON");
+  return p;
+}
+
+TEST(FlagsTest, ParsesBothFormsDefaultsAndPositionals) {
+  FlagParser p = MakeParser();
+  ASSERT_TRUE(ParseArgs(p, {"plan", "--recipe", "a.yaml", "--port=9", "--json", "extra"}).ok());
+  EXPECT_EQ(p.positional(), (std::vector<std::string>{"plan", "extra"}));
+  EXPECT_EQ(p.Get("recipe"), "a.yaml");
+  EXPECT_EQ(*p.GetInt("port"), 9);
+  EXPECT_DOUBLE_EQ(*p.GetDouble("lr-scale"), 1.5);
+  EXPECT_TRUE(p.GetBool("json"));
+  EXPECT_TRUE(p.IsSet("port"));
+  EXPECT_FALSE(p.IsSet("lr-scale"));
+  EXPECT_FALSE(p.help_requested());
+}
+
+TEST(FlagsTest, SnakeCaseSpellingAndBoolValues) {
+  FlagParser p = MakeParser();
+  ASSERT_TRUE(ParseArgs(p, {"--lr_scale=2", "--json=no"}).ok());
+  EXPECT_DOUBLE_EQ(*p.GetDouble("lr-scale"), 2);
+  EXPECT_FALSE(p.GetBool("json"));
+  EXPECT_TRUE(p.IsSet("json"));
+  FlagParser bad = MakeParser();
+  EXPECT_THAT(std::string(ParseArgs(bad, {"--json=maybe"}).message()),
+              HasSubstr("--json: value \"maybe\" is not a boolean"));
+}
+
+TEST(FlagsTest, NegativeNumberIsAValue) {
+  FlagParser p = MakeParser();
+  ASSERT_TRUE(ParseArgs(p, {"--port", "-1"}).ok());
+  EXPECT_EQ(*p.GetInt("port"), -1);
+}
+
+TEST(FlagsTest, Help) {
+  FlagParser p = MakeParser();
+  ASSERT_TRUE(ParseArgs(p, {"--help", "--bogus"}).ok());
+  EXPECT_TRUE(p.help_requested());
+  FlagParser q = MakeParser();
+  ASSERT_TRUE(ParseArgs(q, {"-h"}).ok());
+  EXPECT_TRUE(q.help_requested());
+
+  const std::string help = q.Help();
+  EXPECT_THAT(help, HasSubstr("qsrctl <command> [flags]"));
+  EXPECT_THAT(help, HasSubstr("--port"));
+  EXPECT_THAT(help, HasSubstr("(default: 50051)"));
+  EXPECT_THAT(help, HasSubstr("--json"));
+  EXPECT_THAT(help, ::testing::Not(HasSubstr("Recipe keys")));
+  q.AcceptRecipeOverrides();
+  EXPECT_THAT(q.Help(), HasSubstr("Recipe keys (override the recipe):"));
+  EXPECT_THAT(q.Help(), HasSubstr("--max-lr"));
+}
+
+TEST(FlagsTest, UnknownFlagAndMissingValue) {
+  FlagParser p = MakeParser();
+  absl::Status s = ParseArgs(p, {"--foo", "1"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.message()), "unknown flag --foo (see --help)");
+  FlagParser q = MakeParser();
+  EXPECT_EQ(std::string(ParseArgs(q, {"--max-lr", "1"}).message()),
+            "unknown flag --max-lr (see --help)");  // recipe overrides not accepted
+  FlagParser r = MakeParser();
+  EXPECT_THAT(std::string(ParseArgs(r, {"--recipe"}).message()),
+              HasSubstr("flag --recipe needs a value"));
+  FlagParser t = MakeParser();
+  EXPECT_THAT(std::string(ParseArgs(t, {"--recipe", "--json"}).message()),
+              HasSubstr("flag --recipe needs a value"));
+  FlagParser u = MakeParser();
+  EXPECT_THAT(std::string(ParseArgs(u, {"-x"}).message()), HasSubstr("unknown flag -x"));
+}
+
+TEST(FlagsTest, GetIntAndGetDoubleErrorsNameFlagAndValue) {
+  FlagParser p = MakeParser();
+  ASSERT_TRUE(ParseArgs(p, {"--port=abc", "--lr-scale=x"}).ok());
+  EXPECT_EQ(std::string(p.GetInt("port").status().message()),
+            "flag --port: value \"abc\" is not an integer");
+  EXPECT_EQ(std::string(p.GetDouble("lr-scale").status().message()),
+            "flag --lr-scale: value \"x\" is not a number");
+}
+
+TEST(FlagsTest, RecipeOverridesInOrder) {
+  FlagParser p = MakeParser();
+  p.AcceptRecipeOverrides();
+  ASSERT_TRUE(ParseArgs(p, {"run", "--max-lr", "0.2", "--decay_points=30,60", "--nesterov",
+                            "--max-lr=0.3", "--json"})
+                  .ok());
+  EXPECT_EQ(
+      p.recipe_overrides(),
+      (std::vector<std::pair<std::string, std::string>>{
+          {"max_lr", "0.2"}, {"decay_points", "30,60"}, {"nesterov", "true"}, {"max_lr", "0.3"}}));
+  EXPECT_TRUE(p.GetBool("json"));
+  EXPECT_EQ(p.positional(), std::vector<std::string>{"run"});
+
+  Recipe r;
+  ASSERT_TRUE(ApplyRecipeOverrides(r, p.recipe_overrides()).ok());
+  EXPECT_DOUBLE_EQ(r.max_lr, 0.3);  // the later flag wins
+  EXPECT_EQ(r.decay_points, (std::vector<double>{30, 60}));
+  EXPECT_TRUE(r.nesterov);
+}
+
+TEST(FlagsTest, BadOverrideNamesTheFlag) {
+  Recipe r;
+  absl::Status s = ApplyRecipeOverrides(r, {{"epochs", "3"}, {"max_lr", "abc"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.message()), "flag --max-lr: value \"abc\" is not a number");
+  EXPECT_EQ(r.epochs, 3);
+}
+
+}  // namespace
+}  // namespace qsr

@@ -1,0 +1,315 @@
+#include "common/recipe.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace qsr {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+constexpr char kFullRecipe[] = R"(# every key
+model: mlp
+dataset: fashion-mnist
+data_dir: /data/fm
+optimizer: localadamw
+max_lr: 0.008
+min_lr: 1.0e-5
+momentum: 0.5
+nesterov: yes
+wd: 0.05
+beta1: 0.8
+beta2: 0.98
+eps: 1e-6
+scheduler: step
+decay_points: [30, 60.5]
+gamma: 0.2
+warmup_epochs: 2.5
+warmup_steps: 40
+epochs: 90
+epochs_for_sche: 100
+steps_per_epoch: 50
+total_batch_size: 256
+physical_batch_size: 32
+seed: 7
+init_model_by_seed: 11
+alpha: 0.0175
+power: 3
+min_h: 2
+init_h: 4
+workers: 4
+eval_batch_size: 500
+)";
+
+TEST(RecipeTest, ParsesEveryKey) {
+  absl::StatusOr<Recipe> parsed = ParseRecipeYaml(kFullRecipe, "full.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Recipe& r = *parsed;
+  EXPECT_EQ(r.model, "mlp");
+  EXPECT_EQ(r.dataset, "fashion-mnist");
+  EXPECT_EQ(r.data_dir, "/data/fm");
+  EXPECT_EQ(r.optimizer, "localadamw");
+  EXPECT_DOUBLE_EQ(r.max_lr, 0.008);
+  EXPECT_DOUBLE_EQ(r.min_lr, 1e-5);
+  EXPECT_DOUBLE_EQ(r.momentum, 0.5);
+  EXPECT_TRUE(r.nesterov);
+  EXPECT_DOUBLE_EQ(r.wd, 0.05);
+  EXPECT_DOUBLE_EQ(r.beta1, 0.8);
+  EXPECT_DOUBLE_EQ(r.beta2, 0.98);
+  EXPECT_DOUBLE_EQ(r.eps, 1e-6);
+  EXPECT_EQ(r.scheduler, "step");
+  EXPECT_EQ(r.decay_points, (std::vector<double>{30, 60.5}));
+  EXPECT_DOUBLE_EQ(r.gamma, 0.2);
+  EXPECT_DOUBLE_EQ(r.warmup_epochs, 2.5);
+  EXPECT_EQ(r.warmup_steps, 40);
+  EXPECT_EQ(r.epochs, 90);
+  EXPECT_EQ(r.epochs_for_sche, 100);
+  EXPECT_EQ(r.steps_per_epoch, 50);
+  EXPECT_EQ(r.total_batch_size, 256);
+  EXPECT_EQ(r.physical_batch_size, 32);
+  EXPECT_EQ(r.seed, 7);
+  EXPECT_EQ(r.init_model_by_seed, 11);
+  EXPECT_DOUBLE_EQ(r.alpha, 0.0175);
+  EXPECT_DOUBLE_EQ(r.power, 3);
+  EXPECT_EQ(r.min_h, 2);
+  EXPECT_EQ(r.init_h, 4);
+  EXPECT_EQ(r.workers, 4);
+  EXPECT_EQ(r.eval_batch_size, 500);
+  EXPECT_TRUE(r.Adam());
+  EXPECT_FALSE(r.DataParallel());
+
+  Recipe resolved = r;
+  ASSERT_TRUE(ResolveRecipe(resolved).ok());
+  EXPECT_EQ(resolved.LocalBatchSize(), 64);
+  EXPECT_EQ(resolved.AccumulationSteps(), 2);
+  EXPECT_EQ(resolved.ScheduleSteps(), 5000);
+  EXPECT_EQ(resolved.TotalSteps(), 4500);
+}
+
+TEST(RecipeTest, DefaultsResolveWithFashionMnist) {
+  Recipe r;
+  ASSERT_TRUE(ResolveRecipe(r).ok());
+  EXPECT_EQ(r.steps_per_epoch, 468);  // floor(60000 / 128)
+  EXPECT_EQ(r.epochs_for_sche, 5);
+  EXPECT_EQ(r.warmup_steps, 0);
+  EXPECT_EQ(r.physical_batch_size, 128);
+  EXPECT_EQ(r.TotalSteps(), 5 * 468);
+
+  const std::string once = RecipeToYaml(r);
+  ASSERT_TRUE(ResolveRecipe(r).ok());  // idempotent
+  EXPECT_EQ(RecipeToYaml(r), once);
+}
+
+TEST(RecipeTest, DerivesWarmupStepsAndPhysicalBatch) {
+  Recipe r;
+  r.warmup_epochs = 0.5;
+  r.workers = 4;
+  ASSERT_TRUE(ResolveRecipe(r).ok());
+  EXPECT_EQ(r.warmup_steps, 234);  // round(0.5 * 468)
+  EXPECT_EQ(r.physical_batch_size, 32);
+  EXPECT_EQ(r.AccumulationSteps(), 1);
+}
+
+TEST(RecipeTest, EmptyValuesForStringsAndLists) {
+  absl::StatusOr<Recipe> r = ParseRecipeYaml("data_dir:\ndecay_points: []\n", "r.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->data_dir, "");
+  EXPECT_TRUE(r->decay_points.empty());
+}
+
+TEST(RecipeTest, UnknownKeyIsNamedWithASuggestion) {
+  absl::StatusOr<Recipe> r = ParseRecipeYaml("epochs: 3\nmax_lrr: 0.1\n", "recipe.yaml");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Message(r.status()),
+            "recipe.yaml:2: unknown key \"max_lrr\" (did you mean \"max_lr\"?)");
+  EXPECT_EQ(Message(ParseRecipeYaml("zzzzzz: 1\n", "r.yaml").status()),
+            "r.yaml:1: unknown key \"zzzzzz\"");
+}
+
+TEST(RecipeTest, WrongTypeNamesKeyAndValue) {
+  EXPECT_EQ(Message(ParseRecipeYaml("max_lr: abc\n", "recipe.yaml").status()),
+            "recipe.yaml:1: key \"max_lr\": value \"abc\" is not a number");
+  EXPECT_EQ(Message(ParseRecipeYaml("epochs: 2.5\n", "r.yaml").status()),
+            "r.yaml:1: key \"epochs\": value \"2.5\" is not an integer");
+  EXPECT_THAT(Message(ParseRecipeYaml("nesterov: maybe\n", "r.yaml").status()),
+              HasSubstr("key \"nesterov\": value \"maybe\" is not a boolean"));
+  EXPECT_THAT(Message(ParseRecipeYaml("max_lr: [1, 2]\n", "r.yaml").status()),
+              HasSubstr("key \"max_lr\": must be a single value"));
+  EXPECT_THAT(Message(ParseRecipeYaml("decay_points: [30, x]\n", "r.yaml").status()),
+              AllOf(HasSubstr("decay_points"), HasSubstr("\"x\"")));
+  EXPECT_THAT(Message(ParseRecipeYaml("epochs:\n", "r.yaml").status()),
+              HasSubstr("key \"epochs\": has no value"));
+}
+
+TEST(RecipeTest, ChoiceKeysListWhatIsAllowed) {
+  EXPECT_EQ(Message(ParseRecipeYaml("optimizer: foo\n", "r.yaml").status()),
+            "r.yaml:1: key \"optimizer\": value \"foo\" is not one of sgd, localsgd, adamw, "
+            "localadamw");
+  EXPECT_THAT(Message(ParseRecipeYaml("model: resnet18\n", "r.yaml").status()),
+              HasSubstr("is not one of mlp, cnn"));
+  EXPECT_THAT(Message(ParseRecipeYaml("scheduler: exp\n", "r.yaml").status()),
+              HasSubstr("is not one of cosine, linear, step, constant"));
+}
+
+TEST(RecipeTest, MalformedYamlNamesFileAndLine) {
+  absl::StatusOr<Recipe> r = ParseRecipeYaml("epochs: 3\nmax_lr: [0.1\n", "bad.yaml");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(r.status()), AllOf(HasSubstr("bad.yaml:"), HasSubstr("malformed YAML")));
+}
+
+TEST(RecipeTest, TopLevelMustBeAMap) {
+  EXPECT_THAT(Message(ParseRecipeYaml("- 1\n- 2\n", "r.yaml").status()),
+              HasSubstr("top level must be a map"));
+  EXPECT_THAT(Message(ParseRecipeYaml("", "r.yaml").status()),
+              HasSubstr("top level must be a map"));
+}
+
+TEST(RecipeTest, DuplicateKeyIsAnError) {
+  EXPECT_EQ(Message(ParseRecipeYaml("epochs: 3\nepochs: 4\n", "r.yaml").status()),
+            "r.yaml:2: duplicate key \"epochs\"");
+}
+
+TEST(RecipeTest, MinLrAboveMaxLr) {
+  Recipe r;
+  r.min_lr = 0.5;
+  r.max_lr = 0.1;
+  EXPECT_EQ(Message(ResolveRecipe(r)), "key \"min_lr\": value 0.5 must be <= max_lr (0.1)");
+}
+
+TEST(RecipeTest, IndivisibleBatchNamesTheThreeKeys) {
+  Recipe r;
+  r.total_batch_size = 128;
+  r.workers = 3;
+  absl::Status s = ResolveRecipe(r);
+  EXPECT_EQ(Message(s),
+            "total_batch_size (128) must be divisible by workers (3) * physical_batch_size (42)");
+
+  Recipe accum;
+  accum.workers = 2;
+  accum.physical_batch_size = 48;
+  EXPECT_THAT(Message(ResolveRecipe(accum)),
+              AllOf(HasSubstr("total_batch_size (128)"), HasSubstr("workers (2)"),
+                    HasSubstr("physical_batch_size (48)")));
+}
+
+TEST(RecipeTest, RangeChecksNameKeyAndValue) {
+  auto resolve = [](void (*edit)(Recipe&)) {
+    Recipe r;
+    edit(r);
+    return Message(ResolveRecipe(r));
+  };
+  EXPECT_EQ(resolve([](Recipe& r) { r.momentum = 1; }),
+            "key \"momentum\": value 1 must be in [0, 1)");
+  EXPECT_EQ(resolve([](Recipe& r) { r.workers = 0; }), "key \"workers\": value 0 must be >= 1");
+  EXPECT_THAT(resolve([](Recipe& r) { r.max_lr = 0; }), HasSubstr("\"max_lr\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.epochs = 0; }), HasSubstr("\"epochs\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.epochs_for_sche = 2; }), HasSubstr("\"epochs_for_sche\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.warmup_epochs = 6; }), HasSubstr("\"warmup_steps\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.beta2 = 1; }), HasSubstr("\"beta2\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.eps = 0; }), HasSubstr("\"eps\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.wd = -1; }), HasSubstr("\"wd\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.alpha = -1; }), HasSubstr("\"alpha\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.power = 0; }), HasSubstr("\"power\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.min_h = 0; }), HasSubstr("\"min_h\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.init_h = 0; }), HasSubstr("\"init_h\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.gamma = 0; }), HasSubstr("\"gamma\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.eval_batch_size = 0; }), HasSubstr("\"eval_batch_size\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.decay_points = {60, 30}; }), HasSubstr("ascend"));
+  EXPECT_THAT(resolve([](Recipe& r) { r.decay_points = {-1}; }), HasSubstr("\"decay_points\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.nesterov = true, r.momentum = 0; }), HasSubstr("nesterov"));
+  EXPECT_THAT(resolve([](Recipe& r) { r.optimizer = "foo"; }), HasSubstr("is not one of"));
+  EXPECT_THAT(resolve([](Recipe& r) { r.total_batch_size = 65536; }),
+              HasSubstr("larger than the 60000 training examples"));
+  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagenet"; }),
+              AllOf(HasSubstr("imagenet"), HasSubstr("fashion-mnist")));
+}
+
+TEST(RecipeTest, StepSchedulerWithoutDecayPointsIsAllowed) {
+  Recipe r;
+  r.scheduler = "step";
+  EXPECT_TRUE(ResolveRecipe(r).ok());
+}
+
+TEST(RecipeTest, ToYamlRoundTrips) {
+  absl::StatusOr<Recipe> r = ParseRecipeYaml(kFullRecipe, "full.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  r->max_lr = 0.1 + 0.2;  // needs 17 digits
+  r->data_dir = "";
+  r->dataset = "true";  // a string that YAML would read as a boolean unless quoted
+  const std::string yaml = RecipeToYaml(*r);
+  EXPECT_THAT(yaml, HasSubstr("max_lr: 0.30000000000000004\n"));
+  absl::StatusOr<Recipe> again = ParseRecipeYaml(yaml, "dump.yaml");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << yaml;
+  EXPECT_EQ(RecipeToYaml(*again), yaml);
+  EXPECT_EQ(again->max_lr, r->max_lr);
+  EXPECT_EQ(again->data_dir, "");
+  EXPECT_EQ(again->dataset, "true");
+  EXPECT_EQ(again->decay_points, r->decay_points);
+  EXPECT_TRUE(again->nesterov);
+}
+
+TEST(RecipeTest, SetRecipeKeyAcceptsKebabAndSnake) {
+  Recipe r;
+  ASSERT_TRUE(SetRecipeKey(r, "max-lr", "0.25").ok());
+  ASSERT_TRUE(SetRecipeKey(r, "min_lr", "0.01").ok());
+  ASSERT_TRUE(SetRecipeKey(r, "decay-points", "30,60").ok());
+  ASSERT_TRUE(SetRecipeKey(r, "nesterov", "1").ok());
+  EXPECT_DOUBLE_EQ(r.max_lr, 0.25);
+  EXPECT_DOUBLE_EQ(r.min_lr, 0.01);
+  EXPECT_EQ(r.decay_points, (std::vector<double>{30, 60}));
+  EXPECT_TRUE(r.nesterov);
+  ASSERT_TRUE(SetRecipeKey(r, "nesterov", "no").ok());
+  EXPECT_FALSE(r.nesterov);
+
+  EXPECT_EQ(Message(SetRecipeKey(r, "max-lr", "abc")),
+            "key \"max_lr\": value \"abc\" is not a number");
+  EXPECT_EQ(Message(SetRecipeKey(r, "max-lrr", "1")),
+            "unknown key \"max_lrr\" (did you mean \"max_lr\"?)");
+  EXPECT_EQ(Message(SetRecipeKeyAs(r, "max-lr", "abc", "flag --max-lr")),
+            "flag --max-lr: value \"abc\" is not a number");
+  EXPECT_DOUBLE_EQ(r.max_lr, 0.25);  // a failed set leaves the value alone
+}
+
+TEST(RecipeTest, KeyQueriesAndHelp) {
+  EXPECT_TRUE(IsRecipeKey("max-lr"));
+  EXPECT_TRUE(IsRecipeKey("epochs_for_sche"));
+  EXPECT_FALSE(IsRecipeKey("recipe"));
+  EXPECT_TRUE(IsRecipeBoolKey("nesterov"));
+  EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
+
+  const auto help = RecipeKeyHelp();
+  EXPECT_EQ(help.size(), 30u);
+  bool found = false;
+  for (const auto& [name, text] : help) {
+    EXPECT_EQ(name.find('_'), std::string::npos) << name;
+    if (name == "max-lr") {
+      found = true;
+      EXPECT_THAT(text, HasSubstr("(default: 0.1)"));
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(RecipeTest, LoadRecipeFile) {
+  const std::string path = ::testing::TempDir() + "/recipe_test.yaml";
+  {
+    std::ofstream out(path);
+    out << "epochs: 12\nalpha: 0.01\n";
+  }
+  absl::StatusOr<Recipe> r = LoadRecipeFile(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->epochs, 12);
+  std::remove(path.c_str());
+  EXPECT_THAT(Message(LoadRecipeFile(path).status()), HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace qsr

@@ -1,0 +1,122 @@
+// The command-line tools against a live coordinator process on an OS-chosen loopback port.
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/process_group.h"
+#include "common/recipe.h"
+#include "common/round_planner.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_util.h"
+
+namespace qsr {
+namespace {
+
+const std::string kBin = QSR_BIN_DIR;
+const std::string kRecipe = std::string(QSR_SOURCE_DIR) + "/recipes/fashion-mnist/cnn-localsgd-qsr.yaml";
+
+TEST(CliTest, StatusJsonShowsALiveCoordinator) {
+  testing::TempDir dir;
+  const std::string port_file = dir.path() + "/port";
+  ProcessGroup coordinator;
+  ASSERT_TRUE(coordinator
+                  .Spawn("coord", {kBin + "/qsr-coordinator", "--recipe", kRecipe, "--listen",
+                                   "127.0.0.1:0", "--port-file", port_file, "--run-dir",
+                                   dir.path() + "/run", "--workers", "4", "--epochs", "2"})
+                  .ok());
+  std::string port;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (port.empty() && absl::Now() < deadline && !coordinator.ExitCode(0)) {
+    coordinator.Pump(absl::Milliseconds(50));
+    port = testing::ReadFile(port_file);
+  }
+  ASSERT_FALSE(port.empty()) << "the coordinator did not write its port";
+  port.erase(port.find_last_not_of("\n") + 1);
+  const std::string address = "127.0.0.1:" + port;
+
+  testing::CommandResult status =
+      testing::RunCommand({kBin + "/qsrctl", "--coordinator", address, "status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  const std::string& json = status.output;
+  for (const char* field :
+       {"state", "step", "total_steps", "epoch", "round", "lr", "h", "workers"}) {
+    EXPECT_FALSE(testing::JsonField(json, field).empty()) << field << " missing in " << json;
+  }
+  EXPECT_EQ(testing::JsonField(json, "state"), "WAITING");
+  EXPECT_EQ(testing::JsonField(json, "workers"), "0");
+  EXPECT_EQ(testing::JsonField(json, "world_size"), "4");
+  EXPECT_EQ(testing::JsonField(json, "total_steps"), "936");  // 2 epochs x 468 steps
+
+  testing::CommandResult table =
+      testing::RunCommand({kBin + "/qsrctl", "--coordinator", address, "status"});
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_NE(table.output.find("WAITING"), std::string::npos);
+
+  testing::CommandResult rounds =
+      testing::RunCommand({kBin + "/qsrctl", "--coordinator", address, "rounds", "--json"});
+  EXPECT_EQ(rounds.exit_code, 0) << rounds.output;
+  EXPECT_TRUE(rounds.output.empty()) << "no round has completed yet: " << rounds.output;
+  coordinator.TerminateAll(absl::Seconds(5));
+}
+
+TEST(CliTest, StatusNamesAnUnreachableCoordinator) {
+  // Port 1 on loopback: nothing listens there.
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsrctl", "--coordinator", "127.0.0.1:1", "status"}, 30);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("127.0.0.1:1"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, PlanJsonMatchesThePlanner) {
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsrctl", "plan", "--recipe", kRecipe, "--epochs", "2", "--alpha=0.3", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> lines = absl::StrSplit(r.output, '\n', absl::SkipEmpty());
+  absl::StatusOr<Recipe> recipe = LoadRecipeFile(kRecipe);
+  ASSERT_TRUE(recipe.ok());
+  recipe->epochs = 2;
+  recipe->alpha = 0.3;
+  ASSERT_TRUE(ResolveRecipe(*recipe).ok());
+  std::vector<Round> plan = RoundPlanner(*recipe).Plan();
+  ASSERT_EQ(lines.size(), plan.size() + 1);  // one per round, then the summary
+  for (size_t i = 0; i < plan.size(); ++i) {
+    EXPECT_EQ(testing::JsonField(lines[i], "round"), absl::StrCat(plan[i].index));
+    EXPECT_EQ(testing::JsonField(lines[i], "step"), absl::StrCat(plan[i].start_step));
+    EXPECT_EQ(testing::JsonField(lines[i], "h"), absl::StrCat(plan[i].h));
+  }
+  EXPECT_EQ(testing::JsonField(lines.back(), "rounds"), absl::StrCat(plan.size()));
+  EXPECT_EQ(testing::JsonField(lines.back(), "total_steps"), "936");
+}
+
+TEST(CliTest, MalformedRecipeExitsNonZeroNamingTheKey) {
+  testing::TempDir dir;
+  const std::string bad = dir.path() + "/bad.yaml";
+  testing::WriteFile(bad, "model: cnn\nmax_lrr: 0.1\n");
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kBin + "/qsr-coordinator", "--recipe", bad, "--listen",
+                                 "127.0.0.1:0"},
+        std::vector<std::string>{kBin + "/qsrctl", "plan", "--recipe", bad},
+        std::vector<std::string>{kBin + "/qsr-run", "--recipe", bad}}) {
+    testing::CommandResult r = testing::RunCommand(argv, 30);
+    EXPECT_NE(r.exit_code, 0) << argv[0];
+    EXPECT_NE(r.output.find("max_lrr"), std::string::npos) << argv[0] << ": " << r.output;
+  }
+  testing::WriteFile(bad, "model: cnn\nmax_lr: fast\n");
+  testing::CommandResult r = testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", bad}, 30);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("max_lr"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("fast"), std::string::npos) << r.output;
+
+  r = testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", kRecipe, "--min-lr", "1"}, 30);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("min_lr"), std::string::npos) << r.output;
+  r = testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", kRecipe, "--workers", "3"}, 30);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("total_batch_size"), std::string::npos) << r.output;
+  r = testing::RunCommand({kBin + "/qsr-coordinator", "--recipe", kRecipe, "--bogus-flag"}, 30);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bogus-flag"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace qsr

@@ -1,0 +1,9 @@
+# Tests of worker/comm (included from tests/worker/CMakeLists.txt).
+qsr_test(gloo_communicator_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/gloo_communicator_test.cc
+  LIBS qsr_worker_comm qsr_common absl::synchronization
+)
+qsr_test(model_averager_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/model_averager_test.cc
+  LIBS qsr_worker_comm qsr_common
+)

@@ -1,0 +1,5 @@
+# Tests of worker/data: sampler, IDX loading, batch loader.
+find_package(ZLIB REQUIRED)  # the IDX test writes gzip files
+qsr_test(worker_sampler_test SOURCES sampler_test.cc LIBS qsr_worker_data)
+qsr_test(worker_fashion_mnist_test SOURCES fashion_mnist_test.cc LIBS qsr_worker_data ZLIB::ZLIB)
+qsr_test(worker_batch_loader_test SOURCES batch_loader_test.cc LIBS qsr_worker_data)

@@ -1,0 +1,196 @@
+#include "worker/comm/model_averager.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/store.h"
+#include "worker/comm/gloo_communicator.h"
+
+namespace qsr {
+namespace {
+
+void RunRanks(int size, const std::function<void(int)>& fn) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) threads.emplace_back(fn, r);
+  for (auto& t : threads) t.join();
+}
+
+std::vector<std::unique_ptr<GlooCommunicator>> Connect(int size) {
+  InMemoryStore store;
+  std::vector<std::unique_ptr<GlooCommunicator>> comms(size);
+  RunRanks(size, [&](int rank) {
+    PrefixStore scoped("averager", &store);
+    GlooOptions options;
+    options.timeout = absl::Seconds(30);
+    auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
+    EXPECT_TRUE(comm.ok()) << comm.status();
+    if (comm.ok()) comms[rank] = std::move(*comm);
+  });
+  return comms;
+}
+
+// A small model with parameters, float buffers and a non-floating buffer.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3)));
+    bn = register_module("bn", torch::nn::BatchNorm2d(4));
+    fc = register_module("fc", torch::nn::Linear(4, 5));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::relu(bn(conv(x)));
+    return fc(x.mean({2, 3}));
+  }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(Net);
+
+// Every floating tensor of the model, in averager order.
+std::vector<torch::Tensor> FloatState(const Net& net) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net->parameters()) out.push_back(p.detach().clone());
+  for (const auto& b : net->buffers()) {
+    if (b.is_floating_point()) out.push_back(b.detach().clone());
+  }
+  return out;
+}
+
+bool BitIdentical(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.sizes() == b.sizes() && a.dtype() == b.dtype() &&
+         std::memcmp(a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()) == 0;
+}
+
+class ModelAveragerTest : public ::testing::TestWithParam<int> {
+ protected:
+  int size() const { return GetParam(); }
+};
+
+TEST_P(ModelAveragerTest, AverageGivesBitIdenticalMeanOnEveryRank) {
+  auto comms = Connect(size());
+  std::vector<Net> nets;
+  for (int r = 0; r < size(); ++r) {
+    torch::manual_seed(r + 1);  // Different weights on every rank.
+    nets.emplace_back();
+    // Make the BatchNorm statistics differ too.
+    nets[r]->train();
+    nets[r]->forward(torch::randn({2, 3, 6, 6}) * (r + 1));
+  }
+  std::vector<std::vector<torch::Tensor>> before(size());
+  for (int r = 0; r < size(); ++r) before[r] = FloatState(nets[r]);
+  const auto tracked_before = nets[0]->named_buffers()["bn.num_batches_tracked"].clone();
+
+  std::vector<absl::Status> statuses(size());
+  RunRanks(size(), [&](int r) {
+    auto averager = ModelAverager::ForModule(*nets[r]);
+    if (!averager.ok()) {
+      statuses[r] = averager.status();
+      return;
+    }
+    statuses[r] = averager->Average(*comms[r]);
+  });
+  for (int r = 0; r < size(); ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r];
+
+  const size_t num = before[0].size();
+  for (size_t i = 0; i < num; ++i) {
+    torch::Tensor mean = torch::zeros_like(before[0][i], torch::kFloat64);
+    for (int r = 0; r < size(); ++r) mean += before[r][i].to(torch::kFloat64);
+    mean /= size();
+    for (int r = 0; r < size(); ++r) {
+      const torch::Tensor now = FloatState(nets[r])[i];
+      EXPECT_TRUE(BitIdentical(now, FloatState(nets[0])[i])) << "tensor " << i << " rank " << r;
+      EXPECT_TRUE(torch::allclose(now.to(torch::kFloat64), mean, 1e-5, 1e-6)) << "tensor " << i;
+    }
+  }
+  // Non-floating buffers are left alone.
+  EXPECT_TRUE(torch::equal(nets[0]->named_buffers()["bn.num_batches_tracked"], tracked_before));
+}
+
+TEST_P(ModelAveragerTest, BytesCountFloatingElements) {
+  Net net;
+  auto averager = ModelAverager::ForModule(*net);
+  ASSERT_TRUE(averager.ok()) << averager.status();
+  int64_t numel = 0;
+  for (const auto& t : FloatState(net)) numel += t.numel();
+  EXPECT_EQ(averager->bytes(), numel * 4);
+  EXPECT_EQ(averager->num_grad_tensors(), static_cast<int64_t>(net->parameters().size()));
+  // conv w/b, bn w/b, fc w/b, bn running_mean/var; num_batches_tracked skipped.
+  EXPECT_EQ(averager->num_tensors(), 8);
+}
+
+TEST_P(ModelAveragerTest, BroadcastFromNonZeroRootCopiesTheModel) {
+  auto comms = Connect(size());
+  std::vector<Net> nets;
+  for (int r = 0; r < size(); ++r) {
+    torch::manual_seed(100 + r);
+    nets.emplace_back();
+  }
+  const int root = size() - 1;
+  const auto expected = FloatState(nets[root]);
+  std::vector<absl::Status> statuses(size());
+  RunRanks(size(), [&](int r) {
+    auto averager = ModelAverager::ForModule(*nets[r]);
+    statuses[r] = averager.ok() ? averager->BroadcastFrom(*comms[r], root) : averager.status();
+  });
+  for (int r = 0; r < size(); ++r) {
+    ASSERT_TRUE(statuses[r].ok()) << statuses[r];
+    const auto state = FloatState(nets[r]);
+    for (size_t i = 0; i < state.size(); ++i) {
+      EXPECT_TRUE(BitIdentical(state[i], expected[i])) << "rank " << r << " tensor " << i;
+    }
+  }
+}
+
+TEST_P(ModelAveragerTest, AllReduceGradientsAveragesAndHandlesMissingGrads) {
+  auto comms = Connect(size());
+  // Three parameters: `a` has a grad everywhere, `b` only on rank 0, `c` nowhere.
+  std::vector<std::vector<torch::Tensor>> params(size());
+  for (int r = 0; r < size(); ++r) {
+    torch::Tensor a = torch::zeros({2, 3}, torch::requires_grad());
+    torch::Tensor b = torch::zeros({4}, torch::requires_grad());
+    torch::Tensor c = torch::zeros({5}, torch::requires_grad());
+    a.mutable_grad() = torch::full({2, 3}, static_cast<float>(r + 1));
+    if (r == 0) b.mutable_grad() = torch::full({4}, 6.0f);
+    params[r] = {a, b, c};
+  }
+  std::vector<absl::Status> statuses(size());
+  RunRanks(size(), [&](int r) {
+    auto averager = ModelAverager::Create(params[r]);
+    statuses[r] = averager.ok() ? averager->AllReduceGradients(*comms[r]) : averager.status();
+  });
+  const float mean_a = (size() + 1) / 2.0f;
+  const float mean_b = 6.0f / size();
+  for (int r = 0; r < size(); ++r) {
+    ASSERT_TRUE(statuses[r].ok()) << statuses[r];
+    EXPECT_TRUE(torch::allclose(params[r][0].grad(), torch::full({2, 3}, mean_a)));
+    ASSERT_TRUE(params[r][1].grad().defined()) << "rank " << r;
+    EXPECT_TRUE(torch::allclose(params[r][1].grad(), torch::full({4}, mean_b)));
+    EXPECT_TRUE(BitIdentical(params[r][1].grad(), params[0][1].grad()));
+    EXPECT_FALSE(params[r][2].grad().defined()) << "rank " << r;
+    // The parameters themselves are untouched.
+    EXPECT_TRUE(torch::equal(params[r][0], torch::zeros({2, 3})));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldSizes, ModelAveragerTest, ::testing::Values(1, 2, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "size" + std::to_string(info.param);
+                         });
+
+TEST(ModelAveragerCreateTest, SkipsNonFloatingAndUndefinedTensors) {
+  std::vector<torch::Tensor> tensors = {torch::ones({3}), torch::zeros({2}, torch::kInt64),
+                                        torch::Tensor(), torch::ones({2, 2}, torch::kFloat64)};
+  auto averager = ModelAverager::Create(tensors);
+  ASSERT_TRUE(averager.ok()) << averager.status();
+  EXPECT_EQ(averager->num_tensors(), 2);
+  EXPECT_EQ(averager->bytes(), (3 + 4) * 4);
+  EXPECT_EQ(averager->num_grad_tensors(), 0);
+}
+
+}  // namespace
+}  // namespace qsr

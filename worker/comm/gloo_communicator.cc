@@ -1,0 +1,283 @@
+#include "worker/comm/gloo_communicator.h"
+
+#include <gloo/allreduce.h>
+#include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
+#include <gloo/types.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "worker/comm/gloo_store.h"
+
+namespace qsr {
+namespace {
+
+// Gloo's segment bound for the ring all-reduce (AllreduceOptions::kMaxSegmentSize).
+constexpr int64_t kMaxSegmentBytes = 1024 * 1024;
+
+// Element-wise float sum for gloo::allreduce: c[i] = a[i] + b[i].
+void SumFloats(void* c, const void* a, const void* b, size_t n) {
+  float* out = static_cast<float*>(c);
+  const float* x = static_cast<const float*>(a);
+  const float* y = static_cast<const float*>(b);
+  for (size_t i = 0; i < n; ++i) out[i] = x[i] + y[i];
+}
+
+// Slot prefix of the never-matched receive that SignalConnections() times out on; Gloo's
+// collectives use prefixes 0x01-0x08.
+constexpr uint8_t kAbortSlotPrefix = 0x7f;
+
+void IgnoreSigpipeOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current = {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
+std::chrono::milliseconds ToMillis(absl::Duration d) {
+  return std::chrono::milliseconds(std::max<int64_t>(1, absl::ToInt64Milliseconds(d)));
+}
+
+bool LooksLikeTimeout(const std::string& what) {
+  const std::string lower = absl::AsciiStrToLower(what);
+  return absl::StrContains(lower, "timed out") || absl::StrContains(lower, "timeout");
+}
+
+int64_t RoundUp(int64_t value, int64_t multiple) {
+  const int64_t remainder = value % multiple;
+  return remainder == 0 ? value : value + multiple - remainder;
+}
+
+std::string DescribeTensor(const torch::Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  return absl::StrCat("tensor of dtype ", std::string(c10::toString(t.scalar_type())), " on ",
+                      t.device().str(), t.is_contiguous() ? "" : " (non-contiguous)", " with ",
+                      t.numel(), " elements");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(
+    Store* store, int rank, int size, const GlooOptions& options) {
+  if (size < 1) return absl::InvalidArgumentError(absl::StrCat("gloo: size ", size, " < 1"));
+  if (rank < 0 || rank >= size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gloo: rank ", rank, " outside [0, ", size, ")"));
+  }
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("gloo: timeout must be positive, got ",
+                                                   absl::FormatDuration(options.timeout)));
+  }
+  if (size == 1) {
+    return std::unique_ptr<GlooCommunicator>(
+        new GlooCommunicator(rank, size, options.timeout, nullptr));
+  }
+  if (store == nullptr) return absl::InvalidArgumentError("gloo: store is null");
+  if (options.hostname.empty()) return absl::InvalidArgumentError("gloo: hostname is empty");
+  IgnoreSigpipeOnce();
+
+  const std::string where =
+      absl::StrCat("gloo rendezvous (rank ", rank, " of ", size, ", ", options.hostname, "): ");
+  try {
+    gloo::transport::tcp::attr attr;
+    attr.hostname = options.hostname;
+    std::shared_ptr<gloo::transport::Device> device = gloo::transport::tcp::CreateDevice(attr);
+    auto context = std::make_shared<gloo::rendezvous::Context>(rank, size);
+    context->setTimeout(ToMillis(options.timeout));
+    // Every store wait is capped by one deadline for the whole rendezvous, so a late or missing
+    // peer costs at most about `timeout` in total.
+    GlooStore gloo_store(store, options.timeout, absl::Now() + options.timeout);
+    context->connectFullMesh(gloo_store, device);
+    return std::unique_ptr<GlooCommunicator>(
+        new GlooCommunicator(rank, size, options.timeout, std::move(context)));
+  } catch (const GlooStoreError& e) {
+    const absl::Status& s = e.status();
+    return absl::Status(s.code(), where + std::string(s.message()));
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    if (LooksLikeTimeout(what)) return absl::DeadlineExceededError(where + what);
+    return absl::UnavailableError(where + what);
+  } catch (...) {
+    return absl::UnavailableError(where + "unknown exception");
+  }
+}
+
+GlooCommunicator::GlooCommunicator(int rank, int size, absl::Duration timeout,
+                                   std::shared_ptr<gloo::Context> context)
+    : rank_(rank), size_(size), timeout_(timeout), context_(std::move(context)) {}
+
+GlooCommunicator::~GlooCommunicator() = default;
+
+absl::Status GlooCommunicator::AllReduceSum(torch::Tensor& tensor) {
+  std::lock_guard<std::mutex> lock(op_mu_);
+  if (aborted()) return AbortedStatus();
+  if (!tensor.defined() || tensor.scalar_type() != torch::kFloat32 || !tensor.device().is_cpu() ||
+      !tensor.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gloo all-reduce needs a contiguous float32 CPU tensor, got ", DescribeTensor(tensor)));
+  }
+  const int64_t numel = tensor.numel();
+  if (size_ == 1 || numel == 0) return absl::OkStatus();
+  try {
+    gloo::AllreduceOptions opts(context_);
+    opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
+    opts.setOutput(tensor.data_ptr<float>(), static_cast<size_t>(numel));
+    opts.setReduceFunction(&SumFloats);
+    opts.setTag(next_tag_++);
+    opts.setTimeout(ToMillis(timeout_));
+    gloo::allreduce(opts);
+  } catch (const std::exception& e) {
+    return FailCollective("all-reduce", e.what());
+  } catch (...) {
+    return FailCollective("all-reduce", "unknown exception");
+  }
+  bytes_sent_ += RingAllReduceBytesSent(numel * 4, rank_, size_, 4);
+  return absl::OkStatus();
+}
+
+absl::Status GlooCommunicator::Broadcast(torch::Tensor& tensor, int root) {
+  std::lock_guard<std::mutex> lock(op_mu_);
+  if (aborted()) return AbortedStatus();
+  if (root < 0 || root >= size_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gloo broadcast: root ", root, " outside [0, ", size_, ")"));
+  }
+  if (!tensor.defined() || !tensor.device().is_cpu() || !tensor.is_contiguous()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gloo broadcast needs a contiguous CPU tensor, got ", DescribeTensor(tensor)));
+  }
+  const int64_t nbytes = tensor.numel() * static_cast<int64_t>(tensor.element_size());
+  if (size_ == 1 || nbytes == 0) return absl::OkStatus();
+  try {
+    gloo::BroadcastOptions opts(context_);
+    opts.setOutput(static_cast<uint8_t*>(tensor.data_ptr()), static_cast<size_t>(nbytes));
+    opts.setRoot(root);
+    opts.setTag(next_tag_++);
+    opts.setTimeout(ToMillis(timeout_));
+    gloo::broadcast(opts);
+  } catch (const std::exception& e) {
+    return FailCollective("broadcast", e.what());
+  } catch (...) {
+    return FailCollective("broadcast", "unknown exception");
+  }
+  bytes_sent_ += BroadcastBytesSent(nbytes, rank_, root, size_);
+  return absl::OkStatus();
+}
+
+absl::Status GlooCommunicator::FailCollective(const std::string& op, const std::string& what) {
+  // A concurrent Abort() makes the in-flight collective fail; report the abort, not its echo.
+  if (aborted()) return AbortedStatus();
+  const std::string reason =
+      absl::StrCat("gloo ", op, " failed on rank ", rank_, " of ", size_, ": ", what);
+  Abort(reason);
+  if (LooksLikeTimeout(what)) return absl::DeadlineExceededError(reason);
+  return absl::UnavailableError(reason);
+}
+
+void GlooCommunicator::Abort(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    if (aborted_.load()) return;
+    abort_reason_ = reason.empty() ? "aborted" : reason;
+    aborted_.store(true);
+  }
+  SignalConnections();
+}
+
+void GlooCommunicator::SignalConnections() {
+  if (context_ == nullptr) return;
+  // Gloo's TCP transport reacts to a timed-out wait by failing every pending operation of the
+  // context (so a collective blocked in another thread throws now) and closing all its sockets
+  // (so peers blocked on this rank fail now too). The API to signal the pairs directly is
+  // internal (and its header, gloo/common/memory.h, is missing from Debian's libgloo-dev), so
+  // trigger exactly that path: post a receive nobody will match and wait 1 ms for it. Once the
+  // first peer's wait has signalled the context, the remaining attempts throw immediately.
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    try {
+      char byte = 0;
+      std::unique_ptr<gloo::transport::UnboundBuffer> buffer =
+          context_->createUnboundBuffer(&byte, sizeof(byte));
+      buffer->recv(peer, gloo::Slot::build(kAbortSlotPrefix, 0));
+      buffer->waitRecv(std::chrono::milliseconds(1));
+    } catch (...) {
+      // Expected: the timeout (or an already failed connection) throws.
+    }
+  }
+  try {
+    context_->closeConnections();
+  } catch (...) {
+    // Already closed.
+  }
+}
+
+bool GlooCommunicator::aborted() const { return aborted_.load(); }
+
+std::string GlooCommunicator::abort_reason() const {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  return abort_reason_;
+}
+
+absl::Status GlooCommunicator::AbortedStatus() const {
+  return absl::FailedPreconditionError(absl::StrCat("gloo communicator (rank ", rank_, " of ",
+                                                    size_, ") was aborted: ", abort_reason()));
+}
+
+int64_t GlooCommunicator::RingAllReduceBytesSent(int64_t total_bytes, int rank, int size,
+                                                 int64_t element_size) {
+  if (size <= 1 || total_bytes <= 0 || element_size <= 0) return 0;
+  // Mirrors the segment arithmetic of gloo::allreduce's ring (gloo/allreduce.cc); checked against
+  // loopback traffic for Debian's libgloo 0.0~git20220518.
+  const int64_t n = size;
+  const int64_t max_segment = element_size * (kMaxSegmentBytes / element_size);
+  const int64_t segment =
+      RoundUp(std::min((total_bytes + (n * 2 - 1)) / (n * 2), max_segment), element_size);
+  const int64_t num_segments = RoundUp(std::max((total_bytes + segment - 1) / segment, n * 2), n);
+  const int64_t per_rank = num_segments / n;
+  const int64_t span = num_segments * segment;
+  auto length_at = [&](int64_t offset) {
+    return std::max<int64_t>(0, std::min(segment, total_bytes - offset));
+  };
+  // Each phase (reduce-scatter, then allgather) sends (n-1) chunks of per_rank segments; segments
+  // past the end of the buffer are empty.
+  int64_t sent = 0;
+  for (int64_t i = 0; i < num_segments - per_rank; ++i) {
+    sent += length_at((((rank + 1) * per_rank + i) * segment) % span);  // reduce-scatter
+    sent += length_at(((rank * per_rank + i) * segment) % span);        // allgather
+  }
+  return sent;
+}
+
+int64_t GlooCommunicator::BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size) {
+  if (size <= 1 || total_bytes <= 0) return 0;
+  // Mirrors gloo::broadcast's binomial tree (gloo/broadcast.cc).
+  const int64_t vsize = size;
+  const int64_t vrank = (rank + vsize - root) % vsize;
+  int dim = 0;
+  while ((int64_t{1} << dim) < vsize) ++dim;
+  int64_t mask = (int64_t{1} << dim) - 1;
+  int64_t sent = 0;
+  for (int i = 0; i < dim; ++i) {
+    mask ^= (int64_t{1} << i);
+    if ((vrank & mask) != 0) continue;
+    const int64_t vpeer = vrank ^ (int64_t{1} << i);
+    if (vpeer >= vsize) continue;
+    if ((vrank & (int64_t{1} << i)) == 0) sent += total_bytes;
+  }
+  return sent;
+}
+
+}  // namespace qsr

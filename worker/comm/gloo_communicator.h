@@ -1,0 +1,132 @@
+// GlooCommunicator: the CPU Communicator, over Gloo's TCP transport.
+//
+// Lifecycle. Create() builds one full mesh of TCP connections among `size` ranks: each rank binds
+// `options.hostname`, publishes its addresses under the given store and connects to every peer.
+// The store must already be scoped (PrefixStore) by run, generation and communicator sequence
+// number; Gloo's own keys are just "0", "1", ... A missing peer makes Create() fail with
+// DEADLINE_EXCEEDED (or UNAVAILABLE) after about `options.timeout`; it never hangs. A communicator
+// is used for one membership generation and then destroyed; destroying it closes its connections,
+// so peers still inside a collective fail promptly instead of waiting for their timeout.
+//
+// Failures. Every collective is bounded by `options.timeout`. Any Gloo error (a timeout, a peer
+// that closed its connections or aborted) aborts the communicator with the error as the reason
+// and returns DEADLINE_EXCEEDED (timeouts) or UNAVAILABLE (connection errors). Once aborted,
+// every call returns FAILED_PRECONDITION naming the reason. Aborting closes this rank's
+// connections, so its peers' collectives fail fast as well. No exception escapes this class.
+// Calls must match across ranks: same collectives, in the same order, with tensors of the same
+// number of elements (and the same root for Broadcast).
+//
+// Thread-safety. Collectives are serialised by an internal mutex (one thread should issue them).
+// Abort(), aborted(), abort_reason() and bytes_sent() may be called from any thread at any time,
+// including while another thread is inside a collective: Abort() then makes that collective
+// return FAILED_PRECONDITION promptly. Nothing may race with the destructor.
+//
+// Process-wide side effect: the first Create() with size > 1 sets SIGPIPE to SIG_IGN if it is
+// still SIG_DFL (Debian's Gloo writes with writev(), which raises SIGPIPE on a closed peer).
+#ifndef QSR_WORKER_COMM_GLOO_COMMUNICATOR_H_
+#define QSR_WORKER_COMM_GLOO_COMMUNICATOR_H_
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/store.h"
+#include "worker/comm/communicator.h"
+
+namespace gloo {
+class Context;
+}  // namespace gloo
+
+namespace qsr {
+
+struct GlooOptions {
+  // Address to bind and advertise for the TCP transport (an IP address or a resolvable name).
+  std::string hostname = "127.0.0.1";
+  // Bound on rendezvous (Create) and on every collective. Must be positive.
+  absl::Duration timeout = absl::Seconds(60);
+};
+
+class GlooCommunicator : public Communicator {
+ public:
+  // Connects rank `rank` of `size` through `store` (scoped by the caller, not owned; only used
+  // during Create). INVALID_ARGUMENT for a null store, size < 1, rank outside [0, size), an empty
+  // hostname or a non-positive timeout. Size 1 needs no store traffic and no sockets.
+  static absl::StatusOr<std::unique_ptr<GlooCommunicator>> Create(Store* store, int rank, int size,
+                                                                  const GlooOptions& options);
+
+  ~GlooCommunicator() override;
+  GlooCommunicator(const GlooCommunicator&) = delete;
+  GlooCommunicator& operator=(const GlooCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "gloo"; }
+
+  // Ring all-reduce (gloo::allreduce, RING) of a contiguous float32 CPU tensor, in place. Every
+  // rank ends with bit-identical values: each chunk is summed on one rank and then copied around
+  // the ring. INVALID_ARGUMENT (naming dtype/device/layout) for other tensors; size 1 and empty
+  // tensors are no-ops.
+  absl::Status AllReduceSum(torch::Tensor& tensor) override;
+  // Binomial-tree broadcast (gloo::broadcast) from `root`, in place. Any dtype; the tensor must be
+  // a defined, contiguous CPU tensor of the same byte size on every rank. INVALID_ARGUMENT for a
+  // root outside [0, size).
+  absl::Status Broadcast(torch::Tensor& tensor, int root) override;
+
+  // Idempotent: the first reason sticks. Thread-safe.
+  void Abort(const std::string& reason) override;
+  bool aborted() const override;
+  // The reason given to the first Abort(), or "" if not aborted.
+  std::string abort_reason() const;
+
+  // Payload bytes this rank has put on the wire in completed collectives, counted exactly as the
+  // algorithms send them (see the two functions below).
+  int64_t bytes_sent() const override { return bytes_sent_.load(); }
+
+  // Bytes that `rank` sends in Gloo's ring all-reduce of `total_bytes` of `element_size`-byte
+  // elements: 2(n-1)/n * total_bytes, exactly when the buffer splits into equal segments (Gloo
+  // cuts it into n * k segments of <= 1 MiB, k >= 2 per rank); otherwise ranks whose chunk
+  // reaches past the end send a little less. Summed over ranks: exactly 2(n-1) * total_bytes.
+  static int64_t RingAllReduceBytesSent(int64_t total_bytes, int rank, int size,
+                                        int64_t element_size = 4);
+  // Bytes that `rank` sends in Gloo's binomial-tree broadcast of `total_bytes` from `root`: the
+  // whole payload once per child (the root sends it ceil(log2 n) times, leaves 0; the ranks
+  // together send (n-1) * total_bytes).
+  static int64_t BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size);
+
+ private:
+  GlooCommunicator(int rank, int size, absl::Duration timeout,
+                   std::shared_ptr<gloo::Context> context);
+
+  absl::Status AbortedStatus() const;
+  // Converts a Gloo failure during `op` into a status and aborts the communicator.
+  absl::Status FailCollective(const std::string& op, const std::string& what);
+  // Makes every pending and future operation on this rank's connections fail, and closes them.
+  void SignalConnections();
+
+  const int rank_;
+  const int size_;
+  const absl::Duration timeout_;
+  // Null for size 1. Set once in the constructor; never reset before destruction.
+  const std::shared_ptr<gloo::Context> context_;
+
+  std::mutex op_mu_;  // Serialises collectives.
+  uint32_t next_tag_ ABSL_GUARDED_BY(op_mu_) = 0;
+
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex abort_mu_;
+  std::string abort_reason_ ABSL_GUARDED_BY(abort_mu_);
+
+  std::atomic<int64_t> bytes_sent_{0};
+};
+
+}  // namespace qsr
+
+#endif  // QSR_WORKER_COMM_GLOO_COMMUNICATOR_H_
