@@ -11,7 +11,7 @@
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
 #include "glog/logging.h"
-#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/communicator_factory.h"
 #include "worker/comm/model_averager.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/fashion_mnist.h"
@@ -114,12 +114,18 @@ class Worker {
   std::unique_ptr<ModelAverager> averager_;
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
+  torch::Device device_ = torch::kCPU;
   TrainerResult result_;
   absl::Time last_log_ = absl::Now();
 };
 
 absl::Status Worker::Setup() {
   if (options_.threads > 0) torch::set_num_threads(options_.threads);
+  if (absl::Status s = TorchCall("device", [&] { device_ = torch::Device(options_.device); });
+      !s.ok()) {
+    return absl::InvalidArgumentError("--device " + options_.device +
+                                      " is not a device; allowed: cpu, cuda:N");
+  }
   if (absl::Status s = [&] {
         absl::StatusOr<Recipe> r = ParseRecipeYaml(join_.recipe_yaml(), "coordinator recipe");
         if (!r.ok()) return r.status();
@@ -142,16 +148,19 @@ absl::Status Worker::Setup() {
   absl::StatusOr<std::shared_ptr<Model>> model = MakeModel(recipe_.model, train_.num_classes);
   if (!model.ok()) return model.status();
   model_ = *model;
+  if (absl::Status s = TorchCall("moving the model", [&] { model_->to(device_); }); !s.ok()) {
+    return s;
+  }
   optimizer_ = MakeOptimizer(recipe_, *model_);
 
   // A fresh key prefix per generation and communicator keeps a re-formed group from reading a
   // previous group's addresses.
   PrefixStore scoped(absl::StrCat(join_.run_id(), "/g", join_.generation(), "/c0"), &store_);
-  GlooOptions gloo;
-  gloo.hostname = options_.host;
-  gloo.timeout = absl::Milliseconds(join_.rendezvous_timeout_ms());
-  absl::StatusOr<std::unique_ptr<GlooCommunicator>> comm =
-      GlooCommunicator::Create(&scoped, join_.rank(), join_.world_size(), gloo);
+  CommunicatorOptions comm_options;
+  comm_options.hostname = options_.host;
+  comm_options.timeout = absl::Milliseconds(join_.rendezvous_timeout_ms());
+  absl::StatusOr<std::unique_ptr<Communicator>> comm =
+      CreateCommunicator(device_, &scoped, join_.rank(), join_.world_size(), comm_options);
   if (!comm.ok()) return comm.status();
   comm_ = std::move(*comm);
   absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
@@ -194,8 +203,8 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     SetLearningRate(*optimizer_, schedule_->At(t));
     absl::Status s = TorchCall("training step", [&] {
       optimizer_->zero_grad();
-      std::vector<torch::Tensor> xs = batch->x.chunk(acc);
-      std::vector<torch::Tensor> ys = batch->y.chunk(acc);
+      std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
+      std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
         torch::Tensor loss = torch::nn::functional::cross_entropy(model_->forward(xs[i]), ys[i]);
         (loss / static_cast<double>(acc)).backward();
@@ -244,15 +253,15 @@ absl::Status Worker::Evaluate(const v1::RoundPlan& plan) {
   const int64_t n = test_.size();
   const int64_t begin = n * join_.rank() / join_.world_size();
   const int64_t end = n * (join_.rank() + 1) / join_.world_size();
-  torch::Tensor sums = torch::zeros({3}, torch::kFloat32);
+  torch::Tensor sums = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat32));
   absl::Status s = TorchCall("evaluation", [&] {
     torch::NoGradGuard no_grad;
     model_->eval();
     double loss = 0, correct = 0;
     for (int64_t i = begin; i < end; i += recipe_.eval_batch_size) {
       const int64_t j = std::min(end, i + recipe_.eval_batch_size);
-      torch::Tensor logits = model_->forward(test_.images.slice(0, i, j));
-      torch::Tensor y = test_.labels.slice(0, i, j);
+      torch::Tensor logits = model_->forward(test_.images.slice(0, i, j).to(device_));
+      torch::Tensor y = test_.labels.slice(0, i, j).to(device_);
       loss += torch::nn::functional::cross_entropy(
                   logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>();
@@ -262,9 +271,11 @@ absl::Status Worker::Evaluate(const v1::RoundPlan& plan) {
     sums[1] = correct;
     sums[2] = static_cast<double>(end - begin);
     model_->train();
+    sums = sums.to(device_);
   });
   if (!s.ok()) return s;
   if (absl::Status s = comm_->AllReduceSum(sums); !s.ok()) return s;
+  sums = sums.cpu();
   const double examples = sums[2].item<double>();
   v1::EvalReport eval;
   const int64_t step = plan.start_step() + plan.h();

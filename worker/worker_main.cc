@@ -8,6 +8,7 @@
 #include "common/flags.h"
 #include "coordinator/coordinator_client.h"
 #include "glog/logging.h"
+#include "worker/comm/communicator_factory.h"
 #include "worker/trainer.h"
 
 int main(int argc, char** argv) {
@@ -38,9 +39,8 @@ int main(int argc, char** argv) {
     std::cerr << "qsr-worker: --threads must be an integer >= 0 and --connect-timeout-s >= 1\n";
     return 2;
   }
-  if (flags.Get("device") != "cpu") {
-    std::cerr << "qsr-worker: --device " << flags.Get("device")
-              << " is not available in this build; allowed: cpu\n";
+  if (absl::Status s = qsr::CheckDevice(flags.Get("device")); !s.ok()) {
+    std::cerr << "qsr-worker: " << s.message() << "\n";
     return 2;
   }
   char hostname[256] = {0};
