@@ -65,7 +65,9 @@ class RunControllerTest : public ::testing::TestWithParam<int> {
                                    [&got, rank](const v1::NextRoundsReply& r) { got[rank] = r; })
                       .ok());
       // Nobody is released before the last member arrives.
-      if (rank < world_ - 1) EXPECT_FALSE(got[rank].has_value());
+      if (rank < world_ - 1) {
+        EXPECT_FALSE(got[rank].has_value());
+      }
     }
     std::vector<v1::NextRoundsReply> out;
     for (auto& g : got) {
