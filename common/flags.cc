@@ -136,7 +136,7 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
 }
 
 std::string FlagParser::Help() const {
-  std::string out = absl::StrCat("Usage: ", program_, " ", usage_, "\n\nFlags:\n");
+  std::string out = absl::StrCat("Usage: ", usage_, "\n\nFlags:\n");
   AppendHelpLine(out, "-h, --help", "show this help");
   for (const std::string& name : order_) {
     const Spec& spec = specs_.at(name);

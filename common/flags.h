@@ -23,6 +23,7 @@ namespace qsr {
 
 class FlagParser {
  public:
+  // `usage` starts with the program name: "qsrctl [flags] COMMAND".
   FlagParser(std::string program, std::string usage);
 
   // Declares a flag. `name` is kebab-case without the dashes.
