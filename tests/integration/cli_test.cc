@@ -120,3 +120,23 @@ TEST(CliTest, MalformedRecipeExitsNonZeroNamingTheKey) {
 
 }  // namespace
 }  // namespace qsr
+
+namespace qsr {
+namespace {
+
+TEST(CliTest, EveryShippedRecipePlans) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           std::string(QSR_SOURCE_DIR) + "/recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++count;
+    testing::CommandResult r =
+        testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", entry.path().string(), "--json"});
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << ": " << r.output;
+    EXPECT_NE(r.output.find("\"summary\":true"), std::string::npos) << entry.path();
+  }
+  EXPECT_GE(count, 5);
+}
+
+}  // namespace
+}  // namespace qsr
