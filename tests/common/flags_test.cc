@@ -19,7 +19,7 @@ absl::Status ParseArgs(FlagParser& parser, std::vector<const char*> args) {
 }
 
 FlagParser MakeParser() {
-  FlagParser p("qsrctl", "<command> [flags]");
+  FlagParser p("qsrctl", "qsrctl <command> [flags]");
   p.Add("recipe", "", "recipe YAML file");
   p.Add("port", "50051", "port to listen on");
   p.Add("lr-scale", "1.5", "scale");

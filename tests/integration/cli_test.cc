@@ -140,3 +140,21 @@ TEST(CliTest, EveryShippedRecipePlans) {
 
 }  // namespace
 }  // namespace qsr
+
+namespace qsr {
+namespace {
+
+TEST(CliTest, QsrRunFailsWhenAWorkerFails) {
+  testing::TempDir dir;
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsr-run", "--recipe", kRecipe, "--workers", "2", "--run-dir", dir.path() + "/run",
+       "--data-dir", dir.path() + "/no-such-data", "--progress-s", "1"},
+      120);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, 124) << "qsr-run did not stop by itself: " << r.output;
+  EXPECT_NE(r.output.find("no-such-data"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("FAILED"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace qsr
