@@ -25,15 +25,22 @@ double LrSchedule::At(int64_t step) const {
     }
     return lr;
   }
-  if (r.scheduler != "cosine" && r.scheduler != "linear") return r.max_lr;  // constant
+  if (r.scheduler != "cosine" && r.scheduler != "linear" && r.scheduler != "cosine_step") {
+    return r.max_lr;  // constant
+  }
 
   const int64_t total = r.ScheduleSteps();
   // All of the schedule is warmup: there is no decay span to divide by.
   if (total <= warmup) return r.max_lr;
   double progress = (t - static_cast<double>(warmup)) / static_cast<double>(total - warmup);
   if (progress > 1.0) progress = 1.0;  // past T the LR stays at min_lr
-  if (r.scheduler == "cosine") {
-    return r.min_lr + 0.5 * (r.max_lr - r.min_lr) * (1.0 + std::cos(kPi * progress));
+  const double cosine = r.min_lr + 0.5 * (r.max_lr - r.min_lr) * (1.0 + std::cos(kPi * progress));
+  if (r.scheduler == "cosine") return cosine;
+  if (r.scheduler == "cosine_step") {
+    // The cosine value rounded to the nearest power of `base` (in log space), as the authors'
+    // cosine_step does; 0 stays 0.
+    if (cosine <= 0) return 0.0;
+    return std::pow(r.base, std::round(std::log(cosine) / std::log(r.base)));
   }
   return r.max_lr - (r.max_lr - r.min_lr) * progress;
 }

@@ -1,5 +1,7 @@
 #include "common/recipe.h"
 
+#include "common/round_planner.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -131,7 +133,7 @@ const std::vector<KeyDef>& Keys() {
       {"scheduler",
        &Recipe::scheduler,
        "learning-rate decay after warmup",
-       {"cosine", "linear", "step", "constant"}},
+       {"cosine", "linear", "step", "constant", "cosine_step"}},
       {"decay_points", &Recipe::decay_points, "epochs where step decay multiplies by gamma", {}},
       {"gamma", &Recipe::gamma, "step-decay factor, in (0, 1]", {}},
       {"warmup_epochs", &Recipe::warmup_epochs, "linear warmup length in epochs", {}},
@@ -161,6 +163,51 @@ const std::vector<KeyDef>& Keys() {
       {"init_h", &Recipe::init_h, "H during warmup (and always when alpha = 0)", {}},
       {"workers", &Recipe::workers, "number of workers", {}},
       {"eval_batch_size", &Recipe::eval_batch_size, "batch size for evaluation", {}},
+      {"label_smoothing", &Recipe::label_smoothing, "label smoothing of the loss, in [0, 1)", {}},
+      {"gradient_clipping",
+       &Recipe::gradient_clipping,
+       "clip the global gradient norm to this (0 = no clipping)",
+       {}},
+      {"group_weight",
+       &Recipe::group_weight,
+       "no weight decay on biases and normalisation parameters",
+       {}},
+      {"avg_m", &Recipe::avg_m, "also average AdamW first moments at a sync", {}},
+      {"avg_v", &Recipe::avg_v, "also average AdamW second moments at a sync", {}},
+      {"base", &Recipe::base, "cosine_step: LR rounded to the nearest power of this (> 1)", {}},
+      {"bn", &Recipe::bn, "re-estimate BatchNorm statistics before every evaluation", {}},
+      {"bn_batches",
+       &Recipe::bn_batches,
+       "training micro-batches (over all workers) for BatchNorm re-estimation",
+       {}},
+      {"eval_on_start", &Recipe::eval_on_start, "evaluate before the first step", {}},
+      {"post_local_epoch",
+       &Recipe::post_local_epoch,
+       "post-local SGD: data-parallel before this epoch, local from it (-1 = off)",
+       {}},
+      {"sync_budget",
+       &Recipe::sync_budget,
+       "choose alpha so that at most this share of steps ends in a sync (0 = use alpha)",
+       {}},
+      {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
+      {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
+      {"save_freq", &Recipe::save_freq, "checkpoint every this many epochs (0 = never)", {}},
+      {"save_opt", &Recipe::save_opt, "also checkpoint optimizer state", {}},
+      {"multiple_optimizers",
+       &Recipe::multiple_optimizers,
+       "optimizer state per rank in checkpoints (local methods)",
+       {}},
+      {"resume_from_epoch", &Recipe::resume_from_epoch, "resume at this epoch (-1 = off)", {}},
+      {"resume_from_step", &Recipe::resume_from_step, "resume at this step (-1 = off)", {}},
+      {"resume_pth", &Recipe::resume_pth, "model checkpoint to resume from", {}},
+      {"optimizer_resume_pth",
+       &Recipe::optimizer_resume_pth,
+       "optimizer checkpoint (a folder with multiple_optimizers) to resume from",
+       {}},
+      {"init_model_path",
+       &Recipe::init_model_path,
+       "initial weights to load when init_model_by_seed is -1",
+       {}},
   };
   return *keys;
 }
@@ -322,7 +369,8 @@ struct KnownDataset {
   const char* name;
   int64_t train_examples;
 };
-constexpr KnownDataset kDatasets[] = {{"fashion-mnist", 60000}};
+constexpr KnownDataset kDatasets[] = {
+    {"fashion-mnist", 60000}, {"cifar10", 50000}, {"cifar100", 50000}};
 
 // `key "momentum": value 1 must be in [0, 1)`.
 template <typename T>
@@ -447,7 +495,40 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(r.min_h >= 1, "min_h", r.min_h, ">= 1");
   c.Require(r.init_h >= 1, "init_h", r.init_h, ">= 1");
   c.Require(r.eval_batch_size >= 1, "eval_batch_size", r.eval_batch_size, ">= 1");
+  c.Require(r.label_smoothing >= 0 && r.label_smoothing < 1, "label_smoothing", r.label_smoothing,
+            "in [0, 1)");
+  c.Require(r.gradient_clipping >= 0, "gradient_clipping", r.gradient_clipping,
+            ">= 0 (0 = no clipping)");
+  c.Require(!(r.avg_m || r.avg_v) || r.Adam(), "avg_m", r.avg_m || r.avg_v,
+            "false unless the optimizer is adamw or localadamw (avg_m and avg_v average Adam moments)");
+  c.Require(r.base > 1, "base", r.base, "> 1");
+  c.Require(r.bn_batches >= 1, "bn_batches", r.bn_batches, ">= 1");
+  c.Require(r.post_local_epoch == -1 || (r.post_local_epoch >= 0 && r.post_local_epoch <= r.epochs),
+            "post_local_epoch", r.post_local_epoch, absl::StrCat("in [0, epochs (", r.epochs, ")] or -1"));
+  c.Require(r.post_local_epoch == -1 || !r.DataParallel(), "post_local_epoch", r.post_local_epoch,
+            "-1 with a data-parallel optimizer (post-local needs localsgd or localadamw)");
+  c.Require(r.sync_budget >= 0 && r.sync_budget <= 1, "sync_budget", r.sync_budget,
+            "in [0, 1] (0 = use alpha)");
+  c.Require(r.nw >= 0 && r.nw <= 64, "nw", r.nw, "in [0, 64]");
+  c.Require(r.mixup_alpha >= 0, "mixup_alpha", r.mixup_alpha, ">= 0 (0 = off)");
+  c.Require(r.save_freq >= 0, "save_freq", r.save_freq, ">= 0 (0 = never)");
+  c.Require(r.init_model_by_seed >= 0 || (r.init_model_by_seed == -1 && !r.init_model_path.empty()),
+            "init_model_by_seed", r.init_model_by_seed,
+            ">= 0, or -1 together with init_model_path");
+  c.Require(r.resume_from_epoch >= -1 && r.resume_from_epoch < r.epochs, "resume_from_epoch",
+            r.resume_from_epoch, absl::StrCat("in [0, epochs (", r.epochs, ")) or -1"));
+  c.Require(r.resume_from_step >= -1 && r.resume_from_step < r.TotalSteps(), "resume_from_step",
+            r.resume_from_step, absl::StrCat("in [0, ", r.TotalSteps(), ") or -1"));
   return c.status();
+}
+
+// With a sync budget, alpha is the smallest value whose plan syncs at most that share of steps.
+absl::Status ResolveSyncBudget(Recipe& r) {
+  if (r.sync_budget <= 0 || r.DataParallel()) return absl::OkStatus();
+  absl::StatusOr<double> alpha = AlphaForSyncBudget(r, r.sync_budget);
+  if (!alpha.ok()) return alpha.status();
+  r.alpha = *alpha;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -536,6 +617,10 @@ absl::Status ResolveRecipe(Recipe& recipe) {
   if (s.ok()) s = ResolveBatch(recipe);
   if (s.ok()) s = ResolveSteps(recipe);
   if (s.ok()) s = CheckRanges(recipe);
+  if (s.ok() && recipe.resume_from_step == -1 && recipe.resume_from_epoch >= 0) {
+    recipe.resume_from_step = recipe.resume_from_epoch * recipe.steps_per_epoch;
+  }
+  if (s.ok()) s = ResolveSyncBudget(recipe);
   return s;
 }
 

@@ -56,7 +56,37 @@ struct Recipe {
   int64_t workers = 1;
   int64_t eval_batch_size = 1000;
 
+  // Training options, as the authors' scripts name them.
+  double label_smoothing = 0.0;
+  double gradient_clipping = 0.0;  // max global gradient norm; 0 = no clipping
+  bool group_weight = false;       // no weight decay on biases and normalisation parameters
+  bool avg_m = false;              // also average AdamW's first moments at a sync
+  bool avg_v = false;              // ... and second moments
+  double base = 2.0;               // scheduler cosine_step: round the LR to a power of this
+  bool bn = false;                 // re-estimate BatchNorm statistics before every evaluation
+  int64_t bn_batches = 16;         // micro-batches (over all workers) for that re-estimation
+  bool eval_on_start = false;
+  // Sync rules beyond QSR.
+  int64_t post_local_epoch = -1;  // data-parallel before this epoch, local from it (-1 = off)
+  double sync_budget = 0.0;       // > 0: choose alpha so that at most this share of steps sync
+  // Data loading.
+  int64_t nw = 2;              // loader threads that prepare batches ahead of the step
+  double mixup_alpha = 0.0;    // 0 = no mixup
+  // Checkpoints and resume.
+  int64_t save_freq = 0;  // save every this many epochs (0 = only at the end when save_dir set)
+  bool save_opt = false;  // also save optimizer state
+  bool multiple_optimizers = false;  // optimizer state per rank (local methods)
+  int64_t resume_from_epoch = -1;
+  int64_t resume_from_step = -1;
+  std::string resume_pth;
+  std::string optimizer_resume_pth;
+  std::string init_model_path;  // with init_model_by_seed: -1, load the initial weights
+
   bool DataParallel() const { return optimizer == "sgd" || optimizer == "adamw"; }
+  // Whether the step `step` trains data-parallel (always, or before post_local_epoch).
+  bool DataParallelAt(int64_t step) const {
+    return DataParallel() || (post_local_epoch > 0 && step < post_local_epoch * steps_per_epoch);
+  }
   bool Adam() const { return optimizer == "adamw" || optimizer == "localadamw"; }
   // Steps the LR schedule spans (T in the rule). Valid after Resolve().
   int64_t ScheduleSteps() const { return epochs_for_sche * steps_per_epoch; }

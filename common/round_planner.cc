@@ -5,6 +5,8 @@
 #include <optional>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace qsr {
 
 RoundPlanner::RoundPlanner(const Recipe& recipe)
@@ -20,6 +22,7 @@ std::optional<Round> RoundPlanner::RoundAt(int64_t index, int64_t start_step) co
   round.lr = schedule_.At(start_step);
   // The run may end before the schedule does (epochs < epochs_for_sche): cut the last round there.
   round.h = std::min(SyncPeriod(rule_, start_step, round.lr), total_steps_ - start_step);
+  round.data_parallel = rule_.data_parallel || start_step < rule_.post_local_step;
   return round;
 }
 
@@ -48,6 +51,40 @@ PlanSummary RoundPlanner::Summarize(const std::vector<Round>& rounds) {
     s.sync_share = static_cast<double>(s.rounds) / static_cast<double>(s.total_steps);
   }
   return s;
+}
+
+namespace {
+
+double SyncShare(Recipe recipe, double alpha) {
+  recipe.alpha = alpha;
+  return RoundPlanner::Summarize(RoundPlanner(recipe).Plan()).sync_share;
+}
+
+}  // namespace
+
+absl::StatusOr<double> AlphaForSyncBudget(const Recipe& recipe, double budget) {
+  if (!(budget > 0 && budget <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sync budget ", budget, " must be in (0, 1]"));
+  }
+  if (SyncShare(recipe, 0.0) <= budget) return 0.0;  // constant init_h already fits
+  // Grow the upper end until it fits; past the largest LR every H is capped by T - t.
+  double hi = 1e-6;
+  while (SyncShare(recipe, hi) > budget) {
+    if (hi > 1e9) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sync_budget ", budget, " cannot be met: even the longest rounds sync ",
+          SyncShare(recipe, hi), " of steps (warmup with init_h ", recipe.init_h,
+          " and min_h ", recipe.min_h, " set the floor)"));
+    }
+    hi *= 4;
+  }
+  double lo = hi / 4 > 1e-6 ? hi / 4 : 0.0;
+  for (int i = 0; i < 60 && hi - lo > 1e-12 * hi; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (SyncShare(recipe, mid) <= budget ? hi : lo) = mid;
+  }
+  return hi;
 }
 
 }  // namespace qsr

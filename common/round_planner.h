@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
 #include "common/sync_rule.h"
@@ -24,6 +25,9 @@ struct Round {
   int64_t start_step = 0;
   int64_t h = 0;      // steps in this round (the rule's H, cut at the run's end)
   double lr = 0.0;    // learning rate of the round's first step
+  // The round trains data-parallel (gradients averaged every step): the optimizer is sgd/adamw,
+  // or the round lies before post_local_epoch.
+  bool data_parallel = false;
   int64_t end_step() const { return start_step + h; }
 };
 
@@ -55,6 +59,11 @@ class RoundPlanner {
   SyncRuleParams rule_;
   int64_t total_steps_;
 };
+
+// The smallest alpha whose plan ends a round in at most `budget` (in (0, 1]) of its steps, by
+// bisection (the share of syncing steps does not increase with alpha). An error names the
+// smallest share the recipe can reach (warmup rounds of init_h always sync).
+absl::StatusOr<double> AlphaForSyncBudget(const Recipe& recipe, double budget);
 
 }  // namespace qsr
 

@@ -15,11 +15,12 @@ SyncRuleParams SyncRuleParams::FromRecipe(const Recipe& recipe) {
   p.warmup_steps = recipe.warmup_steps;
   p.total_steps = recipe.ScheduleSteps();
   p.data_parallel = recipe.DataParallel();
+  if (recipe.post_local_epoch > 0) p.post_local_step = recipe.post_local_epoch * recipe.steps_per_epoch;
   return p;
 }
 
 int64_t SyncPeriod(const SyncRuleParams& params, int64_t t, double lr) {
-  if (params.data_parallel) return 1;
+  if (params.data_parallel || t < params.post_local_step) return 1;
   // As in the authors' code, init_h is not capped at T - t; the planner cuts rounds at the run end.
   if (t < params.warmup_steps || params.alpha == 0) return params.init_h;
 

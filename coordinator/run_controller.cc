@@ -182,6 +182,7 @@ v1::NextRoundsReply RunController::PlanBatch(int64_t next_round) {
     plan.set_start_step(round->start_step);
     plan.set_h(round->h);
     plan.set_lr(round->lr);
+    plan.set_data_parallel(round->data_parallel);
     plan.set_eval_after(round->end_step() / spe != round->start_step / spe ||
                         round->end_step() == planner_.total_steps());
     pending_[round->index].plan = plan;
