@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -51,7 +51,8 @@ absl::StatusOr<int> ProcessGroup::Spawn(const std::string& name,
 void ProcessGroup::Drain(Child& c, bool eof) {
   size_t start = 0;
   for (size_t nl; (nl = c.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::printf("[%s] %.*s\n", c.name.c_str(), static_cast<int>(nl - start), c.partial.data() + start);
+    std::printf("[%s] %.*s\n", c.name.c_str(), static_cast<int>(nl - start),
+                c.partial.data() + start);
   }
   c.partial.erase(0, start);
   if (eof && !c.partial.empty()) {
@@ -74,7 +75,8 @@ void ProcessGroup::Pump(absl::Duration timeout) {
     // Nothing to read: wait for a child to exit instead.
     absl::SleepFor(std::min(timeout, absl::Milliseconds(20)));
   } else {
-    int ready = ::poll(fds.data(), fds.size(), static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    int ready =
+        ::poll(fds.data(), fds.size(), static_cast<int>(absl::ToInt64Milliseconds(timeout)));
     for (size_t i = 0; ready > 0 && i < fds.size(); ++i) {
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
       char buf[8192];

@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
-  if (!flags.positional().empty()) return Fail("unexpected argument \"" + flags.positional()[0] + "\"");
+  if (!flags.positional().empty())
+    return Fail("unexpected argument \"" + flags.positional()[0] + "\"");
 
   // Validate here too, so a bad recipe fails before anything starts.
   absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
@@ -90,12 +91,13 @@ int main(int argc, char** argv) {
   const int64_t per_worker = *threads > 0 ? *threads : std::max(1, cores / workers);
 
   const std::string bin = flags.Get("bin-dir").empty() ? SelfDir() : flags.Get("bin-dir");
-  const std::string run_id = flags.Get("run-id").empty()
-                                 ? absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(),
-                                                    absl::LocalTimeZone()) +
-                                       absl::StrFormat("-%d", ::getpid())
-                                 : flags.Get("run-id");
-  const std::string run_dir = flags.Get("run-dir").empty() ? "runs/" + run_id : flags.Get("run-dir");
+  const std::string run_id =
+      flags.Get("run-id").empty()
+          ? absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone()) +
+                absl::StrFormat("-%d", ::getpid())
+          : flags.Get("run-id");
+  const std::string run_dir =
+      flags.Get("run-dir").empty() ? "runs/" + run_id : flags.Get("run-dir");
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
   if (ec) return Fail("cannot create run directory " + run_dir + ": " + ec.message());
@@ -106,10 +108,19 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
   qsr::ProcessGroup group;
-  std::vector<std::string> coord = {bin + "/qsr-coordinator", "--recipe", flags.Get("recipe"),
-                                    "--listen", "127.0.0.1:0", "--run-dir", run_dir,
-                                    "--run-id", run_id, "--port-file", port_file};
-  for (const auto& [k, v] : flags.recipe_overrides()) coord.push_back(absl::StrCat("--", k, "=", v));
+  std::vector<std::string> coord = {bin + "/qsr-coordinator",
+                                    "--recipe",
+                                    flags.Get("recipe"),
+                                    "--listen",
+                                    "127.0.0.1:0",
+                                    "--run-dir",
+                                    run_dir,
+                                    "--run-id",
+                                    run_id,
+                                    "--port-file",
+                                    port_file};
+  for (const auto& [k, v] : flags.recipe_overrides())
+    coord.push_back(absl::StrCat("--", k, "=", v));
   if (absl::StatusOr<int> c = group.Spawn("coord", coord); !c.ok()) {
     return Fail(std::string(c.status().message()));
   }
@@ -130,8 +141,12 @@ int main(int argc, char** argv) {
   std::cout << absl::StrFormat("qsr-run: coordinator at %s, %d workers x %d threads, run dir %s\n",
                                address, workers, per_worker, run_dir);
   for (int i = 0; i < workers; ++i) {
-    std::vector<std::string> w = {bin + "/qsr-worker", "--coordinator", address, "--threads",
-                                  absl::StrCat(per_worker), "--worker-id",
+    std::vector<std::string> w = {bin + "/qsr-worker",
+                                  "--coordinator",
+                                  address,
+                                  "--threads",
+                                  absl::StrCat(per_worker),
+                                  "--worker-id",
                                   absl::StrCat(run_id, "-w", i)};
     if (!flags.Get("data-dir").empty()) {
       w.push_back("--data-dir");
@@ -163,8 +178,7 @@ int main(int argc, char** argv) {
     }
     if (!group.ExitCode(0) && absl::Now() >= next_progress) {
       next_progress = absl::Now() + absl::Seconds(*progress_s);
-      absl::StatusOr<qsr::v1::GetStatusReply> s =
-          client->GetStatus(absl::Now() + absl::Seconds(2));
+      absl::StatusOr<qsr::v1::GetStatusReply> s = client->GetStatus(absl::Now() + absl::Seconds(2));
       if (s.ok() && s->state() == "RUNNING") {
         std::cout << "qsr-run: " << qsr::ProgressLine(*s) << std::endl;
       }

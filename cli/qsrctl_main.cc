@@ -1,12 +1,18 @@
-// qsrctl: query a qsr run, or preview the round plan of a recipe. See --help.
+// qsrctl: operate a qsr run — query it, watch it, stop it, plot it — or preview the round plan of
+// a recipe. See --help.
+#include <unistd.h>
+
+#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "cli/ops_client.h"
+#include "cli/plot.h"
 #include "cli/status_format.h"
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
-#include "coordinator/coordinator_client.h"
 
 namespace {
 
@@ -14,21 +20,42 @@ constexpr char kUsage[] =
     "qsrctl [--coordinator HOST:PORT] COMMAND [flags]\n"
     "Commands:\n"
     "  status [--json]                 the live run: state, step, epoch, lr, H, round, workers\n"
+    "  workers [--json]                rank, host, device, state, last heartbeat, samples/s\n"
     "  rounds [--json] [--from N]      completed rounds, one per line\n"
+    "  watch [--interval-s S] [--timeout-s S]\n"
+    "                                  a live progress bar with the ETA, lr and H; ends with the\n"
+    "                                  run (exit 0 FINISHED, 1 FAILED, 3 --timeout-s passed)\n"
+    "  stop [--reason TEXT] [--wait] [--timeout-s S]\n"
+    "                                  end the run after the rounds in flight; workers leave\n"
+    "                                  cleanly; --wait until it has ended\n"
+    "  plot --out FILE.png|FILE.svg [--run-dir DIR]\n"
+    "                                  lr, H, train loss and test accuracy against the step, from\n"
+    "                                  a run directory or (without --run-dir) the live run\n"
     "  plan --recipe FILE [--KEY=VALUE ...] [--json]\n"
     "                                  the round plan a recipe produces (no coordinator needed)";
+
+// Every call to the coordinator is bounded by this; listing rounds may take longer.
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+constexpr absl::Duration kListTimeout = absl::Seconds(30);
+constexpr absl::Duration kPlotTimeout = absl::Seconds(60);
 
 int Fail(const std::string& message) {
   std::cerr << "qsrctl: " << message << "\n";
   return 2;
 }
 
+int Fail(const absl::Status& status) { return Fail(std::string(status.message())); }
+
+bool Ended(const qsr::v1::GetStatusReply& s) {
+  return s.state() == "FINISHED" || s.state() == "FAILED";
+}
+
 int Plan(const qsr::FlagParser& flags) {
   if (flags.Get("recipe").empty()) return Fail("plan needs --recipe FILE");
   absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
-  if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
+  if (!recipe.ok()) return Fail(recipe.status());
   if (absl::Status s = qsr::ApplyRecipeOverrides(*recipe, flags.recipe_overrides()); !s.ok()) {
-    return Fail(std::string(s.message()));
+    return Fail(s);
   }
   if (absl::Status s = qsr::ResolveRecipe(*recipe); !s.ok()) {
     return Fail(flags.Get("recipe") + ": " + std::string(s.message()));
@@ -48,37 +75,43 @@ int Plan(const qsr::FlagParser& flags) {
     }
   }
   if (json) {
-    std::cout << qsr::PlanSummaryJson(summary) << "\n";
+    std::cout << qsr::PlanSummaryJson(summary, recipe->alpha) << "\n";
   } else {
     std::cout << absl::StrFormat(
-        "\n%d rounds over %d steps; mean H %.2f, max H %d; %.2f%% of steps end in a sync\n",
+        "\n%d rounds over %d steps; mean H %.2f, max H %d; %.2f%% of steps end in a sync; "
+        "alpha %.6g%s\n",
         summary.rounds, summary.total_steps, summary.mean_h, summary.max_h,
-        100.0 * summary.sync_share);
+        100.0 * summary.sync_share, recipe->alpha,
+        recipe->sync_budget > 0 ? " (chosen for the sync budget)" : "");
   }
   return 0;
 }
 
-int Status(qsr::CoordinatorClient& client, const qsr::FlagParser& flags) {
-  absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(absl::Now() + absl::Seconds(10));
-  if (!s.ok()) {
-    return Fail(absl::StrFormat("cannot reach coordinator at %s: %s", flags.Get("coordinator"),
-                                s.status().message()));
-  }
+int Status(qsr::OpsClient& client, const qsr::FlagParser& flags) {
+  absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
+  if (!s.ok()) return Fail(s.status());
   std::cout << (flags.GetBool("json") ? qsr::StatusJson(*s) + "\n" : qsr::StatusTable(*s));
   return 0;
 }
 
-int Rounds(qsr::CoordinatorClient& client, const qsr::FlagParser& flags) {
+int Workers(qsr::OpsClient& client, const qsr::FlagParser& flags) {
+  absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
+  if (!s.ok()) return Fail(s.status());
+  if (flags.GetBool("json")) {
+    for (const qsr::v1::WorkerInfo& w : s->worker_info()) std::cout << qsr::WorkerJson(w) << "\n";
+  } else {
+    std::cout << qsr::WorkersTable(*s);
+  }
+  return 0;
+}
+
+int Rounds(qsr::OpsClient& client, const qsr::FlagParser& flags) {
   absl::StatusOr<int64_t> from = flags.GetInt("from");
   if (!from.ok() || *from < 0) return Fail("--from must be an integer >= 0");
   qsr::v1::ListRoundsRequest request;
   request.set_from_round(*from);
-  absl::StatusOr<qsr::v1::ListRoundsReply> reply =
-      client.ListRounds(request, absl::Now() + absl::Seconds(30));
-  if (!reply.ok()) {
-    return Fail(absl::StrFormat("cannot reach coordinator at %s: %s", flags.Get("coordinator"),
-                                reply.status().message()));
-  }
+  absl::StatusOr<qsr::v1::ListRoundsReply> reply = client.ListRounds(request, kListTimeout);
+  if (!reply.ok()) return Fail(reply.status());
   const bool json = flags.GetBool("json");
   if (!json) {
     std::cout << absl::StrFormat("%8s %10s %12s %6s %8s %12s %9s %10s\n", "round", "step", "lr",
@@ -96,6 +129,142 @@ int Rounds(qsr::CoordinatorClient& client, const qsr::FlagParser& flags) {
   return 0;
 }
 
+// Polls the status until the run ends, drawing a progress line: in place on a terminal, one line
+// per poll otherwise. Every wait is bounded: a call by kCallTimeout, the whole watch by
+// --timeout-s (when > 0), a lost coordinator by max(10 s, 3 polls).
+int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
+  absl::StatusOr<double> interval_s = flags.GetDouble("interval-s");
+  absl::StatusOr<double> timeout_s = flags.GetDouble("timeout-s");
+  if (!interval_s.ok() || *interval_s <= 0) return Fail("--interval-s must be a number > 0");
+  if (!timeout_s.ok() || *timeout_s < 0) return Fail("--timeout-s must be a number >= 0");
+  const absl::Duration interval = absl::Seconds(*interval_s);
+  const absl::Time deadline =
+      *timeout_s > 0 ? absl::Now() + absl::Seconds(*timeout_s) : absl::InfiniteFuture();
+  const absl::Duration lost_after = std::max(absl::Seconds(10), 3 * interval);
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+
+  absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
+  if (!s.ok()) return Fail(s.status());
+  // The step rate is measured from the first poll; before any progress, from the run's start.
+  const absl::Time t0 = absl::Now();
+  const int64_t step0 = s->step();
+  absl::Time last_ok = t0;
+  while (true) {
+    const int64_t left = s->total_steps() - s->step();
+    double eta = -1;
+    const double dt = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (s->step() > step0 && dt > 0) {
+      eta = left * dt / static_cast<double>(s->step() - step0);
+    } else if (s->step() > 0 && s->elapsed_s() > 0) {
+      eta = left * s->elapsed_s() / static_cast<double>(s->step());
+    }
+    if (Ended(*s)) eta = 0;
+    const std::string line = qsr::WatchLine(*s, eta);
+    std::cout << (tty ? "\r" + line + "\033[K" : line + "\n") << std::flush;
+    if (Ended(*s)) {
+      if (tty) std::cout << "\n";
+      std::cout << absl::StrFormat(
+          "run %s %s%s after %s: step %d/%d, %d rounds", s->run_id(), s->state(),
+          s->message().empty() ? "" : " (" + s->message() + ")", qsr::HumanDuration(s->elapsed_s()),
+          s->step(), s->total_steps(), s->round());
+      if (s->test_acc() >= 0) std::cout << absl::StrFormat(", test accuracy %.4f", s->test_acc());
+      std::cout << "\n";
+      return s->state() == "FINISHED" ? 0 : 1;
+    }
+    if (absl::Now() >= deadline) {
+      if (tty) std::cout << "\n";
+      std::cout << "qsrctl: watch: --timeout-s passed; the run goes on\n";
+      return 3;
+    }
+    absl::SleepFor(std::min(interval, deadline - absl::Now()));
+    absl::StatusOr<qsr::v1::GetStatusReply> next = client.GetStatus(kCallTimeout);
+    if (next.ok()) {
+      s = std::move(next);
+      last_ok = absl::Now();
+    } else if (absl::Now() - last_ok > lost_after) {
+      if (tty) std::cout << "\n";
+      return Fail(absl::StrFormat(
+          "%s; lost it after step %d/%d (a coordinator exits when its run ends: give it "
+          "--linger-s to keep its status readable)",
+          next.status().message(), s->step(), s->total_steps()));
+    }
+  }
+}
+
+int Stop(qsr::OpsClient& client, const qsr::FlagParser& flags) {
+  absl::StatusOr<double> timeout_s = flags.GetDouble("timeout-s");
+  if (!timeout_s.ok() || *timeout_s < 0) return Fail("--timeout-s must be a number >= 0");
+  qsr::v1::StopRequest request;
+  request.set_reason(flags.Get("reason").empty() ? "qsrctl stop" : flags.Get("reason"));
+  absl::StatusOr<qsr::v1::StopReply> reply = client.Stop(request, kCallTimeout);
+  if (!reply.ok()) return Fail(reply.status());
+  if (reply->outcome().code() != qsr::v1::Outcome::OK) {
+    std::cout << "qsrctl: nothing to stop: " << reply->outcome().message() << "\n";
+    return reply->outcome().code() == qsr::v1::Outcome::RUN_FAILED ? 1 : 0;
+  }
+  std::cout << absl::StrFormat(
+      "stop requested: the run ends at step %d, after the rounds already handed out; workers "
+      "leave at their next barrier\n",
+      reply->stop_step());
+  if (!flags.GetBool("wait")) return 0;
+
+  const absl::Time deadline =
+      absl::Now() + (*timeout_s > 0 ? absl::Seconds(*timeout_s) : absl::Minutes(10));
+  while (true) {
+    absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
+    if (!s.ok()) {
+      if (absl::IsUnavailable(s.status())) {
+        std::cout << "the coordinator at " << client.address()
+                  << " has exited: the run has ended (its run directory's summary.json says "
+                     "how)\n";
+        return 0;
+      }
+      return Fail(s.status());
+    }
+    if (Ended(*s)) {
+      std::cout << absl::StrFormat("run %s %s%s at step %d/%d\n", s->run_id(), s->state(),
+                                   s->message().empty() ? "" : " (" + s->message() + ")", s->step(),
+                                   s->total_steps());
+      return s->state() == "FINISHED" ? 0 : 1;
+    }
+    if (absl::Now() >= deadline) {
+      return Fail(absl::StrFormat(
+          "coordinator at %s: the run is still %s at step %d after --timeout-s; workers still "
+          "in it: %d",
+          client.address(), s->state(), s->step(), s->workers()));
+    }
+    absl::SleepFor(std::min(absl::Milliseconds(500), deadline - absl::Now()));
+  }
+}
+
+int Plot(qsr::OpsClient& client, const qsr::FlagParser& flags) {
+  const std::string out = flags.Get("out");
+  if (out.empty()) return Fail("plot needs --out FILE.png or --out FILE.svg");
+  qsr::PlotData data;
+  if (!flags.Get("run-dir").empty()) {
+    absl::StatusOr<qsr::PlotData> read = qsr::ReadRunDir(flags.Get("run-dir"));
+    if (!read.ok()) return Fail(read.status());
+    data = std::move(*read);
+  } else {
+    absl::StatusOr<qsr::v1::GetStatusReply> status = client.GetStatus(kCallTimeout);
+    if (!status.ok()) return Fail(status.status());
+    absl::StatusOr<qsr::v1::ListRoundsReply> rounds =
+        client.ListRounds(qsr::v1::ListRoundsRequest(), kListTimeout);
+    if (!rounds.ok()) return Fail(rounds.status());
+    absl::StatusOr<qsr::v1::ListEvalsReply> evals = client.ListEvals(kCallTimeout);
+    if (!evals.ok()) return Fail(evals.status());
+    data = qsr::PlotDataFrom(*status, *rounds, *evals);
+  }
+  if (absl::Status s = qsr::RenderPlot(data, out, kPlotTimeout); !s.ok()) {
+    const std::string source =
+        flags.Get("run-dir").empty() ? "the run at " + client.address() : flags.Get("run-dir");
+    return Fail(absl::StrFormat("plot of %s: %s", source, s.message()));
+  }
+  std::cout << absl::StrFormat("wrote %s: %d rounds, %d evaluations\n", out, data.rounds.size(),
+                               data.evals.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,8 +273,16 @@ int main(int argc, char** argv) {
   flags.AddBool("json", "machine-readable output (JSON; one object per line for lists)");
   flags.Add("recipe", "", "plan: the recipe YAML file");
   flags.Add("from", "0", "rounds: first round to list");
+  flags.Add("interval-s", "2", "watch: seconds between polls");
+  flags.Add("timeout-s", "0",
+            "watch: give up after this many seconds (0: when the run ends); stop --wait: the "
+            "longest wait (0: 600)");
+  flags.AddBool("wait", "stop: wait until the run has ended");
+  flags.Add("reason", "", "stop: why, for the coordinator's log");
+  flags.Add("out", "", "plot: the picture to write, *.png or *.svg");
+  flags.Add("run-dir", "", "plot: read this run directory instead of asking the coordinator");
   flags.AcceptRecipeOverrides();
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
   if (flags.help_requested() || flags.positional().empty()) {
     std::cout << flags.Help();
     return flags.help_requested() ? 0 : 2;
@@ -118,9 +295,13 @@ int main(int argc, char** argv) {
   if (!flags.recipe_overrides().empty()) {
     return Fail("recipe keys (--" + flags.recipe_overrides()[0].first + ") only go with plan");
   }
-  std::unique_ptr<qsr::CoordinatorClient> client =
-      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"));
-  if (command == "status") return Status(*client, flags);
-  if (command == "rounds") return Rounds(*client, flags);
-  return Fail("unknown command \"" + command + "\"; allowed: status, rounds, plan");
+  qsr::OpsClient client(flags.Get("coordinator"));
+  if (command == "status") return Status(client, flags);
+  if (command == "workers") return Workers(client, flags);
+  if (command == "rounds") return Rounds(client, flags);
+  if (command == "watch") return Watch(client, flags);
+  if (command == "stop") return Stop(client, flags);
+  if (command == "plot") return Plot(client, flags);
+  return Fail("unknown command \"" + command +
+              "\"; allowed: status, workers, rounds, watch, stop, plot, plan");
 }

@@ -1,5 +1,7 @@
 #include "cli/status_format.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/json_writer.h"
@@ -17,20 +19,61 @@ std::string HumanBytes(int64_t bytes) {
   return u == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", v, units[u]);
 }
 
+std::string HumanDuration(double seconds) {
+  if (seconds < 0) return "--";
+  const int64_t t = static_cast<int64_t>(seconds + 0.5);
+  if (t < 60) return absl::StrCat(t, "s");
+  if (t < 3600) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
+}
+
+std::string WorkerJson(const v1::WorkerInfo& w) {
+  return JsonObject()
+      .Add("rank", static_cast<int64_t>(w.rank()))
+      .Add("worker_id", w.worker_id())
+      .Add("host", w.host())
+      .Add("device", w.device())
+      .Add("state", w.state())
+      .Add("last_seen_s", w.last_seen_s())
+      .Add("samples_per_sec", w.samples_per_sec())
+      .str();
+}
+
+std::string WorkersTable(const v1::GetStatusReply& s) {
+  if (s.worker_info_size() == 0) {
+    return absl::StrFormat("no worker has joined yet (0 of %d)\n", s.world_size());
+  }
+  std::string out = absl::StrFormat("%-5s %-24s %-16s %-8s %-7s %14s %10s\n", "RANK", "WORKER",
+                                    "HOST", "DEVICE", "STATE", "LAST HEARTBEAT", "SAMPLES/S");
+  for (const v1::WorkerInfo& w : s.worker_info()) {
+    absl::StrAppend(
+        &out, absl::StrFormat("%-5d %-24s %-16s %-8s %-7s %14s %10.0f\n", w.rank(), w.worker_id(),
+                              w.host(), w.device(), w.state(),
+                              absl::StrFormat("%.1fs ago", w.last_seen_s()), w.samples_per_sec()));
+  }
+  return out;
+}
+
+std::string WatchLine(const v1::GetStatusReply& s, double eta_s, int bar_width) {
+  const double frac =
+      s.total_steps() > 0 ? std::min(1.0, static_cast<double>(s.step()) / s.total_steps()) : 0.0;
+  const int filled = static_cast<int>(frac * bar_width + 0.5);
+  std::string line =
+      absl::StrCat("[", std::string(filled, '#'), std::string(bar_width - filled, '-'), "] ");
+  absl::StrAppend(
+      &line, absl::StrFormat("%5.1f%% step %d/%d ep %.2f | lr %.4g H %d | loss %.4f", 100 * frac,
+                             s.step(), s.total_steps(), s.epoch(), s.lr(), s.h(), s.train_loss()));
+  if (s.test_acc() >= 0) absl::StrAppend(&line, absl::StrFormat(" | acc %.4f", s.test_acc()));
+  absl::StrAppend(&line, absl::StrFormat(" | %.0f samples/s | ETA %s", s.samples_per_sec(),
+                                         HumanDuration(eta_s)));
+  if (s.state() != "RUNNING") absl::StrAppend(&line, " | ", s.state());
+  return line;
+}
+
 std::string StatusJson(const v1::GetStatusReply& s) {
   std::string workers = "[";
   for (int i = 0; i < s.worker_info_size(); ++i) {
-    const v1::WorkerInfo& w = s.worker_info(i);
-    absl::StrAppend(&workers, i ? "," : "",
-                    JsonObject()
-                        .Add("rank", static_cast<int64_t>(w.rank()))
-                        .Add("worker_id", w.worker_id())
-                        .Add("host", w.host())
-                        .Add("device", w.device())
-                        .Add("state", w.state())
-                        .Add("last_seen_s", w.last_seen_s())
-                        .Add("samples_per_sec", w.samples_per_sec())
-                        .str());
+    absl::StrAppend(&workers, i ? "," : "", WorkerJson(s.worker_info(i)));
   }
   workers += "]";
   JsonObject j;
@@ -55,6 +98,8 @@ std::string StatusJson(const v1::GetStatusReply& s) {
       .Add("optimizer", s.optimizer())
       .Add("run_dir", s.run_dir())
       .Add("message", s.message())
+      .Add("failures", s.failures())
+      .Add("stop_requested", s.stop_requested())
       .AddRaw("worker_info", workers);
   return j.str();
 }
@@ -83,24 +128,17 @@ std::string StatusTable(const v1::GetStatusReply& s) {
   row("lr", absl::StrFormat("%.6g", s.lr()));
   row("H", absl::StrCat(s.h()));
   row("round", absl::StrCat(s.round(), " completed"));
-  row("workers", absl::StrCat(s.workers(), " / ", s.world_size(), " (generation ",
-                              s.generation(), ")"));
+  row("workers",
+      absl::StrCat(s.workers(), " / ", s.world_size(), " (generation ", s.generation(), ")"));
   row("samples/s", absl::StrFormat("%.0f", s.samples_per_sec()));
   row("train loss", absl::StrFormat("%.4f", s.train_loss()));
   row("test acc", s.test_acc() >= 0 ? absl::StrFormat("%.4f", s.test_acc()) : "-");
   row("sent/worker", HumanBytes(s.bytes_per_worker()));
   row("elapsed", absl::StrFormat("%.1f s", s.elapsed_s()));
+  row("failures", absl::StrCat(s.failures()));
+  if (s.stop_requested()) row("stop", "requested by an operator");
   if (!s.run_dir().empty()) row("run dir", s.run_dir());
-  if (s.worker_info_size() > 0) {
-    absl::StrAppend(&out, "\n", absl::StrFormat("%-5s %-24s %-16s %-7s %-7s %10s %10s\n", "RANK",
-                                                 "WORKER", "HOST", "DEVICE", "STATE", "LAST SEEN",
-                                                 "SAMPLES/S"));
-    for (const v1::WorkerInfo& w : s.worker_info()) {
-      absl::StrAppend(&out, absl::StrFormat("%-5d %-24s %-16s %-7s %-7s %9.1fs %10.0f\n", w.rank(),
-                                            w.worker_id(), w.host(), w.device(), w.state(),
-                                            w.last_seen_s(), w.samples_per_sec()));
-    }
-  }
+  if (s.worker_info_size() > 0) absl::StrAppend(&out, "\n", WorkersTable(s));
   return out;
 }
 
@@ -128,7 +166,7 @@ std::string RoundJson(const Round& r) {
       .str();
 }
 
-std::string PlanSummaryJson(const PlanSummary& s) {
+std::string PlanSummaryJson(const PlanSummary& s, double alpha) {
   return JsonObject()
       .Add("summary", true)
       .Add("rounds", s.rounds)
@@ -136,6 +174,7 @@ std::string PlanSummaryJson(const PlanSummary& s) {
       .Add("mean_h", s.mean_h)
       .Add("max_h", s.max_h)
       .Add("sync_share", s.sync_share)
+      .Add("alpha", alpha)
       .str();
 }
 

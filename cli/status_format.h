@@ -16,8 +16,19 @@ std::string StatusTable(const v1::GetStatusReply& s);
 std::string ProgressLine(const v1::GetStatusReply& s);
 std::string RoundRecordJson(const v1::RoundRecord& r);
 std::string RoundJson(const Round& r);
-std::string PlanSummaryJson(const PlanSummary& s);
+std::string PlanSummaryJson(const PlanSummary& s, double alpha);
 std::string HumanBytes(int64_t bytes);
+// "42s", "3m05s", "1h02m"; "--" when negative (unknown).
+std::string HumanDuration(double seconds);
+
+// The workers of a status, one per line under a header: rank, worker id, host, device, state,
+// seconds since the last heartbeat, samples/s. Says so when none has joined yet.
+std::string WorkersTable(const v1::GetStatusReply& s);
+std::string WorkerJson(const v1::WorkerInfo& w);
+
+// One line for `qsrctl watch`: a progress bar of `bar_width` cells, the step, epoch, lr, H, loss,
+// latest test accuracy, throughput, and the ETA (`eta_s` < 0: unknown).
+std::string WatchLine(const v1::GetStatusReply& s, double eta_s, int bar_width = 30);
 
 }  // namespace qsr
 

@@ -1,7 +1,5 @@
 #include "common/recipe.h"
 
-#include "common/round_planner.h"
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -26,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/round_planner.h"
 #include "yaml-cpp/yaml.h"
 
 namespace qsr {
@@ -499,12 +498,14 @@ absl::Status CheckRanges(const Recipe& r) {
             "in [0, 1)");
   c.Require(r.gradient_clipping >= 0, "gradient_clipping", r.gradient_clipping,
             ">= 0 (0 = no clipping)");
-  c.Require(!(r.avg_m || r.avg_v) || r.Adam(), "avg_m", r.avg_m || r.avg_v,
-            "false unless the optimizer is adamw or localadamw (avg_m and avg_v average Adam moments)");
+  c.Require(
+      !(r.avg_m || r.avg_v) || r.Adam(), "avg_m", r.avg_m || r.avg_v,
+      "false unless the optimizer is adamw or localadamw (avg_m and avg_v average Adam moments)");
   c.Require(r.base > 1, "base", r.base, "> 1");
   c.Require(r.bn_batches >= 1, "bn_batches", r.bn_batches, ">= 1");
   c.Require(r.post_local_epoch == -1 || (r.post_local_epoch >= 0 && r.post_local_epoch <= r.epochs),
-            "post_local_epoch", r.post_local_epoch, absl::StrCat("in [0, epochs (", r.epochs, ")] or -1"));
+            "post_local_epoch", r.post_local_epoch,
+            absl::StrCat("in [0, epochs (", r.epochs, ")] or -1"));
   c.Require(r.post_local_epoch == -1 || !r.DataParallel(), "post_local_epoch", r.post_local_epoch,
             "-1 with a data-parallel optimizer (post-local needs localsgd or localadamw)");
   c.Require(r.sync_budget >= 0 && r.sync_budget <= 1, "sync_budget", r.sync_budget,

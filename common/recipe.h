@@ -70,8 +70,8 @@ struct Recipe {
   int64_t post_local_epoch = -1;  // data-parallel before this epoch, local from it (-1 = off)
   double sync_budget = 0.0;       // > 0: choose alpha so that at most this share of steps sync
   // Data loading.
-  int64_t nw = 2;              // loader threads that prepare batches ahead of the step
-  double mixup_alpha = 0.0;    // 0 = no mixup
+  int64_t nw = 2;            // loader threads that prepare batches ahead of the step
+  double mixup_alpha = 0.0;  // 0 = no mixup
   // Checkpoints and resume.
   int64_t save_freq = 0;  // save every this many epochs (0 = only at the end when save_dir set)
   bool save_opt = false;  // also save optimizer state

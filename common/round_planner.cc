@@ -64,18 +64,17 @@ double SyncShare(Recipe recipe, double alpha) {
 
 absl::StatusOr<double> AlphaForSyncBudget(const Recipe& recipe, double budget) {
   if (!(budget > 0 && budget <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sync budget ", budget, " must be in (0, 1]"));
+    return absl::InvalidArgumentError(absl::StrCat("sync budget ", budget, " must be in (0, 1]"));
   }
   if (SyncShare(recipe, 0.0) <= budget) return 0.0;  // constant init_h already fits
   // Grow the upper end until it fits; past the largest LR every H is capped by T - t.
   double hi = 1e-6;
   while (SyncShare(recipe, hi) > budget) {
     if (hi > 1e9) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sync_budget ", budget, " cannot be met: even the longest rounds sync ",
-          SyncShare(recipe, hi), " of steps (warmup with init_h ", recipe.init_h,
-          " and min_h ", recipe.min_h, " set the floor)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sync_budget ", budget, " cannot be met: even the longest rounds sync ",
+                       SyncShare(recipe, hi), " of steps (warmup with init_h ", recipe.init_h,
+                       " and min_h ", recipe.min_h, " set the floor)"));
     }
     hi *= 4;
   }

@@ -23,8 +23,8 @@ namespace qsr {
 struct Round {
   int64_t index = 0;  // 0-based round number
   int64_t start_step = 0;
-  int64_t h = 0;      // steps in this round (the rule's H, cut at the run's end)
-  double lr = 0.0;    // learning rate of the round's first step
+  int64_t h = 0;    // steps in this round (the rule's H, cut at the run's end)
+  double lr = 0.0;  // learning rate of the round's first step
   // The round trains data-parallel (gradients averaged every step): the optimizer is sgd/adamw,
   // or the round lies before post_local_epoch.
   bool data_parallel = false;

@@ -15,7 +15,8 @@ SyncRuleParams SyncRuleParams::FromRecipe(const Recipe& recipe) {
   p.warmup_steps = recipe.warmup_steps;
   p.total_steps = recipe.ScheduleSteps();
   p.data_parallel = recipe.DataParallel();
-  if (recipe.post_local_epoch > 0) p.post_local_step = recipe.post_local_epoch * recipe.steps_per_epoch;
+  if (recipe.post_local_epoch > 0)
+    p.post_local_step = recipe.post_local_epoch * recipe.steps_per_epoch;
   return p;
 }
 

@@ -2,7 +2,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace qsr {
 namespace {
@@ -42,8 +45,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
                                                             "NextRounds", r, d);
   }
   absl::StatusOr<v1::ReportReply> Report(const v1::ReportRequest& r, absl::Time d) override {
-    return Call<v1::ReportRequest, v1::ReportReply>(&v1::Coordinator::Stub::Report, "Report", r,
-                                                    d);
+    return Call<v1::ReportRequest, v1::ReportReply>(&v1::Coordinator::Stub::Report, "Report", r, d);
   }
   absl::StatusOr<v1::LeaveReply> Leave(const v1::LeaveRequest& r, absl::Time d) override {
     return Call<v1::LeaveRequest, v1::LeaveReply>(&v1::Coordinator::Stub::Leave, "Leave", r, d);
@@ -70,6 +72,22 @@ class GrpcCoordinatorClient : public CoordinatorClient {
 };
 
 }  // namespace
+
+absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
+                                            const v1::JoinRequest& request,
+                                            absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    absl::StatusOr<v1::JoinReply> reply =
+        client->Join(request, std::min(deadline, absl::Now() + absl::Seconds(10)));
+    if (reply.ok() || !absl::IsUnavailable(reply.status()) || absl::Now() + backoff > deadline) {
+      return reply;
+    }
+    absl::SleepFor(backoff);  // The coordinator is not up yet: back off and retry.
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
 
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address) {
   return std::make_unique<GrpcCoordinatorClient>(address);

@@ -42,6 +42,12 @@ class CoordinatorClient {
 // Connects to `address` (HOST:PORT). Connection is lazy: errors show on the first call.
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address);
 
+// Join, retried with backoff while the coordinator is unreachable (UNAVAILABLE: not up yet) until
+// `timeout` has passed; any other error, and any reply, is returned at once. Each attempt is
+// bounded by 10 s and by the overall deadline.
+absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
+                                            const v1::JoinRequest& request, absl::Duration timeout);
+
 // A rendezvous Store backed by the coordinator's KvSet/KvGet.
 class CoordinatorStore : public Store {
  public:

@@ -12,6 +12,7 @@
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/log_prefix.h"
 #include "glog/logging.h"
 
 namespace {
@@ -33,7 +34,7 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+  qsr::InitLogging(argv[0]);
   qsr::FlagParser flags("qsr-coordinator",
                         "qsr-coordinator --recipe FILE [--listen HOST:PORT] [--run-dir DIR] "
                         "[--KEY=VALUE ...]\n"
@@ -41,7 +42,8 @@ int main(int argc, char** argv) {
                         "rendezvous, reports and status.");
   flags.Add("recipe", "", "recipe YAML file (required)");
   flags.Add("listen", "127.0.0.1:7070", "address to serve gRPC on; port 0 lets the OS choose");
-  flags.Add("run-dir", "", "where rounds.jsonl, evals.jsonl and the recipe go (default runs/RUN_ID)");
+  flags.Add("run-dir", "",
+            "where rounds.jsonl, evals.jsonl and the recipe go (default runs/RUN_ID)");
   flags.Add("run-id", "", "name of the run (default: date-time-pid)");
   flags.Add("port-file", "", "write the bound port to this file once serving");
   flags.Add("rendezvous-timeout-s", "300",
@@ -49,6 +51,9 @@ int main(int argc, char** argv) {
   flags.Add("plan-batch-steps", "32",
             "hand out consecutive round plans until they cover this many steps");
   flags.Add("linger-s", "0", "keep serving status this long after the run ends");
+  flags.Add("metrics-port", "-1",
+            "serve Prometheus metrics over HTTP at /metrics on this port of the --listen host "
+            "(-1: off; 0: the OS chooses, logged)");
   flags.AcceptRecipeOverrides();
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
   if (flags.help_requested()) {
@@ -68,11 +73,16 @@ int main(int argc, char** argv) {
   absl::StatusOr<int64_t> timeout_s = flags.GetInt("rendezvous-timeout-s");
   absl::StatusOr<int64_t> batch_steps = flags.GetInt("plan-batch-steps");
   absl::StatusOr<int64_t> linger_s = flags.GetInt("linger-s");
-  for (const absl::Status& s : {timeout_s.status(), batch_steps.status(), linger_s.status()}) {
+  absl::StatusOr<int64_t> metrics_port = flags.GetInt("metrics-port");
+  for (const absl::Status& s :
+       {timeout_s.status(), batch_steps.status(), linger_s.status(), metrics_port.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()));
   }
   if (*timeout_s < 1 || *batch_steps < 1 || *linger_s < 0) {
     return Fail("--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
+  }
+  if (*metrics_port < -1 || *metrics_port > 65535) {
+    return Fail("--metrics-port must be -1 (off), 0 (the OS chooses) or a port up to 65535");
   }
 
   qsr::CoordinatorServer::Options options;
@@ -80,15 +90,17 @@ int main(int argc, char** argv) {
   options.run.run_id = flags.Get("run-id").empty() ? DefaultRunId() : flags.Get("run-id");
   options.run.rendezvous_timeout = absl::Seconds(*timeout_s);
   options.run.plan_batch_steps = *batch_steps;
+  options.metrics_port = static_cast<int>(*metrics_port);
+  qsr::SetLogContext(options.run.run_id, "coord");
   options.run_dir =
       flags.Get("run-dir").empty() ? "runs/" + options.run.run_id : flags.Get("run-dir");
 
   absl::StatusOr<std::unique_ptr<qsr::CoordinatorServer>> server =
       qsr::CoordinatorServer::Start(*recipe, options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  LOG(INFO) << "run " << options.run.run_id << ": " << recipe->model << " / "
-            << recipe->optimizer << ", " << recipe->workers << " workers, "
-            << recipe->TotalSteps() << " steps; run dir " << options.run_dir;
+  LOG(INFO) << "run " << options.run.run_id << ": " << recipe->model << " / " << recipe->optimizer
+            << ", " << recipe->workers << " workers, " << recipe->TotalSteps() << " steps; run dir "
+            << options.run_dir;
   LOG(INFO) << "listening on " << (*server)->address();
   if (!flags.Get("port-file").empty()) {
     std::string tmp = flags.Get("port-file") + ".tmp";

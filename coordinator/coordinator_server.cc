@@ -24,6 +24,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     if (!opened.ok()) return opened.status();
     log = std::move(*opened);
   }
+  // Feed the round statistics (metrics) as rounds commit, besides any hook the caller set.
+  RoundStats* stats = &server->round_stats_;
+  options.run.on_round_committed =
+      [stats, user = std::move(options.run.on_round_committed)](const v1::RoundRecord& round) {
+        stats->Observe(round);
+        if (user) user(round);
+      };
   server->controller_ = std::make_unique<RunController>(recipe, options.run, std::move(log));
   server->store_ = std::make_unique<KvStore>();
   server->service_ =
@@ -37,10 +44,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   builder.SetMaxReceiveMessageSize(8 << 20);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
-                                               " (address in use, or not HOST:PORT?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen, " (address in use, or not HOST:PORT?)"));
   }
   server->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Start(
+        server->controller_.get(), &server->round_stats_, server->host_, options.metrics_port);
+    if (!metrics.ok()) return metrics.status();  // the destructor stops the gRPC server
+    server->metrics_ = std::move(*metrics);
+  }
   server->ticker_ = std::thread([s = server.get()] { s->TickLoop(); });
   return server;
 }
@@ -62,10 +75,13 @@ void CoordinatorServer::Shutdown() {
   shut_down_ = true;
   stop_.Notify();
   if (ticker_.joinable()) ticker_.join();
+  if (metrics_) metrics_->Shutdown();
   // Pending waits are failed first so that Shutdown does not wait for their deadlines.
-  store_->ExpireWaiters(absl::InfiniteFuture());
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-  server_->Wait();
+  if (store_ != nullptr) store_->ExpireWaiters(absl::InfiniteFuture());
+  if (server_ != nullptr) {  // null when it failed to start
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    server_->Wait();
+  }
 }
 
 }  // namespace qsr

@@ -1,5 +1,6 @@
 // CoordinatorServer: a running coordinator — the gRPC server (with reflection and the standard
-// health service), the run controller, the rendezvous store, and the ticker that expires waits.
+// health service), the run controller, the rendezvous store, the ticker that expires waits, and
+// optionally the Prometheus metrics endpoint (MetricsServer).
 //
 // Lifecycle: Start() binds and serves; the run proceeds as workers call in; AwaitDone() returns
 // when the run has ended and every worker has left; Shutdown() (also run by the destructor) stops
@@ -20,6 +21,7 @@
 #include "common/recipe.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/kv_store.h"
+#include "coordinator/metrics_server.h"
 #include "coordinator/run_controller.h"
 
 namespace qsr {
@@ -29,6 +31,9 @@ class CoordinatorServer {
   struct Options {
     std::string listen = "127.0.0.1:0";  // port 0: the OS chooses
     std::string run_dir;                 // empty: no run directory
+    // Serve Prometheus metrics over HTTP on this port of the --listen host: -1 off, 0 the OS
+    // chooses (see metrics_port()).
+    int metrics_port = -1;
     RunController::Options run;
   };
 
@@ -38,6 +43,8 @@ class CoordinatorServer {
   ~CoordinatorServer();
 
   int port() const { return port_; }
+  // The metrics port, or -1 when metrics are off.
+  int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
   std::string address() const;
   RunController& controller() { return *controller_; }
   // Blocks until the run is done or the deadline; returns whether it is done.
@@ -50,10 +57,12 @@ class CoordinatorServer {
 
   std::string host_;
   int port_ = 0;
+  RoundStats round_stats_;
   std::unique_ptr<RunController> controller_;
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_;
   absl::Notification stop_;
   std::thread ticker_;
   bool shut_down_ = false;

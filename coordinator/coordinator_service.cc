@@ -77,23 +77,23 @@ grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext*
                                                     v1::KvGetReply* reply) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWaitMs) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("timeout_ms ", request->timeout_ms(), " is outside [0, ", kMaxKvWaitMs, "]"))));
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "timeout_ms ", request->timeout_ms(), " is outside [0, ", kMaxKvWaitMs, "]"))));
     return reactor;
   }
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-  absl::Status s = store_->Get(
-      std::move(keys), absl::Now() + absl::Milliseconds(request->timeout_ms()),
-      [reactor, reply](absl::StatusOr<std::vector<std::string>> values) {
-        if (values.ok()) {
-          reply->mutable_outcome()->set_code(v1::Outcome::OK);
-          for (auto& v : *values) reply->add_values(std::move(v));
-        } else {
-          reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
-          reply->mutable_outcome()->set_message(std::string(values.status().message()));
-        }
-        reactor->Finish(grpc::Status::OK);
-      });
+  absl::Status s =
+      store_->Get(std::move(keys), absl::Now() + absl::Milliseconds(request->timeout_ms()),
+                  [reactor, reply](absl::StatusOr<std::vector<std::string>> values) {
+                    if (values.ok()) {
+                      reply->mutable_outcome()->set_code(v1::Outcome::OK);
+                      for (auto& v : *values) reply->add_values(std::move(v));
+                    } else {
+                      reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
+                      reply->mutable_outcome()->set_message(std::string(values.status().message()));
+                    }
+                    reactor->Finish(grpc::Status::OK);
+                  });
   if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
@@ -101,13 +101,26 @@ grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
                                                         const v1::GetStatusRequest*,
                                                         v1::GetStatusReply* reply) {
-  return FinishWith(ctx, reply, absl::StatusOr<v1::GetStatusReply>(controller_->Status(absl::Now())));
+  return FinishWith(ctx, reply,
+                    absl::StatusOr<v1::GetStatusReply>(controller_->Status(absl::Now())));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListRounds(grpc::CallbackServerContext* ctx,
                                                          const v1::ListRoundsRequest* request,
                                                          v1::ListRoundsReply* reply) {
   return FinishWith(ctx, reply, absl::StatusOr<v1::ListRoundsReply>(controller_->Rounds(*request)));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListEvals(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListEvalsRequest*,
+                                                        v1::ListEvalsReply* reply) {
+  return FinishWith(ctx, reply, absl::StatusOr<v1::ListEvalsReply>(controller_->Evals()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Stop(grpc::CallbackServerContext* ctx,
+                                                   const v1::StopRequest* request,
+                                                   v1::StopReply* reply) {
+  return FinishWith(ctx, reply, absl::StatusOr<v1::StopReply>(controller_->Stop(*request)));
 }
 
 }  // namespace qsr

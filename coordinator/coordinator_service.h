@@ -35,16 +35,21 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                    v1::ReportReply* reply) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* request,
                                   v1::LeaveReply* reply) override;
-  grpc::ServerUnaryReactor* KvSet(grpc::CallbackServerContext* ctx,
-                                  const v1::KvSetRequest* request, v1::KvSetReply* reply) override;
-  grpc::ServerUnaryReactor* KvGet(grpc::CallbackServerContext* ctx,
-                                  const v1::KvGetRequest* request, v1::KvGetReply* reply) override;
+  grpc::ServerUnaryReactor* KvSet(grpc::CallbackServerContext* ctx, const v1::KvSetRequest* request,
+                                  v1::KvSetReply* reply) override;
+  grpc::ServerUnaryReactor* KvGet(grpc::CallbackServerContext* ctx, const v1::KvGetRequest* request,
+                                  v1::KvGetReply* reply) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* request,
                                       v1::GetStatusReply* reply) override;
   grpc::ServerUnaryReactor* ListRounds(grpc::CallbackServerContext* ctx,
                                        const v1::ListRoundsRequest* request,
                                        v1::ListRoundsReply* reply) override;
+  grpc::ServerUnaryReactor* ListEvals(grpc::CallbackServerContext* ctx,
+                                      const v1::ListEvalsRequest* request,
+                                      v1::ListEvalsReply* reply) override;
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* ctx, const v1::StopRequest* request,
+                                 v1::StopReply* reply) override;
 
  private:
   RunController* controller_;

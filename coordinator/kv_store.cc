@@ -11,8 +11,8 @@ namespace {
 absl::Status CheckKey(const std::string& key, size_t max_bytes) {
   if (key.empty()) return absl::InvalidArgumentError("rendezvous key is empty");
   if (key.size() > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("rendezvous key is ", key.size(),
-                                                   " bytes; at most ", max_bytes, " allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous key is ", key.size(), " bytes; at most ", max_bytes, " allowed"));
   }
   return absl::OkStatus();
 }
@@ -33,8 +33,8 @@ absl::Status KvStore::Set(const std::string& key, std::string value) {
     size_t old_bytes = it == data_.end() ? 0 : key.size() + it->second.size();
     size_t new_total = total_bytes_ - old_bytes + key.size() + value.size();
     if (new_total > limits_.max_total_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "rendezvous store is full (", total_bytes_, " of ", limits_.max_total_bytes, " bytes)"));
+      return absl::ResourceExhaustedError(absl::StrCat("rendezvous store is full (", total_bytes_,
+                                                       " of ", limits_.max_total_bytes, " bytes)"));
     }
     total_bytes_ = new_total;
     data_[key] = std::move(value);

@@ -13,6 +13,8 @@ namespace {
 // Rounds averaged over for samples/s.
 constexpr size_t kThroughputWindow = 32;
 
+constexpr char kStoppedByOperator[] = "stopped by operator";
+
 v1::Outcome MakeOutcome(v1::Outcome::Code code, const std::string& message) {
   v1::Outcome o;
   o.set_code(code);
@@ -28,7 +30,18 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
       planner_(recipe),
       world_size_(static_cast<int>(recipe.workers)),
       started_(absl::Now()),
-      log_(std::move(log)) {}
+      log_(std::move(log)) {
+  if (recipe_.resume_from_step > 0) {
+    // A resumed run starts where the checkpoint left off; rounds keep the numbers a fresh run
+    // would have given the steps before it.
+    for (const Round& r : planner_.Plan()) {
+      if (r.start_step >= recipe_.resume_from_step) break;
+      ++start_round_;
+    }
+    next_round_to_serve_ = start_round_;
+    next_step_to_serve_ = recipe_.resume_from_step;
+  }
+}
 
 const char* RunController::StateName(State s) {
   switch (s) {
@@ -67,6 +80,10 @@ absl::StatusOr<v1::JoinReply> RunController::Join(const v1::JoinRequest& request
     *reply.mutable_outcome() =
         MakeOutcome(v1::Outcome::RUN_FINISHED, absl::StrCat("run is ", StateName(state_)));
     return reply;
+  } else if (stop_requested_) {
+    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED,
+                                           absl::StrCat("run is stopping: ", kStoppedByOperator));
+    return reply;
   } else if (static_cast<int>(members_.size()) >= world_size_) {
     *reply.mutable_outcome() = MakeOutcome(
         v1::Outcome::REJECTED,
@@ -87,8 +104,8 @@ absl::StatusOr<v1::JoinReply> RunController::Join(const v1::JoinRequest& request
   member->last_seen = now;
   reply.set_rank(member->rank);
   reply.set_recipe_yaml(RecipeToYaml(recipe_));
-  reply.set_start_round(0);
-  reply.set_start_step(0);
+  reply.set_start_round(start_round_);
+  reply.set_start_step(std::max<int64_t>(0, recipe_.resume_from_step));
   *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
   return reply;
 }
@@ -97,8 +114,8 @@ absl::StatusOr<RunController::Member*> RunController::FindMember(const std::stri
                                                                  int rank, int64_t generation,
                                                                  absl::Time now) {
   if (rank < 0 || rank >= static_cast<int>(members_.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is not a member (", members_.size(),
-                                                   " workers have joined)"));
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is not a member (",
+                                                   members_.size(), " workers have joined)"));
   }
   Member& m = members_[rank];
   if (m.worker_id != worker_id) {
@@ -106,8 +123,8 @@ absl::StatusOr<RunController::Member*> RunController::FindMember(const std::stri
         absl::StrCat("rank ", rank, " belongs to worker ", m.worker_id, ", not ", worker_id));
   }
   if (generation != generation_) {
-    return absl::FailedPreconditionError(absl::StrCat("generation ", generation,
-                                                      " is not the current one (", generation_, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("generation ", generation, " is not the current one (", generation_, ")"));
   }
   m.last_seen = now;
   return &m;
@@ -127,11 +144,16 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
           state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
           absl::StrCat("run is ", StateName(state_), ": ", message_));
       completions.push_back([done, reply] { done(reply); });
+    } else if (stop_requested_) {
+      // Every round handed out has been trained by this worker: it may leave.
+      v1::NextRoundsReply reply;
+      *reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
+      completions.push_back([done, reply] { done(reply); });
     } else {
       if (request.next_round() < 0 || request.next_round() > next_round_to_serve_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("next_round ", request.next_round(), " is out of range [0, ",
-                         next_round_to_serve_, "]"));
+        return absl::InvalidArgumentError(absl::StrCat("next_round ", request.next_round(),
+                                                       " is out of range [0, ",
+                                                       next_round_to_serve_, "]"));
       }
       if (barrier_round_ < 0) {
         barrier_round_ = request.next_round();
@@ -230,12 +252,14 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     last_eval_step_ = e.step();
     last_eval_ = e;
     have_eval_ = true;
+    evals_.push_back(e);
     if (log_) {
       log_->AppendEval(JsonObject()
                            .Add("step", e.step())
                            .Add("epoch", e.epoch())
                            .Add("test_loss", e.test_loss())
                            .Add("test_acc", e.test_acc())
+                           .Add("test_acc5", e.test_acc5())
                            .Add("examples", e.examples())
                            .Add("elapsed_s", absl::ToDoubleSeconds(now - started_))
                            .str());
@@ -278,6 +302,7 @@ void RunController::CommitReadyRounds() {
     rec.set_identical(identical);
     if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
     committed_.push_back(rec);
+    if (options_.on_round_committed) options_.on_round_committed(rec);
     bytes_per_worker_ += bytes;
     train_loss_ = rec.train_loss();
     recent_.emplace_back(samples, seconds);
@@ -311,8 +336,10 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
     if (!member.ok()) return member.status();
     (*member)->left = true;
     if (!request.error().empty()) {
+      ++failures_;
       completions = Fail(absl::StrCat("rank ", request.rank(), " failed: ", request.error()));
     } else if (!plan_exhausted_ && state_ != State::kFailed) {
+      ++failures_;
       completions = Fail(absl::StrCat("rank ", request.rank(), " left before the run ended"));
     }
     MaybeFinish();
@@ -344,11 +371,14 @@ void RunController::MaybeFinish() {
   for (const Member& m : members_) {
     if (!m.left) return;
   }
-  if (state_ == State::kRunning && plan_exhausted_) {
+  // A stopped run may end before it ever ran (WAITING).
+  if ((state_ == State::kRunning || state_ == State::kWaiting) && plan_exhausted_) {
     CommitReadyRounds();
     state_ = State::kFinished;
     ended_ = absl::Now();
-    LOG(INFO) << "run finished: " << committed_.size() << " rounds";
+    if (stop_requested_) message_ = kStoppedByOperator;
+    LOG(INFO) << "run finished" << (stop_requested_ ? " (stopped by operator)" : "") << ": "
+              << committed_.size() << " rounds";
     if (log_) {
       if (absl::Status s = log_->WriteSummary(SummaryJson()); !s.ok()) LOG(ERROR) << s;
     }
@@ -360,6 +390,7 @@ void RunController::Tick(absl::Time now) {
   {
     absl::MutexLock lock(&mu_);
     if (barrier_round_ >= 0 && now >= barrier_deadline_) {
+      ++failures_;
       completions = Fail(absl::StrCat("only ", waiters_.size(), " of ", world_size_,
                                       " workers reached round ", barrier_round_, " within ",
                                       absl::FormatDuration(options_.rendezvous_timeout)));
@@ -400,12 +431,13 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
   s.set_run_id(options_.run_id);
   s.set_state(StateName(state_));
   s.set_message(message_);
-  const int64_t step = committed_.empty() ? 0 : committed_.back().step() + committed_.back().h();
+  const int64_t step = committed_.empty() ? std::max<int64_t>(0, recipe_.resume_from_step)
+                                          : committed_.back().step() + committed_.back().h();
   s.set_step(step);
   s.set_total_steps(planner_.total_steps());
   s.set_epoch(static_cast<double>(step) / recipe_.steps_per_epoch);
   s.set_epochs(recipe_.epochs);
-  s.set_round(static_cast<int64_t>(committed_.size()));
+  s.set_round(start_round_ + static_cast<int64_t>(committed_.size()));
   s.set_lr(current_.h() > 0 ? current_.lr() : planner_.schedule().At(0));
   s.set_h(current_.h());
   int workers = 0;
@@ -429,6 +461,8 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
   s.set_run_dir(log_ ? log_->dir() : "");
   s.set_optimizer(recipe_.optimizer);
   s.set_model(recipe_.model);
+  s.set_failures(failures_);
+  s.set_stop_requested(stop_requested_);
   for (const Member& m : members_) {
     v1::WorkerInfo* w = s.add_worker_info();
     w->set_rank(m.rank);
@@ -445,10 +479,55 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
 v1::ListRoundsReply RunController::Rounds(const v1::ListRoundsRequest& request) const {
   absl::MutexLock lock(&mu_);
   v1::ListRoundsReply reply;
-  int64_t from = std::max<int64_t>(0, request.from_round());
+  int64_t from = std::max<int64_t>(0, request.from_round() - start_round_);
   int64_t end = static_cast<int64_t>(committed_.size());
   if (request.limit() > 0) end = std::min(end, from + request.limit());
   for (int64_t i = from; i < end; ++i) *reply.add_rounds() = committed_[i];
+  return reply;
+}
+
+v1::ListEvalsReply RunController::Evals() const {
+  absl::MutexLock lock(&mu_);
+  v1::ListEvalsReply reply;
+  for (const v1::EvalReport& e : evals_) *reply.add_evals() = e;
+  return reply;
+}
+
+v1::StopReply RunController::Stop(const v1::StopRequest& request) {
+  std::vector<Completion> completions;
+  v1::StopReply reply;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ == State::kFinished || state_ == State::kFailed) {
+      *reply.mutable_outcome() = MakeOutcome(
+          state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
+          absl::StrCat("run is already ", StateName(state_),
+                       message_.empty() ? "" : ": " + message_));
+      reply.set_stop_step(committed_.empty() ? 0
+                                             : committed_.back().step() + committed_.back().h());
+      return reply;
+    }
+    if (!stop_requested_) {
+      LOG(INFO) << "stop requested"
+                << (request.reason().empty() ? "" : ": " + request.reason().substr(0, 200))
+                << "; the run ends at step " << next_step_to_serve_
+                << " (after the rounds already handed out)";
+      stop_requested_ = true;
+      plan_exhausted_ = true;
+      // Workers already at the barrier have trained every round handed out: let them go.
+      v1::NextRoundsReply finished;
+      *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
+      for (Waiter& w : waiters_) {
+        completions.push_back([cb = std::move(w.done), finished] { cb(finished); });
+      }
+      waiters_.clear();
+      barrier_round_ = -1;
+      MaybeFinish();  // no member at all (or all gone): the run ends now
+    }
+    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
+    reply.set_stop_step(next_step_to_serve_);
+  }
+  for (auto& c : completions) c();
   return reply;
 }
 
@@ -460,7 +539,8 @@ std::string RunController::SummaryJson() const {
       .Add("model", recipe_.model)
       .Add("optimizer", recipe_.optimizer)
       .Add("workers", static_cast<int64_t>(world_size_))
-      .Add("step", committed_.empty() ? int64_t{0} : committed_.back().step() + committed_.back().h())
+      .Add("step",
+           committed_.empty() ? int64_t{0} : committed_.back().step() + committed_.back().h())
       .Add("total_steps", planner_.total_steps())
       .Add("rounds", static_cast<int64_t>(committed_.size()))
       .Add("bytes_per_worker", bytes_per_worker_)

@@ -6,7 +6,10 @@
 // nothing of gRPC, so it is tested directly.
 //
 // Run lifecycle:  WAITING --(world_size workers joined)--> RUNNING --(plan exhausted, all members
-// left)--> FINISHED;  any state --(a worker leaves with an error, or a barrier times out)--> FAILED.
+// left)--> FINISHED;  any state --(a worker leaves with an error, or a barrier times out)-->
+// FAILED. Stop() (an operator) ends the plan early: the rounds already handed out are trained,
+// every worker is answered RUN_FINISHED at its next barrier, and once all have left the run is
+// FINISHED with the message "stopped by operator".
 //
 // Thread-safe: every public method may be called from any gRPC thread. Callbacks passed to
 // NextRounds run outside the internal lock, exactly once, on the thread that completed the barrier
@@ -42,6 +45,9 @@ class RunController {
     // A NextRounds answer covers consecutive rounds until they add up to at least this many
     // steps, so short rounds (data-parallel, H = 1) cost one barrier per batch of steps.
     int64_t plan_batch_steps = 32;
+    // Called, under the controller's lock, for every round as it is committed (for metrics). It
+    // must be quick and must not call back into the controller. May be empty.
+    std::function<void(const v1::RoundRecord&)> on_round_committed;
   };
   using NextRoundsCallback = std::function<void(const v1::NextRoundsReply&)>;
 
@@ -60,6 +66,11 @@ class RunController {
 
   v1::GetStatusReply Status(absl::Time now) const;
   v1::ListRoundsReply Rounds(const v1::ListRoundsRequest& request) const;
+  v1::ListEvalsReply Evals() const;
+
+  // Asks the run to end after the rounds already handed out (see the lifecycle above). Idempotent;
+  // when the run has already ended, the reply's outcome says how.
+  v1::StopReply Stop(const v1::StopRequest& request);
 
   // Fails barriers whose deadline has passed. Call periodically.
   void Tick(absl::Time now);
@@ -125,9 +136,14 @@ class RunController {
   absl::Time barrier_deadline_ ABSL_GUARDED_BY(mu_);
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
+  // An operator asked the run to stop (plan_exhausted_ is set with it).
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Rounds served, not yet committed, by round index; and where the next round starts.
   std::map<int64_t, PendingRound> pending_ ABSL_GUARDED_BY(mu_);
+  // The first round of this run: 0, or where a resumed run picks up (resume_from_step).
+  int64_t start_round_ = 0;
   int64_t next_round_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_step_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
   v1::RoundPlan current_ ABSL_GUARDED_BY(mu_);
@@ -138,6 +154,7 @@ class RunController {
   std::deque<std::pair<int64_t, double>> recent_ ABSL_GUARDED_BY(mu_);  // samples, seconds
   double train_loss_ ABSL_GUARDED_BY(mu_) = 0.0;
   v1::EvalReport last_eval_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::EvalReport> evals_ ABSL_GUARDED_BY(mu_);  // one per evaluation (a few per epoch)
   bool have_eval_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_eval_step_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time ended_ ABSL_GUARDED_BY(mu_);

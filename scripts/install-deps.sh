@@ -6,9 +6,10 @@ PKGS=(
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgflags-dev libgtest-dev libgmock-dev
-  libgloo-dev libyaml-cpp-dev zlib1g-dev
+  libgloo-dev libyaml-cpp-dev zlib1g-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
   python3-torch python3-yaml gnuplot-nox
+  libcpp-httplib-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -24,5 +25,33 @@ fi
 if command -v update-alternatives >/dev/null; then
   alt=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep openblas | head -1 || true)
   [ -n "$alt" ] && ${SUDO:-} update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt" >/dev/null || true
+fi
+# deploy/check.sh and the reflection test (issue 6): kubectl (its kustomize renders deploy/k8s),
+# Node.js, and the npm packages in deploy/tools (Kubernetes schemas, a YAML parser, a gRPC
+# reflection client). QSR_DEPLOY_TOOLS=0 skips this (the container build does).
+if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  tools=()
+  command -v node >/dev/null && command -v npm >/dev/null || tools+=(nodejs npm)
+  # This machine kind ships kubectl (with kustomize v5); Debian's kubernetes-client is older
+  # (kustomize v2) and only a fallback.
+  command -v kubectl >/dev/null || tools+=(kubernetes-client)
+  if ((${#tools[@]})); then
+    echo "[install-deps] installing: ${tools[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${tools[@]}"
+  fi
+  TOOLS_DIR="$(cd "$(dirname "$0")/.." && pwd)/deploy/tools"
+  stamp="$TOOLS_DIR/node_modules/.qsr-lock.sha256"
+  want=$(sha256sum "$TOOLS_DIR/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "[install-deps] npm ci in deploy/tools"
+    if (cd "$TOOLS_DIR" && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$want" > "$stamp"
+    else
+      echo "[install-deps] WARNING: npm ci in deploy/tools failed: deploy_check and" \
+           "reflection_test will fail until it succeeds" >&2
+    fi
+  fi
 fi
 echo "[install-deps] ok"

@@ -10,13 +10,18 @@
 #include "absl/strings/str_format.h"
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
+#include "coordinator/log_prefix.h"
 #include "glog/logging.h"
+#include "worker/checkpoint.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/model_averager.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/fashion_mnist.h"
+#include "worker/evaluator.h"
 #include "worker/model/models.h"
+#include "worker/optimizer_factory.h"
 #include "worker/report_sender.h"
+#include "worker/torch_call.h"
 
 namespace qsr {
 namespace {
@@ -42,52 +47,6 @@ uint64_t ParamsDigest(torch::nn::Module& model) {
   return h;
 }
 
-// Runs `fn`, turning a LibTorch exception into a Status.
-template <typename Fn>
-absl::Status TorchCall(const char* what, Fn&& fn) {
-  try {
-    fn();
-    return absl::OkStatus();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
-  }
-}
-
-absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
-                                            const v1::JoinRequest& request,
-                                            absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::Duration backoff = absl::Milliseconds(50);
-  while (true) {
-    absl::StatusOr<v1::JoinReply> reply =
-        client->Join(request, std::min(deadline, absl::Now() + absl::Seconds(10)));
-    if (reply.ok() || !absl::IsUnavailable(reply.status()) || absl::Now() + backoff > deadline) {
-      return reply;
-    }
-    absl::SleepFor(backoff);  // The coordinator is not up yet: back off and retry.
-    backoff = std::min(backoff * 2, absl::Seconds(2));
-  }
-}
-
-std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const Recipe& r, torch::nn::Module& model) {
-  if (r.Adam()) {
-    return std::make_unique<torch::optim::AdamW>(
-        model.parameters(), torch::optim::AdamWOptions(r.max_lr)
-                                .betas({r.beta1, r.beta2})
-                                .eps(r.eps)
-                                .weight_decay(r.wd));
-  }
-  return std::make_unique<torch::optim::SGD>(model.parameters(),
-                                             torch::optim::SGDOptions(r.max_lr)
-                                                 .momentum(r.momentum)
-                                                 .nesterov(r.nesterov)
-                                                 .weight_decay(r.wd));
-}
-
-void SetLearningRate(torch::optim::Optimizer& opt, double lr) {
-  for (auto& group : opt.param_groups()) group.options().set_lr(lr);
-}
-
 class Worker {
  public:
   Worker(CoordinatorClient* client, const TrainerOptions& options)
@@ -98,7 +57,11 @@ class Worker {
  private:
   absl::Status Setup();
   absl::Status TrainRound(const v1::RoundPlan& plan);
-  absl::Status Evaluate(const v1::RoundPlan& plan);
+  absl::Status Evaluate(int64_t step);
+  absl::Status AverageOptimizerState();
+  absl::Status LoadInitialState();
+  absl::Status MaybeCheckpoint(int64_t step);
+  std::string CheckpointDir() const;
   void Leave(const std::string& error);
 
   CoordinatorClient* client_;
@@ -112,6 +75,7 @@ class Worker {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<ModelAverager> averager_;
+  std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
   torch::Device device_ = torch::kCPU;
@@ -126,12 +90,13 @@ absl::Status Worker::Setup() {
     return absl::InvalidArgumentError("--device " + options_.device +
                                       " is not a device; allowed: cpu, cuda:N");
   }
-  if (absl::Status s = [&] {
-        absl::StatusOr<Recipe> r = ParseRecipeYaml(join_.recipe_yaml(), "coordinator recipe");
-        if (!r.ok()) return r.status();
-        recipe_ = *r;
-        return ResolveRecipe(recipe_);
-      }();
+  if (absl::Status s =
+          [&] {
+            absl::StatusOr<Recipe> r = ParseRecipeYaml(join_.recipe_yaml(), "coordinator recipe");
+            if (!r.ok()) return r.status();
+            recipe_ = *r;
+            return ResolveRecipe(recipe_);
+          }();
       !s.ok()) {
     return s;
   }
@@ -144,7 +109,7 @@ absl::Status Worker::Setup() {
   train_ = *train;
   test_ = *test;
 
-  torch::manual_seed(recipe_.init_model_by_seed);
+  torch::manual_seed(std::max<int64_t>(0, recipe_.init_model_by_seed));
   absl::StatusOr<std::shared_ptr<Model>> model = MakeModel(recipe_.model, train_.num_classes);
   if (!model.ok()) return model.status();
   model_ = *model;
@@ -152,6 +117,7 @@ absl::Status Worker::Setup() {
     return s;
   }
   optimizer_ = MakeOptimizer(recipe_, *model_);
+  if (absl::Status s = LoadInitialState(); !s.ok()) return s;
 
   // A fresh key prefix per generation and communicator keeps a re-formed group from reading a
   // previous group's addresses.
@@ -191,14 +157,25 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   const absl::Time start = absl::Now();
   const int64_t bytes_before = comm_->bytes_sent();
   const int64_t acc = recipe_.AccumulationSteps();
-  double loss_sum = 0;
+  // The loss is summed on the device and read once per round: reading it every micro-batch
+  // (item()) would make the host wait for the GPU at every step.
+  torch::Tensor loss_sum;
+  if (absl::Status s = TorchCall("loss accumulator",
+                                 [&] {
+                                   loss_sum = torch::zeros(
+                                       {}, torch::TensorOptions().dtype(torch::kFloat64).device(
+                                               device_));
+                                 });
+      !s.ok()) {
+    return s;
+  }
   model_->train();
   for (int64_t t = plan.start_step(); t < plan.start_step() + plan.h(); ++t) {
     absl::StatusOr<Batch> batch = loader_->Next();
     if (!batch.ok()) return batch.status();
     if (batch->step != t) {
-      return absl::InternalError(absl::StrCat("data loader is at step ", batch->step,
-                                              ", the round at step ", t));
+      return absl::InternalError(
+          absl::StrCat("data loader is at step ", batch->step, ", the round at step ", t));
     }
     SetLearningRate(*optimizer_, schedule_->At(t));
     absl::Status s = TorchCall("training step", [&] {
@@ -206,14 +183,29 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
-        torch::Tensor loss = torch::nn::functional::cross_entropy(model_->forward(xs[i]), ys[i]);
+        torch::Tensor loss = torch::nn::functional::cross_entropy(
+            model_->forward(xs[i]), ys[i],
+            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+                recipe_.label_smoothing));
         (loss / static_cast<double>(acc)).backward();
-        loss_sum += loss.item<double>() / static_cast<double>(acc);
+        loss_sum.add_(loss.detach(), 1.0 / static_cast<double>(acc));
       }
     });
     if (!s.ok()) return s;
-    if (recipe_.DataParallel()) {
+    if (plan.data_parallel()) {
       if (absl::Status s = averager_->AllReduceGradients(*comm_); !s.ok()) return s;
+    }
+    if (recipe_.gradient_clipping > 0) {
+      // After the all-reduce for data-parallel rounds (the global gradient), on the local
+      // gradient for local rounds, as the authors do.
+      if (absl::Status s = TorchCall("gradient clipping",
+                                     [&] {
+                                       torch::nn::utils::clip_grad_norm_(model_->parameters(),
+                                                                         recipe_.gradient_clipping);
+                                     });
+          !s.ok()) {
+        return s;
+      }
     }
     if (absl::Status s = TorchCall("optimizer step", [&] { optimizer_->step(); }); !s.ok()) {
       return s;
@@ -221,75 +213,132 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   }
   // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
   // matter only for evaluation, so they are averaged before evaluating (and at the end).
-  if (!recipe_.DataParallel() || plan.eval_after()) {
+  if (!plan.data_parallel() || plan.eval_after()) {
     if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
+    if (!plan.data_parallel()) {
+      if (absl::Status s = AverageOptimizerState(); !s.ok()) return s;
+    }
+  }
+  double train_loss = 0;
+  if (absl::Status s = TorchCall("reading the loss", [&] { train_loss = loss_sum.item<double>(); });
+      !s.ok()) {
+    return s;
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   v1::RoundReport report;
   report.set_round(plan.round());
   report.set_start_step(plan.start_step());
   report.set_h(plan.h());
-  report.set_train_loss(loss_sum / static_cast<double>(plan.h()));
+  report.set_train_loss(train_loss / static_cast<double>(plan.h()));
   report.set_samples(plan.h() * recipe_.LocalBatchSize());
   report.set_seconds(seconds);
   report.set_bytes_sent(comm_->bytes_sent() - bytes_before);
-  if (!recipe_.DataParallel() || plan.eval_after()) report.set_params_digest(ParamsDigest(*model_));
+  if (!plan.data_parallel() || plan.eval_after()) report.set_params_digest(ParamsDigest(*model_));
   reports_->AddRound(report);
   result_.rounds++;
   result_.steps = plan.start_step() + plan.h();
   if (absl::Now() - last_log_ >= kLogInterval) {
     last_log_ = absl::Now();
-    LOG(INFO) << absl::StrFormat("rank %d: step %d/%d round %d H=%d lr=%.4g loss=%.4f %.0f samples/s",
-                                 join_.rank(), result_.steps, recipe_.TotalSteps(), plan.round(),
-                                 plan.h(), plan.lr(), report.train_loss(),
-                                 report.samples() / std::max(seconds, 1e-9));
+    LOG(INFO) << absl::StrFormat(
+        "rank %d: step %d/%d round %d H=%d lr=%.4g loss=%.4f %.0f samples/s", join_.rank(),
+        result_.steps, recipe_.TotalSteps(), plan.round(), plan.h(), plan.lr(), report.train_loss(),
+        report.samples() / std::max(seconds, 1e-9));
   }
   return absl::OkStatus();
 }
 
-absl::Status Worker::Evaluate(const v1::RoundPlan& plan) {
-  // Each worker evaluates a disjoint slice of the test set; the sums are all-reduced, so every
-  // worker computes the same accuracy.
-  const int64_t n = test_.size();
-  const int64_t begin = n * join_.rank() / join_.world_size();
-  const int64_t end = n * (join_.rank() + 1) / join_.world_size();
-  torch::Tensor sums = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat32));
-  absl::Status s = TorchCall("evaluation", [&] {
-    torch::NoGradGuard no_grad;
-    model_->eval();
-    double loss = 0, correct = 0;
-    for (int64_t i = begin; i < end; i += recipe_.eval_batch_size) {
-      const int64_t j = std::min(end, i + recipe_.eval_batch_size);
-      torch::Tensor logits = model_->forward(test_.images.slice(0, i, j).to(device_));
-      torch::Tensor y = test_.labels.slice(0, i, j).to(device_);
-      loss += torch::nn::functional::cross_entropy(
-                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>();
-      correct += logits.argmax(1).eq(y).sum().item<double>();
+absl::Status Worker::Evaluate(int64_t step) {
+  if (recipe_.bn) {
+    // Spread the re-estimation batches over the workers, then average the statistics.
+    const int64_t batches = (recipe_.bn_batches + join_.world_size() - 1) / join_.world_size();
+    absl::StatusOr<int> layers = ReestimateBatchNorm(
+        *model_, train_, batches, recipe_.physical_batch_size,
+        static_cast<uint64_t>(recipe_.seed) * 1000003u + static_cast<uint64_t>(step) * 31u +
+            static_cast<uint64_t>(join_.rank()),
+        device_);
+    if (!layers.ok()) return layers.status();
+    if (*layers > 0) {
+      if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
     }
-    sums[0] = loss;
-    sums[1] = correct;
-    sums[2] = static_cast<double>(end - begin);
-    model_->train();
-    sums = sums.to(device_);
-  });
-  if (!s.ok()) return s;
-  if (absl::Status s = comm_->AllReduceSum(sums); !s.ok()) return s;
-  sums = sums.cpu();
-  const double examples = sums[2].item<double>();
+  }
+  absl::StatusOr<EvalResult> r =
+      qsr::Evaluate(*model_, test_, *comm_, device_, recipe_.eval_batch_size);
+  if (!r.ok()) return r.status();
   v1::EvalReport eval;
-  const int64_t step = plan.start_step() + plan.h();
   eval.set_step(step);
   eval.set_epoch(static_cast<double>(step) / recipe_.steps_per_epoch);
-  eval.set_test_loss(sums[0].item<double>() / examples);
-  eval.set_test_acc(sums[1].item<double>() / examples);
-  eval.set_examples(static_cast<int64_t>(examples));
+  eval.set_test_loss(r->loss);
+  eval.set_test_acc(r->acc1);
+  eval.set_test_acc5(r->acc5);
+  eval.set_examples(r->examples);
   result_.test_acc = eval.test_acc();
   if (join_.rank() == 0) {
-    LOG(INFO) << absl::StrFormat("eval at step %d (epoch %.2f): test_acc=%.4f test_loss=%.4f", step,
-                                 eval.epoch(), eval.test_acc(), eval.test_loss());
+    LOG(INFO) << absl::StrFormat(
+        "eval at step %d (epoch %.2f): test_acc=%.4f top5=%.4f test_loss=%.4f", step, eval.epoch(),
+        eval.test_acc(), r->acc5, eval.test_loss());
   }
   reports_->AddEval(eval);
+  return MaybeCheckpoint(step);
+}
+
+absl::Status Worker::AverageOptimizerState() {
+  if (!recipe_.avg_m && !recipe_.avg_v) return absl::OkStatus();
+  if (moments_ == nullptr) {
+    // AdamW creates its state at the first step; from then on the tensors are updated in place.
+    std::vector<torch::Tensor> moments =
+        AdamMoments(*optimizer_, model_->parameters(), recipe_.avg_m, recipe_.avg_v);
+    if (moments.empty()) return absl::OkStatus();
+    absl::StatusOr<ModelAverager> averager = ModelAverager::Create(moments);
+    if (!averager.ok()) return averager.status();
+    moments_ = std::make_unique<ModelAverager>(std::move(*averager));
+  }
+  return moments_->Average(*comm_);
+}
+
+std::string Worker::CheckpointDir() const {
+  return options_.checkpoint_dir.empty() ? absl::StrCat("runs/", join_.run_id(), "/checkpoints")
+                                         : options_.checkpoint_dir;
+}
+
+absl::Status Worker::LoadInitialState() {
+  // Identical starting weights on every worker come from the seed, or from one file.
+  if (recipe_.init_model_by_seed == -1) {
+    if (absl::Status s = LoadModule(*model_, recipe_.init_model_path); !s.ok()) return s;
+  }
+  if (!recipe_.resume_pth.empty()) {
+    if (absl::Status s = LoadModule(*model_, recipe_.resume_pth); !s.ok()) return s;
+  }
+  if (!recipe_.optimizer_resume_pth.empty()) {
+    const std::string path =
+        recipe_.multiple_optimizers
+            ? absl::StrCat(recipe_.optimizer_resume_pth, "/rank=", join_.rank(), ".pt")
+            : recipe_.optimizer_resume_pth;
+    if (absl::Status s = LoadOptimizer(*optimizer_, path); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Worker::MaybeCheckpoint(int64_t step) {
+  const int64_t spe = recipe_.steps_per_epoch;
+  const int64_t epoch = step / spe;
+  const bool due = recipe_.save_freq > 0 && step > 0 && step % spe == 0 &&
+                   (epoch % recipe_.save_freq == 0 || step == recipe_.TotalSteps());
+  if (!due) return absl::OkStatus();
+  const std::string dir = CheckpointDir();
+  if (join_.rank() == 0) {
+    if (absl::Status s = SaveModule(*model_, dir + "/" + ModelCheckpointName(step, epoch));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (recipe_.save_opt) {
+    const std::string name = OptimizerCheckpointName(step, epoch);
+    if (recipe_.multiple_optimizers) {
+      return SaveOptimizer(*optimizer_,
+                           absl::StrCat(dir, "/", name, "/rank=", join_.rank(), ".pt"));
+    }
+    if (join_.rank() == 0) return SaveOptimizer(*optimizer_, dir + "/" + name + ".pt");
+  }
   return absl::OkStatus();
 }
 
@@ -323,10 +372,12 @@ absl::StatusOr<TrainerResult> Worker::Run() {
   }
   join_ = *joined;
   result_.rank = join_.rank();
+  SetLogContext(join_.run_id(), absl::StrCat(join_.rank()));
   LOG(INFO) << "joined run " << join_.run_id() << " as rank " << join_.rank() << " of "
             << join_.world_size() << " (generation " << join_.generation() << ")";
 
   absl::Status status = Setup();
+  if (status.ok() && recipe_.eval_on_start) status = Evaluate(join_.start_step());
   int64_t next_round = join_.start_round();
   while (status.ok()) {
     v1::NextRoundsRequest request;
@@ -335,7 +386,8 @@ absl::StatusOr<TrainerResult> Worker::Run() {
     request.set_generation(join_.generation());
     request.set_next_round(next_round);
     absl::StatusOr<v1::NextRoundsReply> reply = client_->NextRounds(
-        request, absl::Now() + absl::Milliseconds(join_.rendezvous_timeout_ms()) + absl::Seconds(10));
+        request,
+        absl::Now() + absl::Milliseconds(join_.rendezvous_timeout_ms()) + absl::Seconds(10));
     if (!reply.ok()) {
       status = reply.status();
       break;
@@ -347,7 +399,7 @@ absl::StatusOr<TrainerResult> Worker::Run() {
     }
     for (const v1::RoundPlan& plan : reply->rounds()) {
       status = TrainRound(plan);
-      if (status.ok() && plan.eval_after()) status = Evaluate(plan);
+      if (status.ok() && plan.eval_after()) status = Evaluate(plan.start_step() + plan.h());
       if (!status.ok()) break;
       next_round = plan.round() + 1;
     }

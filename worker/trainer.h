@@ -30,6 +30,8 @@ struct TrainerOptions {
   std::string device = "cpu";
   std::string data_dir;  // overrides the recipe's data_dir when set
   int threads = 0;       // intra-op threads; 0 = all cores
+  // Where checkpoints go (save_freq); empty = runs/<run id>/checkpoints.
+  std::string checkpoint_dir;
   // How long to keep retrying the first Join while the coordinator is not up yet.
   absl::Duration connect_timeout = absl::Seconds(60);
 };

@@ -7,23 +7,26 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "coordinator/coordinator_client.h"
+#include "coordinator/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/trainer.h"
 
 int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+  qsr::InitLogging(argv[0]);
   qsr::FlagParser flags("qsr-worker",
                         "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
                         "Joins a run and trains; everything else comes from the coordinator.");
   flags.Add("coordinator", "127.0.0.1:7070", "the coordinator's HOST:PORT");
   flags.Add("device", "cpu", "cpu (cuda:N needs a CUDA build)");
-  flags.Add("data-dir", "", "where the dataset lives on this machine (overrides the recipe; "
-                            "QSR_DATA_DIR works too)");
+  flags.Add("data-dir", "",
+            "where the dataset lives on this machine (overrides the recipe; "
+            "QSR_DATA_DIR works too)");
   flags.Add("host", "127.0.0.1", "address peers reach this worker on for the collectives");
   flags.Add("threads", "0", "intra-op threads (0 = all cores)");
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
+  flags.Add("checkpoint-dir", "", "where checkpoints go (default runs/RUN_ID/checkpoints)");
   flags.Add("connect-timeout-s", "60", "how long to retry reaching the coordinator at start");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-worker: " << s.message() << "\n";
@@ -46,12 +49,12 @@ int main(int argc, char** argv) {
   char hostname[256] = {0};
   ::gethostname(hostname, sizeof(hostname) - 1);
   qsr::TrainerOptions options;
-  options.worker_id = flags.Get("worker-id").empty()
-                          ? absl::StrCat(hostname, ":", ::getpid())
-                          : flags.Get("worker-id");
+  options.worker_id = flags.Get("worker-id").empty() ? absl::StrCat(hostname, ":", ::getpid())
+                                                     : flags.Get("worker-id");
   options.host = flags.Get("host");
   options.device = flags.Get("device");
   options.data_dir = flags.Get("data-dir");
+  options.checkpoint_dir = flags.Get("checkpoint-dir");
   options.threads = static_cast<int>(*threads);
   options.connect_timeout = absl::Seconds(*connect);
 

@@ -172,10 +172,9 @@ TEST_P(RunControllerTest, FlagsWorkersWhoseParametersDiffer) {
 TEST_P(RunControllerTest, AWorkerErrorFailsTheRunAndReleasesTheBarrier) {
   std::optional<v1::NextRoundsReply> waiting;
   if (world_ > 1) {
-    ASSERT_TRUE(controller_
-                    ->NextRounds(Ask(0, 0), now_,
-                                 [&](const v1::NextRoundsReply& r) { waiting = r; })
-                    .ok());
+    ASSERT_TRUE(
+        controller_->NextRounds(Ask(0, 0), now_, [&](const v1::NextRoundsReply& r) { waiting = r; })
+            .ok());
   }
   v1::LeaveRequest l;
   l.set_worker_id("w" + std::to_string(world_ - 1));
@@ -195,9 +194,9 @@ TEST_P(RunControllerTest, AWorkerErrorFailsTheRunAndReleasesTheBarrier) {
 TEST_P(RunControllerTest, ABarrierThatTimesOutFailsTheRun) {
   if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
   std::optional<v1::NextRoundsReply> waiting;
-  ASSERT_TRUE(controller_
-                  ->NextRounds(Ask(0, 0), now_, [&](const v1::NextRoundsReply& r) { waiting = r; })
-                  .ok());
+  ASSERT_TRUE(
+      controller_->NextRounds(Ask(0, 0), now_, [&](const v1::NextRoundsReply& r) { waiting = r; })
+          .ok());
   controller_->Tick(now_ + absl::Seconds(29));
   EXPECT_FALSE(waiting.has_value());
   controller_->Tick(now_ + absl::Seconds(31));

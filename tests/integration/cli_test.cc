@@ -13,7 +13,8 @@ namespace qsr {
 namespace {
 
 const std::string kBin = QSR_BIN_DIR;
-const std::string kRecipe = std::string(QSR_SOURCE_DIR) + "/recipes/fashion-mnist/cnn-localsgd-qsr.yaml";
+const std::string kRecipe =
+    std::string(QSR_SOURCE_DIR) + "/recipes/fashion-mnist/cnn-localsgd-qsr.yaml";
 
 TEST(CliTest, StatusJsonShowsALiveCoordinator) {
   testing::TempDir dir;
@@ -61,8 +62,8 @@ TEST(CliTest, StatusJsonShowsALiveCoordinator) {
 
 TEST(CliTest, StatusNamesAnUnreachableCoordinator) {
   // Port 1 on loopback: nothing listens there.
-  testing::CommandResult r = testing::RunCommand(
-      {kBin + "/qsrctl", "--coordinator", "127.0.0.1:1", "status"}, 30);
+  testing::CommandResult r =
+      testing::RunCommand({kBin + "/qsrctl", "--coordinator", "127.0.0.1:1", "status"}, 30);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("127.0.0.1:1"), std::string::npos) << r.output;
 }
@@ -126,12 +127,12 @@ namespace {
 
 TEST(CliTest, EveryShippedRecipePlans) {
   int count = 0;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(
-           std::string(QSR_SOURCE_DIR) + "/recipes")) {
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(std::string(QSR_SOURCE_DIR) + "/recipes")) {
     if (entry.path().extension() != ".yaml") continue;
     ++count;
-    testing::CommandResult r =
-        testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", entry.path().string(), "--json"});
+    testing::CommandResult r = testing::RunCommand(
+        {kBin + "/qsrctl", "plan", "--recipe", entry.path().string(), "--json"});
     EXPECT_EQ(r.exit_code, 0) << entry.path() << ": " << r.output;
     EXPECT_NE(r.output.find("\"summary\":true"), std::string::npos) << entry.path();
   }
@@ -154,6 +155,26 @@ TEST(CliTest, QsrRunFailsWhenAWorkerFails) {
   EXPECT_NE(r.exit_code, 124) << "qsr-run did not stop by itself: " << r.output;
   EXPECT_NE(r.output.find("no-such-data"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("FAILED"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace qsr
+
+namespace qsr {
+namespace {
+
+TEST(CliTest, PlanFindsAlphaForASyncBudget) {
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsrctl", "plan", "--recipe", kRecipe, "--sync-budget", "0.1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> lines = absl::StrSplit(r.output, '\n', absl::SkipEmpty());
+  const std::string& summary = lines.back();
+  EXPECT_LE(std::stod(testing::JsonField(summary, "sync_share")), 0.1) << summary;
+  EXPECT_GT(std::stod(testing::JsonField(summary, "alpha")), 0.0) << summary;
+  // An unreachable budget says so.
+  r = testing::RunCommand({kBin + "/qsrctl", "plan", "--recipe", kRecipe, "--sync-budget", "0.01"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("cannot be met"), std::string::npos) << r.output;
 }
 
 }  // namespace

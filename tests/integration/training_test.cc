@@ -60,8 +60,8 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   for (int i = 0; i < c.workers; ++i) {
     ASSERT_TRUE(workers
                     .Spawn(absl::StrCat("w", i),
-                           {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads",
-                            "1", "--worker-id", absl::StrCat("worker-", i)})
+                           {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1",
+                            "--worker-id", absl::StrCat("worker-", i)})
                     .ok());
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(240);
@@ -113,9 +113,139 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Runs, TrainingTest,
-                         ::testing::Values(Case{"localsgd", 2}, Case{"localsgd", 3},
-                                           Case{"sgd", 2}, Case{"localadamw", 2}),
+                         ::testing::Values(Case{"localsgd", 2}, Case{"localsgd", 3}, Case{"sgd", 2},
+                                           Case{"localadamw", 2}),
                          CaseName);
+
+}  // namespace
+}  // namespace qsr
+
+namespace qsr {
+namespace {
+
+// Runs a coordinator and `workers` worker processes to the end; returns the server.
+std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::string& run_dir,
+                                            const std::string& checkpoint_dir) {
+  CoordinatorServer::Options options;
+  options.run_dir = run_dir;
+  options.run.run_id = "it";
+  options.run.rendezvous_timeout = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(recipe, options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  ProcessGroup workers;
+  for (int i = 0; i < recipe.workers; ++i) {
+    EXPECT_TRUE(
+        workers
+            .Spawn(absl::StrCat("w", i),
+                   {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1",
+                    "--worker-id", absl::StrCat("worker-", i), "--checkpoint-dir", checkpoint_dir})
+            .ok());
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(240);
+  while (!workers.AllExited() && absl::Now() < deadline) workers.Pump(absl::Milliseconds(100));
+  EXPECT_TRUE(workers.AllExited()) << "workers did not finish within the deadline";
+  for (int i = 0; i < recipe.workers; ++i) EXPECT_EQ(workers.ExitCode(i), 0) << "worker " << i;
+  EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
+  return std::move(*server);
+}
+
+// The authors' options on a BatchNorm model: label smoothing, clipping, group_weight, BN
+// re-estimation, evaluation at the start, post-local SGD and checkpoints; then a resume from
+// the epoch-1 checkpoint continues the same plan.
+TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
+  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  Recipe recipe;
+  recipe.model = "cnn";
+  recipe.optimizer = "localsgd";
+  recipe.workers = 2;
+  recipe.total_batch_size = 32;
+  recipe.steps_per_epoch = 12;
+  recipe.epochs = 3;
+  recipe.max_lr = 0.05;
+  recipe.min_lr = 0.0;
+  recipe.warmup_steps = 2;
+  recipe.alpha = 0.02;
+  recipe.post_local_epoch = 1;
+  recipe.label_smoothing = 0.1;
+  recipe.gradient_clipping = 5.0;
+  recipe.group_weight = true;
+  recipe.wd = 1e-4;
+  recipe.bn = true;
+  recipe.bn_batches = 4;
+  recipe.eval_on_start = true;
+  recipe.save_freq = 1;
+  recipe.save_opt = true;
+  recipe.multiple_optimizers = true;
+  recipe.eval_batch_size = 2000;
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  testing::TempDir dir;
+  const std::string ckpt = dir.path() + "/ckpt";
+  std::unique_ptr<CoordinatorServer> first = RunToEnd(recipe, dir.path() + "/run1", ckpt);
+  ASSERT_NE(first, nullptr);
+  v1::ListRoundsReply rounds = first->controller().Rounds(v1::ListRoundsRequest());
+  std::vector<Round> plan = RoundPlanner(recipe).Plan();
+  ASSERT_EQ(rounds.rounds_size(), static_cast<int>(plan.size()));
+  for (const v1::RoundRecord& r : rounds.rounds()) {
+    EXPECT_TRUE(r.identical()) << "round " << r.round();
+    if (r.step() < 12) {
+      EXPECT_EQ(r.h(), 1) << "data-parallel before post_local_epoch";
+    }
+  }
+  // One evaluation at the start and one per epoch, with top-5 accuracy.
+  std::vector<std::string> evals = testing::ReadLines(dir.path() + "/run1/evals.jsonl");
+  ASSERT_EQ(evals.size(), 4u);
+  EXPECT_EQ(testing::JsonField(evals[0], "step"), "0");
+  EXPECT_GE(std::stod(testing::JsonField(evals.back(), "test_acc5")),
+            std::stod(testing::JsonField(evals.back(), "test_acc")));
+  for (int epoch = 1; epoch <= 3; ++epoch) {
+    EXPECT_TRUE(std::filesystem::exists(
+        absl::StrCat(ckpt, "/model_step=", 12 * epoch, "-epoch=", epoch, ".pt")));
+    for (int rank = 0; rank < 2; ++rank) {
+      EXPECT_TRUE(std::filesystem::exists(
+          absl::StrCat(ckpt, "/opt_step=", 12 * epoch, "-epoch=", epoch, "/rank=", rank, ".pt")));
+    }
+  }
+
+  // Resume from the end of epoch 1: the rounds after it are the original plan's.
+  Recipe resumed = recipe;
+  resumed.eval_on_start = false;
+  resumed.save_freq = 0;
+  resumed.resume_from_epoch = 1;
+  resumed.resume_pth = ckpt + "/model_step=12-epoch=1.pt";
+  resumed.optimizer_resume_pth = ckpt + "/opt_step=12-epoch=1";
+  ASSERT_TRUE(ResolveRecipe(resumed).ok());
+  std::unique_ptr<CoordinatorServer> second = RunToEnd(resumed, dir.path() + "/run2", ckpt);
+  ASSERT_NE(second, nullptr);
+  v1::ListRoundsReply after = second->controller().Rounds(v1::ListRoundsRequest());
+  ASSERT_GT(after.rounds_size(), 0);
+  EXPECT_EQ(after.rounds(0).step(), 12);
+  std::vector<Round> rest;
+  for (const Round& r : plan) {
+    if (r.start_step >= 12) rest.push_back(r);
+  }
+  ASSERT_EQ(after.rounds_size(), static_cast<int>(rest.size()));
+  for (size_t i = 0; i < rest.size(); ++i) {
+    EXPECT_EQ(after.rounds(static_cast<int>(i)).round(), rest[i].index);
+    EXPECT_EQ(after.rounds(static_cast<int>(i)).h(), rest[i].h);
+  }
+  EXPECT_EQ(second->controller().Status(absl::Now()).state(), "FINISHED");
+
+  // A corrupt checkpoint is reported by name and fails the run instead of training from scratch.
+  testing::WriteFile(dir.path() + "/bad.pt", "not a checkpoint");
+  Recipe corrupt = resumed;
+  corrupt.resume_pth = dir.path() + "/bad.pt";
+  CoordinatorServer::Options options;
+  options.run.run_id = "bad";
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(corrupt, options);
+  ASSERT_TRUE(server.ok());
+  testing::CommandResult r = testing::RunCommand(
+      {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1"}, 120);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bad.pt"), std::string::npos) << r.output;
+}
 
 }  // namespace
 }  // namespace qsr

@@ -1,5 +1,8 @@
-# Tests of worker/data: sampler, IDX loading, batch loader.
+# Tests of worker/data: sampler, IDX and CIFAR loading, augmentation, mixup, JPEG folders, batch
+# loader.
 find_package(ZLIB REQUIRED)  # the IDX test writes gzip files
 qsr_test(worker_sampler_test SOURCES sampler_test.cc LIBS qsr_worker_data)
 qsr_test(worker_fashion_mnist_test SOURCES fashion_mnist_test.cc LIBS qsr_worker_data ZLIB::ZLIB)
 qsr_test(worker_batch_loader_test SOURCES batch_loader_test.cc LIBS qsr_worker_data)
+qsr_test(worker_cifar_test SOURCES cifar_test.cc LIBS qsr_worker_data)
+qsr_test(worker_image_folder_test SOURCES image_folder_test.cc LIBS qsr_worker_data)

@@ -26,6 +26,23 @@ TEST(SplitMix64Test, MatchesReferenceOutput) {
   EXPECT_EQ(SplitMix64(0), 0xe220a8397b1dcdafULL);
 }
 
+TEST(AugmentRngTest, IsTheSplitMix64SequenceAndPinned) {
+  AugmentRng rng(5);
+  EXPECT_EQ(rng.Next(), SplitMix64(5));
+  EXPECT_EQ(rng.Next(), SplitMix64(5 + 0x9e3779b97f4a7c15ULL));
+  // Pinned, so that a change to the augmentation keys (and hence to every augmented run) is seen.
+  EXPECT_EQ(ExampleKey(1, 2, 3), 0xb4867c2d591da8bfULL);
+  EXPECT_EQ(ExampleKey(0, 0, 0), 0x64637e5b530b7a3bULL);
+  for (int i = 0; i < 1000; ++i) {
+    const double u = rng.Uniform();
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    const int64_t k = rng.UniformInt(-3, 4);
+    ASSERT_GE(k, -3);
+    ASSERT_LE(k, 4);
+  }
+}
+
 TEST(EpochPermutationTest, IsAPermutation) {
   for (int64_t n : {0, 1, 2, 17, 1000}) {
     std::vector<int64_t> perm = EpochPermutation(n, 7, 3);

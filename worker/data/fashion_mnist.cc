@@ -5,7 +5,6 @@
 #include <zlib.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -13,7 +12,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 
 namespace qsr {
 namespace {
@@ -217,6 +215,7 @@ absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, bool train) {
                       .contiguous();
     data.labels = std::move(*labels);
     data.num_classes = kNumClasses;
+    data.black = {-kFashionMnistMean / kFashionMnistStd};
     return data;
   } catch (const c10::Error& e) {
     return absl::InternalError(
@@ -224,23 +223,6 @@ absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, bool train) {
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("loading Fashion-MNIST from ", dir, ": ", e.what()));
   }
-}
-
-std::vector<std::string> KnownDatasets() { return {"fashion-mnist"}; }
-
-std::string DefaultDataDir(const std::string& name) {
-  const char* env = std::getenv("QSR_DATA_DIR");
-  if (env != nullptr && env[0] != '\0') return env;
-  if (name == "fashion-mnist") return kFashionMnistDefaultDir;
-  return "";
-}
-
-absl::StatusOr<Dataset> LoadDataset(const std::string& name, const std::string& dir, bool train) {
-  if (name == "fashion-mnist") {
-    return LoadFashionMnist(dir.empty() ? DefaultDataDir(name) : dir, train);
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dataset \"", name, "\"; known datasets: ", absl::StrJoin(KnownDatasets(), ", ")));
 }
 
 }  // namespace qsr

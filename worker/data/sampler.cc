@@ -30,6 +30,34 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+uint64_t ExampleKey(uint64_t seed, int64_t step, int64_t position) {
+  return SplitMix64(SplitMix64(SplitMix64(seed ^ 0x61756721u) ^ static_cast<uint64_t>(step)) ^
+                    static_cast<uint64_t>(position));
+}
+
+uint64_t AugmentRng::Next() {
+  state_ += 0x9e3779b97f4a7c15ULL;
+  uint64_t z = state_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+double AugmentRng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+double AugmentRng::Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
+
+int64_t AugmentRng::UniformInt(int64_t lo, int64_t hi) {
+  const uint64_t span = static_cast<uint64_t>(hi - lo) + 1;
+  if (span == 0) return static_cast<int64_t>(Next());  // the full 64-bit range
+  // Rejection for an unbiased draw, as UniformBelow.
+  const uint64_t threshold = (0 - span) % span;
+  while (true) {
+    const uint64_t r = Next();
+    if (r >= threshold) return lo + static_cast<int64_t>(r % span);
+  }
+}
+
 std::vector<int64_t> EpochPermutation(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> perm(n > 0 ? n : 0);
   std::iota(perm.begin(), perm.end(), int64_t{0});

@@ -14,6 +14,9 @@
 // distinct examples, and the set of examples in a global step depends only on G (not on how it is
 // split among workers). The batch of step t is a function of t alone (no hidden iterator state),
 // so restarting or seeking to any step reproduces the same data.
+//
+// The randomness of data augmentation is specified just as exactly: ExampleKey() derives a key per
+// (seed, step, position in the global batch) and AugmentRng draws from it.
 #ifndef QSR_WORKER_DATA_SAMPLER_H_
 #define QSR_WORKER_DATA_SAMPLER_H_
 
@@ -30,6 +33,27 @@ uint64_t SplitMix64(uint64_t x);
 
 // A permutation of [0, n), a pure function of (n, seed, epoch). n must be >= 0; epoch >= 0.
 std::vector<int64_t> EpochPermutation(int64_t n, uint64_t seed, int64_t epoch);
+
+// The augmentation key of the example at `position` in the global batch of `step` (position =
+// rank * local_batch + j for the j-th example of worker `rank`): a SplitMix64 mix of the three.
+// It depends on the global position, not the rank, so the augmented global batch does not change
+// with how it is split among workers.
+uint64_t ExampleKey(uint64_t seed, int64_t step, int64_t position);
+
+// A small, fully specified random generator (SplitMix64 sequence) for augmentation: the same
+// draws on every platform and standard library. Thread-compatible.
+class AugmentRng {
+ public:
+  explicit AugmentRng(uint64_t seed) : state_(seed) {}
+  uint64_t Next();
+  double Uniform();                                   // in [0, 1), 53 bits
+  double Uniform(double lo, double hi);               // in [lo, hi)
+  int64_t UniformInt(int64_t lo, int64_t hi);         // in [lo, hi] (REQUIRES: lo <= hi)
+  bool Bernoulli(double p) { return Uniform() < p; }  // true with probability p
+
+ private:
+  uint64_t state_;
+};
 
 struct SamplerConfig {
   uint64_t seed = 0;

@@ -1,0 +1,258 @@
+#include "qsr/distributed.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <exception>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/tcp_store.h"
+#include "coordinator/coordinator_client.h"
+#include "worker/comm/communicator_factory.h"
+
+namespace qsr {
+
+struct DistributedContext::Impl {
+  int rank = 0;
+  int size = 1;
+  std::string run_id;
+  int64_t generation = 0;
+  std::optional<Recipe> recipe;
+  std::string worker_id;
+  bool finished = false;
+  // Declared in dependency order, so destruction runs from the communicator (which closes its
+  // connections) back to the coordinator client the store talks through.
+  std::unique_ptr<CoordinatorClient> client;
+  std::unique_ptr<Store> store;         // TcpStore, InMemoryStore or CoordinatorStore
+  std::unique_ptr<PrefixStore> scoped;  // the communicator's keys
+  std::unique_ptr<Communicator> comm;
+};
+
+namespace {
+
+constexpr absl::Duration kDefaultStaticTimeout = absl::Minutes(5);
+constexpr absl::Duration kDefaultJoinTimeout = absl::Seconds(60);
+constexpr absl::Duration kLeaveTimeout = absl::Seconds(10);
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+// The address this process's transport binds and advertises (see distributed.h).
+std::string TransportHost(const DistributedOptions& options, const std::string& peer_host) {
+  if (!options.host.empty()) return options.host;
+  if (const char* env = std::getenv("QSR_HOST"); env != nullptr && *env != '\0') return env;
+  if (IsLoopback(peer_host)) return "127.0.0.1";
+  return HostName();
+}
+
+// HOST of HOST:PORT ([v6]:PORT too).
+std::string HostOf(const std::string& address) {
+  if (absl::StartsWith(address, "[")) {
+    const size_t end = address.find(']');
+    return end == std::string::npos ? address : address.substr(1, end - 1);
+  }
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+// Builds the communicator through impl->scoped and waits until every rank has done so: a rank
+// that returned from Init while a peer still read rendezvous keys could otherwise take rank 0's
+// store away from under that peer.
+absl::Status Connect(DistributedContext::Impl& impl, const DistributedOptions& options,
+                     const std::string& peer_host, absl::Duration timeout) {
+  if (absl::Status s = CheckDevice(options.device); !s.ok()) return s;
+  CommunicatorOptions comm_options;
+  comm_options.hostname = TransportHost(options, peer_host);
+  comm_options.timeout = timeout;
+  absl::StatusOr<std::unique_ptr<Communicator>> comm = absl::InternalError("unset");
+  try {
+    comm = CreateCommunicator(torch::Device(options.device), impl.scoped.get(), impl.rank,
+                              impl.size, comm_options);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("creating the communicator: ", e.what()));
+  }
+  if (!comm.ok()) return comm.status();
+  impl.comm = std::move(*comm);
+  try {
+    torch::Tensor one =
+        torch::ones({1}, torch::TensorOptions().device(torch::Device(options.device)));
+    if (absl::Status s = impl.comm->AllReduceSum(one); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("barrier after connecting: ", s.message()));
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("barrier after connecting: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> IntFromEnvironment(const char* name, int min, int max) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("environment variable ", name,
+                     " is not set; a static world needs RANK, WORLD_SIZE, MASTER_ADDR and "
+                     "MASTER_PORT (as torchrun sets them)"));
+  }
+  int parsed = 0;
+  if (!absl::SimpleAtoi(value, &parsed) || parsed < min || parsed > max) {
+    return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "=", value,
+                                                   " is not an integer in [", min, ", ", max, "]"));
+  }
+  return parsed;
+}
+
+}  // namespace
+
+DistributedContext::DistributedContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DistributedContext::~DistributedContext() { Finish().IgnoreError(); }
+
+int DistributedContext::rank() const { return impl_->rank; }
+int DistributedContext::size() const { return impl_->size; }
+Communicator& DistributedContext::communicator() { return *impl_->comm; }
+Store& DistributedContext::store() { return *impl_->store; }
+const std::string& DistributedContext::run_id() const { return impl_->run_id; }
+int64_t DistributedContext::generation() const { return impl_->generation; }
+const std::optional<Recipe>& DistributedContext::recipe() const { return impl_->recipe; }
+
+absl::Status DistributedContext::Finish(const absl::Status& status) {
+  if (impl_->finished) return absl::OkStatus();
+  impl_->finished = true;
+  if (impl_->client == nullptr) return absl::OkStatus();
+  v1::LeaveRequest leave;
+  leave.set_worker_id(impl_->worker_id);
+  leave.set_rank(impl_->rank);
+  leave.set_generation(impl_->generation);
+  if (!status.ok()) leave.set_error(status.ToString());
+  return impl_->client->Leave(leave, absl::Now() + kLeaveTimeout).status();
+}
+
+absl::StatusOr<StaticWorld> StaticWorldFromEnvironment() {
+  StaticWorld world;
+  absl::StatusOr<int> size = IntFromEnvironment("WORLD_SIZE", 1, 1 << 20);
+  if (!size.ok()) return size.status();
+  absl::StatusOr<int> rank = IntFromEnvironment("RANK", 0, *size - 1);
+  if (!rank.ok()) return rank.status();
+  world.world_size = *size;
+  world.rank = *rank;
+  const char* addr = std::getenv("MASTER_ADDR");
+  if (world.world_size > 1 || (addr != nullptr && *addr != '\0')) {
+    if (addr == nullptr || *addr == '\0') {
+      return absl::InvalidArgumentError(
+          "environment variable MASTER_ADDR is not set; it names the host of rank 0");
+    }
+    world.master_addr = addr;
+    absl::StatusOr<int> port = IntFromEnvironment("MASTER_PORT", 1, 65535);
+    if (!port.ok()) return port.status();
+    world.master_port = *port;
+  }
+  return world;
+}
+
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitStaticWorld(
+    const StaticWorld& world, const DistributedOptions& options) {
+  if (world.world_size < 1 || world.rank < 0 || world.rank >= world.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "static world: rank ", world.rank, " is not in [0, world size ", world.world_size, ")"));
+  }
+  if (world.world_size > 1 &&
+      (world.master_addr.empty() || world.master_port < 1 || world.master_port > 65535)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("static world: a master address and a port in [1, 65535] are needed, got \"",
+                     world.master_addr, "\" and ", world.master_port));
+  }
+  const absl::Duration timeout =
+      options.timeout > absl::ZeroDuration() ? options.timeout : kDefaultStaticTimeout;
+  auto impl = std::make_unique<DistributedContext::Impl>();
+  impl->rank = world.rank;
+  impl->size = world.world_size;
+  if (world.world_size == 1) {
+    impl->store = std::make_unique<InMemoryStore>();  // Nobody to meet: no port to bind.
+  } else if (world.rank == 0) {
+    TcpStoreOptions store_options;
+    store_options.connect_timeout = timeout;
+    absl::StatusOr<std::unique_ptr<TcpStore>> store =
+        TcpStore::Serve(options.store_bind_host, world.master_port, store_options);
+    if (!store.ok()) return store.status();
+    impl->store = std::move(*store);
+  } else {
+    TcpStoreOptions store_options;
+    store_options.connect_timeout = timeout;
+    absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::Connect(
+        world.master_addr, world.master_port, absl::Now() + timeout, store_options);
+    if (!store.ok()) return store.status();
+    impl->store = std::move(*store);
+  }
+  // One store serves one job, so a fixed prefix suffices; "c0" leaves room for more
+  // communicators under other prefixes.
+  impl->scoped = std::make_unique<PrefixStore>("qsr/c0", impl->store.get());
+  if (absl::Status s = Connect(*impl, options, world.master_addr, timeout); !s.ok()) return s;
+  return std::make_unique<DistributedContext>(std::move(impl));
+}
+
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitFromEnvironment(
+    const DistributedOptions& options) {
+  absl::StatusOr<StaticWorld> world = StaticWorldFromEnvironment();
+  if (!world.ok()) return world.status();
+  return InitStaticWorld(*world, options);
+}
+
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
+    const std::string& address, const DistributedOptions& options) {
+  if (address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  auto impl = std::make_unique<DistributedContext::Impl>();
+  impl->worker_id = options.worker_id.empty()
+                        ? absl::StrCat(HostName(), ":", static_cast<int64_t>(::getpid()))
+                        : options.worker_id;
+  impl->client = NewGrpcCoordinatorClient(address);
+  v1::JoinRequest join;
+  join.set_worker_id(impl->worker_id);
+  join.set_host(TransportHost(options, HostOf(address)));
+  join.set_device(options.device);
+  absl::StatusOr<v1::JoinReply> joined =
+      JoinWithRetry(impl->client.get(), join,
+                    options.timeout > absl::ZeroDuration() ? options.timeout : kDefaultJoinTimeout);
+  if (!joined.ok()) return joined.status();
+  if (joined->outcome().code() != v1::Outcome::OK) {
+    return absl::FailedPreconditionError("coordinator at " + address +
+                                         " refused this worker: " + joined->outcome().message());
+  }
+  impl->rank = joined->rank();
+  impl->size = joined->world_size();
+  impl->run_id = joined->run_id();
+  impl->generation = joined->generation();
+  // Informational: an unreadable recipe (a newer coordinator) does not stop training.
+  if (absl::StatusOr<Recipe> recipe = ParseRecipeYaml(joined->recipe_yaml(), "coordinator recipe");
+      recipe.ok() && ResolveRecipe(*recipe).ok()) {
+    impl->recipe = *recipe;
+  }
+  impl->store = std::make_unique<CoordinatorStore>(impl->client.get());
+  // The worker's key scheme: a fresh prefix per run, generation and communicator.
+  impl->scoped = std::make_unique<PrefixStore>(
+      absl::StrCat(impl->run_id, "/g", impl->generation, "/c0"), impl->store.get());
+  absl::Duration timeout = options.timeout;
+  if (timeout <= absl::ZeroDuration())
+    timeout = absl::Milliseconds(joined->rendezvous_timeout_ms());
+  if (timeout <= absl::ZeroDuration()) timeout = kDefaultStaticTimeout;
+  const absl::Status connected = Connect(*impl, options, HostOf(address), timeout);
+  auto context = std::make_unique<DistributedContext>(std::move(impl));
+  if (!connected.ok()) {
+    // Leave with the error, so that the coordinator fails the run at once instead of waiting.
+    context->Finish(connected).IgnoreError();
+    return connected;
+  }
+  return context;
+}
+
+}  // namespace qsr

@@ -1,0 +1,125 @@
+// Joining a group of training processes: rank, world size, and a Communicator to average over.
+//
+// Two ways in, both giving a DistributedContext:
+//
+//   InitFromEnvironment(): a static world, started like torchrun. Every process gets RANK,
+//     WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Rank 0 serves the rendezvous store (a TcpStore,
+//     common/tcp_store.h) on MASTER_PORT; the others connect to MASTER_ADDR:MASTER_PORT,
+//     retrying while rank 0 is not up yet. No coordinator involved.
+//
+//   InitWithCoordinator(address): join a qsr-coordinator run (HOST:PORT), which assigns the rank
+//     and world size (its recipe's `workers`) and holds the rendezvous keys. The coordinator's
+//     recipe is informational here (recipe()): your loop decides the schedule. The coordinator
+//     does not see your rounds; it notes when each process leaves (Finish()), and since its own
+//     round plan was not trained it records the run as ended early. Use it for rank assignment
+//     and rendezvous; use qsr-worker when you want the coordinator to drive the rounds.
+//
+// Either way, the processes then build one full mesh of Gloo connections (device "cpu"; NCCL for
+// "cuda[:N]" in builds that have it) and pass a barrier, so when Init returns every rank is
+// connected and communicator() is ready for collectives.
+//
+// Deadlines. options.timeout bounds reaching the store or coordinator, meeting every peer, and
+// then every collective of the communicator; nothing waits forever. A missing peer makes Init
+// fail with DEADLINE_EXCEEDED naming what was missing.
+//
+// Lifecycle. Keep the context alive while you train: it owns the communicator and the store, and
+// rank 0's store serves the others' rendezvous. Finish() (or the destructor) ends membership; it
+// is idempotent. Destroying the context closes the connections: peers still inside a collective
+// fail promptly rather than waiting for their timeout.
+//
+// Thread-safety. The accessors are const and thread-safe; Finish() and the communicator's
+// collectives must be called from one thread at a time (see worker/comm/communicator.h).
+//
+// Host address. Gloo's transport binds and advertises `options.host` so that peers can connect to
+// it. Empty means: $QSR_HOST if set; else 127.0.0.1 when MASTER_ADDR (or the coordinator) is a
+// loopback address (a single machine); else this machine's hostname, which must resolve to an
+// address the peers can reach.
+#ifndef QSR_API_QSR_DISTRIBUTED_H_
+#define QSR_API_QSR_DISTRIBUTED_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/recipe.h"
+#include "common/store.h"
+#include "worker/comm/communicator.h"
+
+namespace qsr {
+
+struct DistributedOptions {
+  // "cpu" (Gloo), or "cuda" / "cuda:N" (NCCL, in builds that found CUDA and NCCL).
+  std::string device = "cpu";
+  // The address peers reach this process's transport on; see "Host address" above.
+  std::string host;
+  // Bound on the rendezvous and on each collective. Zero: 5 minutes for a static world, the
+  // coordinator's rendezvous timeout with a coordinator.
+  absl::Duration timeout = absl::ZeroDuration();
+  // Static world, rank 0: the local address its store binds. Empty: every local address.
+  std::string store_bind_host;
+  // Coordinator: this process's unique worker id. Empty: "<hostname>:<pid>".
+  std::string worker_id;
+};
+
+// A static world's shape, as torchrun passes it.
+struct StaticWorld {
+  std::string master_addr;  // where rank 0 serves the store
+  int master_port = 0;
+  int rank = 0;
+  int world_size = 1;
+};
+
+// Reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (the last two may be absent when WORLD_SIZE
+// is 1). INVALID_ARGUMENT naming the variable when one is missing or malformed.
+absl::StatusOr<StaticWorld> StaticWorldFromEnvironment();
+
+class DistributedContext {
+ public:
+  ~DistributedContext();
+  DistributedContext(const DistributedContext&) = delete;
+  DistributedContext& operator=(const DistributedContext&) = delete;
+
+  int rank() const;
+  int size() const;
+  // The communicator, ready for collectives (AllReduceSum, Broadcast); hand it to LocalOptimizer.
+  Communicator& communicator();
+  // The rendezvous store, unscoped: to bootstrap more communicators (CreateCommunicator from
+  // worker/comm/communicator_factory.h) under a key prefix of your own, e.g. PrefixStore("c1").
+  // With a static world, rank 0's context must outlive the other ranks' use of it.
+  Store& store();
+  // With a coordinator: its run id, generation and resolved recipe. Otherwise "", 0, nullopt.
+  const std::string& run_id() const;
+  int64_t generation() const;
+  const std::optional<Recipe>& recipe() const;
+
+  // Ends this process's membership. With a coordinator, tells it that this worker leaves, with
+  // `status`'s message as the error when it is not OK (the coordinator then fails the run);
+  // returns the coordinator call's status. Without one, only records that it finished. The
+  // communicator stays usable until the context is destroyed. Idempotent: later calls return OK
+  // and do nothing. The destructor calls Finish() if you did not.
+  absl::Status Finish(const absl::Status& status = absl::OkStatus());
+
+  struct Impl;  // Private to the implementation.
+  explicit DistributedContext(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Joins the static world `world`; see above.
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitStaticWorld(
+    const StaticWorld& world, const DistributedOptions& options = {});
+// StaticWorldFromEnvironment() then InitStaticWorld().
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitFromEnvironment(
+    const DistributedOptions& options = {});
+// Joins the coordinator's run at `address` (HOST:PORT), retrying while it is not up yet (within
+// options.timeout, or 60 s). FAILED_PRECONDITION when it refuses this worker (the run is full).
+absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
+    const std::string& address, const DistributedOptions& options = {});
+
+}  // namespace qsr
+
+#endif  // QSR_API_QSR_DISTRIBUTED_H_

@@ -1,0 +1,90 @@
+#include "cli/ops_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+
+namespace qsr {
+namespace {
+
+template <typename Request, typename Reply, typename Method>
+absl::StatusOr<Reply> Call(v1::Coordinator::Stub* stub, const std::string& address,
+                           const char* name, Method method, const Request& request,
+                           absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  Reply reply;
+  grpc::Status s = (stub->*method)(&ctx, request, &reply);
+  if (!s.ok()) {
+    return DescribeRpcError(
+        address, name,
+        absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()), timeout);
+  }
+  return reply;
+}
+
+}  // namespace
+
+absl::Status DescribeRpcError(const std::string& address, const std::string& method,
+                              const absl::Status& status, absl::Duration timeout) {
+  const std::string detail(status.message());
+  std::string what;
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      what = absl::StrCat("unreachable (", detail.empty() ? "no answer" : detail,
+                          "); is qsr-coordinator running there, and is the address right?");
+      break;
+    case absl::StatusCode::kDeadlineExceeded:
+      what = absl::StrCat("no answer within ", absl::FormatDuration(timeout));
+      break;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      what = absl::StrCat("refused: wrong or missing token (", detail, ")");
+      break;
+    case absl::StatusCode::kNotFound:
+      what = absl::StrCat("no such run (", detail, ")");
+      break;
+    case absl::StatusCode::kUnimplemented:
+      what = "not supported by this coordinator (an older version?)";
+      break;
+    default:
+      what = absl::StrCat(absl::StatusCodeToString(status.code()), ": ", detail);
+  }
+  return absl::Status(status.code(),
+                      absl::StrFormat("coordinator at %s: %s: %s", address, method, what));
+}
+
+OpsClient::OpsClient(std::string address)
+    : address_(std::move(address)),
+      stub_(v1::Coordinator::NewStub(
+          grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+
+absl::StatusOr<v1::GetStatusReply> OpsClient::GetStatus(absl::Duration timeout) {
+  return Call<v1::GetStatusRequest, v1::GetStatusReply>(stub_.get(), address_, "GetStatus",
+                                                        &v1::Coordinator::Stub::GetStatus,
+                                                        v1::GetStatusRequest(), timeout);
+}
+
+absl::StatusOr<v1::ListRoundsReply> OpsClient::ListRounds(const v1::ListRoundsRequest& request,
+                                                          absl::Duration timeout) {
+  return Call<v1::ListRoundsRequest, v1::ListRoundsReply>(
+      stub_.get(), address_, "ListRounds", &v1::Coordinator::Stub::ListRounds, request, timeout);
+}
+
+absl::StatusOr<v1::ListEvalsReply> OpsClient::ListEvals(absl::Duration timeout) {
+  return Call<v1::ListEvalsRequest, v1::ListEvalsReply>(stub_.get(), address_, "ListEvals",
+                                                        &v1::Coordinator::Stub::ListEvals,
+                                                        v1::ListEvalsRequest(), timeout);
+}
+
+absl::StatusOr<v1::StopReply> OpsClient::Stop(const v1::StopRequest& request,
+                                              absl::Duration timeout) {
+  return Call<v1::StopRequest, v1::StopReply>(stub_.get(), address_, "Stop",
+                                              &v1::Coordinator::Stub::Stop, request, timeout);
+}
+
+}  // namespace qsr

@@ -1,0 +1,421 @@
+#include "worker/comm/nccl_communicator.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#ifdef QSR_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace qsr {
+namespace {
+
+// The longest the destructor waits for a healthy communicator to flush before aborting it.
+constexpr absl::Duration kMaxFinalizeWait = absl::Seconds(30);
+
+std::string NcclError(ncclResult_t result) {
+  std::string text = ncclGetErrorString(result);
+  // The last error's details (which peer, which socket); the comm argument is unused by NCCL.
+  const char* last = ncclGetLastError(nullptr);
+  if (last != nullptr && last[0] != '\0') absl::StrAppend(&text, " (", last, ")");
+  return text;
+}
+
+// System and remote errors are a peer or the network going away; the rest are local bugs.
+absl::StatusCode CodeFor(ncclResult_t result) {
+  return result == ncclSystemError || result == ncclRemoteError ? absl::StatusCode::kUnavailable
+                                                                : absl::StatusCode::kInternal;
+}
+
+// Makes `device` the calling thread's current CUDA device for the guard's lifetime: NCCL and the
+// CUDA runtime act on the current device, and the caller's thread may have another one selected.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ == device) {
+      ok_ = true;
+      previous_ = -1;  // Nothing to restore.
+    } else {
+      ok_ = cudaSetDevice(device) == cudaSuccess;
+    }
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int previous_ = -1;
+  bool ok_ = false;
+};
+
+// Paces a polling loop: collectives on local GPUs finish in microseconds, so the first polls only
+// yield; a long wait (a slow or missing peer) backs off to 1 ms sleeps so it costs little CPU.
+class Backoff {
+ public:
+  void Wait() {
+    if (spins_ < kSpins) {
+      ++spins_;
+      std::this_thread::yield();
+      return;
+    }
+    std::this_thread::sleep_for(delay_);
+    delay_ = std::min(delay_ * 2, std::chrono::microseconds(1000));
+  }
+
+ private:
+  static constexpr int kSpins = 2000;
+  int spins_ = 0;
+  std::chrono::microseconds delay_{20};
+};
+
+// Waits while `state` is ncclInProgress, polling ncclCommGetAsyncError, until `deadline`.
+// Returns the final state (ncclInProgress if the deadline passed first).
+ncclResult_t WaitWhileInProgress(ncclComm_t comm, ncclResult_t state, absl::Time deadline) {
+  Backoff backoff;
+  while (state == ncclInProgress && absl::Now() < deadline) {
+    backoff.Wait();
+    ncclResult_t query = ncclCommGetAsyncError(comm, &state);
+    if (query != ncclSuccess) state = query;
+  }
+  return state;
+}
+
+// The stream LibTorch computes on for `device`: its current stream when built against a CUDA
+// LibTorch, else the legacy default stream (LibTorch's default stream is the legacy one).
+cudaStream_t ComputeStream(int device) {
+#ifdef QSR_TORCH_CUDA
+  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+#else
+  (void)device;
+  return cudaStreamLegacy;
+#endif
+}
+
+std::string DescribeTensor(const torch::Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  return absl::StrCat("tensor of dtype ", std::string(c10::toString(t.scalar_type())), " on ",
+                      t.device().str(), t.is_contiguous() ? "" : " (non-contiguous)", " with ",
+                      t.numel(), " elements");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store* store, int rank,
+                                                                           int size,
+                                                                           int device_index,
+                                                                           absl::Duration timeout) {
+  if (size < 1) return absl::InvalidArgumentError(absl::StrCat("nccl: size ", size, " < 1"));
+  if (rank < 0 || rank >= size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nccl: rank ", rank, " outside [0, ", size, ")"));
+  }
+  if (device_index < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("nccl: device index ", device_index, " < 0"));
+  }
+  if (timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nccl: timeout must be positive, got ", absl::FormatDuration(timeout)));
+  }
+  if (store == nullptr && size > 1) return absl::InvalidArgumentError("nccl: store is null");
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string where =
+      absl::StrCat("nccl rendezvous (rank ", rank, " of ", size, ", cuda:", device_index, "): ");
+
+  ncclUniqueId id;
+  std::memset(&id, 0, sizeof(id));
+  // Non-zero ranks fetch the id first: it needs no GPU, so the rendezvous errors below show up
+  // (and are testable) on any machine.
+  if (rank != 0) {
+    absl::StatusOr<std::vector<std::string>> got = store->Get({kUniqueIdKey}, deadline);
+    if (!got.ok()) {
+      return absl::Status(
+          got.status().code(),
+          absl::StrCat(where, "waiting for rank 0's NCCL unique id: ", got.status().message()));
+    }
+    const std::string& bytes = got->front();
+    if (bytes.size() != sizeof(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "the NCCL unique id under \"", kUniqueIdKey, "\" has ", bytes.size(),
+                       " bytes, expected ", sizeof(id),
+                       "; rank 0, which publishes it, is likely at fault "
+                       "(built against another NCCL, or not an NCCL worker)"));
+    }
+    std::memcpy(&id, bytes.data(), sizeof(id));
+  }
+
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
+    cudaGetLastError();  // Clears the error so later CUDA calls do not report it again.
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, "no usable CUDA device: ", cudaGetErrorString(e)));
+  }
+  if (device_index >= count) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, "this machine has ", count, " CUDA devices"));
+  }
+  DeviceGuard guard(device_index);
+  if (!guard.ok()) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat(where, "cannot select the CUDA device"));
+  }
+
+  if (rank == 0) {
+    if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) {
+      return absl::Status(CodeFor(r), absl::StrCat(where, "ncclGetUniqueId: ", NcclError(r)));
+    }
+    if (size > 1) {
+      absl::Status s =
+          store->Set(kUniqueIdKey, std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
+      if (!s.ok()) {
+        return absl::Status(s.code(),
+                            absl::StrCat(where, "publishing the NCCL unique id: ", s.message()));
+      }
+    }
+  }
+
+  cudaEvent_t done = nullptr;
+  if (cudaError_t e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming); e != cudaSuccess) {
+    return absl::InternalError(absl::StrCat(where, "cudaEventCreate: ", cudaGetErrorString(e)));
+  }
+
+  // Non-blocking initialisation, so that the deadline (not NCCL's own bootstrap timeouts) bounds
+  // how long a missing peer can hold this rank.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  ncclResult_t state = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  if (comm != nullptr) state = WaitWhileInProgress(comm, state, deadline);
+  if (state != ncclSuccess) {
+    if (comm != nullptr) ncclCommAbort(comm);
+    cudaEventDestroy(done);
+    if (state == ncclInProgress) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(where, "NCCL initialisation did not finish within ",
+                       absl::FormatDuration(timeout), "; a peer is missing or cannot be reached"));
+    }
+    return absl::Status(CodeFor(state),
+                        absl::StrCat(where, "ncclCommInitRankConfig: ", NcclError(state)));
+  }
+  return std::unique_ptr<NcclCommunicator>(
+      new NcclCommunicator(rank, size, device_index, timeout, comm, done));
+}
+
+NcclCommunicator::NcclCommunicator(int rank, int size, int device_index, absl::Duration timeout,
+                                   ncclComm* comm, CUevent_st* done)
+    : rank_(rank),
+      size_(size),
+      device_index_(device_index),
+      timeout_(timeout),
+      comm_(comm),
+      done_(done) {}
+
+NcclCommunicator::~NcclCommunicator() {
+  std::lock_guard<std::timed_mutex> lock(op_mu_);
+  DeviceGuard guard(device_index_);
+  if (comm_ != nullptr) {
+    if (aborted()) {
+      ncclCommAbort(comm_);
+    } else {
+      // Finalize flushes outstanding work; bounded, because a peer that died after the last
+      // collective must not hang the destructor.
+      ncclResult_t state = ncclCommFinalize(comm_);
+      state = WaitWhileInProgress(comm_, state, absl::Now() + std::min(timeout_, kMaxFinalizeWait));
+      if (state == ncclSuccess) {
+        ncclCommDestroy(comm_);
+      } else {
+        ncclCommAbort(comm_);
+      }
+    }
+    comm_ = nullptr;
+  }
+  if (done_ != nullptr) cudaEventDestroy(done_);
+}
+
+absl::Status NcclCommunicator::CheckTensor(const torch::Tensor& tensor, const char* op,
+                                           bool need_float) const {
+  if (tensor.defined() && tensor.is_cuda() && tensor.get_device() == device_index_ &&
+      tensor.is_contiguous() && (!need_float || tensor.scalar_type() == torch::kFloat32)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("nccl ", op, " needs a contiguous ", need_float ? "float32 " : "",
+                   "tensor on cuda:", device_index_, ", got ", DescribeTensor(tensor)));
+}
+
+absl::Status NcclCommunicator::AllReduceSum(torch::Tensor& tensor) {
+  std::lock_guard<std::timed_mutex> lock(op_mu_);
+  if (aborted()) {
+    AbortNcclLocked();
+    return AbortedStatus();
+  }
+  if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/true); !s.ok()) return s;
+  const int64_t numel = tensor.numel();
+  if (numel == 0) return absl::OkStatus();
+  DeviceGuard guard(device_index_);
+  cudaStream_t stream = nullptr;
+  try {
+    stream = ComputeStream(device_index_);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
+  }
+  float* data = static_cast<float*>(tensor.data_ptr());
+  ncclResult_t r =
+      ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, ncclSum, comm_, stream);
+  if (absl::Status s = Complete("all-reduce", r, stream); !s.ok()) return s;
+  bytes_sent_ += RingAllReduceBytesSent(numel * 4, size_);
+  return absl::OkStatus();
+}
+
+absl::Status NcclCommunicator::Broadcast(torch::Tensor& tensor, int root) {
+  std::lock_guard<std::timed_mutex> lock(op_mu_);
+  if (aborted()) {
+    AbortNcclLocked();
+    return AbortedStatus();
+  }
+  if (root < 0 || root >= size_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nccl broadcast: root ", root, " outside [0, ", size_, ")"));
+  }
+  if (absl::Status s = CheckTensor(tensor, "broadcast", /*need_float=*/false); !s.ok()) return s;
+  const int64_t nbytes = tensor.numel() * static_cast<int64_t>(tensor.element_size());
+  if (nbytes == 0) return absl::OkStatus();
+  DeviceGuard guard(device_index_);
+  cudaStream_t stream = nullptr;
+  try {
+    stream = ComputeStream(device_index_);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("nccl broadcast: no CUDA stream: ", e.what()));
+  }
+  void* data = tensor.data_ptr();
+  ncclResult_t r =
+      ncclBroadcast(data, data, static_cast<size_t>(nbytes), ncclUint8, root, comm_, stream);
+  if (absl::Status s = Complete("broadcast", r, stream); !s.ok()) return s;
+  bytes_sent_ += BroadcastBytesSent(nbytes, rank_, root, size_);
+  return absl::OkStatus();
+}
+
+absl::Status NcclCommunicator::Complete(const char* op, int result, CUstream_st* stream) {
+  const absl::Time deadline = absl::Now() + timeout_;
+  const std::string late = absl::StrCat("did not complete within ", absl::FormatDuration(timeout_),
+                                        "; a peer is likely dead or stuck");
+  // A non-blocking communicator may return before the operation is enqueued; the event must be
+  // recorded after the NCCL kernel is on the stream.
+  ncclResult_t state = static_cast<ncclResult_t>(result);
+  Backoff backoff;
+  while (state == ncclInProgress) {
+    if (aborted()) {
+      AbortNcclLocked();
+      return AbortedStatus();
+    }
+    if (absl::Now() >= deadline) return Fail(absl::StatusCode::kDeadlineExceeded, op, late);
+    backoff.Wait();
+    ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
+    if (query != ncclSuccess) state = query;
+  }
+  if (state != ncclSuccess) return Fail(CodeFor(state), op, NcclError(state));
+  if (cudaError_t e = cudaEventRecord(done_, stream); e != cudaSuccess) {
+    return Fail(absl::StatusCode::kInternal, op,
+                absl::StrCat("cudaEventRecord: ", cudaGetErrorString(e)));
+  }
+  // Wait for the kernel, watching for NCCL's asynchronous errors (a peer that vanished) and for
+  // the deadline (a peer that hangs): a kernel waiting on a dead peer never finishes by itself;
+  // ncclCommAbort makes it exit.
+  backoff = Backoff();
+  while (true) {
+    const cudaError_t e = cudaEventQuery(done_);
+    if (e == cudaSuccess) return absl::OkStatus();
+    if (e != cudaErrorNotReady) {
+      return Fail(absl::StatusCode::kInternal, op,
+                  absl::StrCat("CUDA error while waiting: ", cudaGetErrorString(e)));
+    }
+    if (aborted()) {
+      AbortNcclLocked();
+      return AbortedStatus();
+    }
+    ncclResult_t async = ncclSuccess;
+    if (ncclResult_t query = ncclCommGetAsyncError(comm_, &async); query != ncclSuccess) {
+      async = query;
+    }
+    if (async != ncclSuccess && async != ncclInProgress) {
+      return Fail(CodeFor(async), op, NcclError(async));
+    }
+    if (absl::Now() >= deadline) return Fail(absl::StatusCode::kDeadlineExceeded, op, late);
+    backoff.Wait();
+  }
+}
+
+absl::Status NcclCommunicator::Fail(absl::StatusCode code, const char* op,
+                                    const std::string& what) {
+  // A concurrent Abort() makes the in-flight collective stop; report the abort, not its echo.
+  if (aborted()) {
+    AbortNcclLocked();
+    return AbortedStatus();
+  }
+  const std::string reason = absl::StrCat("nccl ", op, " failed on rank ", rank_, " of ", size_,
+                                          " (cuda:", device_index_, "): ", what);
+  MarkAborted(reason);
+  AbortNcclLocked();
+  return absl::Status(code, reason);
+}
+
+bool NcclCommunicator::MarkAborted(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  if (aborted_.load()) return false;
+  abort_reason_ = reason.empty() ? "aborted" : reason;
+  aborted_.store(true);
+  return true;
+}
+
+void NcclCommunicator::Abort(const std::string& reason) {
+  if (!MarkAborted(reason)) return;
+  // Abort NCCL now if no collective is running. A running collective polls aborted_ at least
+  // every millisecond and aborts NCCL itself; the bounded wait keeps Abort() from ever hanging on
+  // it, and the destructor aborts in any case.
+  if (op_mu_.try_lock_for(std::chrono::milliseconds(100))) {
+    std::lock_guard<std::timed_mutex> lock(op_mu_, std::adopt_lock);
+    AbortNcclLocked();
+  }
+}
+
+void NcclCommunicator::AbortNcclLocked() {
+  if (comm_ == nullptr) return;
+  DeviceGuard guard(device_index_);
+  ncclCommAbort(comm_);
+  comm_ = nullptr;
+}
+
+std::string NcclCommunicator::abort_reason() const {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  return abort_reason_;
+}
+
+absl::Status NcclCommunicator::AbortedStatus() const {
+  return absl::FailedPreconditionError(absl::StrCat("nccl communicator (rank ", rank_, " of ",
+                                                    size_, ") was aborted: ", abort_reason()));
+}
+
+int64_t NcclCommunicator::RingAllReduceBytesSent(int64_t total_bytes, int size) {
+  if (size <= 1 || total_bytes <= 0) return 0;
+  return 2 * (size - 1) * total_bytes / size;
+}
+
+int64_t NcclCommunicator::BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size) {
+  if (size <= 1 || total_bytes <= 0) return 0;
+  const int last = (root + size - 1) % size;
+  return rank == last ? 0 : total_bytes;
+}
+
+}  // namespace qsr
