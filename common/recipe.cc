@@ -114,7 +114,11 @@ struct KeyDef {
 
 const std::vector<KeyDef>& Keys() {
   static const auto* keys = new std::vector<KeyDef>{
-      {"model", &Recipe::model, "model architecture", {"mlp", "cnn"}},
+      {"model",
+       &Recipe::model,
+       "model architecture",
+       {"mlp", "cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit",
+        "vit_b16", "vit_small"}},
       {"dataset", &Recipe::dataset, "training dataset", {}},
       {"data_dir", &Recipe::data_dir, "dataset folder (empty = the dataset's default)", {}},
       {"optimizer",

@@ -110,7 +110,10 @@ absl::Status Worker::Setup() {
   test_ = *test;
 
   torch::manual_seed(std::max<int64_t>(0, recipe_.init_model_by_seed));
-  absl::StatusOr<std::shared_ptr<Model>> model = MakeModel(recipe_.model, train_.num_classes);
+  // The model's input follows the data: 1x28x28 for Fashion-MNIST, 3x32x32 for CIFAR.
+  const ModelInput input{train_.images.size(1), train_.images.size(2), train_.images.size(3)};
+  absl::StatusOr<std::shared_ptr<Model>> model =
+      MakeModel(recipe_.model, train_.num_classes, input);
   if (!model.ok()) return model.status();
   model_ = *model;
   if (absl::Status s = TorchCall("moving the model", [&] { model_->to(device_); }); !s.ok()) {
@@ -140,8 +143,16 @@ absl::Status Worker::Setup() {
   sampler.world = join_.world_size();
   sampler.local_batch = recipe_.LocalBatchSize();
   sampler.steps_per_epoch = recipe_.steps_per_epoch;
+  // CIFAR trains with the usual random crop (4-pixel padding) and flip; Fashion-MNIST without.
+  absl::StatusOr<std::shared_ptr<const DataSource>> source = MakeTensorSource(
+      train_, recipe_.dataset.rfind("cifar", 0) == 0 ? kCifarTrainAugment : TensorAugment{});
+  if (!source.ok()) return source.status();
+  LoaderOptions loader_options;
+  loader_options.num_workers = static_cast<int>(std::max<int64_t>(1, recipe_.nw));
+  loader_options.augment_seed = static_cast<uint64_t>(recipe_.seed);
+  loader_options.start_step = join_.start_step();
   absl::StatusOr<std::unique_ptr<BatchLoader>> loader =
-      BatchLoader::Create(train_, sampler, /*prefetch=*/2, join_.start_step());
+      BatchLoader::Create(*source, sampler, loader_options);
   if (!loader.ok()) return loader.status();
   loader_ = std::move(*loader);
 
@@ -160,12 +171,12 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   // The loss is summed on the device and read once per round: reading it every micro-batch
   // (item()) would make the host wait for the GPU at every step.
   torch::Tensor loss_sum;
-  if (absl::Status s = TorchCall("loss accumulator",
-                                 [&] {
-                                   loss_sum = torch::zeros(
-                                       {}, torch::TensorOptions().dtype(torch::kFloat64).device(
-                                               device_));
-                                 });
+  if (absl::Status s =
+          TorchCall("loss accumulator",
+                    [&] {
+                      loss_sum = torch::zeros(
+                          {}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+                    });
       !s.ok()) {
     return s;
   }

@@ -153,8 +153,8 @@ TEST(RecipeTest, ChoiceKeysListWhatIsAllowed) {
   EXPECT_EQ(Message(ParseRecipeYaml("optimizer: foo\n", "r.yaml").status()),
             "r.yaml:1: key \"optimizer\": value \"foo\" is not one of sgd, localsgd, adamw, "
             "localadamw");
-  EXPECT_THAT(Message(ParseRecipeYaml("model: resnet18\n", "r.yaml").status()),
-              HasSubstr("is not one of mlp, cnn"));
+  EXPECT_THAT(Message(ParseRecipeYaml("model: resnet19\n", "r.yaml").status()),
+              HasSubstr("is not one of mlp, cnn, resnet18"));
   EXPECT_THAT(Message(ParseRecipeYaml("scheduler: exp\n", "r.yaml").status()),
               HasSubstr("is not one of cosine, linear, step, constant"));
 }
