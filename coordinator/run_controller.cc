@@ -14,6 +14,9 @@ namespace {
 constexpr size_t kThroughputWindow = 32;
 
 constexpr char kStoppedByOperator[] = "stopped by operator";
+// The message of a run whose workers met through the coordinator but trained their own rounds.
+constexpr char kRendezvousOnly[] =
+    "the workers used the coordinator for rendezvous only and trained their own rounds";
 
 v1::Outcome MakeOutcome(v1::Outcome::Code code, const std::string& message) {
   v1::Outcome o;
@@ -338,7 +341,10 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
     if (!request.error().empty()) {
       ++failures_;
       completions = Fail(absl::StrCat("rank ", request.rank(), " failed: ", request.error()));
-    } else if (!plan_exhausted_ && state_ != State::kFailed) {
+    } else if (!plan_exhausted_ && state_ != State::kFailed &&
+               next_round_to_serve_ > start_round_) {
+      // Leaving in the middle of the coordinator's plan. (Workers that never asked for a round,
+      // such as programs using the qsr library, use the coordinator only to meet.)
       ++failures_;
       completions = Fail(absl::StrCat("rank ", request.rank(), " left before the run ended"));
     }
@@ -372,7 +378,10 @@ void RunController::MaybeFinish() {
     if (!m.left) return;
   }
   // A stopped run may end before it ever ran (WAITING).
-  if ((state_ == State::kRunning || state_ == State::kWaiting) && plan_exhausted_) {
+  const bool rendezvous_only = state_ == State::kRunning && next_round_to_serve_ == start_round_;
+  if ((state_ == State::kRunning || state_ == State::kWaiting) &&
+      (plan_exhausted_ || rendezvous_only)) {
+    if (rendezvous_only && !plan_exhausted_) message_ = kRendezvousOnly;
     CommitReadyRounds();
     state_ = State::kFinished;
     ended_ = absl::Now();

@@ -237,6 +237,27 @@ TEST_P(RunControllerTest, RejectsBadRequests) {
   EXPECT_TRUE(absl::IsInvalidArgument(controller_->Report(report, now_).status()));
 }
 
+TEST_P(RunControllerTest, WorkersThatOnlyMeetEndTheRunCleanly) {
+  // Programs using the qsr library join for rendezvous, train their own rounds and leave.
+  LeaveAll();
+  EXPECT_EQ(controller_->Status(now_).state(), "FINISHED");
+  EXPECT_NE(controller_->Status(now_).message().find("rendezvous only"), std::string::npos);
+  EXPECT_FALSE(controller_->Failed());
+  EXPECT_TRUE(controller_->Done());
+}
+
+TEST_P(RunControllerTest, LeavingInTheMiddleOfThePlanFailsTheRun) {
+  Barrier(0);
+  v1::LeaveRequest l;
+  l.set_worker_id("w0");
+  l.set_rank(0);
+  l.set_generation(generation_);
+  ASSERT_TRUE(controller_->Leave(l, now_).ok());
+  EXPECT_TRUE(controller_->Failed());
+  EXPECT_NE(controller_->Status(now_).message().find("left before the run ended"),
+            std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(WorldSizes, RunControllerTest, ::testing::Values(1, 2, 3));
 
 }  // namespace
