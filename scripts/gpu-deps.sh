@@ -24,6 +24,7 @@ PACKAGES=(
   libgloo-dev libgloo0 libhiredis0.14
   libre2-dev libre2-9 libc-ares-dev libc-ares2
   libgtest-dev libgmock-dev
+  libjpeg62-turbo-dev libjpeg62-turbo libcpp-httplib-dev libcpp-httplib0.11
 )
 
 mkdir -p "$OUT/debs" "$OUT/fashion-mnist"
