@@ -64,10 +64,9 @@ void ReportSender::Loop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || flush_requested_; };
-      mu_.AwaitWithTimeout(absl::Condition(&wake), interval_);
+      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), interval_);
       if (stop_) return;
-      flush_requested_ = false;
     }
     absl::Status s = SendOnce();
     absl::MutexLock lock(&mu_);

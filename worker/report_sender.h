@@ -41,7 +41,6 @@ class ReportSender {
   absl::Mutex mu_;
   v1::ReportRequest queued_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool flush_requested_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
   absl::Mutex send_mu_;  // one send at a time
   std::thread thread_;
