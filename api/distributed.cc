@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/tcp_store.h"
 #include "coordinator/coordinator_client.h"
+#include "coordinator/heartbeater.h"
 #include "worker/comm/communicator_factory.h"
 
 namespace qsr {
@@ -30,6 +31,8 @@ struct DistributedContext::Impl {
   std::unique_ptr<Store> store;         // TcpStore, InMemoryStore or CoordinatorStore
   std::unique_ptr<PrefixStore> scoped;  // the communicator's keys
   std::unique_ptr<Communicator> comm;
+  // With a coordinator: keeps this process a live member; destroyed first (it uses comm).
+  std::unique_ptr<Heartbeater> heartbeater;
 };
 
 namespace {
@@ -130,6 +133,7 @@ absl::Status DistributedContext::Finish(const absl::Status& status) {
   if (impl_->finished) return absl::OkStatus();
   impl_->finished = true;
   if (impl_->client == nullptr) return absl::OkStatus();
+  if (impl_->heartbeater) impl_->heartbeater->Stop();
   v1::LeaveRequest leave;
   leave.set_worker_id(impl_->worker_id);
   leave.set_rank(impl_->rank);
@@ -246,6 +250,22 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
     timeout = absl::Milliseconds(joined->rendezvous_timeout_ms());
   if (timeout <= absl::ZeroDuration()) timeout = kDefaultStaticTimeout;
   const absl::Status connected = Connect(*impl, options, HostOf(address), timeout);
+  if (connected.ok()) {
+    // The coordinator declares silent members failed. A library process does not re-form its
+    // group by itself: when the coordinator ends the generation, the communicator is aborted so
+    // that the program's next collective fails instead of waiting on a dead peer.
+    Communicator* comm = impl->comm.get();
+    impl->heartbeater = std::make_unique<Heartbeater>(
+        impl->client.get(), [comm](int64_t generation, const v1::Outcome& outcome) {
+          if (outcome.code() == v1::Outcome::RUN_FINISHED) return;
+          comm->Abort(absl::StrCat("the coordinator ended generation ", generation, ": ",
+                                   outcome.message()));
+        });
+    impl->heartbeater->SetIdentity(impl->worker_id, impl->rank, impl->generation,
+                                   absl::Milliseconds(joined->heartbeat_interval_ms() > 0
+                                                          ? joined->heartbeat_interval_ms()
+                                                          : 1000));
+  }
   auto context = std::make_unique<DistributedContext>(std::move(impl));
   if (!connected.ok()) {
     // Leave with the error, so that the coordinator fails the run at once instead of waiting.

@@ -131,4 +131,10 @@ void ProcessGroup::TerminateAll(absl::Duration grace) {
   }
 }
 
+void ProcessGroup::Signal(int i, int sig) {
+  if (i < 0 || i >= size()) return;
+  const Child& c = children_[i];
+  if (c.pid > 0 && !c.exit_code) ::kill(c.pid, sig);
+}
+
 }  // namespace qsr

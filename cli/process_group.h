@@ -37,6 +37,8 @@ class ProcessGroup {
   int size() const { return static_cast<int>(children_.size()); }
 
   void TerminateAll(absl::Duration grace);
+  // Sends `sig` to child `i` if it is still running (tests use it to inject faults).
+  void Signal(int i, int sig);
 
  private:
   struct Child {

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   flags.Add("run-dir", "",
             "where rounds.jsonl, evals.jsonl and the recipe go (default runs/RUN_ID)");
   flags.Add("run-id", "", "name of the run (default: date-time-pid)");
+  flags.Add("state-dir", "",
+            "keep the run's journal here: a coordinator restarted with the same state dir "
+            "continues the run (and its run directory defaults to this one)");
   flags.Add("port-file", "", "write the bound port to this file once serving");
   flags.Add("rendezvous-timeout-s", "300",
             "how long workers may wait for each other at a barrier or rendezvous");
@@ -122,12 +125,34 @@ int main(int argc, char** argv) {
 
   options.listen = flags.Get("listen");
   options.run.run_id = flags.Get("run-id").empty() ? DefaultRunId() : flags.Get("run-id");
+  if (!flags.Get("state-dir").empty()) {
+    absl::StatusOr<std::unique_ptr<qsr::Journal>> journal =
+        qsr::Journal::Open(flags.Get("state-dir"), &options.recovered);
+    if (!journal.ok()) return Fail(std::string(journal.status().message()));
+    options.journal = std::move(*journal);
+    if (options.recovered.exists) {
+      // Continue the journal's run: its name and its recipe, whatever the flags say now.
+      options.run.run_id = options.recovered.run_id;
+      absl::StatusOr<qsr::Recipe> journaled =
+          qsr::ParseRecipeYaml(options.recovered.recipe_yaml, flags.Get("state-dir"));
+      if (!journaled.ok()) return Fail(std::string(journaled.status().message()));
+      if (absl::Status s = qsr::ResolveRecipe(*journaled); !s.ok()) {
+        return Fail(std::string(s.message()));
+      }
+      if (qsr::RecipeToYaml(*journaled) != qsr::RecipeToYaml(*recipe)) {
+        LOG(WARNING) << "--recipe differs from the recipe of the run in "
+                     << flags.Get("state-dir") << "; continuing with the journal's";
+      }
+      *recipe = *journaled;
+    }
+  }
   options.run.rendezvous_timeout = absl::Seconds(*timeout_s);
   options.run.plan_batch_steps = *batch_steps;
   options.metrics_port = static_cast<int>(*metrics_port);
   qsr::SetLogContext(options.run.run_id, "coord");
-  options.run_dir =
-      flags.Get("run-dir").empty() ? "runs/" + options.run.run_id : flags.Get("run-dir");
+  options.run_dir = !flags.Get("run-dir").empty()   ? flags.Get("run-dir")
+                    : !flags.Get("state-dir").empty() ? flags.Get("state-dir")
+                                                      : "runs/" + options.run.run_id;
 
   absl::StatusOr<std::unique_ptr<qsr::CoordinatorServer>> server =
       qsr::CoordinatorServer::Start(*recipe, options);

@@ -31,7 +31,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
         stats->Observe(round);
         if (user) user(round);
       };
-  server->controller_ = std::make_unique<RunController>(recipe, options.run, std::move(log));
+  server->controller_ = std::make_unique<RunController>(
+      recipe, options.run, std::move(log), options.journal, options.recovered);
   server->store_ = std::make_unique<KvStore>();
   server->service_ =
       std::make_unique<CoordinatorService>(server->controller_.get(), server->store_.get());

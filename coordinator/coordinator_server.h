@@ -35,6 +35,9 @@ class CoordinatorServer {
     // chooses (see metrics_port()).
     int metrics_port = -1;
     RunController::Options run;
+    // The run's journal (--state-dir), and what it recovered (continued when it exists).
+    std::shared_ptr<Journal> journal;
+    Journal::Recovered recovered;
   };
 
   // REQUIRES: `recipe` resolved.

@@ -38,19 +38,12 @@ Membership::JoinResult Membership::Join(const std::string& worker_id, const std:
     j.last_seen = now;
     return JoinResult::kJoining;
   }
-  // Places held: joiners, plus the active members (while active) or the survivors still expected
-  // back (while forming).
-  int taken = static_cast<int>(joiners_.size());
-  if (forming_) {
-    for (const auto& [id, rank] : expected_) {
-      const bool back = std::any_of(joiners_.begin(), joiners_.end(),
-                                    [&](const Member& j) { return j.worker_id == id; });
-      taken += back || id == worker_id ? 0 : 1;
-    }
-  } else {
-    taken += active_members();
-  }
-  if (taken >= options_.max_workers) return JoinResult::kFull;
+  // A running group is full at max_workers. A forming one takes every joiner (a replacement may
+  // arrive before the dead member it replaces is known to be dead); TryForm admits at most
+  // max_workers, survivors first, and the rest wait for a place.
+  const int taken = static_cast<int>(joiners_.size()) + (forming_ ? 0 : active_members());
+  const int limit = forming_ ? 4 * options_.max_workers + 16 : options_.max_workers;
+  if (taken >= limit) return JoinResult::kFull;
   Member j;
   j.worker_id = worker_id;
   j.host = host;
@@ -59,6 +52,27 @@ Membership::JoinResult Membership::Join(const std::string& worker_id, const std:
   j.last_seen = now;
   joiners_.push_back(std::move(j));
   return JoinResult::kJoining;
+}
+
+void Membership::Recover(int64_t generation, const std::vector<std::string>& members,
+                         absl::Time now) {
+  generation_ = generation;
+  members_.clear();
+  for (size_t i = 0; i < members.size(); ++i) {
+    Member m;
+    m.rank = static_cast<int>(i);
+    m.worker_id = members[i];
+    m.last_seen = now;
+    members_.push_back(m);
+  }
+  forming_ = false;
+  EndGeneration("the coordinator restarted", {}, now);
+}
+
+void Membership::TouchJoiner(const std::string& worker_id, absl::Time now) {
+  for (Member& j : joiners_) {
+    if (j.worker_id == worker_id) j.last_seen = now;
+  }
 }
 
 void Membership::DropJoiner(const std::string& worker_id) {
@@ -85,9 +99,10 @@ absl::StatusOr<Membership::Standing> Membership::Check(const std::string& worker
     return absl::FailedPreconditionError(
         absl::StrCat("rank ", rank, " belongs to worker ", m.worker_id, ", not ", worker_id));
   }
-  if (forming_ || !m.active()) return Standing::kEnded;
+  if (!m.active()) return Standing::kEnded;
+  // A member of an ended generation is still alive (it will join again): keep it expected.
   m.last_seen = now;
-  return Standing::kCurrent;
+  return forming_ ? Standing::kEnded : Standing::kCurrent;
 }
 
 void Membership::EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
@@ -139,8 +154,12 @@ bool Membership::TryForm(absl::Time now) {
   if (generation_ == 0) {
     ready = n >= options_.initial_size;
   } else {
+    // Survivors are waited for, except those that have gone silent too (a dead worker whose
+    // peers noticed first).
     const bool all_back = std::all_of(expected_.begin(), expected_.end(), [&](const auto& e) {
-      return std::any_of(joiners_.begin(), joiners_.end(),
+      const Member& old = members_[e.second];
+      return now - old.last_seen > options_.heartbeat_timeout ||
+             std::any_of(joiners_.begin(), joiners_.end(),
                          [&](const Member& j) { return j.worker_id == e.first; });
     });
     ready = n >= std::max(options_.min_workers, 1) &&
@@ -157,8 +176,9 @@ bool Membership::TryForm(absl::Time now) {
     if (a.next_round != b.next_round) return a.next_round > b.next_round;
     return old_rank(a) < old_rank(b);
   });
-  members_ = std::move(joiners_);
-  joiners_.clear();
+  const size_t admitted = std::min<size_t>(joiners_.size(), options_.max_workers);
+  members_.assign(joiners_.begin(), joiners_.begin() + admitted);
+  joiners_.erase(joiners_.begin(), joiners_.begin() + admitted);
   expected_.clear();
   formed_next_round_ = members_.front().next_round;
   for (size_t i = 0; i < members_.size(); ++i) {

@@ -71,6 +71,11 @@ class Membership {
   // group in that generation (a collective failed): if it is the active one, it ends here.
   JoinResult Join(const std::string& worker_id, const std::string& host, const std::string& device,
                   int64_t next_round, int64_t failed_generation, absl::Time now);
+  // A restarted coordinator: `generation` with these members (worker ids by rank) has ended;
+  // they are expected to join the next one.
+  void Recover(int64_t generation, const std::vector<std::string>& members, absl::Time now);
+  // A joiner's poll ended: it is still there (it will ask again).
+  void TouchJoiner(const std::string& worker_id, absl::Time now);
   // Forgets a joiner that stopped asking.
   void DropJoiner(const std::string& worker_id);
 
@@ -105,7 +110,9 @@ class Membership {
   // Workers waiting to join, in arrival order.
   const std::vector<Member>& joiners() const { return joiners_; }
   // New workers asked to join the active generation (admitted at the next round boundary).
-  bool admission_pending() const { return !forming_ && !joiners_.empty(); }
+  bool admission_pending() const {
+    return !forming_ && !joiners_.empty() && active_members() < options_.max_workers;
+  }
   const std::string& end_reason() const { return end_reason_; }
   // The highest next_round among the members of the generation when it formed.
   int64_t formed_next_round() const { return formed_next_round_; }

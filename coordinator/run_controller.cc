@@ -41,13 +41,16 @@ Membership::Options MembershipOptions(const Recipe& recipe, const RunController:
 
 }  // namespace
 
-RunController::RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log)
+RunController::RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log,
+                             std::shared_ptr<Journal> journal,
+                             const Journal::Recovered& recovered)
     : recipe_(recipe),
       options_(std::move(options)),
       planner_(recipe),
       world_size_(static_cast<int>(recipe.workers)),
       started_(absl::Now()),
       log_(std::move(log)),
+      journal_(std::move(journal)),
       membership_(MembershipOptions(recipe_, options_)) {
   if (recipe_.resume_from_step > 0) {
     // A resumed run starts where the checkpoint left off; rounds keep the numbers a fresh run
@@ -59,6 +62,62 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
     next_round_to_serve_ = start_round_;
     next_step_to_serve_ = recipe_.resume_from_step;
   }
+  absl::MutexLock lock(&mu_);
+  if (recovered.exists) {
+    Recover(recovered);
+  } else {
+    v1::JournalEntry e;
+    e.mutable_started()->set_run_id(options_.run_id);
+    e.mutable_started()->set_recipe_yaml(RecipeToYaml(recipe_));
+    Record(e);
+  }
+}
+
+void RunController::Record(const v1::JournalEntry& entry) {
+  if (journal_ == nullptr) return;
+  if (absl::Status s = journal_->Append(entry); !s.ok()) LOG(ERROR) << "journal: " << s;
+}
+
+void RunController::Recover(const Journal::Recovered& r) {
+  const absl::Time now = absl::Now();
+  for (const v1::RoundRecord& rec : r.committed) {
+    committed_.push_back(rec);
+    bytes_per_worker_ += rec.bytes();
+    train_loss_ = rec.train_loss();
+    recent_.emplace_back(rec.samples(), rec.seconds());
+    if (recent_.size() > kThroughputWindow) recent_.pop_front();
+  }
+  for (const v1::EvalReport& e : r.evals) {
+    evals_.push_back(e);
+    last_eval_ = e;
+    last_eval_step_ = e.step();
+    have_eval_ = true;
+  }
+  const int64_t first_uncommitted = start_round_ + static_cast<int64_t>(committed_.size());
+  for (const v1::RoundPlan& plan : r.served) {
+    if (plan.round() >= first_uncommitted) {
+      pending_[plan.round()].plan = plan;
+      pending_[plan.round()].expected = static_cast<int>(r.members.size());
+    }
+    next_round_to_serve_ = std::max(next_round_to_serve_, plan.round() + 1);
+    next_step_to_serve_ = std::max(next_step_to_serve_, plan.start_step() + plan.h());
+    current_ = plan;
+  }
+  if (r.last_checkpoint.step() > 0) {
+    last_checkpoint_ = r.last_checkpoint.manifest();
+    last_checkpoint_step_ = r.last_checkpoint.step();
+  }
+  if (r.ended) {
+    state_ = r.end.state() == "FAILED" ? State::kFailed : State::kFinished;
+    message_ = r.end.message();
+    ended_ = now;
+  } else if (r.generation > 0) {
+    state_ = State::kRunning;
+    membership_.Recover(r.generation, r.members, now);
+  }
+  LOG(INFO) << "recovered run " << r.run_id << " from " << journal_->path() << ": "
+            << committed_.size() << " rounds committed, " << pending_.size()
+            << " in flight, generation " << r.generation << " (" << StateName() << ")";
 }
 
 const char* RunController::StateName() const {
@@ -213,6 +272,14 @@ void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completio
     }
   }
   state_ = State::kRunning;
+  {
+    v1::JournalEntry e;
+    e.mutable_generation()->set_generation(membership_.generation());
+    for (const Membership::Member& m : membership_.members()) {
+      e.mutable_generation()->add_members(m.worker_id);
+    }
+    Record(e);
+  }
   for (const Membership::Member& m : membership_.members()) {
     auto it = join_waiters_.find(m.worker_id);
     if (it == join_waiters_.end()) continue;
@@ -326,11 +393,16 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
             absl::StrCat("rank ", request.rank(), " asks for round ", request.next_round(),
                          " while the group is at round ", barrier_round_));
       }
-      for (const Waiter& w : waiters_) {
-        if (w.rank == request.rank()) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("rank ", request.rank(), " is already waiting at the barrier"));
-        }
+      // A rank already waiting asks again when its call timed out on its side (or its
+      // connection dropped): the newer call replaces the older one.
+      auto same = std::find_if(waiters_.begin(), waiters_.end(),
+                               [&](const Waiter& w) { return w.rank == request.rank(); });
+      if (same != waiters_.end()) {
+        v1::NextRoundsReply superseded;
+        *superseded.mutable_outcome() =
+            MakeOutcome(v1::Outcome::TIMEOUT, "superseded by a newer NextRounds call");
+        completions.push_back([cb = std::move(same->done), superseded] { cb(superseded); });
+        waiters_.erase(same);
       }
       waiters_.push_back({request.rank(), std::move(done)});
       if (static_cast<int>(waiters_.size()) == membership_.active_members()) {
@@ -383,6 +455,9 @@ v1::NextRoundsReply RunController::PlanBatch(int64_t next_round) {
                                                          round->start_step / spe / sf));
     pending_[round->index].plan = plan;
     pending_[round->index].expected = membership_.active_members();
+    v1::JournalEntry e;
+    *e.mutable_served() = plan;
+    Record(e);
     *reply.add_rounds() = plan;
     current_ = plan;
     ++next_round_to_serve_;
@@ -430,6 +505,11 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     last_eval_ = e;
     have_eval_ = true;
     evals_.push_back(e);
+    {
+      v1::JournalEntry entry;
+      *entry.mutable_eval() = e;
+      Record(entry);
+    }
     if (log_) {
       log_->AppendEval(JsonObject()
                            .Add("step", e.step())
@@ -452,6 +532,9 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     }
     last_checkpoint_step_ = c.step();
     last_checkpoint_ = c.manifest();
+    v1::JournalEntry entry;
+    *entry.mutable_checkpoint() = c;
+    Record(entry);
     LOG(INFO) << "checkpoint committed at step " << c.step() << ": " << c.manifest();
   }
   CommitReadyRounds();
@@ -499,6 +582,11 @@ void RunController::Commit(const PendingRound& p) {
                  << p.expected << " reports (its group ended)";
   }
   committed_.push_back(rec);
+  {
+    v1::JournalEntry e;
+    *e.mutable_committed() = rec;
+    Record(e);
+  }
   if (options_.on_round_committed) options_.on_round_committed(rec);
   bytes_per_worker_ += bytes;
   train_loss_ = rec.train_loss();
@@ -551,7 +639,7 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
     } else {
       membership_.MarkLeft(request.rank());
     }
-    MaybeFinish();
+    MaybeFinish(&completions);
   }
   for (auto& c : completions) c();
   return reply;
@@ -576,13 +664,11 @@ std::vector<RunController::Completion> RunController::Fail(const std::string& me
     completions.push_back([cb = std::move(w.done), join_reply] { cb(join_reply); });
   }
   join_waiters_.clear();
-  if (log_) {
-    if (absl::Status s = log_->WriteSummary(SummaryJson()); !s.ok()) LOG(ERROR) << s;
-  }
+  RecordEnd();
   return completions;
 }
 
-void RunController::MaybeFinish() {
+void RunController::MaybeFinish(std::vector<Completion>* completions) {
   if (membership_.active_members() > 0) return;
   // A stopped run may end before it ever ran (WAITING).
   const bool formed = !membership_.forming() || (state_ == State::kWaiting && stop_requested_);
@@ -594,12 +680,28 @@ void RunController::MaybeFinish() {
     CommitReadyRounds();
     state_ = State::kFinished;
     ended_ = absl::Now();
+    // A call still waiting at the barrier (its worker left meanwhile) is answered too.
+    v1::NextRoundsReply finished;
+    *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, "the run has finished");
+    for (Waiter& w : waiters_) {
+      completions->push_back([cb = std::move(w.done), finished] { cb(finished); });
+    }
+    waiters_.clear();
+    barrier_round_ = -1;
     if (stop_requested_) message_ = kStoppedByOperator;
     LOG(INFO) << "run finished" << (stop_requested_ ? " (stopped by operator)" : "") << ": "
               << committed_.size() << " rounds";
-    if (log_) {
-      if (absl::Status s = log_->WriteSummary(SummaryJson()); !s.ok()) LOG(ERROR) << s;
-    }
+    RecordEnd();
+  }
+}
+
+void RunController::RecordEnd() {
+  v1::JournalEntry e;
+  e.mutable_ended()->set_state(StateName());
+  e.mutable_ended()->set_message(message_);
+  Record(e);
+  if (log_) {
+    if (absl::Status s = log_->WriteSummary(SummaryJson()); !s.ok()) LOG(ERROR) << s;
   }
 }
 
@@ -646,6 +748,7 @@ void RunController::Tick(absl::Time now) {
           absl::StrCat("generation ", membership_.generation() + 1, " has not formed yet (",
                        membership_.joiners().size(), " workers waiting)"));
       completions.push_back([cb = std::move(it->second.done), reply] { cb(reply); });
+      membership_.TouchJoiner(it->first, now);
       it = join_waiters_.erase(it);
     }
     std::vector<std::string> stale;
@@ -794,7 +897,7 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
         membership_.DropJoiner(id);
       }
       join_waiters_.clear();
-      MaybeFinish();  // no member at all (or all gone): the run ends now
+      MaybeFinish(&completions);  // no member at all (or all gone): the run ends now
     }
     *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
     reply.set_stop_step(next_step_to_serve_);

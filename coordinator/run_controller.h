@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
+#include "coordinator/journal.h"
 #include "coordinator/membership.h"
 #include "coordinator/run_log.h"
 #include "qsr/v1/coordinator.pb.h"
@@ -77,8 +78,12 @@ class RunController {
   using NextRoundsCallback = std::function<void(const v1::NextRoundsReply&)>;
   using JoinCallback = std::function<void(const v1::JoinReply&)>;
 
-  // REQUIRES: `recipe` resolved. `log` may be null (no run directory).
-  RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log);
+  // REQUIRES: `recipe` resolved. `log` may be null (no run directory), `journal` null (no state
+  // directory). `recovered`, when it exists, is the journal's record of this run: the controller
+  // continues it (see Recover).
+  RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log,
+                std::shared_ptr<Journal> journal = nullptr,
+                const Journal::Recovered& recovered = Journal::Recovered());
 
   // Admits a worker to the next generation. Errors in the request are returned and `done` is not
   // called; otherwise `done` is called exactly once: when the worker's generation forms, when the
@@ -139,6 +144,12 @@ class RunController {
   using Completion = std::function<void()>;
 
   const char* StateName() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A restarted coordinator: committed rounds, evaluations and plans served come back from the
+  // journal; the last generation's members are expected to join again (their calls are answered
+  // GENERATION_ENDED), and the group re-forms as after any failure.
+  void Recover(const Journal::Recovered& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to the journal, if there is one (errors are logged: the run goes on).
+  void Record(const v1::JournalEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks a member's call against the membership: kEnded means "answer GENERATION_ENDED".
   absl::StatusOr<Membership::Standing> CheckMember(const std::string& worker_id, int rank,
                                                    int64_t generation, absl::Time now)
@@ -160,7 +171,9 @@ class RunController {
   void Commit(const PendingRound& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run as failed; returns the barrier callbacks to run outside the lock.
   std::vector<Completion> Fail(const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The run has ended: journal and summary.json.
+  void RecordEnd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SummaryJson() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -172,6 +185,7 @@ class RunController {
 
   mutable absl::Mutex mu_;
   std::unique_ptr<RunLog> log_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Journal> journal_ ABSL_GUARDED_BY(mu_);
   State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
   std::string message_ ABSL_GUARDED_BY(mu_);
   Membership membership_ ABSL_GUARDED_BY(mu_);

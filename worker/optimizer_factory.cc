@@ -1,24 +1,11 @@
 #include "worker/optimizer_factory.h"
 
-#include <sstream>
 #include <string>
-#include <type_traits>
+
+#include "worker/optimizer_state.h"
 
 namespace qsr {
 namespace {
-
-// The optimizer state's key for a parameter: LibTorch 1.13 keys it by the TensorImpl address
-// printed as a string, LibTorch 2.x by the address itself.
-template <typename Key>
-Key StateKey(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return p.unsafeGetTensorImpl();
-  }
-}
 
 // Splits parameters into those that decay and those that do not (biases, norm weights).
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> SplitByDecay(
@@ -69,7 +56,7 @@ std::vector<torch::Tensor> AdamMoments(torch::optim::Optimizer& optimizer,
   auto& state = optimizer.state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
   for (const torch::Tensor& p : params) {
-    auto it = state.find(StateKey<Key>(p));
+    auto it = state.find(OptimizerStateKey<Key>(p));
     if (it == state.end()) return {};
     auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get());
     if (adam == nullptr) return {};

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <thread>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
+#include "coordinator/heartbeater.h"
 #include "coordinator/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/checkpoint.h"
@@ -21,6 +23,7 @@
 #include "worker/model/models.h"
 #include "worker/optimizer_factory.h"
 #include "worker/report_sender.h"
+#include "worker/state_snapshot.h"
 #include "worker/torch_call.h"
 
 namespace qsr {
@@ -55,7 +58,25 @@ class Worker {
   absl::StatusOr<TrainerResult> Run();
 
  private:
+  // Once per process: recipe, data, model, optimizer, initial weights.
   absl::Status Setup();
+  // Once per generation: communicator, rank 0's weights, data shard, reports, snapshot.
+  absl::Status FormGroup();
+  // Trains the generation's rounds; OK when the run has finished.
+  absl::Status TrainGeneration();
+  // After a failure that a new generation can recover from: returns to the last averaged state
+  // and joins again. Sets *finished when the run ended meanwhile.
+  absl::Status Regroup(const absl::Status& cause, bool* finished);
+  bool Recoverable() const;
+  // Heartbeats for the generation just joined, from the moment it formed (setting up the data or
+  // the communicator can take longer than the heartbeat timeout).
+  void BeatFor(const v1::JoinReply& join) {
+    heartbeater_->SetIdentity(options_.worker_id, join.rank(), join.generation(),
+                              absl::Milliseconds(join.heartbeat_interval_ms() > 0
+                                                     ? join.heartbeat_interval_ms()
+                                                     : 1000));
+  }
+  void OnGenerationEnded(int64_t generation, const v1::Outcome& outcome);
   absl::Status TrainRound(const v1::RoundPlan& plan);
   absl::Status Evaluate(int64_t step);
   absl::Status AverageOptimizerState();
@@ -78,6 +99,21 @@ class Worker {
   std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
+  std::unique_ptr<Heartbeater> heartbeater_;
+  StateSnapshot snapshot_;
+  std::string run_id_;
+  int64_t bytes_before_comm_ = 0;  // sent by the communicators of earlier generations
+  // This generation's split of the global batch.
+  int64_t local_batch_ = 0;
+  int64_t accumulation_ = 1;
+  // Set when NextRounds answered GENERATION_ENDED.
+  bool generation_over_ = false;
+  // The generation the heartbeat thread was told has ended.
+  std::atomic<int64_t> ended_generation_{-1};
+  // The communicator the heartbeat thread aborts when the coordinator ends its generation.
+  absl::Mutex comm_mu_;
+  Communicator* live_comm_ ABSL_GUARDED_BY(comm_mu_) = nullptr;
+  int64_t live_generation_ ABSL_GUARDED_BY(comm_mu_) = -1;
   torch::Device device_ = torch::kCPU;
   TrainerResult result_;
   absl::Time last_log_ = absl::Now();
@@ -122,6 +158,24 @@ absl::Status Worker::Setup() {
   optimizer_ = MakeOptimizer(recipe_, *model_);
   if (absl::Status s = LoadInitialState(); !s.ok()) return s;
 
+  absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
+  if (!averager.ok()) return averager.status();
+  averager_ = std::make_unique<ModelAverager>(std::move(*averager));
+  return absl::OkStatus();
+}
+
+absl::Status Worker::FormGroup() {
+  const int world = join_.world_size();
+  if (world < 1 || join_.rank() < 0 || join_.rank() >= world) {
+    return absl::InternalError(
+        absl::StrCat("coordinator gave rank ", join_.rank(), " of ", world, " workers"));
+  }
+  // The global batch is split over this generation's workers (fewer workers after a failure
+  // each take a larger share, in more micro-batches).
+  local_batch_ = recipe_.total_batch_size / world;
+  accumulation_ = std::max<int64_t>(
+      1, (local_batch_ + recipe_.physical_batch_size - 1) / recipe_.physical_batch_size);
+
   // A fresh key prefix per generation and communicator keeps a re-formed group from reading a
   // previous group's addresses.
   PrefixStore scoped(absl::StrCat(join_.run_id(), "/g", join_.generation(), "/c0"), &store_);
@@ -129,19 +183,24 @@ absl::Status Worker::Setup() {
   comm_options.hostname = options_.host;
   comm_options.timeout = absl::Milliseconds(join_.rendezvous_timeout_ms());
   absl::StatusOr<std::unique_ptr<Communicator>> comm =
-      CreateCommunicator(device_, &scoped, join_.rank(), join_.world_size(), comm_options);
+      CreateCommunicator(device_, &scoped, join_.rank(), world, comm_options);
   if (!comm.ok()) return comm.status();
-  comm_ = std::move(*comm);
-  absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
-  if (!averager.ok()) return averager.status();
-  averager_ = std::make_unique<ModelAverager>(std::move(*averager));
+  {
+    absl::MutexLock lock(&comm_mu_);
+    if (comm_) bytes_before_comm_ += comm_->bytes_sent();
+    comm_ = std::move(*comm);
+    live_comm_ = comm_.get();
+    live_generation_ = join_.generation();
+  }
+  // Rank 0 holds the most recent state (the coordinator ranks joiners so): everyone starts the
+  // generation from its weights.
   if (absl::Status s = averager_->BroadcastFrom(*comm_, 0); !s.ok()) return s;
 
   SamplerConfig sampler;
   sampler.seed = static_cast<uint64_t>(recipe_.seed);
   sampler.rank = join_.rank();
-  sampler.world = join_.world_size();
-  sampler.local_batch = recipe_.LocalBatchSize();
+  sampler.world = world;
+  sampler.local_batch = local_batch_;
   sampler.steps_per_epoch = recipe_.steps_per_epoch;
   // CIFAR trains with the usual random crop (4-pixel padding) and flip; Fashion-MNIST without.
   absl::StatusOr<std::shared_ptr<const DataSource>> source = MakeTensorSource(
@@ -151,6 +210,7 @@ absl::Status Worker::Setup() {
   loader_options.num_workers = static_cast<int>(std::max<int64_t>(1, recipe_.nw));
   loader_options.augment_seed = static_cast<uint64_t>(recipe_.seed);
   loader_options.start_step = join_.start_step();
+  loader_.reset();
   absl::StatusOr<std::unique_ptr<BatchLoader>> loader =
       BatchLoader::Create(*source, sampler, loader_options);
   if (!loader.ok()) return loader.status();
@@ -161,13 +221,13 @@ absl::Status Worker::Setup() {
   identity.set_rank(join_.rank());
   identity.set_generation(join_.generation());
   reports_ = std::make_unique<ReportSender>(client_, identity);
-  return absl::OkStatus();
+  return snapshot_.Capture(*model_, *optimizer_, join_.start_round());
 }
 
 absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   const absl::Time start = absl::Now();
   const int64_t bytes_before = comm_->bytes_sent();
-  const int64_t acc = recipe_.AccumulationSteps();
+  const int64_t acc = accumulation_;
   // The loss is summed on the device and read once per round: reading it every micro-batch
   // (item()) would make the host wait for the GPU at every step.
   torch::Tensor loss_sum;
@@ -182,6 +242,9 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   }
   model_->train();
   for (int64_t t = plan.start_step(); t < plan.start_step() + plan.h(); ++t) {
+    if (ended_generation_.load() == join_.generation()) {
+      return absl::AbortedError("the coordinator ended this generation");
+    }
     absl::StatusOr<Batch> batch = loader_->Next();
     if (!batch.ok()) return batch.status();
     if (batch->step != t) {
@@ -235,13 +298,18 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       !s.ok()) {
     return s;
   }
+  // Every member now holds the same averaged state: the point to return to if the group fails.
+  if (absl::Status s = snapshot_.Capture(*model_, *optimizer_, plan.round() + 1); !s.ok()) {
+    return s;
+  }
+  heartbeater_->SetStep(plan.start_step() + plan.h());
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   v1::RoundReport report;
   report.set_round(plan.round());
   report.set_start_step(plan.start_step());
   report.set_h(plan.h());
   report.set_train_loss(train_loss / static_cast<double>(plan.h()));
-  report.set_samples(plan.h() * recipe_.LocalBatchSize());
+  report.set_samples(plan.h() * local_batch_);
   report.set_seconds(seconds);
   report.set_bytes_sent(comm_->bytes_sent() - bytes_before);
   if (!plan.data_parallel() || plan.eval_after()) report.set_params_digest(ParamsDigest(*model_));
@@ -370,6 +438,130 @@ void Worker::Leave(const std::string& error) {
   }
 }
 
+void Worker::OnGenerationEnded(int64_t generation, const v1::Outcome& outcome) {
+  if (outcome.code() == v1::Outcome::RUN_FINISHED) return;  // the barrier says so in order
+  LOG(WARNING) << "coordinator: generation " << generation << " is over: " << outcome.message();
+  ended_generation_.store(generation);
+  // A collective with a dead or stopped peer would otherwise wait for its timeout.
+  absl::MutexLock lock(&comm_mu_);
+  if (live_comm_ != nullptr && live_generation_ == generation) {
+    live_comm_->Abort("the coordinator ended generation " + std::to_string(generation) + ": " +
+                      outcome.message());
+  }
+}
+
+bool Worker::Recoverable() const {
+  // The coordinator ended the generation, or a collective failed (a peer died or was aborted):
+  // a new generation can go on. Any other error is this worker's own.
+  return generation_over_ || ended_generation_.load() == join_.generation() ||
+         (comm_ != nullptr && comm_->aborted());
+}
+
+absl::Status Worker::TrainGeneration() {
+  int64_t next_round = join_.start_round();
+  // Transport errors (a coordinator restarting) are retried for this long.
+  constexpr absl::Duration kReconnect = absl::Minutes(2);
+  absl::Time unreachable_since = absl::InfiniteFuture();
+  while (true) {
+    v1::NextRoundsRequest request;
+    request.set_worker_id(options_.worker_id);
+    request.set_rank(join_.rank());
+    request.set_generation(join_.generation());
+    request.set_next_round(next_round);
+    absl::StatusOr<v1::NextRoundsReply> reply = client_->NextRounds(
+        request,
+        absl::Now() + absl::Milliseconds(join_.rendezvous_timeout_ms()) + absl::Seconds(30));
+    if (!reply.ok()) {
+      const bool transient =
+          absl::IsUnavailable(reply.status()) || absl::IsDeadlineExceeded(reply.status());
+      if (!transient) return reply.status();
+      if (unreachable_since == absl::InfiniteFuture()) unreachable_since = absl::Now();
+      if (absl::Now() - unreachable_since > kReconnect) return reply.status();
+      if (ended_generation_.load() == join_.generation()) {
+        generation_over_ = true;
+        return absl::AbortedError("the coordinator ended this generation");
+      }
+      LOG(WARNING) << "NextRounds: " << reply.status() << "; retrying";
+      absl::SleepFor(absl::Milliseconds(500));
+      continue;
+    }
+    unreachable_since = absl::InfiniteFuture();
+    switch (reply->outcome().code()) {
+      case v1::Outcome::OK:
+        break;
+      case v1::Outcome::RUN_FINISHED:
+        return absl::OkStatus();
+      case v1::Outcome::TIMEOUT:
+        continue;  // superseded or timed out on the coordinator's side: ask again
+      case v1::Outcome::GENERATION_ENDED:
+        generation_over_ = true;
+        return absl::AbortedError(reply->outcome().message());
+      default:
+        return absl::AbortedError(reply->outcome().message());
+    }
+    for (const v1::RoundPlan& plan : reply->rounds()) {
+      absl::Status status = TrainRound(plan);
+      if (status.ok() && plan.eval_after()) status = Evaluate(plan.start_step() + plan.h());
+      if (!status.ok()) return status;
+      next_round = plan.round() + 1;
+    }
+  }
+}
+
+absl::Status Worker::Regroup(const absl::Status& cause, bool* finished) {
+  const int64_t generation = join_.generation();
+  // Did the coordinator end it, or is this worker the first to know that a peer is gone?
+  const bool told = generation_over_ || ended_generation_.load() == generation;
+  LOG(WARNING) << "rank " << join_.rank() << " leaves generation " << generation << ": " << cause;
+  {
+    absl::MutexLock lock(&comm_mu_);
+    if (comm_) comm_->Abort(std::string(cause.message()));
+    live_comm_ = nullptr;
+  }
+  // Reports of the rounds this group finished still count: deliver them before joining again.
+  if (reports_) {
+    if (absl::Status s = reports_->Flush(absl::Now() + absl::Seconds(10)); !s.ok()) {
+      LOG(WARNING) << "some reports of generation " << generation << " were not delivered: " << s;
+    }
+  }
+  loader_.reset();
+  if (absl::Status s = snapshot_.Restore(*model_, *optimizer_); !s.ok()) return s;
+  v1::JoinRequest join;
+  join.set_worker_id(options_.worker_id);
+  join.set_host(options_.host);
+  join.set_device(options_.device);
+  join.set_next_round(snapshot_.next_round());
+  if (!told) {
+    join.set_failed_generation(generation);
+    join.set_failure(std::string(cause.message()).substr(0, 1024));
+  }
+  absl::StatusOr<v1::JoinReply> joined = JoinWithRetry(client_, join, options_.regroup_timeout);
+  if (!joined.ok()) return joined.status();
+  switch (joined->outcome().code()) {
+    case v1::Outcome::OK:
+      break;
+    case v1::Outcome::RUN_FINISHED:
+      *finished = true;
+      return absl::OkStatus();
+    default:
+      return absl::AbortedError("could not join the run again: " + joined->outcome().message());
+  }
+  if (joined->run_id() != run_id_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the coordinator now serves run ", joined->run_id(), ", not ", run_id_));
+  }
+  join_ = *joined;
+  BeatFor(join_);
+  generation_over_ = false;
+  result_.rank = join_.rank();
+  ++result_.regroups;
+  SetLogContext(join_.run_id(), absl::StrCat(join_.rank()));
+  LOG(INFO) << "joined generation " << join_.generation() << " as rank " << join_.rank() << " of "
+            << join_.world_size() << "; resuming at round " << join_.start_round() << " (step "
+            << join_.start_step() << ")";
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainerResult> Worker::Run() {
   v1::JoinRequest join;
   join.set_worker_id(options_.worker_id);
@@ -382,45 +574,37 @@ absl::StatusOr<TrainerResult> Worker::Run() {
                                          joined->outcome().message());
   }
   join_ = *joined;
+  run_id_ = join_.run_id();
   result_.rank = join_.rank();
   SetLogContext(join_.run_id(), absl::StrCat(join_.rank()));
   LOG(INFO) << "joined run " << join_.run_id() << " as rank " << join_.rank() << " of "
             << join_.world_size() << " (generation " << join_.generation() << ")";
+  heartbeater_ = std::make_unique<Heartbeater>(
+      client_, [this](int64_t generation, const v1::Outcome& outcome) {
+        OnGenerationEnded(generation, outcome);
+      });
+  BeatFor(join_);
 
   absl::Status status = Setup();
-  if (status.ok() && recipe_.eval_on_start) status = Evaluate(join_.start_step());
-  int64_t next_round = join_.start_round();
+  bool first = true;
   while (status.ok()) {
-    v1::NextRoundsRequest request;
-    request.set_worker_id(options_.worker_id);
-    request.set_rank(join_.rank());
-    request.set_generation(join_.generation());
-    request.set_next_round(next_round);
-    absl::StatusOr<v1::NextRoundsReply> reply = client_->NextRounds(
-        request,
-        absl::Now() + absl::Milliseconds(join_.rendezvous_timeout_ms()) + absl::Seconds(10));
-    if (!reply.ok()) {
-      status = reply.status();
-      break;
-    }
-    if (reply->outcome().code() == v1::Outcome::RUN_FINISHED) break;
-    if (reply->outcome().code() != v1::Outcome::OK) {
-      status = absl::AbortedError(reply->outcome().message());
-      break;
-    }
-    for (const v1::RoundPlan& plan : reply->rounds()) {
-      status = TrainRound(plan);
-      if (status.ok() && plan.eval_after()) status = Evaluate(plan.start_step() + plan.h());
-      if (!status.ok()) break;
-      next_round = plan.round() + 1;
-    }
+    status = FormGroup();
+    if (status.ok() && first && recipe_.eval_on_start) status = Evaluate(join_.start_step());
+    first = false;
+    if (status.ok()) status = TrainGeneration();
+    if (status.ok() || !Recoverable()) break;
+    // A failure the group can survive: return to the last averaged state and re-form.
+    bool finished = false;
+    status = Regroup(status, &finished);
+    if (finished) break;
   }
+  heartbeater_->Stop();
   if (!status.ok()) {
     LOG(ERROR) << "rank " << join_.rank() << ": " << status;
     if (comm_) comm_->Abort(std::string(status.message()));
   }
   if (model_) result_.params_hash = ParamsDigest(*model_);
-  if (comm_) result_.bytes_sent = comm_->bytes_sent();
+  if (comm_) result_.bytes_sent = bytes_before_comm_ + comm_->bytes_sent();
   Leave(status.ok() ? "" : std::string(status.message()));
   if (!status.ok()) return status;
   return result_;

@@ -10,7 +10,12 @@
 //      optimizers all-reduce gradients every step); average parameters and BatchNorm buffers
 //      with one flat all-reduce; evaluate when the plan says so; queue the round's report.
 //   4. When the coordinator says the run is finished: flush reports and leave.
-// Any error leaves the run with the error, so the coordinator fails it rather than hanging.
+// Recovery: a heartbeat thread keeps the coordinator informed. When the coordinator ends the
+// generation (a peer failed, or new workers are admitted) or a collective fails, the worker
+// aborts its communicator, delivers its pending reports, returns to the state it saved after its
+// last averaging round (StateSnapshot), joins again saying which round that state is ready for,
+// and continues in the new generation from rank 0's broadcast weights. Any other error leaves
+// the run with the error, so the coordinator re-forms the group without this worker.
 //
 // Not thread-safe: Run() once, from one thread.
 #ifndef QSR_WORKER_TRAINER_H_
@@ -32,8 +37,11 @@ struct TrainerOptions {
   int threads = 0;       // intra-op threads; 0 = all cores
   // Where checkpoints go (save_freq); empty = runs/<run id>/checkpoints.
   std::string checkpoint_dir;
-  // How long to keep retrying the first Join while the coordinator is not up yet.
+  // How long to keep retrying the first Join while the coordinator is not up yet (or the other
+  // workers have not arrived).
   absl::Duration connect_timeout = absl::Seconds(60);
+  // After a failure: how long to keep asking to join the next generation.
+  absl::Duration regroup_timeout = absl::Minutes(10);
 };
 
 struct TrainerResult {
@@ -44,6 +52,8 @@ struct TrainerResult {
   int64_t bytes_sent = 0;
   // FNV-1a hash of the final parameters' bytes, to check that every worker ends identical.
   uint64_t params_hash = 0;
+  // Times this worker returned to its last averaged state and joined a new generation.
+  int64_t regroups = 0;
 };
 
 // Runs the worker to the end of the run. `client` must outlive the call.

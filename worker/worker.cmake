@@ -5,6 +5,7 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/optimizer_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/evaluator.cc
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cc
+  ${CMAKE_CURRENT_LIST_DIR}/state_snapshot.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm

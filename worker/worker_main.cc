@@ -27,7 +27,10 @@ int main(int argc, char** argv) {
   flags.Add("threads", "0", "intra-op threads (0 = all cores)");
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
   flags.Add("checkpoint-dir", "", "where checkpoints go (default runs/RUN_ID/checkpoints)");
-  flags.Add("connect-timeout-s", "60", "how long to retry reaching the coordinator at start");
+  flags.Add("connect-timeout-s", "300",
+            "how long to wait at start for the coordinator and the other workers");
+  flags.Add("regroup-timeout-s", "600",
+            "after a failure, how long to keep asking to join the re-formed group");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-worker: " << s.message() << "\n";
     return 2;
@@ -38,8 +41,11 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<int64_t> threads = flags.GetInt("threads");
   absl::StatusOr<int64_t> connect = flags.GetInt("connect-timeout-s");
-  if (!threads.ok() || !connect.ok() || *threads < 0 || *connect < 1) {
-    std::cerr << "qsr-worker: --threads must be an integer >= 0 and --connect-timeout-s >= 1\n";
+  absl::StatusOr<int64_t> regroup = flags.GetInt("regroup-timeout-s");
+  if (!threads.ok() || !connect.ok() || !regroup.ok() || *threads < 0 || *connect < 1 ||
+      *regroup < 1) {
+    std::cerr << "qsr-worker: --threads must be an integer >= 0, --connect-timeout-s and "
+                 "--regroup-timeout-s >= 1\n";
     return 2;
   }
   if (absl::Status s = qsr::CheckDevice(flags.Get("device")); !s.ok()) {
@@ -57,6 +63,7 @@ int main(int argc, char** argv) {
   options.checkpoint_dir = flags.Get("checkpoint-dir");
   options.threads = static_cast<int>(*threads);
   options.connect_timeout = absl::Seconds(*connect);
+  options.regroup_timeout = absl::Seconds(*regroup);
 
   std::unique_ptr<qsr::CoordinatorClient> client =
       qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"));
@@ -68,6 +75,6 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "rank " << result->rank << " done: " << result->rounds << " rounds, "
             << result->steps << " steps, test_acc " << result->test_acc << ", "
-            << result->bytes_sent << " bytes sent";
+            << result->bytes_sent << " bytes sent, " << result->regroups << " regroups";
   return 0;
 }

@@ -1,0 +1,118 @@
+#include "coordinator/journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace qsr {
+namespace {
+
+void Replay(const v1::JournalEntry& e, Journal::Recovered* r) {
+  switch (e.entry_case()) {
+    case v1::JournalEntry::kStarted:
+      r->run_id = e.started().run_id();
+      r->recipe_yaml = e.started().recipe_yaml();
+      break;
+    case v1::JournalEntry::kServed:
+      r->served.push_back(e.served());
+      break;
+    case v1::JournalEntry::kCommitted:
+      r->committed.push_back(e.committed());
+      break;
+    case v1::JournalEntry::kEval:
+      r->evals.push_back(e.eval());
+      break;
+    case v1::JournalEntry::kGeneration:
+      r->generation = e.generation().generation();
+      r->members.assign(e.generation().members().begin(), e.generation().members().end());
+      break;
+    case v1::JournalEntry::kCheckpoint:
+      r->last_checkpoint = e.checkpoint();
+      break;
+    case v1::JournalEntry::kEnded:
+      r->ended = true;
+      r->end = e.ended();
+      break;
+    case v1::JournalEntry::ENTRY_NOT_SET:
+      break;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
+                                                       Recovered* recovered) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  const std::string path = dir + "/journal.jsonl";
+  *recovered = Recovered();
+  std::string contents;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      contents = ss.str();
+    }
+  }
+  std::vector<std::string> lines = absl::StrSplit(contents, '\n');
+  // The last element is what follows the last newline: empty, or a torn write.
+  size_t valid_bytes = 0;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    v1::JournalEntry entry;
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    if (!google::protobuf::util::JsonStringToMessage(lines[i], &entry, options).ok()) {
+      return absl::DataLossError(absl::StrCat(path, " line ", i + 1,
+                                              " is not a journal entry; move the file away to "
+                                              "start a new run in this state directory"));
+    }
+    Replay(entry, recovered);
+    recovered->exists = true;
+    valid_bytes += lines[i].size() + 1;
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  if (valid_bytes != contents.size() && ::ftruncate(fd, static_cast<off_t>(valid_bytes)) != 0) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot truncate the torn end of ", path, ": ",
+                                               std::strerror(errno)));
+  }
+  return std::unique_ptr<Journal>(new Journal(path, fd));
+}
+
+Journal::~Journal() { ::close(fd_); }
+
+absl::Status Journal::Append(const v1::JournalEntry& entry) {
+  std::string line;
+  if (!google::protobuf::util::MessageToJsonString(entry, &line).ok()) {
+    return absl::InternalError("cannot encode a journal entry");
+  }
+  line += '\n';
+  // One write(2) per entry: O_APPEND keeps entries whole and in order.
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot write ", path_, ": ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qsr

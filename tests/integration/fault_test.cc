@@ -1,0 +1,257 @@
+// Faults injected into real runs on loopback: an in-process coordinator with short liveness
+// deadlines and qsr-worker processes training `mlp` on a slice of Fashion-MNIST. A worker is
+// killed (SIGKILL), replaced, or stopped (SIGSTOP) in the middle of the run; the run must still
+// train every round of the plan exactly once, with identical models after every averaging round.
+#include <signal.h>
+
+#include <filesystem>
+#include <functional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/process_group.h"
+#include "common/round_planner.h"
+#include "coordinator/coordinator_client.h"
+#include "coordinator/coordinator_server.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_util.h"
+
+namespace qsr {
+namespace {
+
+constexpr char kDataDir[] = "/usr/share/datasets/fashion-mnist";
+
+Recipe FaultRecipe(int workers, int min_workers, int max_workers) {
+  Recipe r;
+  r.model = "mlp";
+  r.optimizer = "localsgd";
+  r.workers = workers;
+  r.min_workers = min_workers;
+  r.max_workers = max_workers;
+  r.total_batch_size = 96;
+  r.steps_per_epoch = 50;
+  r.epochs = 4;
+  r.max_lr = 0.05;
+  r.min_lr = 0.0;
+  r.warmup_steps = 4;
+  r.alpha = 0.02;
+  r.min_h = 2;
+  r.init_h = 2;
+  r.seed = 3;
+  r.init_model_by_seed = 5;
+  return r;
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  }
+
+  void Start(Recipe recipe, const std::string& name) {
+    ASSERT_TRUE(ResolveRecipe(recipe).ok());
+    recipe_ = recipe;
+    CoordinatorServer::Options options;
+    options.run_dir = dir_.path() + "/" + name;
+    options.run.run_id = name;
+    options.run.rendezvous_timeout = absl::Seconds(30);
+    options.run.plan_batch_steps = 2;
+    options.run.heartbeat_interval = absl::Milliseconds(200);
+    options.run.heartbeat_timeout = absl::Seconds(2);
+    options.run.regroup_timeout = absl::Seconds(4);
+    options.run.replacement_timeout = absl::Seconds(60);
+    absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+        CoordinatorServer::Start(recipe, options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    run_dir_ = options.run_dir;
+  }
+
+  int Spawn(const std::string& worker_id) {
+    absl::StatusOr<int> i = workers_.Spawn(
+        worker_id, {QSR_WORKER_BIN, "--coordinator", server_->address(), "--threads", "1",
+                    "--worker-id", worker_id, "--regroup-timeout-s", "60"});
+    EXPECT_TRUE(i.ok()) << i.status();
+    return i.value_or(-1);
+  }
+
+  v1::GetStatusReply Status() { return server_->controller().Status(absl::Now()); }
+
+  // Pumps the workers' output until `done` or the deadline; returns done().
+  bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!done() && absl::Now() < deadline) workers_.Pump(absl::Milliseconds(20));
+    return done();
+  }
+
+  // Waits for the run's end and checks what every fault test must: the plan trained exactly
+  // once and the workers agreeing after every averaging round. Returns the final accuracy.
+  double ExpectCompleteRun() {
+    EXPECT_TRUE(WaitFor([&] { return workers_.AllExited(); }, absl::Seconds(240)))
+        << "workers did not finish within the deadline";
+    EXPECT_TRUE(server_->AwaitDone(absl::Now() + absl::Seconds(20)));
+    v1::GetStatusReply status = Status();
+    EXPECT_EQ(status.state(), "FINISHED") << status.message();
+    std::vector<Round> plan = RoundPlanner(recipe_).Plan();
+    v1::ListRoundsReply rounds = server_->controller().Rounds(v1::ListRoundsRequest());
+    EXPECT_EQ(rounds.rounds_size(), static_cast<int>(plan.size()));
+    for (int i = 0; i < std::min<int>(rounds.rounds_size(), plan.size()); ++i) {
+      EXPECT_EQ(rounds.rounds(i).round(), plan[i].index);
+      EXPECT_EQ(rounds.rounds(i).step(), plan[i].start_step);
+      EXPECT_EQ(rounds.rounds(i).h(), plan[i].h);
+      EXPECT_TRUE(rounds.rounds(i).identical()) << "round " << i;
+    }
+    // rounds.jsonl: one line per round, no gap, no duplicate.
+    std::vector<std::string> lines = testing::ReadLines(run_dir_ + "/rounds.jsonl");
+    EXPECT_EQ(lines.size(), plan.size());
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(testing::JsonField(lines[i], "round"), absl::StrCat(i));
+    }
+    return status.test_acc();
+  }
+
+  testing::TempDir dir_;
+  Recipe recipe_;
+  std::unique_ptr<CoordinatorServer> server_;
+  std::string run_dir_;
+  ProcessGroup workers_;
+};
+
+TEST_F(FaultTest, KillingOneOfThreeWorkersMidRunLosesNothing) {
+  // The undisturbed run, for the accuracy to compare with.
+  double undisturbed = 0;
+  {
+    Start(FaultRecipe(3, 1, 3), "calm");
+    for (int i = 0; i < 3; ++i) Spawn(absl::StrCat("calm-", i));
+    undisturbed = ExpectCompleteRun();
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(workers_.ExitCode(i), 0);
+    server_.reset();
+  }
+  Start(FaultRecipe(3, 1, 3), "killed");
+  const int first = workers_.size();
+  for (int i = 0; i < 3; ++i) Spawn(absl::StrCat("w", i));
+  ASSERT_TRUE(WaitFor([&] { return Status().round() >= 10; }, absl::Seconds(120)));
+  workers_.Signal(first + 2, SIGKILL);
+  const double acc = ExpectCompleteRun();
+  EXPECT_EQ(workers_.ExitCode(first), 0);
+  EXPECT_EQ(workers_.ExitCode(first + 1), 0);
+  EXPECT_EQ(workers_.ExitCode(first + 2), 128 + SIGKILL);
+  v1::GetStatusReply status = Status();
+  EXPECT_GE(status.failures(), 1);
+  EXPECT_GE(status.generation(), 2);
+  EXPECT_EQ(status.world_size(), 2);
+  EXPECT_NEAR(acc, undisturbed, 0.01) << "killed run " << acc << ", undisturbed " << undisturbed;
+}
+
+TEST_F(FaultTest, AReplacementJoinsAtARoundBoundaryAndEndsIdentical) {
+  // min_workers 2: after the kill the survivor waits for the replacement.
+  Start(FaultRecipe(2, 2, 2), "replaced");
+  Spawn("w0");
+  Spawn("w1");
+  ASSERT_TRUE(WaitFor([&] { return Status().round() >= 10; }, absl::Seconds(120)));
+  workers_.Signal(1, SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return Status().state() == "REGROUPING"; }, absl::Seconds(30)));
+  Spawn("replacement");
+  ExpectCompleteRun();
+  EXPECT_EQ(workers_.ExitCode(0), 0);
+  EXPECT_EQ(workers_.ExitCode(2), 0);
+  v1::GetStatusReply status = Status();
+  EXPECT_EQ(status.world_size(), 2);
+  // The last rounds were averaged by both, with identical parameters (checked every round).
+  v1::ListRoundsReply rounds = server_->controller().Rounds(v1::ListRoundsRequest());
+  ASSERT_GT(rounds.rounds_size(), 0);
+  EXPECT_EQ(rounds.rounds(rounds.rounds_size() - 1).workers(), 2);
+}
+
+TEST_F(FaultTest, AStoppedWorkerIsEvictedAndRejoinsAfterItResumes) {
+  Start(FaultRecipe(3, 1, 3), "stopped");
+  for (int i = 0; i < 3; ++i) Spawn(absl::StrCat("w", i));
+  ASSERT_TRUE(WaitFor([&] { return Status().round() >= 6; }, absl::Seconds(120)));
+  workers_.Signal(2, SIGSTOP);
+  // Past the heartbeat timeout it is evicted, and the others go on without it.
+  ASSERT_TRUE(WaitFor([&] { return Status().generation() >= 2 && Status().workers() == 2; },
+                      absl::Seconds(30)));
+  const int64_t evicted_at = Status().round();
+  ASSERT_TRUE(WaitFor([&] { return Status().round() >= evicted_at + 4; }, absl::Seconds(60)));
+  workers_.Signal(2, SIGCONT);
+  ExpectCompleteRun();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(workers_.ExitCode(i), 0) << "worker " << i;
+  // It came back: the last rounds had all three workers again.
+  v1::ListRoundsReply rounds = server_->controller().Rounds(v1::ListRoundsRequest());
+  ASSERT_GT(rounds.rounds_size(), 0);
+  EXPECT_EQ(rounds.rounds(rounds.rounds_size() - 1).workers(), 3);
+}
+
+TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
+  Recipe recipe = FaultRecipe(2, 1, 2);
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  recipe_ = recipe;
+  const std::string recipe_file = dir_.path() + "/recipe.yaml";
+  testing::WriteFile(recipe_file, RecipeToYaml(recipe));
+  const std::string state_dir = dir_.path() + "/state";
+  run_dir_ = state_dir;
+  const std::string port_file = dir_.path() + "/port";
+  auto coordinator_argv = [&](const std::string& listen) {
+    return std::vector<std::string>{
+        QSR_COORDINATOR_BIN,       "--recipe",        recipe_file,  "--listen", listen,
+        "--state-dir",             state_dir,         "--port-file", port_file,
+        "--plan-batch-steps",      "2",               "--heartbeat-interval-ms", "200",
+        "--heartbeat-timeout-ms",  "2000",            "--regroup-timeout-ms",    "4000"};
+  };
+  ProcessGroup coordinators;
+  ASSERT_TRUE(coordinators.Spawn("coord", coordinator_argv("127.0.0.1:0")).ok());
+  std::string port;
+  auto port_written = [&] {
+    coordinators.Pump(absl::Milliseconds(20));
+    port = testing::ReadFile(port_file);
+    return !port.empty() && port.back() == '\n';
+  };
+  ASSERT_TRUE(WaitFor(port_written, absl::Seconds(30)));
+  port.pop_back();
+  const std::string address = "127.0.0.1:" + port;
+  std::unique_ptr<CoordinatorClient> client = NewGrpcCoordinatorClient(address);
+  auto round = [&]() -> int64_t {
+    coordinators.Pump(absl::ZeroDuration());
+    absl::StatusOr<v1::GetStatusReply> s = client->GetStatus(absl::Now() + absl::Seconds(2));
+    return s.ok() ? s->round() : -1;
+  };
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(workers_
+                    .Spawn(absl::StrCat("w", i),
+                           {QSR_WORKER_BIN, "--coordinator", address, "--threads", "1",
+                            "--worker-id", absl::StrCat("w", i)})
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return round() >= 10; }, absl::Seconds(120)));
+  coordinators.Signal(0, SIGKILL);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        coordinators.Pump(absl::Milliseconds(20));
+        return coordinators.ExitCode(0).has_value();
+      },
+      absl::Seconds(10)));
+  // Restarted on the same address and state dir, it continues the run.
+  ASSERT_TRUE(coordinators.Spawn("coord2", coordinator_argv(address)).ok());
+  ASSERT_TRUE(WaitFor([&] { return workers_.AllExited(); }, absl::Seconds(240)));
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(workers_.ExitCode(i), 0) << "worker " << i;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        coordinators.Pump(absl::Milliseconds(20));
+        return coordinators.ExitCode(1).has_value();
+      },
+      absl::Seconds(30)));
+  EXPECT_EQ(coordinators.ExitCode(1), 0);
+  // Every round of the plan is in rounds.jsonl exactly once.
+  std::vector<Round> plan = RoundPlanner(recipe).Plan();
+  std::vector<std::string> lines = testing::ReadLines(state_dir + "/rounds.jsonl");
+  ASSERT_EQ(lines.size(), plan.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(testing::JsonField(lines[i], "round"), absl::StrCat(i));
+    EXPECT_EQ(testing::JsonField(lines[i], "h"), absl::StrCat(plan[i].h));
+  }
+  EXPECT_EQ(testing::JsonField(testing::ReadFile(state_dir + "/summary.json"), "state"),
+            "FINISHED");
+}
+
+}  // namespace
+}  // namespace qsr
