@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
   flags.Add("checkpoint-dir", "", "where checkpoints go (default runs/RUN_ID/checkpoints)");
   flags.Add("connect-timeout-s", "60", "how long to retry reaching the coordinator at start");
+  qsr::AddClientSecurityFlags(flags);
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-worker: " << s.message() << "\n";
     return 2;
@@ -58,9 +59,18 @@ int main(int argc, char** argv) {
   options.threads = static_cast<int>(*threads);
   options.connect_timeout = absl::Seconds(*connect);
 
-  std::unique_ptr<qsr::CoordinatorClient> client =
-      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"));
-  absl::StatusOr<qsr::TrainerResult> result = qsr::RunTrainer(client.get(), options);
+  absl::StatusOr<qsr::ClientSecurity> security = qsr::ClientSecurityFromFlags(flags);
+  if (!security.ok()) {
+    std::cerr << "qsr-worker: " << security.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<qsr::CoordinatorClient>> client =
+      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"), *security);
+  if (!client.ok()) {
+    std::cerr << "qsr-worker: " << client.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<qsr::TrainerResult> result = qsr::RunTrainer(client->get(), options);
   if (!result.ok()) {
     std::cerr << "qsr-worker: " << result.status().message() << " (coordinator "
               << flags.Get("coordinator") << ")\n";
