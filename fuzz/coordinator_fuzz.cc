@@ -48,7 +48,7 @@ enum Tag : uint8_t {
   kTagCount,
 };
 
-constexpr char kToken[] = "fuzz-token";
+constexpr char kFuzzToken[] = "fuzz-token";
 
 [[noreturn]] void Die(const char* what) {
   std::fprintf(stderr, "coordinator_fuzz: invariant broken: %s\n", what);
@@ -75,9 +75,22 @@ struct Answers {
   int64_t answered = 0;
 };
 
+// QSR_FUZZ_TRACE=1 prints every parsed request, to read a crashing input.
+const bool kTrace = std::getenv("QSR_FUZZ_TRACE") != nullptr;
+// QSR_FUZZ_UNANSWERED=ignore skips the end-of-input check that every waiting call was answered
+// (a known RunController issue: fuzz/known/README.md); "answered at most once" is always checked.
+const bool kCheckUnanswered = [] {
+  const char* v = std::getenv("QSR_FUZZ_UNANSWERED");
+  return v == nullptr || std::string(v) != "ignore";
+}();
+
 template <typename Message>
 bool Parse(const uint8_t* data, size_t size, Message* m) {
-  return m->ParseFromArray(data, static_cast<int>(size));
+  const bool ok = m->ParseFromArray(data, static_cast<int>(size));
+  if (ok && kTrace) {
+    std::fprintf(stderr, "%s { %s }\n", m->GetTypeName().c_str(), m->ShortDebugString().c_str());
+  }
+  return ok;
 }
 
 void RunOne(const uint8_t* data, size_t size) {
@@ -90,7 +103,7 @@ void RunOne(const uint8_t* data, size_t size) {
   limits.max_total_bytes = 64 << 10;  // small, so that inputs reach the limit
   limits.max_waiters = 64;
   KvStore store(limits);
-  const TokenGuard guard(kToken, /*protect_reads=*/true);
+  const TokenGuard guard(kFuzzToken, /*protect_reads=*/true);
   auto answers = std::make_shared<Answers>();
   absl::Time now = absl::FromUnixSeconds(1700000000);
 
@@ -142,6 +155,7 @@ void RunOne(const uint8_t* data, size_t size) {
         break;
       }
       case kStatus:
+        if (kTrace) std::fprintf(stderr, "GetStatus\n");
         (void)controller.Status(now);
         break;
       case kListRounds: {
@@ -165,10 +179,11 @@ void RunOne(const uint8_t* data, size_t size) {
       case kToken: {
         const absl::string_view presented(reinterpret_cast<const char*>(body), len);
         const bool ok = guard.Check(&presented, TokenGuard::Access::kChange).ok();
-        if (ok != (presented == kToken)) Die("the token check disagrees with equality");
+        if (ok != (presented == kFuzzToken)) Die("the token check disagrees with equality");
         break;
       }
       case kTick:
+        if (kTrace) std::fprintf(stderr, "Tick\n");
         controller.Tick(now);
         store.ExpireWaiters(now);
         break;
@@ -179,7 +194,7 @@ void RunOne(const uint8_t* data, size_t size) {
   now += absl::Hours(24 * 365);
   controller.Tick(now);
   store.ExpireWaiters(absl::InfiniteFuture());
-  if (answers->answered != answers->accepted) {
+  if (kCheckUnanswered && answers->answered != answers->accepted) {
     Die(absl::StrCat(answers->accepted, " waiting calls accepted, ", answers->answered, " answered")
             .c_str());
   }
