@@ -468,6 +468,13 @@ TEST(SecurityFlagsTest, NonLoopbackWithoutTlsWarnsAndBadFilesAreNamed) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "--tls-cert " + missing + ": cannot open")) << r.output;
 
+  // qsr-run checks the files it passes on before it starts anything.
+  r = RunCommand({kBin + "/qsr-run", "--recipe", kRecipe, "--run-dir", dir.path() + "/qsr-run",
+                  "--tls-cert", missing, "--tls-key", missing, "--tls-ca", missing},
+                 30);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "--tls-ca " + missing + ": cannot open")) << r.output;
+
   WriteFile(dir.path() + "/empty-token", "\n");
   r = RunCommand({kBin + "/qsr-coordinator", "--recipe", kRecipe, "--listen", "127.0.0.1:0",
                   "--token-file", dir.path() + "/empty-token"},
