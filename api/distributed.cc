@@ -219,7 +219,17 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
   impl->worker_id = options.worker_id.empty()
                         ? absl::StrCat(HostName(), ":", static_cast<int64_t>(::getpid()))
                         : options.worker_id;
-  impl->client = NewGrpcCoordinatorClient(address);
+  ClientSecurity security;
+  security.tls_ca = options.tls_ca;
+  security.tls_cert = options.tls_cert;
+  security.tls_key = options.tls_key;
+  absl::StatusOr<std::string> token = LoadToken(options.token_file);
+  if (!token.ok()) return token.status();
+  security.token = *std::move(token);
+  absl::StatusOr<std::unique_ptr<CoordinatorClient>> client =
+      NewGrpcCoordinatorClient(address, security);
+  if (!client.ok()) return client.status();
+  impl->client = *std::move(client);
   v1::JoinRequest join;
   join.set_worker_id(impl->worker_id);
   join.set_host(TransportHost(options, HostOf(address)));

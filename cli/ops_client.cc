@@ -13,10 +13,11 @@ namespace {
 
 template <typename Request, typename Reply, typename Method>
 absl::StatusOr<Reply> Call(v1::Coordinator::Stub* stub, const std::string& address,
-                           const char* name, Method method, const Request& request,
-                           absl::Duration timeout) {
+                           const std::string& token, const char* name, Method method,
+                           const Request& request, absl::Duration timeout) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AttachToken(token, &ctx);
   Reply reply;
   grpc::Status s = (stub->*method)(&ctx, request, &reply);
   if (!s.ok()) {
@@ -59,12 +60,23 @@ absl::Status DescribeRpcError(const std::string& address, const std::string& met
 }
 
 OpsClient::OpsClient(std::string address)
+    : OpsClient(address, grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), "") {}
+
+OpsClient::OpsClient(std::string address, std::shared_ptr<grpc::Channel> channel, std::string token)
     : address_(std::move(address)),
-      stub_(v1::Coordinator::NewStub(
-          grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+      stub_(v1::Coordinator::NewStub(channel)),
+      token_(std::move(token)) {}
+
+absl::StatusOr<std::unique_ptr<OpsClient>> OpsClient::Create(std::string address,
+                                                             const ClientSecurity& security) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address, security);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<OpsClient>(
+      new OpsClient(std::move(address), std::move(*channel), security.token));
+}
 
 absl::StatusOr<v1::GetStatusReply> OpsClient::GetStatus(absl::Duration timeout) {
-  return Call<v1::GetStatusRequest, v1::GetStatusReply>(stub_.get(), address_, "GetStatus",
+  return Call<v1::GetStatusRequest, v1::GetStatusReply>(stub_.get(), address_, token_, "GetStatus",
                                                         &v1::Coordinator::Stub::GetStatus,
                                                         v1::GetStatusRequest(), timeout);
 }
@@ -72,18 +84,19 @@ absl::StatusOr<v1::GetStatusReply> OpsClient::GetStatus(absl::Duration timeout) 
 absl::StatusOr<v1::ListRoundsReply> OpsClient::ListRounds(const v1::ListRoundsRequest& request,
                                                           absl::Duration timeout) {
   return Call<v1::ListRoundsRequest, v1::ListRoundsReply>(
-      stub_.get(), address_, "ListRounds", &v1::Coordinator::Stub::ListRounds, request, timeout);
+      stub_.get(), address_, token_, "ListRounds", &v1::Coordinator::Stub::ListRounds, request,
+      timeout);
 }
 
 absl::StatusOr<v1::ListEvalsReply> OpsClient::ListEvals(absl::Duration timeout) {
-  return Call<v1::ListEvalsRequest, v1::ListEvalsReply>(stub_.get(), address_, "ListEvals",
+  return Call<v1::ListEvalsRequest, v1::ListEvalsReply>(stub_.get(), address_, token_, "ListEvals",
                                                         &v1::Coordinator::Stub::ListEvals,
                                                         v1::ListEvalsRequest(), timeout);
 }
 
 absl::StatusOr<v1::StopReply> OpsClient::Stop(const v1::StopRequest& request,
                                               absl::Duration timeout) {
-  return Call<v1::StopRequest, v1::StopReply>(stub_.get(), address_, "Stop",
+  return Call<v1::StopRequest, v1::StopReply>(stub_.get(), address_, token_, "Stop",
                                               &v1::Coordinator::Stub::Stop, request, timeout);
 }
 

@@ -14,14 +14,19 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/connection_security.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
 
 class OpsClient {
  public:
-  // Connects lazily to `address` (HOST:PORT): errors show on the first call.
+  // Connects lazily to `address` (HOST:PORT), insecure and without a token: errors show on the
+  // first call.
   explicit OpsClient(std::string address);
+  // With TLS and the token from `security`; unreadable TLS files are an error here.
+  static absl::StatusOr<std::unique_ptr<OpsClient>> Create(std::string address,
+                                                           const ClientSecurity& security);
 
   const std::string& address() const { return address_; }
 
@@ -32,8 +37,11 @@ class OpsClient {
   absl::StatusOr<v1::StopReply> Stop(const v1::StopRequest& request, absl::Duration timeout);
 
  private:
+  OpsClient(std::string address, std::shared_ptr<grpc::Channel> channel, std::string token);
+
   std::string address_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
+  std::string token_;
 };
 
 // The Status an operator reads for a failed call `method` to the coordinator at `address`: same

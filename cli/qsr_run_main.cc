@@ -63,6 +63,16 @@ int main(int argc, char** argv) {
   flags.Add("threads", "0", "intra-op threads per worker (0 = cores / workers)");
   flags.Add("progress-s", "5", "seconds between progress lines");
   flags.Add("bin-dir", "", "where qsr-coordinator and qsr-worker are (default: beside qsr-run)");
+  // Security, passed through: the coordinator's side, then the workers' (and qsr-run's own).
+  flags.Add("tls-cert", "", "the coordinator's PEM certificate (turns on TLS; with --tls-key)");
+  flags.Add("tls-key", "", "the coordinator's PEM private key");
+  flags.Add("tls-client-ca", "", "the coordinator requires client certificates signed by this CA");
+  flags.Add("tls-ca", "", "the CA the workers verify the coordinator's certificate against");
+  flags.Add("tls-client-cert", "", "the workers' PEM certificate, for mutual TLS");
+  flags.Add("tls-client-key", "", "the workers' PEM private key, for mutual TLS");
+  flags.Add("tls-server-name", "", "name the workers verify the coordinator's certificate as");
+  flags.Add("token-file", "", "file with the run's shared token (default: $QSR_TOKEN)");
+  flags.AddBool("token-protect-reads", "the coordinator requires the token for status reads too");
   flags.AcceptRecipeOverrides();
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
   if (flags.help_requested()) {
@@ -89,6 +99,39 @@ int main(int argc, char** argv) {
   const int workers = static_cast<int>(recipe->workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int64_t per_worker = *threads > 0 ? *threads : std::max(1, cores / workers);
+
+  // What the workers and qsr-run itself use to reach the coordinator.
+  qsr::ClientSecurity security;
+  security.tls_ca = flags.Get("tls-ca");
+  security.tls_cert = flags.Get("tls-client-cert");
+  security.tls_key = flags.Get("tls-client-key");
+  security.tls_server_name = flags.Get("tls-server-name");
+  security.tls = !flags.Get("tls-cert").empty();
+  absl::StatusOr<std::string> token = qsr::LoadToken(flags.Get("token-file"));
+  if (!token.ok()) return Fail(std::string(token.status().message()));
+  security.token = *token;
+  if (absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
+          qsr::MakeChannelCredentials(security);
+      !c.ok()) {
+    return Fail(std::string(c.status().message()));
+  }
+  std::vector<std::string> coord_security, worker_security;
+  for (const char* name : {"tls-cert", "tls-key", "tls-client-ca", "token-file"}) {
+    if (!flags.Get(name).empty()) {
+      coord_security.insert(coord_security.end(), {absl::StrCat("--", name), flags.Get(name)});
+    }
+  }
+  if (flags.GetBool("token-protect-reads")) coord_security.push_back("--token-protect-reads");
+  if (security.tls) worker_security.push_back("--tls");
+  for (const auto& [from, to] :
+       std::vector<std::pair<const char*, const char*>>{{"tls-ca", "--tls-ca"},
+                                                        {"tls-client-cert", "--tls-cert"},
+                                                        {"tls-client-key", "--tls-key"},
+                                                        {"tls-server-name", "--tls-server-name"},
+                                                        {"token-file", "--token-file"}}) {
+    if (!flags.Get(from).empty())
+      worker_security.insert(worker_security.end(), {to, flags.Get(from)});
+  }
 
   const std::string bin = flags.Get("bin-dir").empty() ? SelfDir() : flags.Get("bin-dir");
   const std::string run_id =
@@ -119,6 +162,7 @@ int main(int argc, char** argv) {
                                     run_id,
                                     "--port-file",
                                     port_file};
+  coord.insert(coord.end(), coord_security.begin(), coord_security.end());
   for (const auto& [k, v] : flags.recipe_overrides())
     coord.push_back(absl::StrCat("--", k, "=", v));
   if (absl::StatusOr<int> c = group.Spawn("coord", coord); !c.ok()) {
@@ -152,13 +196,20 @@ int main(int argc, char** argv) {
       w.push_back("--data-dir");
       w.push_back(flags.Get("data-dir"));
     }
+    w.insert(w.end(), worker_security.begin(), worker_security.end());
     if (absl::StatusOr<int> c = group.Spawn(absl::StrCat("w", i), w); !c.ok()) {
       group.TerminateAll(absl::Seconds(5));
       return Fail(std::string(c.status().message()));
     }
   }
 
-  std::unique_ptr<qsr::CoordinatorClient> client = qsr::NewGrpcCoordinatorClient(address);
+  absl::StatusOr<std::unique_ptr<qsr::CoordinatorClient>> made =
+      qsr::NewGrpcCoordinatorClient(address, security);
+  if (!made.ok()) {
+    group.TerminateAll(absl::Seconds(5));
+    return Fail(std::string(made.status().message()));
+  }
+  qsr::CoordinatorClient* client = made->get();
   absl::Time next_progress = absl::Now() + absl::Seconds(*progress_s);
   bool failed = false;
   while (!group.AllExited()) {

@@ -13,6 +13,7 @@
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
+#include "coordinator/connection_security.h"
 
 namespace {
 
@@ -281,6 +282,7 @@ int main(int argc, char** argv) {
   flags.Add("reason", "", "stop: why, for the coordinator's log");
   flags.Add("out", "", "plot: the picture to write, *.png or *.svg");
   flags.Add("run-dir", "", "plot: read this run directory instead of asking the coordinator");
+  qsr::AddClientSecurityFlags(flags);
   flags.AcceptRecipeOverrides();
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
   if (flags.help_requested() || flags.positional().empty()) {
@@ -295,7 +297,12 @@ int main(int argc, char** argv) {
   if (!flags.recipe_overrides().empty()) {
     return Fail("recipe keys (--" + flags.recipe_overrides()[0].first + ") only go with plan");
   }
-  qsr::OpsClient client(flags.Get("coordinator"));
+  absl::StatusOr<qsr::ClientSecurity> security = qsr::ClientSecurityFromFlags(flags);
+  if (!security.ok()) return Fail(security.status());
+  absl::StatusOr<std::unique_ptr<qsr::OpsClient>> made =
+      qsr::OpsClient::Create(flags.Get("coordinator"), *security);
+  if (!made.ok()) return Fail(made.status());
+  qsr::OpsClient& client = **made;
   if (command == "status") return Status(client, flags);
   if (command == "workers") return Workers(client, flags);
   if (command == "rounds") return Rounds(client, flags);

@@ -18,18 +18,17 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& method) {
 
 class GrpcCoordinatorClient : public CoordinatorClient {
  public:
-  explicit GrpcCoordinatorClient(const std::string& address) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-    stub_ = v1::Coordinator::NewStub(channel_);
-  }
+  GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, std::string token)
+      : channel_(std::move(channel)),
+        stub_(v1::Coordinator::NewStub(channel_)),
+        token_(std::move(token)) {}
 
   template <typename Req, typename Rep, typename Method>
   absl::StatusOr<Rep> Call(Method method, const char* name, const Req& request,
                            absl::Time deadline) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(deadline));
+    AttachToken(token_, &ctx);
     Rep reply;
     grpc::Status s = (stub_.get()->*method)(&ctx, request, &reply);
     if (!s.ok()) return FromGrpc(s, name);
@@ -74,7 +73,14 @@ class GrpcCoordinatorClient : public CoordinatorClient {
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
+  const std::string token_;
 };
+
+grpc::ChannelArguments ClientChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return args;
+}
 
 }  // namespace
 
@@ -99,7 +105,18 @@ absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
 }
 
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address) {
-  return std::make_unique<GrpcCoordinatorClient>(address);
+  return std::make_unique<GrpcCoordinatorClient>(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ClientChannelArgs()),
+      "");
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorClient>> NewGrpcCoordinatorClient(
+    const std::string& address, const ClientSecurity& security) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeChannel(address, security, ClientChannelArgs());
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<CoordinatorClient>(
+      std::make_unique<GrpcCoordinatorClient>(std::move(*channel), security.token));
 }
 
 absl::Status CoordinatorStore::Set(const std::string& key, const std::string& value) {

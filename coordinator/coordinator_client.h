@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/store.h"
+#include "coordinator/connection_security.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
@@ -41,8 +42,13 @@ class CoordinatorClient {
                                                          absl::Time deadline) = 0;
 };
 
-// Connects to `address` (HOST:PORT). Connection is lazy: errors show on the first call.
+// Connects to `address` (HOST:PORT), insecure and without a token. Connection is lazy: errors
+// show on the first call.
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address);
+// With `security`'s TLS credentials, sending its token on every call. Errors: unreadable TLS
+// files (connection_security.h); the connection itself is lazy.
+absl::StatusOr<std::unique_ptr<CoordinatorClient>> NewGrpcCoordinatorClient(
+    const std::string& address, const ClientSecurity& security);
 
 // Join, asked again until `timeout` has passed while the coordinator is unreachable (UNAVAILABLE:
 // not up yet, or restarting; with backoff) and while the generation has not formed (outcome

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/flags.h"
 #include "common/recipe.h"
+#include "coordinator/connection_security.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/log_prefix.h"
 #include "glog/logging.h"
@@ -67,6 +68,14 @@ int main(int argc, char** argv) {
   flags.Add("metrics-port", "-1",
             "serve Prometheus metrics over HTTP at /metrics on this port of the --listen host "
             "(-1: off; 0: the OS chooses, logged)");
+  flags.Add("tls-cert", "", "PEM certificate to serve TLS with (with --tls-key)");
+  flags.Add("tls-key", "", "PEM private key of --tls-cert");
+  flags.Add("tls-client-ca", "",
+            "PEM CA bundle: require every client to present a certificate it signed (mutual TLS)");
+  flags.Add("token-file", "",
+            "file holding the run's shared token, required to join and to change the run "
+            "(default: $QSR_TOKEN; none: open)");
+  flags.AddBool("token-protect-reads", "require the token for status reads too");
   flags.AcceptRecipeOverrides();
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
   if (flags.help_requested()) {
@@ -149,6 +158,16 @@ int main(int argc, char** argv) {
   options.run.rendezvous_timeout = absl::Seconds(*timeout_s);
   options.run.plan_batch_steps = *batch_steps;
   options.metrics_port = static_cast<int>(*metrics_port);
+  options.security.tls_cert = flags.Get("tls-cert");
+  options.security.tls_key = flags.Get("tls-key");
+  options.security.tls_client_ca = flags.Get("tls-client-ca");
+  absl::StatusOr<std::string> token = qsr::LoadToken(flags.Get("token-file"));
+  if (!token.ok()) return Fail(std::string(token.status().message()));
+  options.security.token = std::move(*token);
+  options.security.token_protect_reads = flags.GetBool("token-protect-reads");
+  if (options.security.token_protect_reads && options.security.token.empty()) {
+    return Fail("--token-protect-reads needs a token (--token-file or $QSR_TOKEN)");
+  }
   qsr::SetLogContext(options.run.run_id, "coord");
   options.run_dir = !flags.Get("run-dir").empty()   ? flags.Get("run-dir")
                     : !flags.Get("state-dir").empty() ? flags.Get("state-dir")
@@ -160,7 +179,13 @@ int main(int argc, char** argv) {
   LOG(INFO) << "run " << options.run.run_id << ": " << recipe->model << " / " << recipe->optimizer
             << ", " << recipe->workers << " workers, " << recipe->TotalSteps() << " steps; run dir "
             << options.run_dir;
-  LOG(INFO) << "listening on " << (*server)->address();
+  LOG(INFO) << "listening on " << (*server)->address()
+            << (options.security.UsesTls()
+                    ? (options.security.tls_client_ca.empty() ? " (TLS)" : " (mutual TLS)")
+                    : " (insecure)")
+            << (options.security.token.empty()         ? ""
+                : options.security.token_protect_reads ? ", token required for every call"
+                                                       : ", token required to change the run");
   if (!flags.Get("port-file").empty()) {
     std::string tmp = flags.Get("port-file") + ".tmp";
     std::ofstream(tmp) << (*server)->port() << "\n";

@@ -12,10 +12,28 @@ namespace {
 // How often expired waits are failed. Bounds how late a timeout is reported, not training speed.
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
 
+// The largest request accepted: the largest rendezvous value plus room for its key and framing.
+constexpr int kMaxReceiveMessageBytes = (4 << 20) + (64 << 10);
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const Recipe& recipe,
                                                                             Options options) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.security);
+  if (!credentials.ok()) return credentials.status();
+  if (!IsLoopbackListen(options.listen)) {
+    if (!options.security.UsesTls()) {
+      LOG(WARNING) << "listening on " << options.listen
+                   << " (not loopback) without TLS: traffic, including the run token, is "
+                      "readable on the network; give --tls-cert and --tls-key";
+    }
+    if (options.security.token.empty()) {
+      LOG(WARNING) << "listening on " << options.listen
+                   << " (not loopback) without a token: anyone who reaches it can join or stop "
+                      "the run; give --token-file";
+    }
+  }
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   std::unique_ptr<RunLog> log;
   if (!options.run_dir.empty()) {
@@ -34,15 +52,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   server->controller_ = std::make_unique<RunController>(
       recipe, options.run, std::move(log), options.journal, options.recovered);
   server->store_ = std::make_unique<KvStore>();
-  server->service_ =
-      std::make_unique<CoordinatorService>(server->controller_.get(), server->store_.get());
+  server->guard_ =
+      std::make_unique<TokenGuard>(options.security.token, options.security.token_protect_reads);
+  server->service_ = std::make_unique<CoordinatorService>(
+      server->controller_.get(), server->store_.get(), server->guard_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
-  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

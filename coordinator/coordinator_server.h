@@ -19,10 +19,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/recipe.h"
+#include "coordinator/connection_security.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/metrics_server.h"
 #include "coordinator/run_controller.h"
+#include "coordinator/token_guard.h"
 
 namespace qsr {
 
@@ -34,13 +36,16 @@ class CoordinatorServer {
     // Serve Prometheus metrics over HTTP on this port of the --listen host: -1 off, 0 the OS
     // chooses (see metrics_port()).
     int metrics_port = -1;
+    // TLS / mutual TLS and the run token (connection_security.h). Default: insecure, open.
+    ServerSecurity security;
     RunController::Options run;
     // The run's journal (--state-dir), and what it recovered (continued when it exists).
     std::shared_ptr<Journal> journal;
     Journal::Recovered recovered;
   };
 
-  // REQUIRES: `recipe` resolved.
+  // REQUIRES: `recipe` resolved. Errors: unreadable TLS files (naming the flag and file), an
+  // address that cannot be bound, a metrics port in use.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const Recipe& recipe,
                                                                   Options options);
   ~CoordinatorServer();
@@ -63,6 +68,7 @@ class CoordinatorServer {
   RoundStats round_stats_;
   std::unique_ptr<RunController> controller_;
   std::unique_ptr<KvStore> store_;
+  std::unique_ptr<TokenGuard> guard_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;

@@ -3,14 +3,16 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/connection_security.h"
+#include "coordinator/request_validator.h"
 
 namespace qsr {
 namespace {
 
-// The longest a KvGet may ask to wait.
-constexpr int64_t kMaxKvWaitMs = 3600 * 1000;
 // The longest one Join poll waits for the caller's generation to form.
 constexpr absl::Duration kJoinPoll = absl::Seconds(10);
+
+using Access = TokenGuard::Access;
 
 // Finishes `reactor` with `result`'s value copied into `reply`, or its error.
 template <typename Reply>
@@ -33,9 +35,28 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::Refuse(grpc::CallbackServerContext* ctx,
+                                                     Access access,
+                                                     const absl::Status& validation) const {
+  absl::Status refusal;
+  if (guard_ != nullptr && guard_->enabled()) {
+    const auto& metadata = ctx->client_metadata();
+    auto it = metadata.find(kTokenMetadataKey);
+    absl::string_view presented;
+    if (it != metadata.end()) presented = absl::string_view(it->second.data(), it->second.size());
+    refusal = guard_->Check(it == metadata.end() ? nullptr : &presented, access);
+  }
+  if (refusal.ok()) refusal = validation;
+  if (refusal.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(refusal));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* ctx,
                                                    const v1::JoinRequest* request,
                                                    v1::JoinReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateJoin(*request))) return r;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time now = absl::Now();
   absl::Time poll_deadline = now + kJoinPoll;
@@ -55,12 +76,14 @@ grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* request,
                                                         v1::HeartbeatReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateHeartbeat(*request))) return r;
   return FinishWith(ctx, reply, controller_->Heartbeat(*request, absl::Now()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerContext* ctx,
                                                          const v1::NextRoundsRequest* request,
                                                          v1::NextRoundsReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateNextRounds(*request))) return r;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status s = controller_->NextRounds(*request, absl::Now(),
                                            [reactor, reply](const v1::NextRoundsReply& r) {
@@ -74,18 +97,21 @@ grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
                                                      const v1::ReportRequest* request,
                                                      v1::ReportReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateReport(*request))) return r;
   return FinishWith(ctx, reply, controller_->Report(*request, absl::Now()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Leave(grpc::CallbackServerContext* ctx,
                                                     const v1::LeaveRequest* request,
                                                     v1::LeaveReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateLeave(*request))) return r;
   return FinishWith(ctx, reply, controller_->Leave(*request, absl::Now()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KvSet(grpc::CallbackServerContext* ctx,
                                                     const v1::KvSetRequest* request,
                                                     v1::KvSetReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, absl::OkStatus())) return r;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status s = store_->Set(request->key(), request->value());
   reply->mutable_outcome()->set_code(v1::Outcome::OK);
@@ -96,12 +122,8 @@ grpc::ServerUnaryReactor* CoordinatorService::KvSet(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext* ctx,
                                                     const v1::KvGetRequest* request,
                                                     v1::KvGetReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateKvGet(*request))) return r;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (request->timeout_ms() < 0 || request->timeout_ms() > kMaxKvWaitMs) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-        "timeout_ms ", request->timeout_ms(), " is outside [0, ", kMaxKvWaitMs, "]"))));
-    return reactor;
-  }
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
   absl::Status s =
       store_->Get(std::move(keys), absl::Now() + absl::Milliseconds(request->timeout_ms()),
@@ -122,6 +144,7 @@ grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
                                                         const v1::GetStatusRequest*,
                                                         v1::GetStatusReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kRead, absl::OkStatus())) return r;
   return FinishWith(ctx, reply,
                     absl::StatusOr<v1::GetStatusReply>(controller_->Status(absl::Now())));
 }
@@ -129,18 +152,21 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::ListRounds(grpc::CallbackServerContext* ctx,
                                                          const v1::ListRoundsRequest* request,
                                                          v1::ListRoundsReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kRead, ValidateListRounds(*request))) return r;
   return FinishWith(ctx, reply, absl::StatusOr<v1::ListRoundsReply>(controller_->Rounds(*request)));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListEvals(grpc::CallbackServerContext* ctx,
                                                         const v1::ListEvalsRequest*,
                                                         v1::ListEvalsReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kRead, absl::OkStatus())) return r;
   return FinishWith(ctx, reply, absl::StatusOr<v1::ListEvalsReply>(controller_->Evals()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Stop(grpc::CallbackServerContext* ctx,
                                                    const v1::StopRequest* request,
                                                    v1::StopReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateStop(*request))) return r;
   return FinishWith(ctx, reply, absl::StatusOr<v1::StopReply>(controller_->Stop(*request)));
 }
 

@@ -1,13 +1,15 @@
 // CoordinatorService: the qsr.v1.Coordinator gRPC service (callback API).
 //
-// A thin translation layer: each handler validates nothing itself but hands the request to the
-// RunController (membership, barrier, reports) or the KvStore (rendezvous), maps an error Status
-// to the gRPC status, and finishes the reactor. Waiting handlers (NextRounds, KvGet) keep their
-// reactor and finish it from the callback, so no gRPC thread ever blocks. Join is a long poll:
-// it waits for the caller's generation to form, and answers TIMEOUT shortly before the caller's
-// deadline (at most kJoinPoll) so that the worker asks again rather than seeing its call fail.
+// A thin translation layer: each handler first checks the call's token (TokenGuard:
+// UNAUTHENTICATED) and the request's field bounds (request_validator.h: INVALID_ARGUMENT), then
+// hands the request to the RunController (membership, barrier, reports) or the KvStore
+// (rendezvous), maps an error Status to the gRPC status, and finishes the reactor. Waiting handlers
+// (NextRounds, KvGet) keep their reactor and finish it from the callback, so no gRPC thread ever
+// blocks. Join is a long poll: it waits for the
+// caller's generation to form, and answers TIMEOUT shortly before the caller's deadline (at most
+// kJoinPoll) so that the worker asks again rather than seeing its call fail.
 //
-// Thread-safe; the controller and store it points to must outlive it.
+// Thread-safe; the controller, store and guard it points to must outlive it.
 #ifndef QSR_COORDINATOR_COORDINATOR_SERVICE_H_
 #define QSR_COORDINATOR_COORDINATOR_SERVICE_H_
 
@@ -15,6 +17,7 @@
 
 #include "coordinator/kv_store.h"
 #include "coordinator/run_controller.h"
+#include "coordinator/token_guard.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
@@ -24,8 +27,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class CoordinatorService final : public v1::Coordinator::CallbackService {
  public:
-  CoordinatorService(RunController* controller, KvStore* store)
-      : controller_(controller), store_(store) {}
+  // `guard` null: no token required.
+  CoordinatorService(RunController* controller, KvStore* store, const TokenGuard* guard = nullptr)
+      : controller_(controller), store_(store), guard_(guard) {}
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* request,
                                  v1::JoinReply* reply) override;
@@ -57,8 +61,14 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                  v1::StopReply* reply) override;
 
  private:
+  // The call's token and `validation` checked: null when the call may go on, else a reactor
+  // already finished with the refusal.
+  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx, TokenGuard::Access access,
+                                   const absl::Status& validation) const;
+
   RunController* controller_;
   KvStore* store_;
+  const TokenGuard* guard_;
 };
 
 }  // namespace qsr

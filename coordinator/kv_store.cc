@@ -14,6 +14,15 @@ absl::Status CheckKey(const std::string& key, size_t max_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("rendezvous key is ", key.size(), " bytes; at most ", max_bytes, " allowed"));
   }
+  for (size_t i = 0; i < key.size(); ++i) {
+    // Keys end up in log lines and timeout messages: printable ASCII only.
+    const unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c < 0x20 || c > 0x7e) {
+      return absl::InvalidArgumentError(absl::StrCat("rendezvous key has byte 0x", absl::Hex(c),
+                                                     " at offset ", i,
+                                                     "; allowed: printable ASCII (0x20-0x7e)"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -22,7 +31,7 @@ absl::Status CheckKey(const std::string& key, size_t max_bytes) {
 absl::Status KvStore::Set(const std::string& key, std::string value) {
   if (absl::Status s = CheckKey(key, limits_.max_key_bytes); !s.ok()) return s;
   if (value.size() > limits_.max_value_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("rendezvous value for \"", key, "\" is ",
+    return absl::InvalidArgumentError(absl::StrCat("rendezvous value for key \"", key, "\" is ",
                                                    value.size(), " bytes; at most ",
                                                    limits_.max_value_bytes, " allowed"));
   }

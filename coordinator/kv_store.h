@@ -28,10 +28,10 @@ namespace qsr {
 class KvStore {
  public:
   struct Limits {
-    size_t max_key_bytes = 512;
-    size_t max_value_bytes = 1 << 20;
+    size_t max_key_bytes = 512;  // keys are also printable ASCII (0x20-0x7e)
+    size_t max_value_bytes = 4 << 20;
     size_t max_keys_per_get = 1024;
-    size_t max_total_bytes = 64 << 20;
+    size_t max_total_bytes = size_t{256} << 20;  // keys and values of the whole store
     size_t max_waiters = 65536;
   };
   using GetCallback = std::function<void(absl::StatusOr<std::vector<std::string>>)>;
@@ -39,8 +39,8 @@ class KvStore {
   KvStore() : KvStore(Limits()) {}
   explicit KvStore(Limits limits) : limits_(limits) {}
 
-  // INVALID_ARGUMENT for an empty or oversized key or value; RESOURCE_EXHAUSTED when the store is
-  // full.
+  // INVALID_ARGUMENT for an empty, oversized or non-printable key or an oversized value;
+  // RESOURCE_EXHAUSTED when the store is full. Messages name the field and the limit.
   absl::Status Set(const std::string& key, std::string value);
 
   // Validates the request (INVALID_ARGUMENT, returned, `done` not called); otherwise `done` is

@@ -10,6 +10,7 @@ PKGS=(
   dataset-fashion-mnist
   python3-torch python3-yaml gnuplot-nox
   libcpp-httplib-dev
+  openssl clang libclang-rt-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

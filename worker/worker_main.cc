@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
             "how long to wait at start for the coordinator and the other workers");
   flags.Add("regroup-timeout-s", "600",
             "after a failure, how long to keep asking to join the re-formed group");
+  qsr::AddClientSecurityFlags(flags);
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-worker: " << s.message() << "\n";
     return 2;
@@ -65,9 +66,18 @@ int main(int argc, char** argv) {
   options.connect_timeout = absl::Seconds(*connect);
   options.regroup_timeout = absl::Seconds(*regroup);
 
-  std::unique_ptr<qsr::CoordinatorClient> client =
-      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"));
-  absl::StatusOr<qsr::TrainerResult> result = qsr::RunTrainer(client.get(), options);
+  absl::StatusOr<qsr::ClientSecurity> security = qsr::ClientSecurityFromFlags(flags);
+  if (!security.ok()) {
+    std::cerr << "qsr-worker: " << security.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<qsr::CoordinatorClient>> client =
+      qsr::NewGrpcCoordinatorClient(flags.Get("coordinator"), *security);
+  if (!client.ok()) {
+    std::cerr << "qsr-worker: " << client.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<qsr::TrainerResult> result = qsr::RunTrainer(client->get(), options);
   if (!result.ok()) {
     std::cerr << "qsr-worker: " << result.status().message() << " (coordinator "
               << flags.Get("coordinator") << ")\n";

@@ -62,6 +62,14 @@ struct DistributedOptions {
   std::string store_bind_host;
   // Coordinator: this process's unique worker id. Empty: "<hostname>:<pid>".
   std::string worker_id;
+  // Coordinator: TLS. `tls_ca` (PEM) turns it on and is what the coordinator's certificate is
+  // verified against; `tls_cert` + `tls_key` are this process's, for a coordinator that requires
+  // client certificates (mutual TLS). Empty: plain connection.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // Coordinator: a file holding the run's shared token. Empty: $QSR_TOKEN, if set.
+  std::string token_file;
 };
 
 // A static world's shape, as torchrun passes it.

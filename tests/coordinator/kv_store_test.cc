@@ -71,6 +71,24 @@ TEST(KvStoreTest, RejectsBadInput) {
   EXPECT_FALSE(r.has_value());
 }
 
+TEST(KvStoreTest, KeysArePrintableAndLimitsAreNamed) {
+  KvStore store;
+  absl::Status s = store.Set(std::string("a\nb", 3), "v");
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_NE(s.message().find("printable"), std::string::npos) << s;
+  Result r;
+  s = store.Get({std::string("k\0", 2)}, absl::Now(), Capture(&r));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_FALSE(r.has_value());
+  s = store.Set(std::string(513, 'k'), "v");
+  EXPECT_NE(s.message().find("512"), std::string::npos) << s;
+  // The defaults: 4 MiB values, a spaced key is fine.
+  EXPECT_TRUE(store.Set("run/g1 c0", std::string(4 << 20, 'v')).ok());
+  s = store.Set("big", std::string((4 << 20) + 1, 'v'));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_NE(s.message().find("value"), std::string::npos) << s;
+}
+
 TEST(KvStoreTest, ErasePrefixRemovesAGeneration) {
   KvStore store;
   ASSERT_TRUE(store.Set("run/g1/c0/0", "addr").ok());

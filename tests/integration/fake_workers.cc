@@ -47,7 +47,10 @@ int64_t FakeWorkers::rounds(int index) const {
 absl::Status FakeWorkers::Run(int index) {
   const absl::Time deadline = absl::Now() + options_.timeout;
   auto call_deadline = [&] { return std::min(deadline, absl::Now() + absl::Seconds(30)); };
-  std::unique_ptr<CoordinatorClient> client = NewGrpcCoordinatorClient(address_);
+  absl::StatusOr<std::unique_ptr<CoordinatorClient>> made =
+      NewGrpcCoordinatorClient(address_, options_.security);
+  if (!made.ok()) return made.status();
+  CoordinatorClient* client = made->get();
   v1::JoinRequest join;
   join.set_worker_id(absl::StrCat("fake-", index));
   join.set_host(absl::StrCat("127.0.0.", 10 + index));

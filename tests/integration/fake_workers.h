@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "coordinator/connection_security.h"
 
 namespace qsr::testing {
 
@@ -24,6 +25,8 @@ class FakeWorkers {
     int workers = 2;
     absl::Duration pace = absl::ZeroDuration();  // sleep after each batch of rounds
     absl::Duration timeout = absl::Seconds(60);
+    // TLS and token for every call (default: plain, no token).
+    ClientSecurity security;
   };
   FakeWorkers(std::string address, Options options);
   ~FakeWorkers();  // joins the threads (they end by `timeout`)
