@@ -1,7 +1,9 @@
 #include "common/recipe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/status/status.h"
@@ -309,6 +311,36 @@ TEST(RecipeTest, LoadRecipeFile) {
   EXPECT_EQ(r->epochs, 12);
   std::remove(path.c_str());
   EXPECT_THAT(Message(LoadRecipeFile(path).status()), HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace qsr
+
+namespace qsr {
+namespace {
+
+// The README's recipe table is generated from the key table, so it lists every key with its
+// default and allowed values. On a mismatch, paste the printed table between the markers.
+TEST(RecipeKeysMarkdownTest, ReadmeHasTheGeneratedTable) {
+  const std::string table = RecipeKeysMarkdown();
+  std::ifstream in(std::string(QSR_SOURCE_DIR) + "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- recipe-keys:begin (generated: RecipeKeysMarkdown) -->\n";
+  const std::string end = "<!-- recipe-keys:end -->";
+  const size_t b = readme.find(begin);
+  const size_t e = readme.find(end);
+  ASSERT_NE(b, std::string::npos) << "README.md lacks the marker " << begin;
+  ASSERT_NE(e, std::string::npos);
+  EXPECT_EQ(readme.substr(b + begin.size(), e - b - begin.size()), table)
+      << "README.md's recipe table is out of date; it should be:\n"
+      << table;
+  // Every key documented, each with a meaning and allowed values.
+  for (const auto& [key, help] : RecipeKeyHelp()) {
+    std::string snake = key;
+    std::replace(snake.begin(), snake.end(), '-', '_');
+    EXPECT_NE(table.find("| `" + snake + "` | "), std::string::npos) << snake;
+  }
+  EXPECT_EQ(table.find("|  |"), std::string::npos) << "a key without allowed values:\n" << table;
 }
 
 }  // namespace
