@@ -49,7 +49,12 @@ absl::StatusOr<WrittenCheckpoint> WriteCheckpoint(const torch::nn::Module& model
     return s;
   }
   if (absl::Status s = comm.AllReduceSum(failed); !s.ok()) return s;
-  const int failures = static_cast<int>(failed.cpu().item<float>());
+  int failures = 0;
+  if (absl::Status s = TorchCall("checkpoint flags",
+                                 [&] { failures = static_cast<int>(failed.cpu().item<float>()); });
+      !s.ok()) {
+    return s;
+  }
   if (!mine.ok()) return mine;
   if (failures > 0) {
     return absl::UnavailableError(absl::StrCat("checkpoint at step ", point.step, ": ", failures,

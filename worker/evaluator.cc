@@ -106,7 +106,8 @@ absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const Data
     layers =
         ForEachBatchNorm(model, [&](auto& options, auto) { saved.push_back(options.momentum()); });
   });
-  if (!s.ok() || layers == 0) return s.ok() ? absl::StatusOr<int>(0) : s;
+  if (!s.ok()) return s;
+  if (layers == 0) return 0;
   SamplerConfig sampler;
   sampler.seed = seed;
   sampler.rank = rank;

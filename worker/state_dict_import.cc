@@ -8,6 +8,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -72,7 +73,20 @@ absl::StatusOr<TensorMap> ReadPickledStateDict(const std::string& path) {
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   TensorMap out;
   absl::Status s = TorchCall("torch.save state_dict", [&] {
-    c10::IValue value = torch::pickle_load(bytes);
+    c10::IValue value;
+    try {
+      value = torch::pickle_load(bytes);
+    } catch (const c10::Error& e) {
+      // pickle_load itself asserts on the None that an OrderedDict became.
+      if (std::string(e.what()).find("but got None") == std::string::npos) throw;
+      value = c10::IValue();
+    }
+    if (value.isNone()) {
+      // LibTorch's unpickler turns every collections.OrderedDict into None.
+      throw std::runtime_error(
+          "it holds an OrderedDict (what model.state_dict() returns), which LibTorch cannot "
+          "unpickle; save dict(model.state_dict()) instead");
+    }
     if (!value.isGenericDict()) throw std::runtime_error("not a dict of tensors");
     for (const auto& entry : value.toGenericDict()) {
       if (!entry.key().isString() || !entry.value().isTensor()) {
@@ -110,9 +124,9 @@ absl::Status LoadInitialWeights(torch::nn::Module& module, const std::string& pa
   if (script.ok()) return CopyByName(module, *std::move(script), path);
   return absl::InvalidArgumentError(absl::StrCat(
       "init_model_path ", path,
-      " is neither a LibTorch archive, a torch.save'd state_dict (zip format, PyTorch >= 1.6) "
-      "nor a TorchScript module; save it with torch.save(model.state_dict(), path) or "
-      "torch.jit.save. As a state_dict: ",
+      " is neither a LibTorch archive, a torch.save'd dict of tensors (zip format, PyTorch >= "
+      "1.6) nor a TorchScript module; save it with torch.save(dict(model.state_dict()), path) or "
+      "torch.jit.save(torch.jit.script(model), path). As a dict: ",
       pickled.status().message(), "; as TorchScript: ", script.status().message()));
 }
 

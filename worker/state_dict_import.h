@@ -2,9 +2,11 @@
 //
 // LoadInitialWeights tries, in order:
 //   1. a LibTorch archive (our own checkpoints: SaveModule);
-//   2. a torch.save'd state_dict in PyTorch's zip format (PyTorch >= 1.6, the default), read with
-//      torch::pickle_load: a dict of parameter and buffer names to tensors, as
-//      model.state_dict() returns; a "module." prefix (DistributedDataParallel) is dropped;
+//   2. a torch.save'd dict of parameter and buffer names to tensors in PyTorch's zip format
+//      (PyTorch >= 1.6, the default), read with torch::pickle_load; a "module." prefix
+//      (DistributedDataParallel) is dropped. LibTorch cannot unpickle the OrderedDict that
+//      model.state_dict() returns (it reads every OrderedDict as None): such a file gets an error
+//      asking for torch.save(dict(model.state_dict()), path);
 //   3. a TorchScript module (torch.jit.save), whose parameters and buffers are copied by name.
 // Names follow torchvision's (our models register the same names), e.g. "layer1.0.conv1.weight".
 // Loading is strict, as load_state_dict(strict=True): every parameter and buffer of the model

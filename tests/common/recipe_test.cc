@@ -230,8 +230,16 @@ TEST(RecipeTest, RangeChecksNameKeyAndValue) {
   EXPECT_THAT(resolve([](Recipe& r) { r.optimizer = "foo"; }), HasSubstr("is not one of"));
   EXPECT_THAT(resolve([](Recipe& r) { r.total_batch_size = 65536; }),
               HasSubstr("larger than the 60000 training examples"));
-  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagenet"; }),
-              AllOf(HasSubstr("imagenet"), HasSubstr("fashion-mnist")));
+  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagenette"; }),
+              AllOf(HasSubstr("imagenette"), HasSubstr("fashion-mnist"), HasSubstr("imagenet")));
+  // ImageNet knows its size (1,281,167 / 128 steps); any other folder tree does not.
+  Recipe imagenet;
+  imagenet.dataset = "imagenet";
+  ASSERT_TRUE(ResolveRecipe(imagenet).ok());
+  EXPECT_EQ(imagenet.steps_per_epoch, 1281167 / 128);
+  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagefolder"; }),
+              AllOf(HasSubstr("steps_per_epoch"), HasSubstr("imagefolder")));
+  EXPECT_THAT(resolve([](Recipe& r) { r.image_size = -1; }), HasSubstr("\"image_size\""));
 }
 
 TEST(RecipeTest, StepSchedulerWithoutDecayPointsIsAllowed) {
@@ -288,7 +296,7 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
   EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
 
   const auto help = RecipeKeyHelp();
-  EXPECT_EQ(help.size(), 51u);  // every key of the table, the issue-3 options included
+  EXPECT_EQ(help.size(), 54u);  // every key of the table, the issue-3 options included
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;

@@ -132,28 +132,9 @@ TEST(DataTrainingTest, ImageFolderJpegTreeWithTwoWorkers) {
             std::stod(testing::JsonField(evals.front(), "test_loss")));
 }
 
-// CIFAR-10's binary format: records of 1 label byte and 3 x 32 x 32 pixel bytes.
-std::vector<uint8_t> CifarRecords(int n, std::mt19937& rng) {
-  std::vector<uint8_t> out;
-  for (int i = 0; i < n; ++i) {
-    const int label = i % 10;
-    out.push_back(static_cast<uint8_t>(label));
-    const std::vector<uint8_t> rgb = ClassPixels(label % 3, 32, 32, rng);
-    for (int c = 0; c < 3; ++c) {  // planar: R plane, G plane, B plane
-      for (int p = 0; p < 1024; ++p) out.push_back(rgb[static_cast<size_t>(p) * 3 + c]);
-    }
-  }
-  return out;
-}
-
 TEST(DataTrainingTest, CifarBinaryFilesWithMixupAndTwoWorkers) {
   testing::TempDir dir;
-  const fs::path data = fs::path(dir.path()) / "cifar-10-batches-bin";
-  std::mt19937 rng(2);
-  for (int i = 1; i <= 5; ++i) {
-    WriteBytes(data / absl::StrCat("data_batch_", i, ".bin"), CifarRecords(8, rng));
-  }
-  WriteBytes(data / "test_batch.bin", CifarRecords(10, rng));
+  testing::WriteCifar10(dir.path(), 8, 10, 2);
   Recipe recipe;
   recipe.dataset = "cifar10";
   recipe.data_dir = dir.path();

@@ -271,8 +271,12 @@ TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
 // the same parameters, optimizer state and evaluation. Then the newest checkpoint is corrupted:
 // resuming names the bad file, uses the previous one, and still ends identical.
 TEST(ResumeTest, ResumedRunEqualsUninterruptedRun) {
-  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  // A small CIFAR-10-format set: 400 examples (an epoch uses 384), 50 for a quick evaluation.
+  testing::TempDir dir;
+  testing::WriteCifar10(dir.path() + "/data", 80, 50, 11);
   Recipe recipe;
+  recipe.dataset = "cifar10";  // random crops and flips: the augmentation must resume too
+  recipe.data_dir = dir.path() + "/data";
   recipe.model = "cnn";  // BatchNorm: running statistics must resume too
   recipe.optimizer = "localsgd";
   recipe.workers = 2;
@@ -291,8 +295,7 @@ TEST(ResumeTest, ResumedRunEqualsUninterruptedRun) {
   recipe.init_model_by_seed = 5;
   recipe.save_freq = 1;
   recipe.save_opt = true;
-  recipe.eval_batch_size = 2000;
-  testing::TempDir dir;
+  recipe.eval_batch_size = 25;
   Recipe full = recipe;
   full.checkpoint_dir = dir.path() + "/ckpt_full";
   ASSERT_TRUE(ResolveRecipe(full).ok());
@@ -335,21 +338,16 @@ TEST(ResumeTest, ResumedRunEqualsUninterruptedRun) {
     EXPECT_EQ(testing::JsonField(last_got, "test_loss"),
               testing::JsonField(last_want, "test_loss"));
     EXPECT_EQ(testing::JsonField(last_got, "test_acc"), testing::JsonField(last_want, "test_acc"));
-    // The final parameters and optimizer states, byte for byte: the final checkpoints' files.
-    absl::StatusOr<CheckpointManifest> want_m =
-        VerifyCheckpoint(CheckpointStepDir(full.checkpoint_dir, 36) + "/MANIFEST.json");
-    absl::StatusOr<CheckpointManifest> got_m =
-        VerifyCheckpoint(CheckpointStepDir(final_ckpt_dir, 36) + "/MANIFEST.json");
-    ASSERT_TRUE(want_m.ok()) << want_m.status();
-    ASSERT_TRUE(got_m.ok()) << got_m.status();
-    ASSERT_EQ(want_m->files.size(), got_m->files.size());
-    for (size_t i = 0; i < want_m->files.size(); ++i) {
-      EXPECT_EQ(
-          testing::ReadFile(CheckpointStepDir(final_ckpt_dir, 36) + "/" + got_m->files[i].path),
-          testing::ReadFile(CheckpointStepDir(full.checkpoint_dir, 36) + "/" +
-                            want_m->files[i].path))
-          << want_m->files[i].path;
-    }
+    // The final model (parameters and BatchNorm buffers), byte for byte. (Optimizer archives
+    // key their state by tensor addresses, so their bytes differ between processes; the
+    // bit-identical losses above are what shows that the optimizer state resumed.)
+    const std::string model = absl::StrCat("/model_step=36-epoch=3.pt");
+    const std::string want_model =
+        testing::ReadFile(CheckpointStepDir(full.checkpoint_dir, 36) + model);
+    ASSERT_GT(want_model.size(), 1000u);
+    EXPECT_TRUE(testing::ReadFile(CheckpointStepDir(final_ckpt_dir, 36) + model) == want_model)
+        << "the final models differ";
+    EXPECT_TRUE(VerifyCheckpoint(CheckpointStepDir(final_ckpt_dir, 36) + "/MANIFEST.json").ok());
   };
 
   Recipe resumed = recipe;

@@ -61,12 +61,20 @@ TEST(StateDictImportTest, LoadsOwnArchive) {
   ExpectPythonValues(b);
 }
 
+TEST(StateDictImportTest, AnOrderedDictIsAClearError) {
+  Tiny m;
+  absl::Status s = LoadInitialWeights(m, kData + "/tiny_ordered_state_dict.pt");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("tiny_ordered_state_dict.pt"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("save dict(model.state_dict()) instead"), std::string::npos) << s;
+}
+
 TEST(StateDictImportTest, ALegacyFileIsAClearError) {
   Tiny m;
   absl::Status s = LoadInitialWeights(m, kData + "/tiny_legacy.pt");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("tiny_legacy.pt"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("torch.save(model.state_dict()"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("torch.save(dict(model.state_dict()), path)"), std::string::npos) << s;
 }
 
 TEST(StateDictImportTest, AModelThatDoesNotFitNamesTheEntries) {

@@ -46,8 +46,16 @@ TEST(TrainingLossTest, WithoutMixupIsCrossEntropy) {
 
 TEST(TrainingLossTest, MixupLossAndGradientMatchAHandMadeMix) {
   Fixture f = Make();
-  const uint64_t seed = MixupSeed(3, 40, 1, 2, 0);
   const LossOptions options{0.1, 0.2};
+  // Beta(0.2, 0.2) mostly draws lambda near 0 or 1, where a mix is hardly visible: take the
+  // first step whose draw mixes well (deterministic).
+  uint64_t seed = 0;
+  for (int64_t step = 0; step < 1000; ++step) {
+    seed = MixupSeed(3, step, 1, 2, 0);
+    absl::StatusOr<MixupBatch> d = Mixup(f.x, f.y, options.mixup_alpha, seed);
+    ASSERT_TRUE(d.ok());
+    if (d->lambda > 0.25 && d->lambda < 0.75) break;
+  }
   f.model->zero_grad();
   torch::Tensor loss = TrainingLoss(*f.model, f.x, f.y, options, seed);
   loss.backward();
@@ -57,8 +65,8 @@ TEST(TrainingLossTest, MixupLossAndGradientMatchAHandMadeMix) {
   absl::StatusOr<MixupBatch> draw = Mixup(f.x, f.y, options.mixup_alpha, seed);
   ASSERT_TRUE(draw.ok());
   const double lambda = draw->lambda;
-  ASSERT_GT(lambda, 0.0);
-  ASSERT_LT(lambda, 1.0);
+  ASSERT_GT(lambda, 0.25);
+  ASSERT_LT(lambda, 0.75);
   std::vector<torch::Tensor> rows;
   std::vector<int64_t> y_b;
   for (int64_t i = 0; i < 16; ++i) {

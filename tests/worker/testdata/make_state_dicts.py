@@ -20,7 +20,9 @@ with torch.no_grad():
     m.bn.weight.copy_(torch.tensor([0.5, 0.25, 2.0]))
     m.bn.running_mean.copy_(torch.tensor([0.1, 0.2, 0.3]))
     m.bn.num_batches_tracked.fill_(7)
-torch.save(m.state_dict(), "tiny_state_dict.pt")
+# LibTorch reads plain dicts; model.state_dict() itself is an OrderedDict, which it cannot.
+torch.save(dict(m.state_dict()), "tiny_state_dict.pt")
+torch.save(m.state_dict(), "tiny_ordered_state_dict.pt")
 torch.save({"module." + k: v for k, v in m.state_dict().items()}, "tiny_ddp_state_dict.pt")
 torch.jit.save(torch.jit.script(m), "tiny_torchscript.pt")
 torch.save(m.state_dict(), "tiny_legacy.pt", _use_new_zipfile_serialization=False)
