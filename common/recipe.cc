@@ -170,6 +170,14 @@ const std::vector<KeyDef>& Keys() {
       {"min_h", &Recipe::min_h, "smallest H after warmup", {}},
       {"init_h", &Recipe::init_h, "H during warmup (and always when alpha = 0)", {}},
       {"workers", &Recipe::workers, "number of workers", {}},
+      {"min_workers",
+       &Recipe::min_workers,
+       "the run goes on after failures while this many workers remain",
+       {}},
+      {"max_workers",
+       &Recipe::max_workers,
+       "most workers admitted (joiners enter at round boundaries; -1 = workers)",
+       {}},
       {"eval_batch_size", &Recipe::eval_batch_size, "batch size for evaluation", {}},
       {"label_smoothing", &Recipe::label_smoothing, "label smoothing of the loss, in [0, 1)", {}},
       {"gradient_clipping",
@@ -438,7 +446,12 @@ absl::Status ResolveBatch(Recipe& r) {
   c.Require(r.total_batch_size > 0, "total_batch_size", r.total_batch_size, "> 0");
   c.Require(r.physical_batch_size >= 1 || r.physical_batch_size == -1, "physical_batch_size",
             r.physical_batch_size, ">= 1 or -1 (total_batch_size / workers)");
+  c.Require(r.min_workers >= 1 && r.min_workers <= r.workers, "min_workers", r.min_workers,
+            absl::StrCat("in [1, workers = ", r.workers, "]"));
+  c.Require(r.max_workers == -1 || r.max_workers >= r.workers, "max_workers", r.max_workers,
+            absl::StrCat(">= workers (", r.workers, "), or -1 (= workers)"));
   if (!c.status().ok()) return c.status();
+  if (r.max_workers == -1) r.max_workers = r.workers;
   if (r.physical_batch_size == -1) r.physical_batch_size = r.total_batch_size / r.workers;
   if (r.physical_batch_size < 1 || r.total_batch_size % (r.workers * r.physical_batch_size) != 0) {
     return absl::InvalidArgumentError(

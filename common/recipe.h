@@ -55,6 +55,10 @@ struct Recipe {
   int64_t init_h = 1;
   // Run shape.
   int64_t workers = 1;
+  // Elasticity: the run goes on while at least min_workers remain (below that it waits for
+  // replacements), and admits joiners up to max_workers (-1 = workers) at round boundaries.
+  int64_t min_workers = 1;
+  int64_t max_workers = -1;
   int64_t eval_batch_size = 1000;
 
   // Training options, as the authors' scripts name them.

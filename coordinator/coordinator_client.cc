@@ -50,6 +50,11 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   absl::StatusOr<v1::LeaveReply> Leave(const v1::LeaveRequest& r, absl::Time d) override {
     return Call<v1::LeaveRequest, v1::LeaveReply>(&v1::Coordinator::Stub::Leave, "Leave", r, d);
   }
+  absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& r,
+                                               absl::Time d) override {
+    return Call<v1::HeartbeatRequest, v1::HeartbeatReply>(&v1::Coordinator::Stub::Heartbeat,
+                                                          "Heartbeat", r, d);
+  }
   absl::StatusOr<v1::KvSetReply> KvSet(const v1::KvSetRequest& r, absl::Time d) override {
     return Call<v1::KvSetRequest, v1::KvSetReply>(&v1::Coordinator::Stub::KvSet, "KvSet", r, d);
   }
@@ -80,10 +85,14 @@ absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
   absl::Duration backoff = absl::Milliseconds(50);
   while (true) {
     absl::StatusOr<v1::JoinReply> reply =
-        client->Join(request, std::min(deadline, absl::Now() + absl::Seconds(10)));
-    if (reply.ok() || !absl::IsUnavailable(reply.status()) || absl::Now() + backoff > deadline) {
-      return reply;
+        client->Join(request, std::min(deadline, absl::Now() + absl::Seconds(12)));
+    if (reply.ok() && reply->outcome().code() == v1::Outcome::TIMEOUT && absl::Now() < deadline) {
+      backoff = absl::Milliseconds(50);
+      continue;  // the poll ended before the generation formed: ask again
     }
+    const bool unreachable = !reply.ok() && (absl::IsUnavailable(reply.status()) ||
+                                             absl::IsDeadlineExceeded(reply.status()));
+    if (!unreachable || absl::Now() + backoff > deadline) return reply;
     absl::SleepFor(backoff);  // The coordinator is not up yet: back off and retry.
     backoff = std::min(backoff * 2, absl::Seconds(2));
   }

@@ -30,6 +30,8 @@ class CoordinatorClient {
                                                  absl::Time deadline) = 0;
   virtual absl::StatusOr<v1::LeaveReply> Leave(const v1::LeaveRequest& request,
                                                absl::Time deadline) = 0;
+  virtual absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& request,
+                                                       absl::Time deadline) = 0;
   virtual absl::StatusOr<v1::KvSetReply> KvSet(const v1::KvSetRequest& request,
                                                absl::Time deadline) = 0;
   virtual absl::StatusOr<v1::KvGetReply> KvGet(const v1::KvGetRequest& request,
@@ -42,9 +44,10 @@ class CoordinatorClient {
 // Connects to `address` (HOST:PORT). Connection is lazy: errors show on the first call.
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address);
 
-// Join, retried with backoff while the coordinator is unreachable (UNAVAILABLE: not up yet) until
-// `timeout` has passed; any other error, and any reply, is returned at once. Each attempt is
-// bounded by 10 s and by the overall deadline.
+// Join, asked again until `timeout` has passed while the coordinator is unreachable (UNAVAILABLE:
+// not up yet, or restarting; with backoff) and while the generation has not formed (outcome
+// TIMEOUT: the coordinator answers each poll within about 10 s). Any other error, and any other
+// reply, is returned at once.
 absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
                                             const v1::JoinRequest& request, absl::Duration timeout);
 

@@ -52,6 +52,16 @@ int main(int argc, char** argv) {
   flags.Add("plan-batch-steps", "32",
             "hand out consecutive round plans until they cover this many steps");
   flags.Add("linger-s", "0", "keep serving status this long after the run ends");
+  flags.Add("heartbeat-interval-ms", "1000", "how often workers send heartbeats");
+  flags.Add("heartbeat-timeout-ms", "10000",
+            "a worker silent this long is declared failed and the group re-forms without it");
+  flags.Add("regroup-timeout-ms", "10000",
+            "after a failure, how long to wait for the surviving workers to join again");
+  flags.Add("replacement-timeout-s", "300",
+            "below min_workers, how long to wait for replacements before the run fails");
+  flags.Add("round-timeout-s", "300",
+            "a worker reaching the round barrier this long after the first is a straggler: it "
+            "is declared failed");
   flags.Add("metrics-port", "-1",
             "serve Prometheus metrics over HTTP at /metrics on this port of the --listen host "
             "(-1: off; 0: the OS chooses, logged)");
@@ -79,6 +89,31 @@ int main(int argc, char** argv) {
        {timeout_s.status(), batch_steps.status(), linger_s.status(), metrics_port.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()));
   }
+  // Liveness and recovery deadlines: each must be positive.
+  struct Deadline {
+    const char* flag;
+    absl::Duration unit;
+    absl::Duration* out;
+  };
+  qsr::CoordinatorServer::Options options;
+  for (const Deadline& d : {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1),
+                                     &options.run.heartbeat_interval},
+                            Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1),
+                                     &options.run.heartbeat_timeout},
+                            Deadline{"regroup-timeout-ms", absl::Milliseconds(1),
+                                     &options.run.regroup_timeout},
+                            Deadline{"replacement-timeout-s", absl::Seconds(1),
+                                     &options.run.replacement_timeout},
+                            Deadline{"round-timeout-s", absl::Seconds(1),
+                                     &options.run.round_timeout}}) {
+    absl::StatusOr<int64_t> v = flags.GetInt(d.flag);
+    if (!v.ok()) return Fail(std::string(v.status().message()));
+    if (*v < 1) return Fail(std::string("--") + d.flag + " must be >= 1");
+    *d.out = *v * d.unit;
+  }
+  if (options.run.heartbeat_timeout <= options.run.heartbeat_interval) {
+    return Fail("--heartbeat-timeout-ms must be larger than --heartbeat-interval-ms");
+  }
   if (*timeout_s < 1 || *batch_steps < 1 || *linger_s < 0) {
     return Fail("--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
   }
@@ -86,7 +121,6 @@ int main(int argc, char** argv) {
     return Fail("--metrics-port must be -1 (off), 0 (the OS chooses) or a port up to 65535");
   }
 
-  qsr::CoordinatorServer::Options options;
   options.listen = flags.Get("listen");
   options.run.run_id = flags.Get("run-id").empty() ? DefaultRunId() : flags.Get("run-id");
   options.run.rendezvous_timeout = absl::Seconds(*timeout_s);

@@ -9,6 +9,8 @@ namespace {
 
 // The longest a KvGet may ask to wait.
 constexpr int64_t kMaxKvWaitMs = 3600 * 1000;
+// The longest one Join poll waits for the caller's generation to form.
+constexpr absl::Duration kJoinPoll = absl::Seconds(10);
 
 // Finishes `reactor` with `result`'s value copied into `reply`, or its error.
 template <typename Reply>
@@ -34,7 +36,26 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* ctx,
                                                    const v1::JoinRequest* request,
                                                    v1::JoinReply* reply) {
-  return FinishWith(ctx, reply, controller_->Join(*request, absl::Now()));
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time now = absl::Now();
+  absl::Time poll_deadline = now + kJoinPoll;
+  const absl::Time client_deadline = absl::FromChrono(ctx->deadline());
+  if (client_deadline - absl::Milliseconds(500) < poll_deadline) {
+    poll_deadline = std::max(now, client_deadline - absl::Milliseconds(500));
+  }
+  absl::Status s = controller_->Join(*request, now, poll_deadline,
+                                     [reactor, reply](const v1::JoinReply& r) {
+                                       *reply = r;
+                                       reactor->Finish(grpc::Status::OK);
+                                     });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                        const v1::HeartbeatRequest* request,
+                                                        v1::HeartbeatReply* reply) {
+  return FinishWith(ctx, reply, controller_->Heartbeat(*request, absl::Now()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerContext* ctx,

@@ -3,7 +3,9 @@
 // A thin translation layer: each handler validates nothing itself but hands the request to the
 // RunController (membership, barrier, reports) or the KvStore (rendezvous), maps an error Status
 // to the gRPC status, and finishes the reactor. Waiting handlers (NextRounds, KvGet) keep their
-// reactor and finish it from the callback, so no gRPC thread ever blocks.
+// reactor and finish it from the callback, so no gRPC thread ever blocks. Join is a long poll:
+// it waits for the caller's generation to form, and answers TIMEOUT shortly before the caller's
+// deadline (at most kJoinPoll) so that the worker asks again rather than seeing its call fail.
 //
 // Thread-safe; the controller and store it points to must outlive it.
 #ifndef QSR_COORDINATOR_COORDINATOR_SERVICE_H_
@@ -35,6 +37,9 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                    v1::ReportReply* reply) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* request,
                                   v1::LeaveReply* reply) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatReply* reply) override;
   grpc::ServerUnaryReactor* KvSet(grpc::CallbackServerContext* ctx, const v1::KvSetRequest* request,
                                   v1::KvSetReply* reply) override;
   grpc::ServerUnaryReactor* KvGet(grpc::CallbackServerContext* ctx, const v1::KvGetRequest* request,

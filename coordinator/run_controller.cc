@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/json_writer.h"
 #include "glog/logging.h"
 
@@ -12,6 +13,8 @@ namespace {
 
 // Rounds averaged over for samples/s.
 constexpr size_t kThroughputWindow = 32;
+// A worker waiting to join that has not asked again for this long is gone.
+constexpr absl::Duration kJoinerGrace = absl::Seconds(10);
 
 constexpr char kStoppedByOperator[] = "stopped by operator";
 // The message of a run whose workers met through the coordinator but trained their own rounds.
@@ -25,6 +28,17 @@ v1::Outcome MakeOutcome(v1::Outcome::Code code, const std::string& message) {
   return o;
 }
 
+Membership::Options MembershipOptions(const Recipe& recipe, const RunController::Options& o) {
+  Membership::Options m;
+  m.initial_size = static_cast<int>(recipe.workers);
+  m.min_workers = static_cast<int>(recipe.min_workers > 0 ? recipe.min_workers : 1);
+  m.max_workers = static_cast<int>(recipe.max_workers > 0 ? recipe.max_workers : recipe.workers);
+  m.heartbeat_timeout = o.heartbeat_timeout;
+  m.regroup_timeout = o.regroup_timeout;
+  m.replacement_timeout = o.replacement_timeout;
+  return m;
+}
+
 }  // namespace
 
 RunController::RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log)
@@ -33,7 +47,8 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
       planner_(recipe),
       world_size_(static_cast<int>(recipe.workers)),
       started_(absl::Now()),
-      log_(std::move(log)) {
+      log_(std::move(log)),
+      membership_(MembershipOptions(recipe_, options_)) {
   if (recipe_.resume_from_step > 0) {
     // A resumed run starts where the checkpoint left off; rounds keep the numbers a fresh run
     // would have given the steps before it.
@@ -46,12 +61,12 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
   }
 }
 
-const char* RunController::StateName(State s) {
-  switch (s) {
+const char* RunController::StateName() const {
+  switch (state_) {
     case State::kWaiting:
       return "WAITING";
     case State::kRunning:
-      return "RUNNING";
+      return membership_.forming() ? "REGROUPING" : "RUNNING";
     case State::kFinished:
       return "FINISHED";
     case State::kFailed:
@@ -60,77 +75,218 @@ const char* RunController::StateName(State s) {
   return "UNKNOWN";
 }
 
-absl::StatusOr<v1::JoinReply> RunController::Join(const v1::JoinRequest& request, absl::Time now) {
+v1::JoinReply RunController::MemberReply(int rank) const {
+  v1::JoinReply reply;
+  reply.set_run_id(options_.run_id);
+  reply.set_rank(rank);
+  reply.set_world_size(static_cast<int>(membership_.members().size()));
+  reply.set_generation(membership_.generation());
+  reply.set_recipe_yaml(RecipeToYaml(recipe_));
+  reply.set_start_round(next_round_to_serve_);
+  reply.set_start_step(next_step_to_serve_);
+  reply.set_rendezvous_timeout_ms(rendezvous_timeout_ms());
+  reply.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
+  return reply;
+}
+
+absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
+                                 absl::Time poll_deadline, JoinCallback done) {
   if (request.worker_id().empty() || request.worker_id().size() > 256) {
     return absl::InvalidArgumentError("worker_id must be 1 to 256 bytes");
   }
   if (request.host().size() > 256 || request.device().size() > 64) {
     return absl::InvalidArgumentError("host (256) or device (64 bytes) too long");
   }
-  absl::MutexLock lock(&mu_);
-  v1::JoinReply reply;
-  reply.set_run_id(options_.run_id);
-  reply.set_world_size(world_size_);
-  reply.set_generation(generation_);
-  reply.set_rendezvous_timeout_ms(rendezvous_timeout_ms());
-  // A retried Join (the reply was lost) gets the same rank back.
-  auto existing = std::find_if(members_.begin(), members_.end(),
-                               [&](const Member& m) { return m.worker_id == request.worker_id(); });
-  Member* member = nullptr;
-  if (existing != members_.end() && !existing->left) {
-    member = &*existing;
-  } else if (state_ == State::kFinished || state_ == State::kFailed) {
-    *reply.mutable_outcome() =
-        MakeOutcome(v1::Outcome::RUN_FINISHED, absl::StrCat("run is ", StateName(state_)));
-    return reply;
-  } else if (stop_requested_) {
-    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED,
-                                           absl::StrCat("run is stopping: ", kStoppedByOperator));
-    return reply;
-  } else if (static_cast<int>(members_.size()) >= world_size_) {
-    *reply.mutable_outcome() = MakeOutcome(
-        v1::Outcome::REJECTED,
-        absl::StrCat("run is full: ", members_.size(), " of ", world_size_, " workers joined"));
-    return reply;
-  } else {
-    Member m;
-    m.rank = static_cast<int>(members_.size());
-    m.worker_id = request.worker_id();
-    m.host = request.host();
-    m.device = request.device();
-    members_.push_back(m);
-    member = &members_.back();
-    LOG(INFO) << "worker " << m.worker_id << " (" << m.host << ", " << m.device
-              << ") joined as rank " << m.rank << " of " << world_size_;
-    if (static_cast<int>(members_.size()) == world_size_) state_ = State::kRunning;
+  if (request.next_round() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("next_round ", request.next_round(), " must be >= 0 (0: a fresh worker)"));
   }
-  member->last_seen = now;
-  reply.set_rank(member->rank);
-  reply.set_recipe_yaml(RecipeToYaml(recipe_));
-  reply.set_start_round(start_round_);
-  reply.set_start_step(std::max<int64_t>(0, recipe_.resume_from_step));
-  *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
-  return reply;
+  std::vector<Completion> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (request.next_round() > next_round_to_serve_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("next_round ", request.next_round(), " was never served (rounds so far: ",
+                       next_round_to_serve_, ")"));
+    }
+    auto refuse = [&](v1::Outcome::Code code, const std::string& message) {
+      v1::JoinReply reply;
+      reply.set_run_id(options_.run_id);
+      *reply.mutable_outcome() = MakeOutcome(code, message);
+      completions.push_back([done, reply] { done(reply); });
+    };
+    if (state_ == State::kFinished || state_ == State::kFailed) {
+      refuse(v1::Outcome::RUN_FINISHED,
+             absl::StrCat("run is ", StateName(), message_.empty() ? "" : ": " + message_));
+    } else if (stop_requested_) {
+      refuse(v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ", kStoppedByOperator));
+    } else {
+      const bool was_forming = membership_.forming();
+      switch (membership_.Join(request.worker_id(), request.host(), request.device(),
+                               request.next_round(), request.failed_generation(), now)) {
+        case Membership::JoinResult::kFull:
+          refuse(v1::Outcome::REJECTED,
+                 absl::StrCat("run is full: it has its maximum of ",
+                              recipe_.max_workers > 0 ? recipe_.max_workers : recipe_.workers,
+                              " workers"));
+          break;
+        case Membership::JoinResult::kAlreadyMember: {
+          // A retried Join (the reply was lost, or its poll ended just as the group formed).
+          for (const Membership::Member& m : membership_.members()) {
+            if (m.worker_id == request.worker_id()) {
+              v1::JoinReply reply = MemberReply(m.rank);
+              completions.push_back([done, reply] { done(reply); });
+            }
+          }
+          break;
+        }
+        case Membership::JoinResult::kJoining: {
+          if (!was_forming && membership_.forming()) {
+            // The caller reported that its group broke: release the barrier too.
+            ++failures_;
+            EndGeneration(membership_.end_reason(), {}, now, &completions);
+          }
+          auto old = join_waiters_.find(request.worker_id());
+          if (old != join_waiters_.end()) {
+            v1::JoinReply superseded;
+            *superseded.mutable_outcome() =
+                MakeOutcome(v1::Outcome::TIMEOUT, "superseded by a newer Join");
+            completions.push_back([cb = std::move(old->second.done), superseded] {
+              cb(superseded);
+            });
+          }
+          join_waiters_[request.worker_id()] = JoinWaiter{poll_deadline, std::move(done)};
+          LOG(INFO) << "worker " << request.worker_id() << " (" << request.host() << ", "
+                    << request.device() << ", ready for round " << request.next_round()
+                    << ") asks to join";
+          MaybeForm(now, &completions);
+          break;
+        }
+      }
+    }
+  }
+  for (auto& c : completions) c();
+  return absl::OkStatus();
 }
 
-absl::StatusOr<RunController::Member*> RunController::FindMember(const std::string& worker_id,
-                                                                 int rank, int64_t generation,
-                                                                 absl::Time now) {
-  if (rank < 0 || rank >= static_cast<int>(members_.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is not a member (",
-                                                   members_.size(), " workers have joined)"));
+absl::StatusOr<v1::JoinReply> RunController::JoinNow(const v1::JoinRequest& request,
+                                                     absl::Time now) {
+  std::optional<v1::JoinReply> got;
+  absl::Status s = Join(request, now, now, [&got](const v1::JoinReply& r) { got = r; });
+  if (!s.ok()) return s;
+  if (!got) {
+    // Still waiting for its generation: the poll ends now.
+    Tick(now);
   }
-  Member& m = members_[rank];
-  if (m.worker_id != worker_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("rank ", rank, " belongs to worker ", m.worker_id, ", not ", worker_id));
+  if (!got) return absl::InternalError("Join did not answer");
+  return *got;
+}
+
+void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completions) {
+  if (state_ == State::kFinished || state_ == State::kFailed) return;
+  if (!membership_.TryForm(now)) {
+    if (std::optional<std::string> why = membership_.Unformable(now)) {
+      ++failures_;
+      for (auto& c : Fail(*why)) completions->push_back(std::move(c));
+    }
+    return;
   }
-  if (generation != generation_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("generation ", generation, " is not the current one (", generation_, ")"));
+  if (membership_.generation() > 1) {
+    ++regroups_;
+    // A fresh worker (0) holds the initial model, the state of the run's first round.
+    const int64_t resume = std::max(membership_.formed_next_round(), start_round_);
+    const int64_t committed = start_round_ + static_cast<int64_t>(committed_.size());
+    if (resume < committed) {
+      // Nobody holds the state of the rounds trained so far: there is nothing to continue from.
+      ++failures_;
+      for (auto& c : Fail(absl::StrCat("no surviving worker holds the model after round ",
+                                       committed - 1, " (every worker that trained it has "
+                                       "failed); resume from the last checkpoint"))) {
+        completions->push_back(std::move(c));
+      }
+      return;
+    }
+    if (absl::Status s = ResumeAt(resume); !s.ok()) {
+      for (auto& c : Fail(std::string(s.message()))) completions->push_back(std::move(c));
+      return;
+    }
   }
-  m.last_seen = now;
-  return &m;
+  state_ = State::kRunning;
+  for (const Membership::Member& m : membership_.members()) {
+    auto it = join_waiters_.find(m.worker_id);
+    if (it == join_waiters_.end()) continue;
+    v1::JoinReply reply = MemberReply(m.rank);
+    completions->push_back([cb = std::move(it->second.done), reply] { cb(reply); });
+    join_waiters_.erase(it);
+  }
+  LOG(INFO) << "generation " << membership_.generation() << ": "
+            << membership_.members().size() << " workers resume at round "
+            << next_round_to_serve_ << " (step " << next_step_to_serve_ << ")";
+}
+
+absl::Status RunController::ResumeAt(int64_t round) {
+  if (round < start_round_ || round > next_round_to_serve_) {
+    return absl::InternalError(absl::StrCat("cannot resume at round ", round, ": rounds [",
+                                            start_round_, ", ", next_round_to_serve_,
+                                            ") were served"));
+  }
+  // Rounds before `round` were averaged by the group that ended: commit them with the reports
+  // that came. The rest are planned again for the new group.
+  while (!pending_.empty() && pending_.begin()->first < round) {
+    Commit(pending_.begin()->second);
+    pending_.erase(pending_.begin());
+  }
+  if (round < next_round_to_serve_) {
+    next_step_to_serve_ = pending_.at(round).plan.start_step();
+    next_round_to_serve_ = round;
+  }
+  pending_.clear();
+  barrier_round_ = -1;
+  return absl::OkStatus();
+}
+
+void RunController::EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
+                                  absl::Time now, std::vector<Completion>* completions) {
+  membership_.EndGeneration(reason, failed_ranks, now);
+  v1::NextRoundsReply ended;
+  *ended.mutable_outcome() = MakeOutcome(
+      v1::Outcome::GENERATION_ENDED,
+      absl::StrCat("generation ", membership_.generation(), " ended: ", membership_.end_reason()));
+  for (Waiter& w : waiters_) {
+    completions->push_back([cb = std::move(w.done), ended] { cb(ended); });
+  }
+  waiters_.clear();
+  barrier_round_ = -1;
+  MaybeForm(now, completions);
+}
+
+absl::StatusOr<Membership::Standing> RunController::CheckMember(const std::string& worker_id,
+                                                                int rank, int64_t generation,
+                                                                absl::Time now) {
+  return membership_.Check(worker_id, rank, generation, now);
+}
+
+absl::StatusOr<v1::HeartbeatReply> RunController::Heartbeat(const v1::HeartbeatRequest& request,
+                                                            absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Membership::Standing> standing =
+      CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+  if (!standing.ok()) return standing.status();
+  v1::HeartbeatReply reply;
+  if (state_ == State::kFailed || state_ == State::kFinished) {
+    *reply.mutable_outcome() = MakeOutcome(
+        state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
+        absl::StrCat("run is ", StateName(), ": ", message_));
+  } else if (*standing == Membership::Standing::kEnded) {
+    *reply.mutable_outcome() =
+        MakeOutcome(v1::Outcome::GENERATION_ENDED,
+                    absl::StrCat("generation ", request.generation(), " has ended: ",
+                                 membership_.end_reason()));
+  } else {
+    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
+  }
+  return reply;
 }
 
 absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, absl::Time now,
@@ -138,20 +294,24 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
   std::vector<Completion> completions;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Member*> member =
-        FindMember(request.worker_id(), request.rank(), request.generation(), now);
-    if (!member.ok()) return member.status();
-    if (state_ == State::kFailed || state_ == State::kFinished) {
+    absl::StatusOr<Membership::Standing> standing =
+        CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+    if (!standing.ok()) return standing.status();
+    auto answer = [&](v1::Outcome::Code code, const std::string& message) {
       v1::NextRoundsReply reply;
-      *reply.mutable_outcome() = MakeOutcome(
-          state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
-          absl::StrCat("run is ", StateName(state_), ": ", message_));
+      *reply.mutable_outcome() = MakeOutcome(code, message);
       completions.push_back([done, reply] { done(reply); });
+    };
+    if (state_ == State::kFailed || state_ == State::kFinished) {
+      answer(state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
+             absl::StrCat("run is ", StateName(), ": ", message_));
+    } else if (*standing == Membership::Standing::kEnded) {
+      answer(v1::Outcome::GENERATION_ENDED,
+             absl::StrCat("generation ", request.generation(), " has ended: ",
+                          membership_.end_reason()));
     } else if (stop_requested_) {
       // Every round handed out has been trained by this worker: it may leave.
-      v1::NextRoundsReply reply;
-      *reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
-      completions.push_back([done, reply] { done(reply); });
+      answer(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
     } else {
       if (request.next_round() < 0 || request.next_round() > next_round_to_serve_) {
         return absl::InvalidArgumentError(absl::StrCat("next_round ", request.next_round(),
@@ -160,7 +320,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
       }
       if (barrier_round_ < 0) {
         barrier_round_ = request.next_round();
-        barrier_deadline_ = now + options_.rendezvous_timeout;
+        barrier_deadline_ = now + options_.round_timeout;
       } else if (barrier_round_ != request.next_round()) {
         return absl::FailedPreconditionError(
             absl::StrCat("rank ", request.rank(), " asks for round ", request.next_round(),
@@ -173,13 +333,20 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
         }
       }
       waiters_.push_back({request.rank(), std::move(done)});
-      if (static_cast<int>(waiters_.size()) == world_size_) {
-        v1::NextRoundsReply reply = PlanBatch(barrier_round_);
-        for (Waiter& w : waiters_) {
-          completions.push_back([cb = std::move(w.done), reply] { cb(reply); });
+      if (static_cast<int>(waiters_.size()) == membership_.active_members()) {
+        if (membership_.admission_pending()) {
+          // A round boundary: the group re-forms with the workers waiting to join. Everyone
+          // holds the state of the round just finished.
+          EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"),
+                        {}, now, &completions);
+        } else {
+          v1::NextRoundsReply reply = PlanBatch(barrier_round_);
+          for (Waiter& w : waiters_) {
+            completions.push_back([cb = std::move(w.done), reply] { cb(reply); });
+          }
+          waiters_.clear();
+          barrier_round_ = -1;
         }
-        waiters_.clear();
-        barrier_round_ = -1;
       }
     }
   }
@@ -208,9 +375,14 @@ v1::NextRoundsReply RunController::PlanBatch(int64_t next_round) {
     plan.set_h(round->h);
     plan.set_lr(round->lr);
     plan.set_data_parallel(round->data_parallel);
-    plan.set_eval_after(round->end_step() / spe != round->start_step / spe ||
-                        round->end_step() == planner_.total_steps());
+    const bool ends_run = round->end_step() == planner_.total_steps();
+    plan.set_eval_after(round->end_step() / spe != round->start_step / spe || ends_run);
+    // A checkpoint after every round that reaches a multiple of save_freq epochs, and at the end.
+    const int64_t sf = recipe_.save_freq;
+    plan.set_checkpoint_after(sf > 0 && (ends_run || round->end_step() / spe / sf >
+                                                         round->start_step / spe / sf));
     pending_[round->index].plan = plan;
+    pending_[round->index].expected = membership_.active_members();
     *reply.add_rounds() = plan;
     current_ = plan;
     ++next_round_to_serve_;
@@ -229,12 +401,14 @@ v1::NextRoundsReply RunController::PlanBatch(int64_t next_round) {
 absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& request,
                                                       absl::Time now) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Member*> member =
-      FindMember(request.worker_id(), request.rank(), request.generation(), now);
-  if (!member.ok()) return member.status();
+  // Reports of an ended generation are still welcome: survivors flush them before joining again.
+  absl::StatusOr<Membership::Standing> standing =
+      CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+  if (!standing.ok()) return standing.status();
   for (const v1::RoundReport& r : request.rounds()) {
     auto it = pending_.find(r.round());
     if (it == pending_.end()) {
+      if (*standing == Membership::Standing::kEnded) continue;  // committed at the regroup
       return absl::InvalidArgumentError(
           absl::StrCat("round ", r.round(), " was not served or is already committed"));
     }
@@ -246,8 +420,8 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     if (r.seconds() < 0 || r.samples() < 0 || r.bytes_sent() < 0) {
       return absl::InvalidArgumentError("round report has negative seconds, samples or bytes");
     }
-    it->second.reports[request.rank()] = r;
-    if (r.seconds() > 0) (*member)->samples_per_sec = r.samples() / r.seconds();
+    it->second.reports[request.worker_id()] = r;
+    if (r.seconds() > 0) samples_per_sec_[request.worker_id()] = r.samples() / r.seconds();
   }
   for (const v1::EvalReport& e : request.evals()) {
     // Every rank computes the same evaluation (sums are all-reduced); rank 0 reports it.
@@ -270,6 +444,16 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     LOG(INFO) << "eval at step " << e.step() << " (epoch " << e.epoch()
               << "): test_acc=" << e.test_acc() << " test_loss=" << e.test_loss();
   }
+  for (const v1::CheckpointReport& c : request.checkpoints()) {
+    // Rank 0 writes the manifest once every worker has written its part.
+    if (request.rank() != 0 || c.step() <= last_checkpoint_step_) continue;
+    if (c.manifest().empty() || c.manifest().size() > 4096) {
+      return absl::InvalidArgumentError("checkpoint manifest path must be 1 to 4096 bytes");
+    }
+    last_checkpoint_step_ = c.step();
+    last_checkpoint_ = c.manifest();
+    LOG(INFO) << "checkpoint committed at step " << c.step() << ": " << c.manifest();
+  }
   CommitReadyRounds();
   v1::ReportReply reply;
   *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
@@ -279,52 +463,61 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
 void RunController::CommitReadyRounds() {
   while (!pending_.empty()) {
     auto it = pending_.begin();
-    PendingRound& p = it->second;
-    if (static_cast<int>(p.reports.size()) < world_size_) return;
-    v1::RoundRecord rec;
-    rec.set_round(p.plan.round());
-    rec.set_step(p.plan.start_step());
-    rec.set_lr(p.plan.lr());
-    rec.set_h(p.plan.h());
-    rec.set_workers(world_size_);
-    double loss = 0, seconds = 0;
-    int64_t bytes = 0, samples = 0;
-    bool identical = true;
-    const uint64_t digest = p.reports.begin()->second.params_digest();
-    for (const auto& [rank, r] : p.reports) {
-      identical = identical && r.params_digest() == digest;
-      loss += r.train_loss();
-      seconds = std::max(seconds, r.seconds());
-      bytes = std::max(bytes, r.bytes_sent());
-      samples += r.samples();
-    }
-    rec.set_train_loss(loss / world_size_);
-    rec.set_seconds(seconds);
-    rec.set_bytes(bytes);
-    rec.set_samples(samples);
-    rec.set_identical(identical);
-    if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
-    committed_.push_back(rec);
-    if (options_.on_round_committed) options_.on_round_committed(rec);
-    bytes_per_worker_ += bytes;
-    train_loss_ = rec.train_loss();
-    recent_.emplace_back(samples, seconds);
-    if (recent_.size() > kThroughputWindow) recent_.pop_front();
-    if (log_) {
-      log_->AppendRound(JsonObject()
-                            .Add("round", rec.round())
-                            .Add("step", rec.step())
-                            .Add("lr", rec.lr())
-                            .Add("h", rec.h())
-                            .Add("workers", rec.workers())
-                            .Add("bytes", rec.bytes())
-                            .Add("seconds", rec.seconds())
-                            .Add("train_loss", rec.train_loss())
-                            .Add("samples", rec.samples())
-                            .Add("identical", rec.identical())
-                            .str());
-    }
+    if (static_cast<int>(it->second.reports.size()) < it->second.expected) return;
+    Commit(it->second);
     pending_.erase(it);
+  }
+}
+
+void RunController::Commit(const PendingRound& p) {
+  v1::RoundRecord rec;
+  rec.set_round(p.plan.round());
+  rec.set_step(p.plan.start_step());
+  rec.set_lr(p.plan.lr());
+  rec.set_h(p.plan.h());
+  const int workers = static_cast<int>(p.reports.size());
+  rec.set_workers(workers);
+  double loss = 0, seconds = 0;
+  int64_t bytes = 0, samples = 0;
+  bool identical = true;
+  const uint64_t digest = workers > 0 ? p.reports.begin()->second.params_digest() : 0;
+  for (const auto& [id, r] : p.reports) {
+    identical = identical && r.params_digest() == digest;
+    loss += r.train_loss();
+    seconds = std::max(seconds, r.seconds());
+    bytes = std::max(bytes, r.bytes_sent());
+    samples += r.samples();
+  }
+  rec.set_train_loss(workers > 0 ? loss / workers : 0.0);
+  rec.set_seconds(seconds);
+  rec.set_bytes(bytes);
+  rec.set_samples(samples);
+  rec.set_identical(identical);
+  if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
+  if (workers < p.expected) {
+    LOG(WARNING) << "round " << rec.round() << " committed with " << workers << " of "
+                 << p.expected << " reports (its group ended)";
+  }
+  committed_.push_back(rec);
+  if (options_.on_round_committed) options_.on_round_committed(rec);
+  bytes_per_worker_ += bytes;
+  train_loss_ = rec.train_loss();
+  recent_.emplace_back(samples, seconds);
+  if (recent_.size() > kThroughputWindow) recent_.pop_front();
+  if (log_) {
+    log_->AppendRound(JsonObject()
+                          .Add("round", rec.round())
+                          .Add("step", rec.step())
+                          .Add("lr", rec.lr())
+                          .Add("h", rec.h())
+                          .Add("workers", rec.workers())
+                          .Add("generation", membership_.generation())
+                          .Add("bytes", rec.bytes())
+                          .Add("seconds", rec.seconds())
+                          .Add("train_loss", rec.train_loss())
+                          .Add("samples", rec.samples())
+                          .Add("identical", rec.identical())
+                          .str());
   }
 }
 
@@ -332,24 +525,33 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
                                                     absl::Time now) {
   std::vector<Completion> completions;
   v1::LeaveReply reply;
+  *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Member*> member =
-        FindMember(request.worker_id(), request.rank(), request.generation(), now);
-    if (!member.ok()) return member.status();
-    (*member)->left = true;
-    if (!request.error().empty()) {
+    absl::StatusOr<Membership::Standing> standing =
+        CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+    if (!standing.ok()) return standing.status();
+    membership_.DropJoiner(request.worker_id());
+    join_waiters_.erase(request.worker_id());
+    const bool ended = state_ == State::kFinished || state_ == State::kFailed;
+    if (*standing == Membership::Standing::kEnded || ended) {
+      // A worker of an ended generation (or of an ended run) gives up: do not wait for it.
+      if (request.generation() == membership_.generation()) membership_.MarkLeft(request.rank());
+      if (!ended) MaybeForm(now, &completions);
+    } else if (!request.error().empty()) {
       ++failures_;
-      completions = Fail(absl::StrCat("rank ", request.rank(), " failed: ", request.error()));
-    } else if (!plan_exhausted_ && state_ != State::kFailed &&
-               next_round_to_serve_ > start_round_) {
+      EndGeneration(absl::StrCat("rank ", request.rank(), " failed: ", request.error()),
+                    {request.rank()}, now, &completions);
+    } else if (!plan_exhausted_ && next_round_to_serve_ > start_round_) {
       // Leaving in the middle of the coordinator's plan. (Workers that never asked for a round,
       // such as programs using the qsr library, use the coordinator only to meet.)
       ++failures_;
-      completions = Fail(absl::StrCat("rank ", request.rank(), " left before the run ended"));
+      EndGeneration(absl::StrCat("rank ", request.rank(), " left before the run ended"),
+                    {request.rank()}, now, &completions);
+    } else {
+      membership_.MarkLeft(request.rank());
     }
     MaybeFinish();
-    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
   }
   for (auto& c : completions) c();
   return reply;
@@ -367,6 +569,13 @@ std::vector<RunController::Completion> RunController::Fail(const std::string& me
   for (Waiter& w : waiters_) completions.push_back([cb = std::move(w.done), reply] { cb(reply); });
   waiters_.clear();
   barrier_round_ = -1;
+  v1::JoinReply join_reply;
+  join_reply.set_run_id(options_.run_id);
+  *join_reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FAILED, "run failed: " + message);
+  for (auto& [id, w] : join_waiters_) {
+    completions.push_back([cb = std::move(w.done), join_reply] { cb(join_reply); });
+  }
+  join_waiters_.clear();
   if (log_) {
     if (absl::Status s = log_->WriteSummary(SummaryJson()); !s.ok()) LOG(ERROR) << s;
   }
@@ -374,10 +583,10 @@ std::vector<RunController::Completion> RunController::Fail(const std::string& me
 }
 
 void RunController::MaybeFinish() {
-  for (const Member& m : members_) {
-    if (!m.left) return;
-  }
+  if (membership_.active_members() > 0) return;
   // A stopped run may end before it ever ran (WAITING).
+  const bool formed = !membership_.forming() || (state_ == State::kWaiting && stop_requested_);
+  if (!formed) return;
   const bool rendezvous_only = state_ == State::kRunning && next_round_to_serve_ == start_round_;
   if ((state_ == State::kRunning || state_ == State::kWaiting) &&
       (plan_exhausted_ || rendezvous_only)) {
@@ -398,23 +607,67 @@ void RunController::Tick(absl::Time now) {
   std::vector<Completion> completions;
   {
     absl::MutexLock lock(&mu_);
-    if (barrier_round_ >= 0 && now >= barrier_deadline_) {
-      ++failures_;
-      completions = Fail(absl::StrCat("only ", waiters_.size(), " of ", world_size_,
-                                      " workers reached round ", barrier_round_, " within ",
-                                      absl::FormatDuration(options_.rendezvous_timeout)));
+    const bool ended = state_ == State::kFinished || state_ == State::kFailed;
+    if (ended) {
+      // Nobody will tell a dead worker that the run is over: stop waiting for it.
+      membership_.FailSilent(now);
+    } else if (state_ == State::kRunning && !membership_.forming()) {
+      if (std::vector<int> expired = membership_.Expired(now); !expired.empty()) {
+        ++failures_;
+        EndGeneration(absl::StrCat("rank(s) ", absl::StrJoin(expired, ","),
+                                   " missed heartbeats for ",
+                                   absl::FormatDuration(options_.heartbeat_timeout)),
+                      expired, now, &completions);
+      } else if (barrier_round_ >= 0 && now >= barrier_deadline_) {
+        std::vector<int> stragglers;
+        for (const Membership::Member& m : membership_.members()) {
+          const bool waiting = std::any_of(waiters_.begin(), waiters_.end(),
+                                           [&](const Waiter& w) { return w.rank == m.rank; });
+          if (m.active() && !waiting) stragglers.push_back(m.rank);
+        }
+        ++failures_;
+        EndGeneration(absl::StrCat("straggler rank(s) ", absl::StrJoin(stragglers, ","),
+                                   " did not reach round ", barrier_round_, " within ",
+                                   absl::FormatDuration(options_.round_timeout)),
+                      stragglers, now, &completions);
+      }
     }
+    // Join polls that ran out are answered TIMEOUT (the worker asks again); joiners that stopped
+    // asking are forgotten.
+    for (auto it = join_waiters_.begin(); it != join_waiters_.end();) {
+      if (now < it->second.poll_deadline) {
+        ++it;
+        continue;
+      }
+      v1::JoinReply reply;
+      reply.set_run_id(options_.run_id);
+      *reply.mutable_outcome() = MakeOutcome(
+          v1::Outcome::TIMEOUT,
+          absl::StrCat("generation ", membership_.generation() + 1, " has not formed yet (",
+                       membership_.joiners().size(), " workers waiting)"));
+      completions.push_back([cb = std::move(it->second.done), reply] { cb(reply); });
+      it = join_waiters_.erase(it);
+    }
+    std::vector<std::string> stale;
+    for (const Membership::Member& j : membership_.joiners()) {
+      if (!join_waiters_.count(j.worker_id) && now - j.last_seen > kJoinerGrace) {
+        stale.push_back(j.worker_id);
+      }
+    }
+    for (const std::string& id : stale) membership_.DropJoiner(id);
+    if (!ended && membership_.forming()) MaybeForm(now, &completions);
   }
   for (auto& c : completions) c();
 }
 
+bool RunController::DoneLocked() const {
+  return (state_ == State::kFinished || state_ == State::kFailed) &&
+         membership_.active_members() == 0 && join_waiters_.empty();
+}
+
 bool RunController::Done() const {
   absl::MutexLock lock(&mu_);
-  if (state_ != State::kFinished && state_ != State::kFailed) return false;
-  for (const Member& m : members_) {
-    if (!m.left) return false;
-  }
-  return true;
+  return DoneLocked();
 }
 
 bool RunController::Failed() const {
@@ -423,13 +676,7 @@ bool RunController::Failed() const {
 }
 
 bool RunController::AwaitDone(absl::Time deadline) const {
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (state_ != State::kFinished && state_ != State::kFailed) return false;
-    for (const Member& m : members_) {
-      if (!m.left) return false;
-    }
-    return true;
-  };
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return DoneLocked(); };
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
 }
@@ -438,7 +685,7 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   v1::GetStatusReply s;
   s.set_run_id(options_.run_id);
-  s.set_state(StateName(state_));
+  s.set_state(StateName());
   s.set_message(message_);
   const int64_t step = committed_.empty() ? std::max<int64_t>(0, recipe_.resume_from_step)
                                           : committed_.back().step() + committed_.back().h();
@@ -449,11 +696,11 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
   s.set_round(start_round_ + static_cast<int64_t>(committed_.size()));
   s.set_lr(current_.h() > 0 ? current_.lr() : planner_.schedule().At(0));
   s.set_h(current_.h());
-  int workers = 0;
-  for (const Member& m : members_) workers += m.left ? 0 : 1;
-  s.set_workers(workers);
-  s.set_world_size(world_size_);
-  s.set_generation(generation_);
+  s.set_workers(membership_.active_members());
+  s.set_world_size(membership_.forming() && state_ == State::kWaiting
+                       ? world_size_
+                       : static_cast<int>(membership_.members().size()));
+  s.set_generation(membership_.generation());
   int64_t samples = 0;
   double seconds = 0;
   for (const auto& [n, sec] : recent_) {
@@ -472,16 +719,22 @@ v1::GetStatusReply RunController::Status(absl::Time now) const {
   s.set_model(recipe_.model);
   s.set_failures(failures_);
   s.set_stop_requested(stop_requested_);
-  for (const Member& m : members_) {
+  s.set_last_checkpoint(last_checkpoint_);
+  auto add = [&](const Membership::Member& m, const char* state, int rank) {
     v1::WorkerInfo* w = s.add_worker_info();
-    w->set_rank(m.rank);
+    w->set_rank(rank);
     w->set_worker_id(m.worker_id);
     w->set_host(m.host);
     w->set_device(m.device);
-    w->set_state(m.left ? "LEFT" : "ACTIVE");
+    w->set_state(state);
     w->set_last_seen_s(absl::ToDoubleSeconds(now - m.last_seen));
-    w->set_samples_per_sec(m.samples_per_sec);
+    auto sps = samples_per_sec_.find(m.worker_id);
+    w->set_samples_per_sec(sps == samples_per_sec_.end() ? 0.0 : sps->second);
+  };
+  for (const Membership::Member& m : membership_.members()) {
+    add(m, m.left ? "LEFT" : m.failed ? "FAILED" : "ACTIVE", m.rank);
   }
+  for (const Membership::Member& j : membership_.joiners()) add(j, "JOINING", -1);
   return s;
 }
 
@@ -510,7 +763,7 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
     if (state_ == State::kFinished || state_ == State::kFailed) {
       *reply.mutable_outcome() = MakeOutcome(
           state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
-          absl::StrCat("run is already ", StateName(state_),
+          absl::StrCat("run is already ", StateName(),
                        message_.empty() ? "" : ": " + message_));
       reply.set_stop_step(committed_.empty() ? 0
                                              : committed_.back().step() + committed_.back().h());
@@ -531,6 +784,16 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
       }
       waiters_.clear();
       barrier_round_ = -1;
+      v1::JoinReply join_reply;
+      join_reply.set_run_id(options_.run_id);
+      *join_reply.mutable_outcome() =
+          MakeOutcome(v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ",
+                                                              kStoppedByOperator));
+      for (auto& [id, w] : join_waiters_) {
+        completions.push_back([cb = std::move(w.done), join_reply] { cb(join_reply); });
+        membership_.DropJoiner(id);
+      }
+      join_waiters_.clear();
       MaybeFinish();  // no member at all (or all gone): the run ends now
     }
     *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
@@ -543,11 +806,14 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
 std::string RunController::SummaryJson() const {
   JsonObject j;
   j.Add("run_id", options_.run_id)
-      .Add("state", StateName(state_))
+      .Add("state", StateName())
       .Add("message", message_)
       .Add("model", recipe_.model)
       .Add("optimizer", recipe_.optimizer)
       .Add("workers", static_cast<int64_t>(world_size_))
+      .Add("generation", membership_.generation())
+      .Add("regroups", regroups_)
+      .Add("failures", failures_)
       .Add("step",
            committed_.empty() ? int64_t{0} : committed_.back().step() + committed_.back().h())
       .Add("total_steps", planner_.total_steps())

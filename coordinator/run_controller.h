@@ -5,11 +5,25 @@
 // evaluations, and answers status queries. It speaks the qsr.v1 protobuf messages but knows
 // nothing of gRPC, so it is tested directly.
 //
-// Run lifecycle:  WAITING --(world_size workers joined)--> RUNNING --(plan exhausted, all members
-// left)--> FINISHED;  any state --(a worker leaves with an error, or a barrier times out)-->
-// FAILED. Stop() (an operator) ends the plan early: the rounds already handed out are trained,
-// every worker is answered RUN_FINISHED at its next barrier, and once all have left the run is
+// Run lifecycle:
+//   WAITING --(`workers` joined: generation 1 forms)--> RUNNING
+//   RUNNING --(a failure: missed heartbeats, a worker error or early leave, a collective that
+//              failed, a straggler past round_timeout; or new workers to admit at a round
+//              boundary)--> REGROUPING --(the next generation forms, see Membership)--> RUNNING
+//   RUNNING --(plan exhausted, all members left)--> FINISHED
+//   REGROUPING --(no generation can form: below min_workers past the replacement timeout, or no
+//                 surviving worker holds the model)--> FAILED
+// Stop() (an operator) ends the plan early: the rounds already handed out are trained, every
+// worker is answered RUN_FINISHED at its next barrier, and once all have left the run is
 // FINISHED with the message "stopped by operator".
+//
+// Recovery protocol (what a regroup means for the rounds). Each worker keeps in memory the state
+// after the last round whose averaging it completed and says which round that was when it joins
+// again. The new generation resumes at the round after the most advanced joiner's (it becomes
+// rank 0 and broadcasts its model), so the interrupted round is replayed with the new membership.
+// Rounds before that are committed with the reports that arrived (survivors flush theirs before
+// joining again, and reports of an ended generation are still accepted); rounds from there on are
+// planned again. rounds.jsonl therefore has every round exactly once.
 //
 // Thread-safe: every public method may be called from any gRPC thread. Callbacks passed to
 // NextRounds run outside the internal lock, exactly once, on the thread that completed the barrier
@@ -31,6 +45,7 @@
 #include "absl/time/time.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
+#include "coordinator/membership.h"
 #include "coordinator/run_log.h"
 #include "qsr/v1/coordinator.pb.h"
 
@@ -40,8 +55,18 @@ class RunController {
  public:
   struct Options {
     std::string run_id = "run";
-    // How long a worker may wait at a barrier or rendezvous for its peers.
+    // How long a worker may wait at a rendezvous for its peers.
     absl::Duration rendezvous_timeout = absl::Minutes(5);
+    // A worker that reaches the round barrier this long after the first one is a straggler: it
+    // is declared failed and the others go on without it.
+    absl::Duration round_timeout = absl::Minutes(5);
+    // Liveness: how often workers call Heartbeat, and the silence that declares one failed.
+    absl::Duration heartbeat_interval = absl::Seconds(1);
+    absl::Duration heartbeat_timeout = absl::Seconds(10);
+    // A regroup waits this long for the survivors, and below min_workers this long for
+    // replacements, before it goes on without them or fails the run.
+    absl::Duration regroup_timeout = absl::Seconds(10);
+    absl::Duration replacement_timeout = absl::Minutes(5);
     // A NextRounds answer covers consecutive rounds until they add up to at least this many
     // steps, so short rounds (data-parallel, H = 1) cost one barrier per batch of steps.
     int64_t plan_batch_steps = 32;
@@ -50,11 +75,21 @@ class RunController {
     std::function<void(const v1::RoundRecord&)> on_round_committed;
   };
   using NextRoundsCallback = std::function<void(const v1::NextRoundsReply&)>;
+  using JoinCallback = std::function<void(const v1::JoinReply&)>;
 
   // REQUIRES: `recipe` resolved. `log` may be null (no run directory).
   RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log);
 
-  absl::StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request, absl::Time now);
+  // Admits a worker to the next generation. Errors in the request are returned and `done` is not
+  // called; otherwise `done` is called exactly once: when the worker's generation forms, when the
+  // run cannot take it, or with outcome TIMEOUT at `poll_deadline` (the worker asks again).
+  absl::Status Join(const v1::JoinRequest& request, absl::Time now, absl::Time poll_deadline,
+                    JoinCallback done);
+  // For callers that do not wait (tests, a formed generation): Join with a poll deadline of `now`.
+  absl::StatusOr<v1::JoinReply> JoinNow(const v1::JoinRequest& request, absl::Time now);
+
+  absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& request,
+                                               absl::Time now);
 
   // The round barrier (see the proto). Errors in the request are returned and `done` is not
   // called; otherwise `done` is called exactly once.
@@ -72,7 +107,7 @@ class RunController {
   // when the run has already ended, the reply's outcome says how.
   v1::StopReply Stop(const v1::StopRequest& request);
 
-  // Fails barriers whose deadline has passed. Call periodically.
+  // Acts on deadlines: missed heartbeats, stragglers, regroups, Join polls. Call periodically.
   void Tick(absl::Time now);
 
   // True once the run has ended (FINISHED or FAILED) and no worker is still in it.
@@ -88,34 +123,45 @@ class RunController {
 
  private:
   enum class State { kWaiting, kRunning, kFinished, kFailed };
-  struct Member {
-    int rank = 0;
-    std::string worker_id;
-    std::string host;
-    std::string device;
-    bool left = false;
-    absl::Time last_seen;
-    double samples_per_sec = 0.0;
-  };
   struct PendingRound {
     v1::RoundPlan plan;
-    std::map<int, v1::RoundReport> reports;  // by rank
+    int expected = 0;                              // members when it was served
+    std::map<std::string, v1::RoundReport> reports;  // by worker id
   };
   struct Waiter {
     int rank;
     NextRoundsCallback done;
   };
+  struct JoinWaiter {
+    absl::Time poll_deadline;
+    JoinCallback done;
+  };
   using Completion = std::function<void()>;
 
-  static const char* StateName(State s);
-  absl::StatusOr<Member*> FindMember(const std::string& worker_id, int rank, int64_t generation,
-                                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const char* StateName() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks a member's call against the membership: kEnded means "answer GENERATION_ENDED".
+  absl::StatusOr<Membership::Standing> CheckMember(const std::string& worker_id, int rank,
+                                                   int64_t generation, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JoinReply MemberReply(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the active generation and releases everyone waiting at the barrier.
+  void EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
+                     absl::Time now, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forms the next generation when it is ready (answering its joiners), or fails the run when it
+  // never can.
+  void MaybeForm(absl::Time now, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the plan to where a newly formed generation resumes (see the recovery protocol).
+  absl::Status ResumeAt(int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plans the batch of rounds starting at `next_round`, records them as served.
   v1::NextRoundsReply PlanBatch(int64_t next_round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitReadyRounds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Commit(const PendingRound& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run as failed; returns the barrier callbacks to run outside the lock.
   std::vector<Completion> Fail(const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SummaryJson() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Recipe recipe_;
@@ -128,8 +174,11 @@ class RunController {
   std::unique_ptr<RunLog> log_ ABSL_GUARDED_BY(mu_);
   State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
   std::string message_ ABSL_GUARDED_BY(mu_);
-  int64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
-  std::vector<Member> members_ ABSL_GUARDED_BY(mu_);  // index = rank
+  Membership membership_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, JoinWaiter> join_waiters_ ABSL_GUARDED_BY(mu_);  // by worker id
+  // Workers ever admitted: their reports are accepted after their generation ended.
+  std::map<std::string, double> samples_per_sec_ ABSL_GUARDED_BY(mu_);
+  int64_t regroups_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Barrier: the round everyone is asking for, and who has asked.
   int64_t barrier_round_ ABSL_GUARDED_BY(mu_) = -1;
@@ -158,6 +207,8 @@ class RunController {
   bool have_eval_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_eval_step_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time ended_ ABSL_GUARDED_BY(mu_);
+  std::string last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  int64_t last_checkpoint_step_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace qsr

@@ -33,17 +33,32 @@ class RunControllerTest : public ::testing::TestWithParam<int> {
     RunController::Options options;
     options.run_id = "t";
     options.rendezvous_timeout = absl::Seconds(30);
+    options.round_timeout = absl::Seconds(30);
+    options.heartbeat_timeout = absl::Seconds(60);  // these tests send no heartbeats
     options.plan_batch_steps = 4;
     controller_ = std::make_unique<RunController>(recipe_, options, nullptr);
+    JoinAll();
+  }
+
+  // Every worker joins; the generation forms when the last one has.
+  void JoinAll() {
+    std::vector<std::optional<v1::JoinReply>> got(world_);
     for (int i = 0; i < world_; ++i) {
       v1::JoinRequest join;
       join.set_worker_id("w" + std::to_string(i));
-      absl::StatusOr<v1::JoinReply> reply = controller_->Join(join, now_);
-      ASSERT_TRUE(reply.ok()) << reply.status();
-      ASSERT_EQ(reply->outcome().code(), v1::Outcome::OK);
-      EXPECT_EQ(reply->rank(), i);
-      EXPECT_EQ(reply->world_size(), world_);
-      generation_ = reply->generation();
+      ASSERT_TRUE(controller_
+                      ->Join(join, now_, now_ + absl::Seconds(60),
+                             [&got, i](const v1::JoinReply& r) { got[i] = r; })
+                      .ok());
+      // Nobody is answered before the generation is complete.
+      if (i < world_ - 1) EXPECT_FALSE(got[i].has_value());
+    }
+    for (int i = 0; i < world_; ++i) {
+      ASSERT_TRUE(got[i].has_value());
+      ASSERT_EQ(got[i]->outcome().code(), v1::Outcome::OK) << got[i]->outcome().message();
+      EXPECT_EQ(got[i]->rank(), i);
+      EXPECT_EQ(got[i]->world_size(), world_);
+      generation_ = got[i]->generation();
     }
   }
 
@@ -169,7 +184,7 @@ TEST_P(RunControllerTest, FlagsWorkersWhoseParametersDiffer) {
   EXPECT_FALSE(rounds.rounds(0).identical());
 }
 
-TEST_P(RunControllerTest, AWorkerErrorFailsTheRunAndReleasesTheBarrier) {
+TEST_P(RunControllerTest, AWorkerErrorEndsTheGenerationAndReleasesTheBarrier) {
   std::optional<v1::NextRoundsReply> waiting;
   if (world_ > 1) {
     ASSERT_TRUE(
@@ -182,16 +197,21 @@ TEST_P(RunControllerTest, AWorkerErrorFailsTheRunAndReleasesTheBarrier) {
   l.set_generation(generation_);
   l.set_error("out of memory");
   ASSERT_TRUE(controller_->Leave(l, now_).ok());
-  EXPECT_TRUE(controller_->Failed());
   if (world_ > 1) {
+    // The survivors re-form the group without the failed worker.
     ASSERT_TRUE(waiting.has_value());
-    EXPECT_EQ(waiting->outcome().code(), v1::Outcome::RUN_FAILED);
+    EXPECT_EQ(waiting->outcome().code(), v1::Outcome::GENERATION_ENDED);
     EXPECT_NE(waiting->outcome().message().find("out of memory"), std::string::npos);
+    EXPECT_FALSE(controller_->Failed());
+    EXPECT_EQ(controller_->Status(now_).state(), "REGROUPING");
+  } else {
+    // Nobody is left who holds the model.
+    EXPECT_TRUE(controller_->Failed());
+    EXPECT_EQ(controller_->Status(now_).state(), "FAILED");
   }
-  EXPECT_EQ(controller_->Status(now_).state(), "FAILED");
 }
 
-TEST_P(RunControllerTest, ABarrierThatTimesOutFailsTheRun) {
+TEST_P(RunControllerTest, AStragglerPastTheRoundTimeoutIsEvicted) {
   if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
   std::optional<v1::NextRoundsReply> waiting;
   ASSERT_TRUE(
@@ -201,21 +221,29 @@ TEST_P(RunControllerTest, ABarrierThatTimesOutFailsTheRun) {
   EXPECT_FALSE(waiting.has_value());
   controller_->Tick(now_ + absl::Seconds(31));
   ASSERT_TRUE(waiting.has_value());
-  EXPECT_EQ(waiting->outcome().code(), v1::Outcome::RUN_FAILED);
-  EXPECT_NE(waiting->outcome().message().find("1 of"), std::string::npos);
+  EXPECT_EQ(waiting->outcome().code(), v1::Outcome::GENERATION_ENDED);
+  EXPECT_NE(waiting->outcome().message().find("straggler"), std::string::npos);
+  v1::GetStatusReply status = controller_->Status(now_ + absl::Seconds(31));
+  EXPECT_EQ(status.state(), "REGROUPING");
+  EXPECT_EQ(status.worker_info(world_ - 1).state(), "FAILED");
+  EXPECT_EQ(status.worker_info(0).state(), "ACTIVE");
 }
 
 TEST_P(RunControllerTest, RejectsBadRequests) {
   v1::JoinRequest extra;
   extra.set_worker_id("extra");
-  absl::StatusOr<v1::JoinReply> full = controller_->Join(extra, now_);
+  absl::StatusOr<v1::JoinReply> full = controller_->JoinNow(extra, now_);
   ASSERT_TRUE(full.ok());
   EXPECT_EQ(full->outcome().code(), v1::Outcome::REJECTED);
   // A retried Join of a member gets its rank back.
   v1::JoinRequest again;
   again.set_worker_id("w0");
-  EXPECT_EQ(controller_->Join(again, now_)->rank(), 0);
-  EXPECT_TRUE(absl::IsInvalidArgument(controller_->Join(v1::JoinRequest(), now_).status()));
+  EXPECT_EQ(controller_->JoinNow(again, now_)->rank(), 0);
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->JoinNow(v1::JoinRequest(), now_).status()));
+  v1::JoinRequest future_state;
+  future_state.set_worker_id("w0");
+  future_state.set_next_round(5);  // no round has been served yet
+  EXPECT_TRUE(absl::IsInvalidArgument(controller_->JoinNow(future_state, now_).status()));
 
   auto noop = [](const v1::NextRoundsReply&) { ADD_FAILURE() << "callback must not run"; };
   v1::NextRoundsRequest bad_rank = Ask(0, 0);
@@ -224,7 +252,7 @@ TEST_P(RunControllerTest, RejectsBadRequests) {
   v1::NextRoundsRequest wrong_worker = Ask(0, 0);
   wrong_worker.set_worker_id("impostor");
   EXPECT_TRUE(absl::IsFailedPrecondition(controller_->NextRounds(wrong_worker, now_, noop)));
-  v1::NextRoundsRequest old_gen = Ask(0, 0);
+  v1::NextRoundsRequest old_gen = Ask(0, 0);  // a generation that does not exist yet
   old_gen.set_generation(generation_ + 5);
   EXPECT_TRUE(absl::IsFailedPrecondition(controller_->NextRounds(old_gen, now_, noop)));
   EXPECT_TRUE(absl::IsInvalidArgument(controller_->NextRounds(Ask(0, 99), now_, noop)));
@@ -246,16 +274,54 @@ TEST_P(RunControllerTest, WorkersThatOnlyMeetEndTheRunCleanly) {
   EXPECT_TRUE(controller_->Done());
 }
 
-TEST_P(RunControllerTest, LeavingInTheMiddleOfThePlanFailsTheRun) {
+TEST_P(RunControllerTest, EveryWorkerLeavingInTheMiddleOfThePlanFailsTheRun) {
   Barrier(0);
-  v1::LeaveRequest l;
-  l.set_worker_id("w0");
-  l.set_rank(0);
-  l.set_generation(generation_);
-  ASSERT_TRUE(controller_->Leave(l, now_).ok());
-  EXPECT_TRUE(controller_->Failed());
+  for (int rank = 0; rank < world_; ++rank) {
+    v1::LeaveRequest l;
+    l.set_worker_id("w" + std::to_string(rank));
+    l.set_rank(rank);
+    l.set_generation(generation_);
+    ASSERT_TRUE(controller_->Leave(l, now_).ok());
+    // While a worker remains, the group re-forms around it.
+    EXPECT_EQ(controller_->Failed(), rank == world_ - 1);
+  }
   EXPECT_NE(controller_->Status(now_).message().find("left before the run ended"),
             std::string::npos);
+  EXPECT_TRUE(controller_->Done());
+}
+
+TEST_P(RunControllerTest, PlansACheckpointEverySaveFreqEpochsAndAtTheEnd) {
+  recipe_.save_freq = 2;
+  RunController::Options options;
+  options.plan_batch_steps = 1;
+  controller_ = std::make_unique<RunController>(recipe_, options, nullptr);
+  JoinAll();
+  std::vector<int64_t> checkpoint_ends;
+  int64_t next = 0;
+  for (int guard = 0; guard < 1000; ++guard) {
+    std::vector<v1::NextRoundsReply> replies = Barrier(next);
+    if (replies[0].rounds_size() == 0) break;
+    for (const v1::RoundPlan& plan : replies[0].rounds()) {
+      if (plan.checkpoint_after()) checkpoint_ends.push_back(plan.start_step() + plan.h());
+      ReportAll(plan, 7);
+      next = plan.round() + 1;
+    }
+  }
+  // 3 epochs of 20 steps, save_freq 2: the round that reaches step 40, and the last one (60).
+  ASSERT_EQ(checkpoint_ends.size(), 2u);
+  EXPECT_GE(checkpoint_ends[0], 40);
+  EXPECT_LT(checkpoint_ends[0], 60);
+  EXPECT_EQ(checkpoint_ends[1], 60);
+
+  v1::ReportRequest r;
+  r.set_worker_id("w0");
+  r.set_rank(0);
+  r.set_generation(generation_);
+  v1::CheckpointReport* c = r.add_checkpoints();
+  c->set_step(checkpoint_ends[0]);
+  c->set_manifest("/ckpt/step=40/MANIFEST.json");
+  ASSERT_TRUE(controller_->Report(r, now_).ok());
+  EXPECT_EQ(controller_->Status(now_).last_checkpoint(), "/ckpt/step=40/MANIFEST.json");
 }
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes, RunControllerTest, ::testing::Values(1, 2, 3));

@@ -1,0 +1,194 @@
+#include "coordinator/membership.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+
+namespace qsr {
+
+Membership::Membership(Options options) : options_(std::move(options)) {}
+
+int Membership::active_members() const {
+  int n = 0;
+  for (const Member& m : members_) n += m.active() ? 1 : 0;
+  return n;
+}
+
+Membership::JoinResult Membership::Join(const std::string& worker_id, const std::string& host,
+                                        const std::string& device, int64_t next_round,
+                                        int64_t failed_generation, absl::Time now) {
+  if (!forming_) {
+    for (Member& m : members_) {
+      if (m.worker_id != worker_id || !m.active()) continue;
+      if (failed_generation != generation_) {
+        m.last_seen = now;
+        return JoinResult::kAlreadyMember;
+      }
+      EndGeneration(absl::StrCat("rank ", m.rank, " (", worker_id, ") lost its group"), {}, now);
+      break;
+    }
+  }
+  for (Member& j : joiners_) {
+    if (j.worker_id != worker_id) continue;
+    j.host = host;
+    j.device = device;
+    j.next_round = next_round;
+    j.last_seen = now;
+    return JoinResult::kJoining;
+  }
+  // Places held: joiners, plus the active members (while active) or the survivors still expected
+  // back (while forming).
+  int taken = static_cast<int>(joiners_.size());
+  if (forming_) {
+    for (const auto& [id, rank] : expected_) {
+      const bool back = std::any_of(joiners_.begin(), joiners_.end(),
+                                    [&](const Member& j) { return j.worker_id == id; });
+      taken += back || id == worker_id ? 0 : 1;
+    }
+  } else {
+    taken += active_members();
+  }
+  if (taken >= options_.max_workers) return JoinResult::kFull;
+  Member j;
+  j.worker_id = worker_id;
+  j.host = host;
+  j.device = device;
+  j.next_round = next_round;
+  j.last_seen = now;
+  joiners_.push_back(std::move(j));
+  return JoinResult::kJoining;
+}
+
+void Membership::DropJoiner(const std::string& worker_id) {
+  joiners_.erase(std::remove_if(joiners_.begin(), joiners_.end(),
+                                [&](const Member& j) { return j.worker_id == worker_id; }),
+                 joiners_.end());
+}
+
+absl::StatusOr<Membership::Standing> Membership::Check(const std::string& worker_id, int rank,
+                                                       int64_t generation, absl::Time now) {
+  if (generation <= 0 || generation > generation_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("generation ", generation, " does not exist (the current one is ",
+                     generation_, ")"));
+  }
+  if (generation < generation_) return Standing::kEnded;
+  if (rank < 0 || rank >= static_cast<int>(members_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is not a member (generation ",
+                                                   generation_, " has ", members_.size(),
+                                                   " workers)"));
+  }
+  Member& m = members_[rank];
+  if (m.worker_id != worker_id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank ", rank, " belongs to worker ", m.worker_id, ", not ", worker_id));
+  }
+  if (forming_ || !m.active()) return Standing::kEnded;
+  m.last_seen = now;
+  return Standing::kCurrent;
+}
+
+void Membership::EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
+                               absl::Time now) {
+  for (int rank : failed_ranks) {
+    if (rank < 0 || rank >= static_cast<int>(members_.size())) continue;
+    members_[rank].failed = true;
+    expected_.erase(std::remove_if(expected_.begin(), expected_.end(),
+                                   [&](const auto& e) { return e.second == rank; }),
+                    expected_.end());
+  }
+  if (forming_) return;
+  LOG(WARNING) << "generation " << generation_ << " ended: " << reason;
+  forming_ = true;
+  forming_since_ = now;
+  end_reason_ = reason;
+  expected_.clear();
+  for (const Member& m : members_) {
+    if (m.active()) expected_.emplace_back(m.worker_id, m.rank);
+  }
+}
+
+void Membership::MarkLeft(int rank) {
+  if (rank >= 0 && rank < static_cast<int>(members_.size())) members_[rank].left = true;
+  expected_.erase(std::remove_if(expected_.begin(), expected_.end(),
+                                 [&](const auto& e) { return e.second == rank; }),
+                  expected_.end());
+}
+
+void Membership::FailSilent(absl::Time now) {
+  for (Member& m : members_) {
+    if (m.active() && now - m.last_seen > options_.heartbeat_timeout) m.failed = true;
+  }
+}
+
+std::vector<int> Membership::Expired(absl::Time now) const {
+  std::vector<int> expired;
+  if (forming_) return expired;
+  for (const Member& m : members_) {
+    if (m.active() && now - m.last_seen > options_.heartbeat_timeout) expired.push_back(m.rank);
+  }
+  return expired;
+}
+
+bool Membership::TryForm(absl::Time now) {
+  if (!forming_) return false;
+  const int n = static_cast<int>(joiners_.size());
+  bool ready;
+  if (generation_ == 0) {
+    ready = n >= options_.initial_size;
+  } else {
+    const bool all_back = std::all_of(expected_.begin(), expected_.end(), [&](const auto& e) {
+      return std::any_of(joiners_.begin(), joiners_.end(),
+                         [&](const Member& j) { return j.worker_id == e.first; });
+    });
+    ready = n >= std::max(options_.min_workers, 1) &&
+            (all_back || now >= forming_since_ + options_.regroup_timeout);
+  }
+  if (!ready) return false;
+  auto old_rank = [&](const Member& j) {
+    for (const auto& [id, rank] : expected_) {
+      if (id == j.worker_id) return rank;
+    }
+    return INT_MAX;
+  };
+  std::stable_sort(joiners_.begin(), joiners_.end(), [&](const Member& a, const Member& b) {
+    if (a.next_round != b.next_round) return a.next_round > b.next_round;
+    return old_rank(a) < old_rank(b);
+  });
+  members_ = std::move(joiners_);
+  joiners_.clear();
+  expected_.clear();
+  formed_next_round_ = members_.front().next_round;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    members_[i].rank = static_cast<int>(i);
+    members_[i].last_seen = now;
+  }
+  ++generation_;
+  forming_ = false;
+  LOG(INFO) << "generation " << generation_ << " formed with " << members_.size() << " workers";
+  return true;
+}
+
+std::optional<std::string> Membership::Unformable(absl::Time now) const {
+  if (!forming_ || generation_ == 0) return std::nullopt;
+  const int n = static_cast<int>(joiners_.size());
+  // Nobody left to wait for, or nobody came back.
+  const bool all_gone = std::none_of(members_.begin(), members_.end(), [&](const Member& m) {
+    return m.active() && std::any_of(expected_.begin(), expected_.end(),
+                                     [&](const auto& e) { return e.first == m.worker_id; });
+  });
+  if (n == 0 && (all_gone || now >= forming_since_ + options_.regroup_timeout)) {
+    return absl::StrCat("no worker of generation ", generation_, " came back within ",
+                        absl::FormatDuration(options_.regroup_timeout), " (", end_reason_, ")");
+  }
+  if (n < options_.min_workers && now >= forming_since_ + options_.replacement_timeout) {
+    return absl::StrCat("only ", n, " workers (min_workers ", options_.min_workers,
+                        ") within ", absl::FormatDuration(options_.replacement_timeout),
+                        " after generation ", generation_, " ended (", end_reason_, ")");
+  }
+  return std::nullopt;
+}
+
+}  // namespace qsr
