@@ -687,6 +687,8 @@ const std::map<std::string, std::string>& AllowedText() {
       {"min_h", ">= 1"},
       {"init_h", ">= 1"},
       {"workers", ">= 1"},
+      {"min_workers", "1 to `workers`"},
+      {"max_workers", ">= `workers`, or -1"},
       {"eval_batch_size", ">= 1"},
       {"label_smoothing", "[0, 1)"},
       {"gradient_clipping", ">= 0"},

@@ -349,16 +349,10 @@ absl::Status Worker::LoadInitialState() {
 }
 
 absl::Status Worker::MaybeCheckpoint(const v1::RoundPlan& plan) {
+  // The coordinator decides (every save_freq epochs and at the end of the run).
+  if (!plan.checkpoint_after()) return absl::OkStatus();
   const int64_t spe = recipe_.steps_per_epoch;
   const int64_t step = plan.start_step() + plan.h();
-  // Until every coordinator sets checkpoint_after, the worker applies the same rule: a round
-  // that ends a save_freq-th epoch (or crosses into the epoch after it), or ends the run.
-  const bool ends_epoch = step / spe > plan.start_step() / spe;
-  const bool due =
-      plan.checkpoint_after() ||
-      (recipe_.save_freq > 0 &&
-       (step == recipe_.TotalSteps() || (ends_epoch && (step / spe) % recipe_.save_freq == 0)));
-  if (!due) return absl::OkStatus();
   CheckpointPoint point;
   point.dir = CheckpointDir();
   point.step = step;
