@@ -184,6 +184,7 @@ TEST_F(CheckpointManifestTest, ApplyResumeFillsTheRecipe) {
   Recipe other = recipe;
   other.workers = 4;
   other.physical_batch_size = -1;
+  other.max_workers = -1;
   ASSERT_TRUE(ResolveRecipe(other).ok());
   absl::StatusOr<ChosenCheckpoint> refused = ApplyResume(other, "");
   ASSERT_FALSE(refused.ok());
