@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -121,6 +122,10 @@ const std::vector<KeyDef>& Keys() {
         "vit_b16", "vit_small"}},
       {"dataset", &Recipe::dataset, "training dataset", {}},
       {"data_dir", &Recipe::data_dir, "dataset folder (empty = the dataset's default)", {}},
+      {"image_size",
+       &Recipe::image_size,
+       "imagenet / imagefolder: side of the cropped images (0 = 224)",
+       {}},
       {"optimizer",
        &Recipe::optimizer,
        "optimizer; the local ones average models every H steps, the others gradients every step",
@@ -218,6 +223,16 @@ const std::vector<KeyDef>& Keys() {
       {"init_model_path",
        &Recipe::init_model_path,
        "initial weights to load when init_model_by_seed is -1",
+       {}},
+      {"checkpoint_dir",
+       &Recipe::checkpoint_dir,
+       "where committed checkpoints (step=S/ with MANIFEST.json) go (empty = the worker's "
+       "--checkpoint-dir, else runs/RUN_ID/checkpoints)",
+       {}},
+      {"resume",
+       &Recipe::resume,
+       "resume from a committed checkpoint: latest (the newest complete one under "
+       "checkpoint_dir), a MANIFEST.json or step=S folder, or empty (off)",
        {}},
   };
   return *keys;
@@ -381,7 +396,11 @@ struct KnownDataset {
   int64_t train_examples;
 };
 constexpr KnownDataset kDatasets[] = {
-    {"fashion-mnist", 60000}, {"cifar10", 50000}, {"cifar100", 50000}};
+    {"fashion-mnist", 60000},
+    {"cifar10", 50000},
+    {"cifar100", 50000},
+    {"imagenet", 1281167},  // ILSVRC-2012 train
+    {"imagefolder", -1}};   // any class-per-folder tree: its size is not known here
 
 // `key "momentum": value 1 must be in [0, 1)`.
 template <typename T>
@@ -457,6 +476,11 @@ absl::Status ResolveSteps(Recipe& r) {
             ">= 0 or -1 (warmup_epochs * steps_per_epoch)");
   if (!c.status().ok()) return c.status();
 
+  if (r.steps_per_epoch == -1 && *examples < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key \"steps_per_epoch\": dataset ", r.dataset,
+                     " does not know its size; set steps_per_epoch (>= 1)"));
+  }
   if (r.steps_per_epoch == -1) {
     const int64_t derived = *examples / r.total_batch_size;
     if (derived < 1) {
@@ -530,6 +554,8 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(r.nw >= 0 && r.nw <= 64, "nw", r.nw, "in [0, 64]");
   c.Require(r.mixup_alpha >= 0, "mixup_alpha", r.mixup_alpha, ">= 0 (0 = off)");
   c.Require(r.save_freq >= 0, "save_freq", r.save_freq, ">= 0 (0 = never)");
+  c.Require(r.image_size >= 0 && r.image_size <= 4096, "image_size", r.image_size,
+            "in [0, 4096] (0 = 224)");
   c.Require(r.init_model_by_seed >= 0 || (r.init_model_by_seed == -1 && !r.init_model_path.empty()),
             "init_model_by_seed", r.init_model_by_seed,
             ">= 0, or -1 together with init_model_path");
@@ -628,6 +654,89 @@ std::vector<std::pair<std::string, std::string>> RecipeKeyHelp() {
     help.emplace_back(ToKebab(def.name), std::move(text));
   }
   return help;
+}
+
+namespace {
+
+// The values each non-enumerated key accepts, as ResolveRecipe checks them (for the README).
+const std::map<std::string, std::string>& AllowedText() {
+  static const auto* text = new std::map<std::string, std::string>{
+      {"dataset", "`fashion-mnist`, `cifar10`, `cifar100`, `imagenet`, `imagefolder`"},
+      {"data_dir", "a folder (worker `--data-dir` / `QSR_DATA_DIR` override it)"},
+      {"image_size", "0 to 4096 (0 = 224)"},
+      {"max_lr", "> 0"},
+      {"min_lr", "0 to `max_lr`"},
+      {"momentum", "[0, 1); > 0 with `nesterov`"},
+      {"wd", ">= 0"},
+      {"beta1", "[0, 1)"},
+      {"beta2", "[0, 1)"},
+      {"eps", "> 0"},
+      {"decay_points", "ascending epochs >= 0, e.g. `[30, 60, 80]`"},
+      {"gamma", "(0, 1]"},
+      {"warmup_epochs", ">= 0"},
+      {"warmup_steps", ">= 0 or -1; at most the schedule's steps"},
+      {"epochs", ">= 1"},
+      {"epochs_for_sche", ">= `epochs`, or -1"},
+      {"steps_per_epoch", ">= 1, or -1 (needs a dataset of known size)"},
+      {"total_batch_size", "> 0, divisible by `workers` x `physical_batch_size`"},
+      {"physical_batch_size", ">= 1, or -1"},
+      {"seed", "any integer"},
+      {"init_model_by_seed", ">= 0, or -1 with `init_model_path`"},
+      {"alpha", ">= 0"},
+      {"power", "> 0"},
+      {"min_h", ">= 1"},
+      {"init_h", ">= 1"},
+      {"workers", ">= 1"},
+      {"min_workers", "1 to `workers`"},
+      {"max_workers", ">= `workers`, or -1"},
+      {"eval_batch_size", ">= 1"},
+      {"label_smoothing", "[0, 1)"},
+      {"gradient_clipping", ">= 0"},
+      {"avg_m", "`true` only with `adamw` / `localadamw`"},
+      {"avg_v", "`true` only with `adamw` / `localadamw`"},
+      {"base", "> 1"},
+      {"bn_batches", ">= 1"},
+      {"post_local_epoch", "0 to `epochs`, or -1; local optimizers only"},
+      {"sync_budget", "[0, 1]"},
+      {"nw", "0 to 64"},
+      {"mixup_alpha", ">= 0"},
+      {"save_freq", ">= 0"},
+      {"resume_from_epoch", "0 to `epochs` - 1, or -1"},
+      {"resume_from_step", "0 to total steps - 1, or -1"},
+      {"resume_pth", "a model checkpoint file"},
+      {"optimizer_resume_pth", "an optimizer checkpoint file, or a folder of `rank=R.pt`"},
+      {"init_model_path",
+       "a qsr checkpoint, a `torch.save`d state_dict (zip format) or a TorchScript file"},
+      {"checkpoint_dir", "a folder shared by the workers"},
+      {"resume", "`latest`, a `MANIFEST.json` or `step=S` folder, or empty"},
+  };
+  return *text;
+}
+
+std::string MarkdownCell(std::string text) { return absl::StrReplaceAll(text, {{"|", "\\|"}}); }
+
+}  // namespace
+
+std::string RecipeKeysMarkdown() {
+  const Recipe defaults;
+  std::string out = "| key | meaning | default | allowed values |\n|---|---|---|---|\n";
+  for (const KeyDef& def : Keys()) {
+    std::string allowed;
+    if (!def.allowed.empty()) {
+      allowed = "`" + absl::StrJoin(def.allowed, "`, `") + "`";
+    } else if (std::holds_alternative<bool Recipe::*>(def.field)) {
+      allowed = std::string(def.name) == "avg_m" || std::string(def.name) == "avg_v"
+                    ? AllowedText().at(def.name)
+                    : "`true`, `false`";
+    } else if (auto it = AllowedText().find(def.name); it != AllowedText().end()) {
+      allowed = it->second;
+    }
+    std::string default_text = FieldText(defaults, def);
+    default_text = default_text.empty() ? "(empty)" : "`" + default_text + "`";
+    absl::StrAppend(&out, "| `", def.name, "` | ", MarkdownCell(def.help), " | ", default_text,
+                    " | ", MarkdownCell(allowed), " |\n");
+  }
+  return out;
 }
 
 absl::Status ResolveRecipe(Recipe& recipe) {

@@ -22,7 +22,8 @@ struct Recipe {
   // Model and data.
   std::string model = "cnn";  // mlp | cnn
   std::string dataset = "fashion-mnist";
-  std::string data_dir;  // empty = the dataset's default location
+  std::string data_dir;    // empty = the dataset's default location
+  int64_t image_size = 0;  // side of the images a folder dataset produces (0 = 224)
   // Optimizer: sgd | adamw are data-parallel (gradients averaged every step);
   // localsgd | localadamw train locally for H steps, then average the models.
   std::string optimizer = "localsgd";
@@ -85,6 +86,13 @@ struct Recipe {
   std::string resume_pth;
   std::string optimizer_resume_pth;
   std::string init_model_path;  // with init_model_by_seed: -1, load the initial weights
+  // Committed checkpoints (step=S/ folders with a MANIFEST.json) go here; empty = the worker's
+  // --checkpoint-dir, else runs/<run id>/checkpoints.
+  std::string checkpoint_dir;
+  // "latest": resume from the newest complete checkpoint under checkpoint_dir; a MANIFEST.json
+  // path or step=S folder: from that one; "" = no resume (the coordinator fills resume_from_step,
+  // resume_pth and optimizer_resume_pth from the manifest).
+  std::string resume;
 
   bool DataParallel() const { return optimizer == "sgd" || optimizer == "adamw"; }
   // Whether the step `step` trains data-parallel (always, or before post_local_epoch).
@@ -100,8 +108,9 @@ struct Recipe {
   int64_t AccumulationSteps() const { return LocalBatchSize() / physical_batch_size; }
 };
 
-// Number of training examples of a known dataset ("fashion-mnist": 60000), or an error naming
-// the datasets that are known.
+// Number of training examples of a known dataset ("fashion-mnist": 60000; "imagenet": 1281167;
+// "imagefolder": -1, unknown: its recipe must set steps_per_epoch), or an error naming the
+// datasets that are known.
 absl::StatusOr<int64_t> DatasetTrainExamples(const std::string& dataset);
 
 // Parses YAML text. Unknown keys, wrong types and malformed YAML are errors naming the key.
@@ -120,6 +129,10 @@ bool IsRecipeKey(const std::string& key);
 bool IsRecipeBoolKey(const std::string& key);
 // All recipe keys in kebab case, with a one-line description, for --help.
 std::vector<std::pair<std::string, std::string>> RecipeKeyHelp();
+
+// Every recipe key as one Markdown table (| key | meaning | default | allowed values |), from the
+// key table: the README's recipe table is this text (a test checks it).
+std::string RecipeKeysMarkdown();
 
 // Fills derived values (steps_per_epoch, warmup_steps, epochs_for_sche, physical_batch_size) and
 // validates every key. Idempotent.

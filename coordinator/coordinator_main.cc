@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/checkpoint_manifest.h"
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "coordinator/connection_security.h"
@@ -172,6 +173,20 @@ int main(int argc, char** argv) {
   options.run_dir = !flags.Get("run-dir").empty()   ? flags.Get("run-dir")
                     : !flags.Get("state-dir").empty() ? flags.Get("state-dir")
                                                       : "runs/" + options.run.run_id;
+
+  // Checkpoints go under the run directory unless the recipe says otherwise; workers learn the
+  // folder from the recipe (a worker's --checkpoint-dir still wins, for per-machine mounts).
+  if (recipe->checkpoint_dir.empty()) recipe->checkpoint_dir = options.run_dir + "/checkpoints";
+  // resume: the coordinator picks the checkpoint (it owns the plan); workers load its files.
+  absl::StatusOr<qsr::ChosenCheckpoint> resumed = qsr::ApplyResume(*recipe, recipe->checkpoint_dir);
+  if (!resumed.ok()) return Fail(std::string(resumed.status().message()));
+  for (const std::string& skipped : resumed->skipped) {
+    LOG(WARNING) << "resume: skipped a bad checkpoint: " << skipped;
+  }
+  if (!resumed->manifest_path.empty()) {
+    LOG(INFO) << "resuming from " << resumed->manifest_path << " at step "
+              << recipe->resume_from_step;
+  }
 
   absl::StatusOr<std::unique_ptr<qsr::CoordinatorServer>> server =
       qsr::CoordinatorServer::Start(*recipe, options);

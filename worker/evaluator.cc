@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "worker/data/batch_loader.h"
 #include "worker/torch_call.h"
 
 namespace qsr {
@@ -27,34 +28,61 @@ int ForEachBatchNorm(Model& model, Fn&& fn) {
 
 }  // namespace
 
-absl::StatusOr<EvalResult> Evaluate(Model& model, const Dataset& test, Communicator& comm,
-                                    const torch::Device& device, int64_t batch_size) {
-  const int64_t n = test.size();
+absl::StatusOr<EvalResult> Evaluate(Model& model, std::shared_ptr<const DataSource> test,
+                                    Communicator& comm, const torch::Device& device,
+                                    int64_t batch_size, int num_workers) {
+  if (test == nullptr || test->size() == 0) {
+    return absl::FailedPreconditionError("the test set is empty");
+  }
+  const int64_t n = test->size();
   const int64_t begin = n * comm.rank() / comm.size();
   const int64_t end = n * (comm.rank() + 1) / comm.size();
+  std::unique_ptr<BatchLoader> loader;
+  if (end > begin) {  // more ranks than examples leaves some with none
+    LoaderOptions options;
+    options.num_workers = std::max(1, num_workers);
+    absl::StatusOr<std::unique_ptr<BatchLoader>> created =
+        BatchLoader::CreateSequential(std::move(test), begin, end, batch_size, options);
+    if (!created.ok()) return created.status();
+    loader = std::move(*created);
+  }
   torch::Tensor sums;
+  torch::Tensor loss, top1, top5;
   absl::Status s = TorchCall("evaluation", [&] {
-    torch::NoGradGuard no_grad;
-    model.eval();
     // Sums stay on the device: one host round trip per evaluation, not per batch.
-    torch::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device));
-    torch::Tensor top1 =
-        torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kLong));
-    torch::Tensor top5 = torch::zeros_like(top1);
-    for (int64_t i = begin; i < end; i += batch_size) {
-      const int64_t j = std::min(end, i + batch_size);
-      torch::Tensor logits = model.forward(test.images.slice(0, i, j).to(device));
-      torch::Tensor y = test.labels.slice(0, i, j).to(device);
+    loss = torch::zeros({}, torch::TensorOptions().device(device));
+    top1 = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kLong));
+    top5 = torch::zeros_like(top1);
+  });
+  if (!s.ok()) return s;
+  model.eval();
+  while (loader != nullptr) {
+    absl::StatusOr<Batch> batch = loader->Next();
+    if (absl::IsOutOfRange(batch.status())) break;
+    if (!batch.ok()) {
+      model.train();
+      return batch.status();
+    }
+    s = TorchCall("evaluation", [&] {
+      torch::NoGradGuard no_grad;
+      torch::Tensor logits = model.forward(batch->x.to(device));
+      torch::Tensor y = batch->y.to(device);
       loss += torch::nn::functional::cross_entropy(
           logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
       top1 += logits.argmax(1).eq(y).sum();
       const int64_t k = std::min<int64_t>(5, logits.size(1));
       top5 += std::get<1>(logits.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum();
+    });
+    if (!s.ok()) {
+      model.train();
+      return s;
     }
+  }
+  model.train();
+  s = TorchCall("evaluation", [&] {
     sums = torch::stack(
         {loss.to(torch::kFloat), top1.to(torch::kFloat), top5.to(torch::kFloat),
          torch::full({}, static_cast<float>(end - begin), torch::TensorOptions().device(device))});
-    model.train();
   });
   if (!s.ok()) return s;
   if (absl::Status r = comm.AllReduceSum(sums); !r.ok()) return r;
@@ -68,29 +96,55 @@ absl::StatusOr<EvalResult> Evaluate(Model& model, const Dataset& test, Communica
   return result;
 }
 
-absl::StatusOr<int> ReestimateBatchNorm(Model& model, const Dataset& train, int64_t micro_batches,
-                                        int64_t batch_size, uint64_t seed,
-                                        const torch::Device& device) {
+absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const DataSource> train,
+                                        int64_t micro_batches, int64_t batch_size, uint64_t seed,
+                                        int rank, int world, const torch::Device& device,
+                                        int num_workers) {
+  std::vector<c10::optional<double>> saved;
   int layers = 0;
   absl::Status s = TorchCall("BatchNorm re-estimation", [&] {
-    std::vector<c10::optional<double>> saved;
-    layers = ForEachBatchNorm(model, [&](auto& options, auto reset) {
-      saved.push_back(options.momentum());
+    layers =
+        ForEachBatchNorm(model, [&](auto& options, auto) { saved.push_back(options.momentum()); });
+  });
+  if (!s.ok()) return s;
+  if (layers == 0) return 0;
+  SamplerConfig sampler;
+  sampler.seed = seed;
+  sampler.rank = rank;
+  sampler.world = world;
+  // A small dataset still yields full batches: at most the examples each rank has.
+  sampler.local_batch = std::max<int64_t>(1, std::min(batch_size, train->size() / world));
+  LoaderOptions options;
+  options.num_workers = std::max(1, num_workers);
+  options.augment_seed = seed;
+  options.prefetch = 1;
+  absl::StatusOr<std::unique_ptr<BatchLoader>> loader =
+      BatchLoader::Create(std::move(train), sampler, options);
+  if (!loader.ok()) return loader.status();
+  s = TorchCall("BatchNorm re-estimation", [&] {
+    ForEachBatchNorm(model, [&](auto& options, auto reset) {
       options.momentum(c10::nullopt);  // cumulative average over the batches below
       reset();
     });
-    if (layers == 0) return;
-    torch::NoGradGuard no_grad;
-    model.train();
-    torch::Generator gen = at::detail::createCPUGenerator(seed);
-    for (int64_t b = 0; b < micro_batches; ++b) {
-      torch::Tensor idx = torch::randint(train.size(), {batch_size}, gen, torch::kLong);
-      model.forward(train.images.index_select(0, idx).to(device));
+  });
+  model.train();
+  for (int64_t b = 0; s.ok() && b < micro_batches; ++b) {
+    absl::StatusOr<Batch> batch = (*loader)->Next();
+    if (!batch.ok()) {
+      s = batch.status();
+      break;
     }
+    s = TorchCall("BatchNorm re-estimation", [&] {
+      torch::NoGradGuard no_grad;
+      model.forward(batch->x.to(device));
+    });
+  }
+  absl::Status restored = TorchCall("BatchNorm re-estimation", [&] {
     size_t i = 0;
     ForEachBatchNorm(model, [&](auto& options, auto) { options.momentum(saved[i++]); });
   });
   if (!s.ok()) return s;
+  if (!restored.ok()) return restored;
   return layers;
 }
 

@@ -1,12 +1,17 @@
 // Evaluation on the test set, and BatchNorm re-estimation before it.
 //
-// Evaluate: each rank evaluates a disjoint slice of the test set and the sums are all-reduced,
-// so every rank computes the same loss and top-1/top-5 accuracy (the models are identical right
-// after an averaging round, which is the only time the trainer evaluates).
+// Both stream their examples from a DataSource through a BatchLoader with `num_workers` decode
+// threads, so a JPEG folder (ImageNet's 50,000 validation images) is never held in memory.
+//
+// Evaluate: each rank evaluates a disjoint contiguous slice of the test set (a sequential
+// loader: resize + centre crop for folders) and the sums are all-reduced, so every rank computes
+// the same loss and top-1/top-5 accuracy (the models are identical right after an averaging
+// round, which is the only time the trainer evaluates).
 //
 // ReestimateBatchNorm, as the authors' estimate_BN_params: reset every BatchNorm's running
-// statistics, run `micro_batches` training micro-batches in training mode without gradients with
-// a cumulative-average momentum, restore the momentum. The caller then averages the buffers
+// statistics, run `micro_batches` training micro-batches (this rank's shard of a permutation
+// drawn from `seed`, with the source's augmentation) in training mode without gradients with a
+// cumulative-average momentum, restore the momentum. The caller then averages the buffers
 // across ranks.
 //
 // Not thread-safe (uses the model); called from the training thread.
@@ -17,7 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/comm/communicator.h"
-#include "worker/data/fashion_mnist.h"
+#include "worker/data/data_source.h"
 #include "worker/model/models.h"
 
 namespace qsr {
@@ -29,13 +34,15 @@ struct EvalResult {
   int64_t examples = 0;
 };
 
-absl::StatusOr<EvalResult> Evaluate(Model& model, const Dataset& test, Communicator& comm,
-                                    const torch::Device& device, int64_t batch_size);
+absl::StatusOr<EvalResult> Evaluate(Model& model, std::shared_ptr<const DataSource> test,
+                                    Communicator& comm, const torch::Device& device,
+                                    int64_t batch_size, int num_workers = 1);
 
 // Returns the number of BatchNorm layers reset (0: the model has none; nothing ran).
-absl::StatusOr<int> ReestimateBatchNorm(Model& model, const Dataset& train,
+absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const DataSource> train,
                                         int64_t micro_batches, int64_t batch_size, uint64_t seed,
-                                        const torch::Device& device);
+                                        int rank, int world, const torch::Device& device,
+                                        int num_workers = 1);
 
 }  // namespace qsr
 

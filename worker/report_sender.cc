@@ -37,12 +37,20 @@ void ReportSender::AddEval(v1::EvalReport report) {
   *queued_.add_evals() = std::move(report);
 }
 
+void ReportSender::AddCheckpoint(v1::CheckpointReport report) {
+  absl::MutexLock lock(&mu_);
+  *queued_.add_checkpoints() = std::move(report);
+}
+
 absl::Status ReportSender::SendOnce() {
   absl::MutexLock send_lock(&send_mu_);
   v1::ReportRequest request;
   {
     absl::MutexLock lock(&mu_);
-    if (queued_.rounds_size() == 0 && queued_.evals_size() == 0) return absl::OkStatus();
+    if (queued_.rounds_size() == 0 && queued_.evals_size() == 0 &&
+        queued_.checkpoints_size() == 0) {
+      return absl::OkStatus();
+    }
     request.Swap(&queued_);
   }
   request.set_worker_id(identity_.worker_id());

@@ -26,6 +26,7 @@ class ReportSender {
 
   void AddRound(v1::RoundReport report);
   void AddEval(v1::EvalReport report);
+  void AddCheckpoint(v1::CheckpointReport report);
   // Sends everything queued; returns the last send error if it could not by the deadline.
   absl::Status Flush(absl::Time deadline);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -15,16 +16,19 @@
 #include "coordinator/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/checkpoint.h"
+#include "worker/checkpoint_writer.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/model_averager.h"
 #include "worker/data/batch_loader.h"
-#include "worker/data/fashion_mnist.h"
+#include "worker/data/datasets.h"
 #include "worker/evaluator.h"
 #include "worker/model/models.h"
 #include "worker/optimizer_factory.h"
 #include "worker/report_sender.h"
 #include "worker/state_snapshot.h"
+#include "worker/state_dict_import.h"
 #include "worker/torch_call.h"
+#include "worker/training_loss.h"
 
 namespace qsr {
 namespace {
@@ -81,7 +85,7 @@ class Worker {
   absl::Status Evaluate(int64_t step);
   absl::Status AverageOptimizerState();
   absl::Status LoadInitialState();
-  absl::Status MaybeCheckpoint(int64_t step);
+  absl::Status MaybeCheckpoint(const v1::RoundPlan& plan);
   std::string CheckpointDir() const;
   void Leave(const std::string& error);
 
@@ -91,7 +95,7 @@ class Worker {
   v1::JoinReply join_;
   Recipe recipe_;
   std::unique_ptr<LrSchedule> schedule_;
-  Dataset train_, test_;
+  std::shared_ptr<const DataSource> train_, test_;
   std::shared_ptr<Model> model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<Communicator> comm_;
@@ -138,18 +142,33 @@ absl::Status Worker::Setup() {
   }
   schedule_ = std::make_unique<LrSchedule>(recipe_);
   const std::string data_dir = options_.data_dir.empty() ? recipe_.data_dir : options_.data_dir;
-  absl::StatusOr<Dataset> train = LoadDataset(recipe_.dataset, data_dir, /*train=*/true);
+  // Training: the dataset's augmentation (CIFAR: crop + flip; folders: RandomResizedCrop +
+  // flip); evaluation: none (folders: resize + centre crop). Folders decode in the loaders.
+  DataOptions data_options;
+  data_options.image_size = recipe_.image_size;
+  absl::StatusOr<std::shared_ptr<const DataSource>> train =
+      OpenDataset(recipe_.dataset, data_dir, data_options);
   if (!train.ok()) return train.status();
-  absl::StatusOr<Dataset> test = LoadDataset(recipe_.dataset, data_dir, /*train=*/false);
+  data_options.train = false;
+  data_options.augment = false;
+  absl::StatusOr<std::shared_ptr<const DataSource>> test =
+      OpenDataset(recipe_.dataset, data_dir, data_options);
   if (!test.ok()) return test.status();
   train_ = *train;
   test_ = *test;
+  LOG(INFO) << "data: " << train_->Describe() << "; " << test_->Describe();
 
   torch::manual_seed(std::max<int64_t>(0, recipe_.init_model_by_seed));
-  // The model's input follows the data: 1x28x28 for Fashion-MNIST, 3x32x32 for CIFAR.
-  const ModelInput input{train_.images.size(1), train_.images.size(2), train_.images.size(3)};
+  // The model's input follows the data: 1x28x28 for Fashion-MNIST, 3x32x32 for CIFAR,
+  // 3 x image_size x image_size for folders.
+  const std::vector<int64_t> shape = train_->example_shape();
+  if (shape.size() != 3) {
+    return absl::InvalidArgumentError(absl::StrCat("dataset ", recipe_.dataset, " has ",
+                                                   shape.size(), "-d examples; want C x H x W"));
+  }
+  const ModelInput input{shape[0], shape[1], shape[2]};
   absl::StatusOr<std::shared_ptr<Model>> model =
-      MakeModel(recipe_.model, train_.num_classes, input);
+      MakeModel(recipe_.model, train_->num_classes(), input);
   if (!model.ok()) return model.status();
   model_ = *model;
   if (absl::Status s = TorchCall("moving the model", [&] { model_->to(device_); }); !s.ok()) {
@@ -202,17 +221,13 @@ absl::Status Worker::FormGroup() {
   sampler.world = world;
   sampler.local_batch = local_batch_;
   sampler.steps_per_epoch = recipe_.steps_per_epoch;
-  // CIFAR trains with the usual random crop (4-pixel padding) and flip; Fashion-MNIST without.
-  absl::StatusOr<std::shared_ptr<const DataSource>> source = MakeTensorSource(
-      train_, recipe_.dataset.rfind("cifar", 0) == 0 ? kCifarTrainAugment : TensorAugment{});
-  if (!source.ok()) return source.status();
   LoaderOptions loader_options;
   loader_options.num_workers = static_cast<int>(std::max<int64_t>(1, recipe_.nw));
   loader_options.augment_seed = static_cast<uint64_t>(recipe_.seed);
   loader_options.start_step = join_.start_step();
   loader_.reset();
   absl::StatusOr<std::unique_ptr<BatchLoader>> loader =
-      BatchLoader::Create(*source, sampler, loader_options);
+      BatchLoader::Create(train_, sampler, loader_options);
   if (!loader.ok()) return loader.status();
   loader_ = std::move(*loader);
 
@@ -257,10 +272,10 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
-        torch::Tensor loss = torch::nn::functional::cross_entropy(
-            model_->forward(xs[i]), ys[i],
-            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-                recipe_.label_smoothing));
+        torch::Tensor loss =
+            TrainingLoss(*model_, xs[i], ys[i], {recipe_.label_smoothing, recipe_.mixup_alpha},
+                         MixupSeed(static_cast<uint64_t>(recipe_.seed), t, join_.rank(), acc,
+                                   static_cast<int64_t>(i)));
         (loss / static_cast<double>(acc)).backward();
         loss_sum.add_(loss.detach(), 1.0 / static_cast<double>(acc));
       }
@@ -332,16 +347,17 @@ absl::Status Worker::Evaluate(int64_t step) {
     const int64_t batches = (recipe_.bn_batches + join_.world_size() - 1) / join_.world_size();
     absl::StatusOr<int> layers = ReestimateBatchNorm(
         *model_, train_, batches, recipe_.physical_batch_size,
-        static_cast<uint64_t>(recipe_.seed) * 1000003u + static_cast<uint64_t>(step) * 31u +
-            static_cast<uint64_t>(join_.rank()),
-        device_);
+        static_cast<uint64_t>(recipe_.seed) * 1000003u + static_cast<uint64_t>(step) * 31u,
+        join_.rank(), join_.world_size(), device_,
+        static_cast<int>(std::max<int64_t>(1, recipe_.nw)));
     if (!layers.ok()) return layers.status();
     if (*layers > 0) {
       if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
     }
   }
   absl::StatusOr<EvalResult> r =
-      qsr::Evaluate(*model_, test_, *comm_, device_, recipe_.eval_batch_size);
+      qsr::Evaluate(*model_, test_, *comm_, device_, recipe_.eval_batch_size,
+                    static_cast<int>(std::max<int64_t>(1, recipe_.nw)));
   if (!r.ok()) return r.status();
   v1::EvalReport eval;
   eval.set_step(step);
@@ -357,7 +373,7 @@ absl::Status Worker::Evaluate(int64_t step) {
         eval.test_acc(), r->acc5, eval.test_loss());
   }
   reports_->AddEval(eval);
-  return MaybeCheckpoint(step);
+  return absl::OkStatus();
 }
 
 absl::Status Worker::AverageOptimizerState() {
@@ -375,21 +391,24 @@ absl::Status Worker::AverageOptimizerState() {
 }
 
 std::string Worker::CheckpointDir() const {
-  return options_.checkpoint_dir.empty() ? absl::StrCat("runs/", join_.run_id(), "/checkpoints")
-                                         : options_.checkpoint_dir;
+  if (!options_.checkpoint_dir.empty()) return options_.checkpoint_dir;
+  if (!recipe_.checkpoint_dir.empty()) return recipe_.checkpoint_dir;
+  return absl::StrCat("runs/", join_.run_id(), "/checkpoints");
 }
 
 absl::Status Worker::LoadInitialState() {
   // Identical starting weights on every worker come from the seed, or from one file.
   if (recipe_.init_model_by_seed == -1) {
-    if (absl::Status s = LoadModule(*model_, recipe_.init_model_path); !s.ok()) return s;
+    if (absl::Status s = LoadInitialWeights(*model_, recipe_.init_model_path); !s.ok()) return s;
   }
   if (!recipe_.resume_pth.empty()) {
     if (absl::Status s = LoadModule(*model_, recipe_.resume_pth); !s.ok()) return s;
   }
   if (!recipe_.optimizer_resume_pth.empty()) {
+    // A folder holds each rank's state (local methods), a file the one shared state.
+    std::error_code ec;
     const std::string path =
-        recipe_.multiple_optimizers
+        std::filesystem::is_directory(recipe_.optimizer_resume_pth, ec)
             ? absl::StrCat(recipe_.optimizer_resume_pth, "/rank=", join_.rank(), ".pt")
             : recipe_.optimizer_resume_pth;
     if (absl::Status s = LoadOptimizer(*optimizer_, path); !s.ok()) return s;
@@ -397,26 +416,32 @@ absl::Status Worker::LoadInitialState() {
   return absl::OkStatus();
 }
 
-absl::Status Worker::MaybeCheckpoint(int64_t step) {
+absl::Status Worker::MaybeCheckpoint(const v1::RoundPlan& plan) {
+  // The coordinator decides (every save_freq epochs and at the end of the run).
+  if (!plan.checkpoint_after()) return absl::OkStatus();
   const int64_t spe = recipe_.steps_per_epoch;
-  const int64_t epoch = step / spe;
-  const bool due = recipe_.save_freq > 0 && step > 0 && step % spe == 0 &&
-                   (epoch % recipe_.save_freq == 0 || step == recipe_.TotalSteps());
-  if (!due) return absl::OkStatus();
-  const std::string dir = CheckpointDir();
+  const int64_t step = plan.start_step() + plan.h();
+  CheckpointPoint point;
+  point.dir = CheckpointDir();
+  point.step = step;
+  point.epoch = step / spe;
+  point.round = plan.round();
+  point.h = plan.h();
+  point.recipe_yaml = join_.recipe_yaml();
+  point.save_optimizer = recipe_.save_opt;
+  point.per_rank = recipe_.multiple_optimizers || !recipe_.DataParallel();
+  absl::StatusOr<WrittenCheckpoint> written =
+      WriteCheckpoint(*model_, *optimizer_, *comm_, device_, point);
+  if (!written.ok()) return written.status();
   if (join_.rank() == 0) {
-    if (absl::Status s = SaveModule(*model_, dir + "/" + ModelCheckpointName(step, epoch));
-        !s.ok()) {
-      return s;
-    }
-  }
-  if (recipe_.save_opt) {
-    const std::string name = OptimizerCheckpointName(step, epoch);
-    if (recipe_.multiple_optimizers) {
-      return SaveOptimizer(*optimizer_,
-                           absl::StrCat(dir, "/", name, "/rank=", join_.rank(), ".pt"));
-    }
-    if (join_.rank() == 0) return SaveOptimizer(*optimizer_, dir + "/" + name + ".pt");
+    v1::CheckpointReport report;
+    report.set_step(step);
+    report.set_round(plan.round());
+    report.set_manifest(written->manifest_path);
+    report.set_bytes(written->bytes);
+    reports_->AddCheckpoint(report);
+    LOG(INFO) << "checkpoint committed: " << written->manifest_path << " (" << written->bytes
+              << " bytes)";
   }
   return absl::OkStatus();
 }
@@ -502,6 +527,7 @@ absl::Status Worker::TrainGeneration() {
     for (const v1::RoundPlan& plan : reply->rounds()) {
       absl::Status status = TrainRound(plan);
       if (status.ok() && plan.eval_after()) status = Evaluate(plan.start_step() + plan.h());
+      if (status.ok()) status = MaybeCheckpoint(plan);
       if (!status.ok()) return status;
       next_round = plan.round() + 1;
     }

@@ -6,10 +6,13 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/evaluator.cc
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cc
   ${CMAKE_CURRENT_LIST_DIR}/state_snapshot.cc
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_writer.cc
+  ${CMAKE_CURRENT_LIST_DIR}/training_loss.cc
+  ${CMAKE_CURRENT_LIST_DIR}/state_dict_import.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
-  qsr_worker_data qsr_worker_model qsr_log ${TORCH_LIBRARIES} glog::glog)
+  qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest ${TORCH_LIBRARIES} glog::glog)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
 target_link_libraries(qsr-worker PRIVATE qsr_trainer)

@@ -1,7 +1,9 @@
 #include "common/recipe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/status/status.h"
@@ -228,8 +230,16 @@ TEST(RecipeTest, RangeChecksNameKeyAndValue) {
   EXPECT_THAT(resolve([](Recipe& r) { r.optimizer = "foo"; }), HasSubstr("is not one of"));
   EXPECT_THAT(resolve([](Recipe& r) { r.total_batch_size = 65536; }),
               HasSubstr("larger than the 60000 training examples"));
-  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagenet"; }),
-              AllOf(HasSubstr("imagenet"), HasSubstr("fashion-mnist")));
+  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagenette"; }),
+              AllOf(HasSubstr("imagenette"), HasSubstr("fashion-mnist"), HasSubstr("imagenet")));
+  // ImageNet knows its size (1,281,167 / 128 steps); any other folder tree does not.
+  Recipe imagenet;
+  imagenet.dataset = "imagenet";
+  ASSERT_TRUE(ResolveRecipe(imagenet).ok());
+  EXPECT_EQ(imagenet.steps_per_epoch, 1281167 / 128);
+  EXPECT_THAT(resolve([](Recipe& r) { r.dataset = "imagefolder"; }),
+              AllOf(HasSubstr("steps_per_epoch"), HasSubstr("imagefolder")));
+  EXPECT_THAT(resolve([](Recipe& r) { r.image_size = -1; }), HasSubstr("\"image_size\""));
 }
 
 TEST(RecipeTest, StepSchedulerWithoutDecayPointsIsAllowed) {
@@ -286,7 +296,7 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
   EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
 
   const auto help = RecipeKeyHelp();
-  EXPECT_EQ(help.size(), 51u);  // every key of the table, the issue-3 options included
+  EXPECT_EQ(help.size(), 56u);  // every key of the table, the issue-3 options included
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;
@@ -309,6 +319,36 @@ TEST(RecipeTest, LoadRecipeFile) {
   EXPECT_EQ(r->epochs, 12);
   std::remove(path.c_str());
   EXPECT_THAT(Message(LoadRecipeFile(path).status()), HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace qsr
+
+namespace qsr {
+namespace {
+
+// The README's recipe table is generated from the key table, so it lists every key with its
+// default and allowed values. On a mismatch, paste the printed table between the markers.
+TEST(RecipeKeysMarkdownTest, ReadmeHasTheGeneratedTable) {
+  const std::string table = RecipeKeysMarkdown();
+  std::ifstream in(std::string(QSR_SOURCE_DIR) + "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- recipe-keys:begin (generated: RecipeKeysMarkdown) -->\n";
+  const std::string end = "<!-- recipe-keys:end -->";
+  const size_t b = readme.find(begin);
+  const size_t e = readme.find(end);
+  ASSERT_NE(b, std::string::npos) << "README.md lacks the marker " << begin;
+  ASSERT_NE(e, std::string::npos);
+  EXPECT_EQ(readme.substr(b + begin.size(), e - b - begin.size()), table)
+      << "README.md's recipe table is out of date; it should be:\n"
+      << table;
+  // Every key documented, each with a meaning and allowed values.
+  for (const auto& [key, help] : RecipeKeyHelp()) {
+    std::string snake = key;
+    std::replace(snake.begin(), snake.end(), '-', '_');
+    EXPECT_NE(table.find("| `" + snake + "` | "), std::string::npos) << snake;
+  }
+  EXPECT_EQ(table.find("|  |"), std::string::npos) << "a key without allowed values:\n" << table;
 }
 
 }  // namespace

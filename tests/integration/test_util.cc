@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/str_split.h"
@@ -72,6 +74,36 @@ std::string JsonField(const std::string& json, const std::string& key) {
   }
   while (end < json.size() && json[end] != ',' && json[end] != '}') ++end;
   return json.substr(start, end - start);
+}
+
+namespace {
+
+std::string CifarRecords(int n, std::mt19937& rng) {
+  std::uniform_int_distribution<int> noise(-40, 40);
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const int label = i % 10;
+    out.push_back(static_cast<char>(label));
+    for (int c = 0; c < 3; ++c) {  // planar: the R plane, then G, then B
+      const int base = c == label % 3 ? 200 : 50;
+      for (int p = 0; p < 1024; ++p) {
+        out.push_back(static_cast<char>(std::clamp(base + noise(rng), 0, 255)));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void WriteCifar10(const std::string& dir, int per_batch, int test, unsigned seed) {
+  std::mt19937 rng(seed);
+  const std::string folder = dir + "/cifar-10-batches-bin";
+  std::filesystem::create_directories(folder);
+  for (int i = 1; i <= 5; ++i) {
+    WriteFile(folder + "/data_batch_" + std::to_string(i) + ".bin", CifarRecords(per_batch, rng));
+  }
+  WriteFile(folder + "/test_batch.bin", CifarRecords(test, rng));
 }
 
 }  // namespace qsr::testing

@@ -1,0 +1,6 @@
+# Tests of the trainer's parts (worker/*.cc): the training loss with mixup, committed checkpoints,
+# loading PyTorch-saved initial weights.
+qsr_test(worker_training_loss_test SOURCES training_loss_test.cc LIBS qsr_trainer)
+qsr_test(worker_state_dict_import_test SOURCES state_dict_import_test.cc LIBS qsr_trainer)
+target_compile_definitions(worker_state_dict_import_test PRIVATE
+  QSR_TESTDATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata")
