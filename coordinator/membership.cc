@@ -18,10 +18,17 @@ int Membership::active_members() const {
 
 Membership::JoinResult Membership::Join(const std::string& worker_id, const std::string& host,
                                         const std::string& device, int64_t next_round,
-                                        int64_t failed_generation, absl::Time now) {
+                                        int64_t failed_generation, absl::Time now,
+                                        const std::string& incarnation) {
   if (!forming_) {
     for (Member& m : members_) {
       if (m.worker_id != worker_id || !m.active()) continue;
+      const bool restarted = m.incarnation != incarnation;
+      if (restarted) {
+        EndGeneration(absl::StrCat("rank ", m.rank, " (", worker_id, ") restarted"), {m.rank},
+                      now);
+        break;
+      }
       if (failed_generation != generation_) {
         m.last_seen = now;
         return JoinResult::kAlreadyMember;
@@ -35,6 +42,7 @@ Membership::JoinResult Membership::Join(const std::string& worker_id, const std:
     j.host = host;
     j.device = device;
     j.next_round = next_round;
+    j.incarnation = incarnation;
     j.last_seen = now;
     return JoinResult::kJoining;
   }
@@ -49,6 +57,7 @@ Membership::JoinResult Membership::Join(const std::string& worker_id, const std:
   j.host = host;
   j.device = device;
   j.next_round = next_round;
+  j.incarnation = incarnation;
   j.last_seen = now;
   joiners_.push_back(std::move(j));
   return JoinResult::kJoining;

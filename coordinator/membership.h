@@ -50,6 +50,7 @@ class Membership {
     std::string host;
     std::string device;
     int64_t next_round = 0;  // as the worker said when it joined (0: fresh)
+    std::string incarnation;  // of the process that joined
     absl::Time last_seen;
     bool left = false;
     bool failed = false;
@@ -70,7 +71,8 @@ class Membership {
   // A worker asks to join the next generation. `failed_generation` > 0 says the caller lost its
   // group in that generation (a collective failed): if it is the active one, it ends here.
   JoinResult Join(const std::string& worker_id, const std::string& host, const std::string& device,
-                  int64_t next_round, int64_t failed_generation, absl::Time now);
+                  int64_t next_round, int64_t failed_generation, absl::Time now,
+                  const std::string& incarnation = "");
   // A restarted coordinator: `generation` with these members (worker ids by rank) has ended;
   // they are expected to join the next one.
   void Recover(int64_t generation, const std::vector<std::string>& members, absl::Time now);

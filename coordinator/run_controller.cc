@@ -183,7 +183,8 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
     } else {
       const bool was_forming = membership_.forming();
       switch (membership_.Join(request.worker_id(), request.host(), request.device(),
-                               request.next_round(), request.failed_generation(), now)) {
+                               request.next_round(), request.failed_generation(), now,
+                               request.incarnation())) {
         case Membership::JoinResult::kFull:
           refuse(v1::Outcome::REJECTED,
                  absl::StrCat("run is full: it has its maximum of ",

@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/lr_schedule.h"
@@ -106,6 +107,9 @@ class Worker {
   std::unique_ptr<Heartbeater> heartbeater_;
   StateSnapshot snapshot_;
   std::string run_id_;
+  // Tells this process from an earlier one with the same worker id.
+  const std::string incarnation_ = absl::StrCat(
+      absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())), "-", absl::ToUnixNanos(absl::Now()));
   int64_t bytes_before_comm_ = 0;  // sent by the communicators of earlier generations
   // This generation's split of the global batch.
   int64_t local_batch_ = 0;
@@ -556,6 +560,7 @@ absl::Status Worker::Regroup(const absl::Status& cause, bool* finished) {
   join.set_worker_id(options_.worker_id);
   join.set_host(options_.host);
   join.set_device(options_.device);
+  join.set_incarnation(incarnation_);
   join.set_next_round(snapshot_.next_round());
   if (!told) {
     join.set_failed_generation(generation);
@@ -593,6 +598,7 @@ absl::StatusOr<TrainerResult> Worker::Run() {
   join.set_worker_id(options_.worker_id);
   join.set_host(options_.host);
   join.set_device(options_.device);
+  join.set_incarnation(incarnation_);
   absl::StatusOr<v1::JoinReply> joined = JoinWithRetry(client_, join, options_.connect_timeout);
   if (!joined.ok()) return joined.status();
   if (joined->outcome().code() != v1::Outcome::OK) {

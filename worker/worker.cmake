@@ -12,7 +12,8 @@ add_library(qsr_trainer
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
-  qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest ${TORCH_LIBRARIES} glog::glog)
+  qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest ${TORCH_LIBRARIES} glog::glog
+  absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
 target_link_libraries(qsr-worker PRIVATE qsr_trainer)
