@@ -28,6 +28,7 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps-per-epoch", type=int, default=-1, help="-1: the data set's")
+    p.add_argument("--warmup-epochs", type=float, default=-1, help="-1: the recipe's (0.5)")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--timeout-s", type=int, default=1800, help="per run")
     p.add_argument("--keep-dir", default="", help="keep the run directories here")
@@ -43,6 +44,8 @@ def main():
                    "--data-dir", a.data_dir, "--run-dir", run_dir, "--run-id",
                    f"acc-{method}-s{seed}", "--threads", str(a.threads), "--progress-s", "600",
                    f"--epochs={a.epochs}", f"--seed={seed}", f"--init_model_by_seed={seed}"]
+            if a.warmup_epochs >= 0:
+                cmd.append(f"--warmup_epochs={a.warmup_epochs}")
             if a.steps_per_epoch > 0:
                 cmd.append(f"--steps_per_epoch={a.steps_per_epoch}")
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout_s)
@@ -54,7 +57,7 @@ def main():
             # A round of H > 1 ends in one averaging; a data-parallel round (H = 1) all-reduces
             # gradients every step: both count as one synchronisation per round.
             rec = {"bench": "accuracy", "kind": "run", "method": method, "seed": seed,
-                   "epochs": a.epochs, "workers": a.workers, "test_acc": summary.get("test_acc"),
+                   "epochs": a.epochs, "workers": a.workers, "warmup_epochs": a.warmup_epochs, "test_acc": summary.get("test_acc"),
                    "rounds": len(rounds), "syncs": len(rounds),
                    "steps": summary.get("total_steps"),
                    "bytes_per_worker": summary.get("bytes_per_worker"),

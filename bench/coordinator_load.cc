@@ -15,10 +15,12 @@
 //    "release_p50_ms","release_p99_ms" (over every worker and barrier),
 //    "all_released_p50_ms","all_released_p99_ms","all_released_max_ms" (over barriers),
 //    "coordinator_cpu_s","coordinator_cpu_util" (CPU seconds / wall seconds of the barrier phase),
-//    "coordinator_rss_MB","coordinator_hwm_MB" (with --coordinator-pid), "errors":n}
+//    "coordinator_rss_MB","coordinator_hwm_MB" (with --coordinator-pid), "loadgen_cpu_s" (this
+//    process, to tell a saturated load generator from a slow coordinator), "errors":n}
 //
 // Bounded: every RPC has a deadline, and the whole run --timeout-s.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +56,13 @@ struct ProcSample {
   double rss_mb = 0;
   double hwm_mb = 0;
 };
+
+// CPU seconds this process (the load generator) has used.
+double SelfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 ProcSample SampleProc(int pid) {
   ProcSample s;
@@ -320,10 +329,12 @@ int Main(int argc, char** argv) {
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
                     std::chrono::seconds(*rpc_timeout));
   const ProcSample before = SampleProc(static_cast<int>(*pid));
+  const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();
   const bool finished = gen.Run(start + std::chrono::seconds(*timeout));
   const Clock::time_point end = Clock::now();
   const ProcSample after = SampleProc(static_cast<int>(*pid));
+  const double self_cpu = SelfCpuSeconds() - self_before;
   if (!finished) {
     std::cerr << "qsr-bench-coord: timed out after " << *timeout << " s\n";
     std::_Exit(1);  // Calls are still in flight; don't wait for them.
@@ -359,12 +370,12 @@ int Main(int argc, char** argv) {
                    "\"all_released_p50_ms\":%.3f,\"all_released_p99_ms\":%.3f,"
                    "\"all_released_max_ms\":%.3f,\"coordinator_cpu_s\":%.3f,"
                    "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
-                   "\"coordinator_hwm_MB\":%.1f,\"errors\":%d}",
+                   "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"errors\":%d}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
                    Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
-                   after.hwm_mb, gen.errors())
+                   after.hwm_mb, self_cpu, gen.errors())
             << std::endl;
   return 0;
 }

@@ -321,8 +321,20 @@ def main():
           "(do not edit by hand). Every ratio compares numbers measured in the same invocation.\n",
           "| | |", "|---|---|"]
     for k, v in env.items():
-        md.append(f"| {k} | {v} |")
+        if "load average" not in k and k != "command":
+            md.append(f"| {k} | {v} |")
     md.append("")
+    inv = os.path.join(a.data_dir, "invocations.jsonl")
+    if os.path.exists(inv):
+        md.append("Invocations that produced the data (the machine is shared: its load average, "
+                  "from other people's builds, is what the benchmarks competed with):\n")
+        md.append("| date (UTC) | command | benchmarks | load at start | load at end |")
+        md.append("|---|---|---|---|---|")
+        for line in open(inv):
+            r = json.loads(line)
+            md.append(f"| {r['date (UTC)']} | `{r['command']}` | {r['benchmarks']} | "
+                      f"{r['load average at start']} | {r['load average at end']} |")
+        md.append("")
     section_step(data["step"], fig_dir, md)
     section_averaging(data["averaging"], fig_dir, md)
     section_coordinator(data["coordinator"], fig_dir, md)

@@ -51,9 +51,9 @@ case $MODE in
   full)
     STEP=(--repeats 5)
     AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 10)
-    COORD=(--workers 16,128,512,1024,2048 --barriers 40)
-    TTA=(--rates 50 --epochs 2 --target 0.88 --cap-s 420)
-    ACC=(--epochs 1 --seeds 1,2,3)
+    COORD=(--workers 16,128,512,1024,2048 --barriers 20)
+    TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
+    ACC=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3)
     ;;
   quick)
     STEP=(--repeats 3 --scale 0.5)
@@ -66,8 +66,8 @@ case $MODE in
     STEP=(--repeats 1 --scale 0.05)
     AVG=(--workers 2 --sizes-mb 0.1 --iters 2)
     COORD=(--workers 8,64 --barriers 5 --timeout-s 60)
-    TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,ddp,postlocal)
-    ACC=(--epochs 1 --seeds 1 --methods qsr,parallel --steps-per-epoch 8)
+    TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,ddp)
+    ACC=(--epochs 1 --seeds 1 --methods qsr --steps-per-epoch 8)
     ;;
 esac
 
@@ -108,12 +108,15 @@ wants coordinator && run coordinator $PY "$ROOT/bench/coordinator_scale.py" --bi
 wants tta && run tta bash "$ROOT/bench/tta_netns.sh" --bin-dir "$BIN" "${NETNS[@]}" "${TTA[@]}"
 wants accuracy && run accuracy $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC[@]}"
 
-$PY - "$OUT/env.json" <<'EOF'
+# Every invocation (several with --only) is listed in the report with its own date and load.
+$PY - "$OUT/env.json" "$OUT/invocations.jsonl" "$ONLY" <<'EOF'
 import json, sys
 env = json.load(open(sys.argv[1]))
-env["load average at end"] = open("/proc/loadavg").read().split()[:3]
-env["load average at end"] = " ".join(env["load average at end"])
-json.dump(env, open(sys.argv[1], "w"), indent=1)
+rec = {"date (UTC)": env["date (UTC)"], "command": env["command"], "benchmarks": sys.argv[3],
+       "load average at start": env["load average at start"],
+       "load average at end": " ".join(open("/proc/loadavg").read().split()[:3])}
+with open(sys.argv[2], "a") as f:
+    f.write(json.dumps(rec) + "\n")
 EOF
 if [ $MODE = smoke ]; then
   $PY "$ROOT/bench/report.py" --data-dir "$OUT" --check

@@ -140,15 +140,15 @@ def main():
         if a.rank == 0:
             acc, loss = evaluate(model, tx, ty)
             elapsed = time.perf_counter() - start
-            rec = {"impl": "pytorch", "mode": a.mode, "epoch": round(step / steps_per_epoch, 4), "step": step,
-                   "test_acc": acc, "test_loss": loss, "elapsed_s": elapsed,
+            rec = {"impl": "pytorch", "mode": a.mode, "epoch": round(step / steps_per_epoch, 4),
+                   "step": step, "test_acc": acc, "test_loss": loss, "elapsed_s": elapsed,
                    "workers": a.world_size}
             if acc >= a.stop_at_acc:
                 stopped = "target"
             elif elapsed >= a.time_limit_s and epoch + 1 < a.epochs:
                 stopped = "time_limit"
+            rec["total_steps"] = total
             if stopped:
-                rec["total_steps"] = total
                 rec["stopped"] = stopped
             print(json.dumps(rec), file=out, flush=True)
             verdict[0] = 1.0 if stopped else 0.0
