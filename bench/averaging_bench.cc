@@ -248,8 +248,7 @@ int Main(int argc, char** argv) {
                           warmup = flags.GetInt("warmup"), tensors = flags.GetInt("tensors"),
                           timeout = flags.GetInt("timeout-s");
   if (!workers.ok() || !iters.ok() || !warmup.ok() || !tensors.ok() || !timeout.ok() ||
-      *workers < 2 || *workers > 64 || *iters < 1 || *warmup < 0 || *tensors < 1 ||
-      *timeout < 1) {
+      *workers < 2 || *workers > 64 || *iters < 1 || *warmup < 0 || *tensors < 1 || *timeout < 1) {
     std::cerr << "qsr-bench-avg: --workers must be in [2, 64], --iters, --tensors and "
                  "--timeout-s >= 1, --warmup >= 0\n";
     return 2;

@@ -172,7 +172,8 @@ class LoadGenerator {
     call->request.set_last_round(-1);
     StubFor(*s)->async()->Join(call->ctx.get(), &call->request, &call->reply,
                                [this, s, call](grpc::Status status) {
-                                 if (!status.ok()) return Fail(s, "Join: " + status.error_message());
+                                 if (!status.ok())
+                                   return Fail(s, "Join: " + status.error_message());
                                  if (call->reply.outcome().code() != v1::Outcome::OK) {
                                    return Fail(s, "Join: " + call->reply.outcome().message());
                                  }
@@ -302,7 +303,8 @@ int Main(int argc, char** argv) {
     return 0;
   }
   absl::StatusOr<int64_t> workers = flags.GetInt("workers"), barriers = flags.GetInt("barriers"),
-                          channels = flags.GetInt("channels"), pid = flags.GetInt("coordinator-pid"),
+                          channels = flags.GetInt("channels"),
+                          pid = flags.GetInt("coordinator-pid"),
                           rpc_timeout = flags.GetInt("rpc-timeout-s"),
                           timeout = flags.GetInt("timeout-s");
   for (const auto* v : {&workers, &barriers, &channels, &pid, &rpc_timeout, &timeout}) {
@@ -340,8 +342,8 @@ int Main(int argc, char** argv) {
     std::_Exit(1);  // Calls are still in flight; don't wait for them.
   }
   if (gen.errors() > 0) {
-    std::cerr << "qsr-bench-coord: " << gen.errors() << " workers failed; first: "
-              << gen.first_error() << "\n";
+    std::cerr << "qsr-bench-coord: " << gen.errors()
+              << " workers failed; first: " << gen.first_error() << "\n";
     return 1;
   }
   const int b = gen.barriers();
