@@ -186,14 +186,18 @@ def section_coordinator(recs, fig_dir, md):
               "of the coordinator process from /proc. The load generator runs on the same 2 "
               "cores. Aim: p99 < 20 ms at 1,024 workers.\n")
     md.append("| K | barriers | rounds/s | release p50 | release p99 | all released p50 | "
-              "all released p99 | coordinator CPU (cores) | coordinator RSS / peak |")
-    md.append("|---|---|---|---|---|---|---|---|---|")
+              "all released p99 | coordinator CPU (cores) | coordinator CPU per barrier | "
+              "load generator CPU per barrier | coordinator RSS / peak |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for r in recs:
         md.append(f"| {r['workers']} | {r['barriers']} | {r['rounds_per_s']:.1f} | "
                   f"{r['release_p50_ms']:.2f} ms | {r['release_p99_ms']:.2f} ms | "
                   f"{r['all_released_p50_ms']:.2f} ms | **{r['all_released_p99_ms']:.2f} ms** | "
-                  f"{r['coordinator_cpu_util']:.2f} | {r['coordinator_rss_MB']:.0f} / "
+                  f"{r['coordinator_cpu_util']:.2f} | "
+                  f"{1e3 * r['coordinator_cpu_s'] / max(r['barriers'], 1):.1f} ms | "
+                  f"{fmt(r.get('loadgen_cpu_s') and 1e3 * r['loadgen_cpu_s'] / max(r['barriers'], 1), '.1f')} ms | "
+                  f"{r['coordinator_rss_MB']:.0f} / "
                   f"{r['coordinator_hwm_MB']:.0f} MB |")
         rows.append([r["workers"], r["release_p50_ms"], r["release_p99_ms"],
                      r["all_released_p99_ms"]])
@@ -220,7 +224,9 @@ def section_tta(recs, fig_dir, md):
     md.append(f"{r0['workers']} workers, each in its own network namespace, joined by a bridge; "
               "every worker's veth is limited by tc tbf in both directions to the rate shown; the "
               "coordinator in the root namespace. `cnn` on Fashion-MNIST, total batch 128, "
-              f"lr 0.1 cosine, {r0['epochs']} epochs, one evaluation per epoch, target "
+              f"lr 0.1 cosine over {r0.get('total_steps')} steps, {r0['epochs']} evaluations "
+              f"(one every {r0['epochs'] and (r0.get('total_steps') or 0) // r0['epochs']} steps, "
+              "counted in the wall-clock), target "
               f"{r0['target']:.2f}, 1 thread per worker (the workers share the machine's cores). "
               "Runs that did not finish within the cap are marked *capped*; their projected "
               "full-run time is elapsed * total steps / steps done. *tx* is what the worker's "
@@ -242,6 +248,36 @@ def section_tta(recs, fig_dir, md):
         write_dat(os.path.join(fig_dir, f"tta{i}.dat"), r["evals"])
         plots.append(f"'tta{i}.dat' using 1:2 with linespoints title '{r['method']} "
                      f"{r['rate_mbit']:.0f} Mbit/s'")
+    md.append("")
+    # The headline ratios, per rate: QSR against DDP (time to target; a DDP run that was capped
+    # counts with its projected full-run time, a lower bound when it had not reached the target)
+    # and against no communication (full-run wall-clock, projected where capped).
+    for rate in sorted({r["rate_mbit"] for r in recs}):
+        by = {r["method"]: r for r in recs if r["rate_mbit"] == rate}
+
+        def full(r):
+            if not r or not r.get("steps_done") or not r.get("total_steps"):
+                return None
+            return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
+
+        q = by.get("qsr")
+        if not q:
+            continue
+        for peer in ("ddp", "parallel", "postlocal", "constant_h"):
+            p = by.get(peer)
+            if p and q.get("time_to_target_s"):
+                t = p.get("time_to_target_s")
+                how = "time to target"
+                if t is None:
+                    t = full(p)
+                    how = "its projected full run (target not reached within the cap)"
+                if t:
+                    md.append(f"- {rate:.0f} Mbit/s: {peer} / QSR = **{t / q['time_to_target_s']:.2f}x** "
+                              f"({peer}: {how}, {t:.0f} s; QSR {q['time_to_target_s']:.0f} s)")
+        n = by.get("nocomm")
+        if n and full(q) and full(n):
+            md.append(f"- {rate:.0f} Mbit/s: full schedule QSR / no communication = "
+                      f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s)")
     md.append("")
     if gnuplot("""set terminal svg size 700,400
 set output 'tta.svg'
