@@ -99,17 +99,31 @@ def section_step(recs, fig_dir, md):
         md.append("Not run.\n")
         return
     sums = [r for r in recs if r.get("kind") == "summary"]
+    # Medians recomputed from the runs' step_ms (older data rounded samples_per_s to integers,
+    # which is too coarse for the slow models).
+    for s in sums:
+        for impl in ("cpp", "python"):
+            v = sorted(s["batch"] * 1000.0 / r["step_ms"] for r in recs
+                       if r.get("kind") == "run" and r["model"] == s["model"] and r["impl"] == impl)
+            if v:
+                s[impl + "_samples_per_s"] = (v[len(v) // 2] if len(v) % 2 else
+                                              0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2]))
+                s[impl + "_range"] = (v[0], v[-1])
+        s["ratio"] = s["cpp_samples_per_s"] / s["python_samples_per_s"]
     r0 = sums[0]
     md.append(f"Same model, batch, SGD settings and synthetic on-device data; "
               f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
               f"median of {r0['repeats']} alternating runs each "
               "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
-    md.append("| model | batch | steps | C++ samples/s | Python samples/s | C++ / Python |")
+    md.append("| model | batch | steps | C++ samples/s (min-max) | Python samples/s (min-max) | "
+              "C++ / Python |")
     md.append("|---|---|---|---|---|---|")
     rows = []
     for i, r in enumerate(sums):
-        md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.0f} | "
-                  f"{r['python_samples_per_s']:.0f} | **{r['ratio']:.3f}** |")
+        cr, pr = r.get("cpp_range", (0, 0)), r.get("python_range", (0, 0))
+        md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.4g} "
+                  f"({cr[0]:.4g}-{cr[1]:.4g}) | {r['python_samples_per_s']:.4g} "
+                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** |")
         rows.append([i, r["model"], r["ratio"]])
     md.append("")
     write_dat(os.path.join(fig_dir, "step.dat"), rows)
@@ -235,6 +249,11 @@ def section_tta(recs, fig_dir, md):
               "projected full run | syncs | bytes/worker (qsr count) | tx/worker |")
     md.append("|---|---|---|---|---|---|---|---|---|---|")
     plots = []
+    # Runs killed at the cap before writing their summary may lack total_steps; every run of an
+    # invocation has the same schedule.
+    schedule = max([r.get("total_steps") or 0 for r in recs])
+    for r in recs:
+        r["total_steps"] = r.get("total_steps") or schedule or None
     for i, r in enumerate(recs):
         proj = None
         if r.get("total_steps") and r.get("steps_done"):

@@ -60,11 +60,12 @@ def main():
                 cmd = ([os.path.join(a.bin_dir, "qsr-bench-step")] if impl == "cpp" else
                        [a.python, os.path.join(HERE, "train_step_bench.py")]) + common
                 f = run(cmd, timeout=600)
-                res[impl].append(f["samples_per_s"])
+                # From step_ms: the printed samples_per_s is rounded to an integer.
+                res[impl].append(batch * 1000.0 / f["step_ms"])
                 print(json.dumps({"bench": "step", "kind": "run", "impl": impl, "model": model,
                                   "batch": batch, "steps": steps, "threads": a.threads,
                                   "device": a.device, "repeat": r, "params": f["params"],
-                                  "samples_per_s": f["samples_per_s"],
+                                  "samples_per_s": batch * 1000.0 / f["step_ms"],
                                   "step_ms": f["step_ms"]}), flush=True)
         cpp, py = statistics.median(res["cpp"]), statistics.median(res["python"])
         print(json.dumps({"bench": "step", "kind": "summary", "model": model, "batch": batch,
