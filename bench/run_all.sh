@@ -42,6 +42,8 @@ if [ -z "$OUT" ]; then
   if [ $MODE = smoke ]; then OUT=$(mktemp -d /tmp/qsr-bench-smoke.XXXXXX); TMP_OUT=1; else OUT=$ROOT/bench/data; fi
 fi
 mkdir -p "$OUT"
+# The smoke checks what this run wrote, never data left by an earlier one.
+[ $MODE = smoke ] && rm -f "$OUT"/*.jsonl "$OUT"/*.tmp
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 NETNS=()
@@ -63,7 +65,7 @@ case $MODE in
     ACC=(--epochs 1 --seeds 1,2 --steps-per-epoch 100)
     ;;
   smoke)
-    STEP=(--repeats 1 --scale 0.05)
+    STEP=(--repeats 1 --scale 0.05 --models mlp,cnn)
     AVG=(--workers 2 --sizes-mb 0.1 --iters 2)
     COORD=(--workers 8,64 --barriers 5 --timeout-s 60)
     TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,ddp)

@@ -109,7 +109,16 @@ def main():
         from torch.distributed.algorithms.ddp_comm_hooks import post_localSGD_hook as pl
         from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
         from torch.distributed.optim import PostLocalSGDOptimizer
-        state = pl.PostLocalSGDState(process_group=None, subgroup=dist.group.WORLD,
+        # After the warmup every rank steps on its own: its subgroup is itself, so the hook's
+        # gradient all-reduce is local, and only the averager communicates (every --h steps).
+        # (PyTorch's default, subgroups per machine, needs CUDA; with subgroup = WORLD the hook
+        # would keep all-reducing gradients every step, i.e. DDP plus averaging.)
+        own = None
+        for r in range(a.world_size):  # every rank must create every group
+            g = dist.new_group([r])
+            if r == a.rank:
+                own = g
+        state = pl.PostLocalSGDState(process_group=None, subgroup=own,
                                      start_localSGD_iter=max(warmup, 1))
         ddp.register_comm_hook(state, pl.post_localSGD_hook)
         opt = PostLocalSGDOptimizer(optim=opt, averager=PeriodicModelAverager(
