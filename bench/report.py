@@ -190,8 +190,9 @@ def section_coordinator(recs, fig_dir, md):
         md.append("Not run.\n")
         return
     r0 = recs[0]
-    md.append(f"`qsr-bench-coord` simulates K workers (gRPC callback API, {r0['channels']} "
-              "connection(s) for K workers when channels = K) doing Join, then NextRounds (the "
+    conn = ("one gRPC connection per simulated worker" if all(r["channels"] == r["workers"]
+            for r in recs) else f"{r0['channels']} gRPC connections shared by the workers")
+    md.append(f"`qsr-bench-coord` simulates K workers (gRPC callback API, {conn}) doing Join, then NextRounds (the "
               "round barrier) / Report / NextRounds ... / Leave against one `qsr-coordinator` "
               f"(constant H = {r0.get('h')}, `--plan-batch-steps 1`: every round is a barrier, "
               "training takes no time, so barriers come back to back). Release latency: a "
@@ -234,6 +235,11 @@ def section_tta(recs, fig_dir, md):
     if not recs:
         md.append("Not run.\n")
         return
+    # Runs killed at the cap before writing their summary may lack total_steps; every run of an
+    # invocation has the same schedule.
+    schedule = max([r.get("total_steps") or 0 for r in recs])
+    for r in recs:
+        r["total_steps"] = r.get("total_steps") or schedule or None
     r0 = recs[0]
     md.append(f"{r0['workers']} workers, each in its own network namespace, joined by a bridge; "
               "every worker's veth is limited by tc tbf in both directions to the rate shown; the "
@@ -244,16 +250,13 @@ def section_tta(recs, fig_dir, md):
               f"{r0['target']:.2f}, 1 thread per worker (the workers share the machine's cores). "
               "Runs that did not finish within the cap are marked *capped*; their projected "
               "full-run time is elapsed * total steps / steps done. *tx* is what the worker's "
-              "interface sent (headers and control traffic included).\n")
+              "interface sent (headers and control traffic included). *nocomm*'s accuracy is that "
+              "of one average of independently trained models and is not a target candidate; "
+              "it is there for its wall-clock.\n")
     md.append("| method | rate | time to target | final acc | steps done / total | elapsed | "
               "projected full run | syncs | bytes/worker (qsr count) | tx/worker |")
     md.append("|---|---|---|---|---|---|---|---|---|---|")
     plots = []
-    # Runs killed at the cap before writing their summary may lack total_steps; every run of an
-    # invocation has the same schedule.
-    schedule = max([r.get("total_steps") or 0 for r in recs])
-    for r in recs:
-        r["total_steps"] = r.get("total_steps") or schedule or None
     for i, r in enumerate(recs):
         proj = None
         if r.get("total_steps") and r.get("steps_done"):
@@ -376,7 +379,7 @@ def main():
           "(do not edit by hand). Every ratio compares numbers measured in the same invocation.\n",
           "| | |", "|---|---|"]
     for k, v in env.items():
-        if "load average" not in k and k != "command":
+        if "load average" not in k and k not in ("command", "date (UTC)"):
             md.append(f"| {k} | {v} |")
     md.append("")
     inv = os.path.join(a.data_dir, "invocations.jsonl")
@@ -390,14 +393,14 @@ def main():
             md.append(f"| {r['date (UTC)']} | `{r['command']}` | {r['benchmarks']} | "
                       f"{r['load average at start']} | {r['load average at end']} |")
         md.append("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FINDINGS.md")
+    if os.path.exists(notes):
+        md.append(open(notes).read())
     section_step(data["step"], fig_dir, md)
     section_averaging(data["averaging"], fig_dir, md)
     section_coordinator(data["coordinator"], fig_dir, md)
     section_tta(data["tta"], fig_dir, md)
     section_accuracy(data["accuracy"], fig_dir, md)
-    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FINDINGS.md")
-    if os.path.exists(notes):
-        md.append(open(notes).read())
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"report: wrote {a.out}")

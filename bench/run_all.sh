@@ -43,7 +43,7 @@ if [ -z "$OUT" ]; then
 fi
 mkdir -p "$OUT"
 # The smoke checks what this run wrote, never data left by an earlier one.
-[ $MODE = smoke ] && rm -f "$OUT"/*.jsonl "$OUT"/*.tmp
+if [ $MODE = smoke ]; then rm -f "$OUT"/*.jsonl "$OUT"/*.tmp; fi
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 NETNS=()
@@ -122,7 +122,7 @@ with open(sys.argv[2], "a") as f:
 EOF
 if [ $MODE = smoke ]; then
   $PY "$ROOT/bench/report.py" --data-dir "$OUT" --check
-  [ $TMP_OUT = 1 ] && rm -rf "$OUT"
+  if [ $TMP_OUT = 1 ]; then rm -rf "$OUT"; fi
 elif [ $REPORT = 1 ]; then
   $PY "$ROOT/bench/report.py" --data-dir "$OUT" --out "$ROOT/BENCHMARKS.md"
 fi
