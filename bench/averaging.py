@@ -41,7 +41,7 @@ def main():
             by.setdefault(r["bytes"], {})[r["impl"]] = r
         for size, d in sorted(by.items()):
             s = {"bench": "averaging", "kind": "summary", "workers": int(n), "bytes": size}
-            for impl in ("qsr", "gloo", "torch"):
+            for impl in ("qsr", "comm", "gloo", "torch"):
                 if impl in d:
                     s[impl + "_s"] = d[impl]["median_s"]
                     s[impl + "_busbw_MBps"] = d[impl]["busbw_MBps"]
@@ -50,6 +50,8 @@ def main():
                 s["ring_bound_s"] = d["link"]["ring_bound_s"]
             if "qsr_s" in s and "gloo_s" in s:
                 s["qsr_over_gloo"] = s["qsr_s"] / s["gloo_s"]
+            if "comm_s" in s and "gloo_s" in s:
+                s["comm_over_gloo"] = s["comm_s"] / s["gloo_s"]
             if "torch_s" in s and "gloo_s" in s:
                 s["torch_over_gloo"] = s["torch_s"] / s["gloo_s"]
             print(json.dumps(s), flush=True)

@@ -5,6 +5,8 @@
 //   impl=qsr     ModelAverager::Average over a GlooCommunicator: the worker's averaging round
 //                (copy the model's --tensors tensors into the flat buffer, ring all-reduce,
 //                divide, copy back);
+//   impl=comm    GlooCommunicator::AllReduceSum of one flat tensor of the same bytes (the
+//                communicator without the averager's copies);
 //   impl=gloo    a raw gloo::allreduce (ring, gloo::sum<float>) of one buffer of the same bytes,
 //                on its own Gloo context: the floor qsr's round is compared against;
 //   impl=link    every rank sends the same bytes to its ring successor while receiving from its
@@ -176,6 +178,20 @@ int RunRank(int rank, int port, std::unique_ptr<TcpStore> store, const Config& c
       }
       if (rank == 0) Print(c, "qsr", bytes, st);
     }
+    if (Wants(c, "comm")) {
+      // GlooCommunicator::AllReduceSum alone on one flat tensor: separates the averager's
+      // copies and division (qsr - comm) from the communicator's reduction (comm - gloo).
+      torch::Tensor flat = torch::ones({numel});
+      absl::Status status;
+      Stats st = Time(c, raw, [&] {
+        if (status.ok()) status = (*comm)->AllReduceSum(flat);
+      });
+      if (!status.ok()) {
+        std::cerr << "qsr-bench-avg: rank " << rank << ": " << status << "\n";
+        return 1;
+      }
+      if (rank == 0) Print(c, "comm", bytes, st);
+    }
     if (Wants(c, "gloo")) {
       std::vector<float> buffer(numel, 1.0f);
       uint32_t tag = 0;
@@ -224,7 +240,7 @@ int RunRank(int rank, int port, std::unique_ptr<TcpStore> store, const Config& c
 int Main(int argc, char** argv) {
   FlagParser flags("qsr-bench-avg",
                    "qsr-bench-avg [--workers 2] [--sizes-mb 1,10,100] [--iters 10] "
-                   "[--impls qsr,gloo,link]\n"
+                   "[--impls qsr,comm,gloo,link]\n"
                    "Times one model-averaging round against a raw Gloo all-reduce of the same "
                    "bytes; prints JSON lines.");
   flags.Add("workers", "2", "ranks (child processes), >= 2");
@@ -232,7 +248,7 @@ int Main(int argc, char** argv) {
   flags.Add("iters", "10", "timed repetitions per size");
   flags.Add("warmup", "2", "untimed repetitions first");
   flags.Add("tensors", "16", "tensors the model is split into (impl=qsr)");
-  flags.Add("impls", "qsr,gloo,link", "which of qsr, gloo, link to run");
+  flags.Add("impls", "qsr,comm,gloo,link", "which of qsr, comm, gloo, link to run");
   flags.Add("host", "127.0.0.1", "address the ranks bind and meet on");
   flags.Add("timeout-s", "300", "bound on the whole benchmark");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
@@ -268,8 +284,8 @@ int Main(int argc, char** argv) {
     c.sizes_mb.push_back(mb);
   }
   for (absl::string_view part : absl::StrSplit(flags.Get("impls"), ',', absl::SkipEmpty())) {
-    if (part != "qsr" && part != "gloo" && part != "link") {
-      std::cerr << "qsr-bench-avg: --impls: unknown \"" << part << "\" (qsr, gloo, link)\n";
+    if (part != "qsr" && part != "comm" && part != "gloo" && part != "link") {
+      std::cerr << "qsr-bench-avg: --impls: unknown \"" << part << "\" (qsr, comm, gloo, link)\n";
       return 2;
     }
     c.impls.emplace_back(part);
