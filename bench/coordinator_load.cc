@@ -4,7 +4,9 @@
 // Every simulated worker runs a worker's control-plane cycle with gRPC's callback API (no thread
 // per worker): Join, then NextRounds (the round barrier) for round 0, a Report of the rounds it
 // was handed (sent without waiting for the reply, like the worker's ReportSender), NextRounds for
-// the next round, and so on until the coordinator answers RUN_FINISHED, then Leave. Training
+// the next round, and so on until the coordinator answers RUN_FINISHED, then Leave. Like a real
+// worker, each also calls Heartbeat every heartbeat interval the Join reply names (from one
+// ticker thread for all of them). Join and NextRounds answered TIMEOUT are asked again. Training
 // takes no time here, so the coordinator sees barriers back to back: the worst case for it.
 //
 // Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
@@ -105,10 +107,26 @@ class LoadGenerator {
   // Starts every worker and waits until all are done or `deadline`. False on timeout.
   bool Run(Clock::time_point deadline) {
     origin_ = Clock::now();
+    deadline_ = deadline;
     for (Sim& s : sims_) Join(&s);
     std::unique_lock<std::mutex> lock(mu_);
-    return done_cv_.wait_until(lock, deadline, [&] { return finished_ == workers_; });
+    // The heartbeat ticker: this thread, between checks for the end of the run.
+    Clock::time_point next_beat = Clock::now();
+    while (finished_ != workers_ && Clock::now() < deadline) {
+      const int interval_ms = heartbeat_interval_ms_.load();
+      if (interval_ms > 0 && Clock::now() >= next_beat) {
+        lock.unlock();
+        for (Sim& s : sims_) {
+          if (s.joined.load(std::memory_order_acquire) && !s.done.load()) Heartbeat(&s);
+        }
+        lock.lock();
+        next_beat = Clock::now() + std::chrono::milliseconds(interval_ms);
+      }
+      done_cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)));
+    }
+    return finished_ == workers_;
   }
+  int heartbeats() const { return heartbeats_.load(); }
 
   int errors() const { return errors_.load(); }
   std::string first_error() {
@@ -133,6 +151,8 @@ class LoadGenerator {
     int64_t generation = 0;
     int barrier = 0;  // NextRounds calls answered so far.
     int64_t next_round = 0;
+    std::atomic<bool> joined{false};  // rank and generation are set (for the ticker)
+    std::atomic<bool> done{false};
   };
 
   size_t Index(int b, int w) const { return static_cast<size_t>(b) * workers_ + w; }
@@ -146,11 +166,31 @@ class LoadGenerator {
   }
 
   void Fail(Sim* s, const std::string& what) {
+    s->done.store(true);
     if (errors_.fetch_add(1) == 0) {
       std::lock_guard<std::mutex> lock(mu_);
       first_error_ = absl::StrCat(WorkerId(*s), ": ", what);
     }
     Finish();
+  }
+
+  bool PastDeadline() const { return Clock::now() >= deadline_; }
+
+  void Heartbeat(Sim* s) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::HeartbeatRequest request;
+      v1::HeartbeatReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_rank(s->rank);
+    call->request.set_generation(s->generation);
+    StubFor(*s)->async()->Heartbeat(call->ctx.get(), &call->request, &call->reply,
+                                    [this, call](grpc::Status status) {
+                                      if (status.ok()) heartbeats_.fetch_add(1);
+                                    });
   }
 
   void Finish() {
@@ -169,18 +209,22 @@ class LoadGenerator {
     call->request.set_worker_id(WorkerId(*s));
     call->request.set_host("127.0.0.1");
     call->request.set_device("cpu");
-    call->request.set_last_round(-1);
-    StubFor(*s)->async()->Join(call->ctx.get(), &call->request, &call->reply,
-                               [this, s, call](grpc::Status status) {
-                                 if (!status.ok())
-                                   return Fail(s, "Join: " + status.error_message());
-                                 if (call->reply.outcome().code() != v1::Outcome::OK) {
-                                   return Fail(s, "Join: " + call->reply.outcome().message());
-                                 }
-                                 s->rank = call->reply.rank();
-                                 s->generation = call->reply.generation();
-                                 NextRounds(s);
-                               });
+    StubFor(*s)->async()->Join(
+        call->ctx.get(), &call->request, &call->reply, [this, s, call](grpc::Status status) {
+          if (!status.ok()) return Fail(s, "Join: " + status.error_message());
+          const v1::Outcome::Code code = call->reply.outcome().code();
+          if (code == v1::Outcome::TIMEOUT && !PastDeadline()) {
+            return Join(s);  // not formed yet: ask again
+          }
+          if (code != v1::Outcome::OK) {
+            return Fail(s, "Join: " + call->reply.outcome().message());
+          }
+          s->rank = call->reply.rank();
+          s->generation = call->reply.generation();
+          heartbeat_interval_ms_.store(static_cast<int>(call->reply.heartbeat_interval_ms()));
+          s->joined.store(true, std::memory_order_release);
+          NextRounds(s);
+        });
   }
 
   void NextRounds(Sim* s) {
@@ -203,6 +247,7 @@ class LoadGenerator {
           if (!status.ok()) return Fail(s, "NextRounds: " + status.error_message());
           const v1::Outcome::Code code = call->reply.outcome().code();
           if (code == v1::Outcome::RUN_FINISHED) return Leave(s);
+          if (code == v1::Outcome::TIMEOUT && !PastDeadline()) return NextRounds(s);
           if (code != v1::Outcome::OK || call->reply.rounds_size() == 0) {
             return Fail(s, "NextRounds: " + call->reply.outcome().message());
           }
@@ -254,6 +299,7 @@ class LoadGenerator {
     call->request.set_worker_id(WorkerId(*s));
     call->request.set_rank(s->rank);
     call->request.set_generation(s->generation);
+    s->done.store(true);
     StubFor(*s)->async()->Leave(call->ctx.get(), &call->request, &call->reply,
                                 [this, call](grpc::Status) { Finish(); });
   }
@@ -273,6 +319,9 @@ class LoadGenerator {
   std::string first_error_;
   std::atomic<int> errors_{0};
   std::atomic<int> reports_{0};
+  std::atomic<int> heartbeats_{0};
+  std::atomic<int> heartbeat_interval_ms_{0};
+  Clock::time_point deadline_;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -372,12 +421,13 @@ int Main(int argc, char** argv) {
                    "\"all_released_p50_ms\":%.3f,\"all_released_p99_ms\":%.3f,"
                    "\"all_released_max_ms\":%.3f,\"coordinator_cpu_s\":%.3f,"
                    "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
-                   "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"errors\":%d}",
+                   "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
+                   "\"errors\":%d}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
                    Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
-                   after.hwm_mb, self_cpu, gen.errors())
+                   after.hwm_mb, self_cpu, gen.heartbeats(), gen.errors())
             << std::endl;
   return 0;
 }
