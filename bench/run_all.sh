@@ -2,7 +2,7 @@
 # Runs every qsr benchmark and writes BENCHMARKS.md (tables + SVG figures in bench/figures/) from
 # the JSON lines they leave in bench/data/ (full run) or OUT_DIR.
 #
-#   bench/run_all.sh            the full set (long: about an hour on 2 cores; sizes below)
+#   bench/run_all.sh            the full set (long: about 2 hours on a busy 2-core machine)
 #   bench/run_all.sh --quick    smaller sizes, fewer repeats (minutes)
 #   bench/run_all.sh --smoke    tiny sizes, then only checks that every benchmark produced sane
 #                               output (parsable JSON, positive throughput): the CI smoke
