@@ -94,7 +94,10 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--device", default="cuda:0")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = default)")
     a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
 
     device = torch.device(a.device)
     torch.manual_seed(1)

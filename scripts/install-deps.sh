@@ -9,6 +9,7 @@ PKGS=(
   libgloo-dev libyaml-cpp-dev zlib1g-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
   python3-torch python3-yaml gnuplot-nox
+  iproute2 bc
   libcpp-httplib-dev
   openssl clang libclang-rt-14-dev
 )

@@ -1,0 +1,438 @@
+// qsr-bench-coord: benchmark 3, a load generator that simulates K workers against one running
+// qsr-coordinator.
+//
+// Every simulated worker runs a worker's control-plane cycle with gRPC's callback API (no thread
+// per worker): Join, then NextRounds (the round barrier) for round 0, a Report of the rounds it
+// was handed (sent without waiting for the reply, like the worker's ReportSender), NextRounds for
+// the next round, and so on until the coordinator answers RUN_FINISHED, then Leave. Like a real
+// worker, each also calls Heartbeat every heartbeat interval the Join reply names (from one
+// ticker thread for all of them). Join and NextRounds answered TIMEOUT are asked again. Training
+// takes no time here, so the coordinator sees barriers back to back: the worst case for it.
+//
+// Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
+// the last worker to arrive and the time each worker's reply came back. Release latency of a
+// worker = its reply time - the last arrival; a barrier's "all released" latency = the last
+// reply - the last arrival. Rank 0 of the report is a JSON line:
+//   {"bench":"coordinator","workers":K,"channels":C,"barriers":B,"rounds_per_s":...,
+//    "release_p50_ms","release_p99_ms" (over every worker and barrier),
+//    "all_released_p50_ms","all_released_p99_ms","all_released_max_ms" (over barriers),
+//    "coordinator_cpu_s","coordinator_cpu_util" (CPU seconds / wall seconds of the barrier phase),
+//    "coordinator_rss_MB","coordinator_hwm_MB" (with --coordinator-pid), "loadgen_cpu_s" (this
+//    process, to tell a saturated load generator from a slow coordinator), "errors":n}
+//
+// Bounded: every RPC has a deadline, and the whole run --timeout-s.
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/flags.h"
+#include "qsr/v1/coordinator.grpc.pb.h"
+
+namespace qsr {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point origin, Clock::time_point t) {
+  return std::chrono::duration<double>(t - origin).count();
+}
+
+// CPU seconds (user + system) and resident set (current, peak) of a process, from /proc.
+struct ProcSample {
+  double cpu_s = 0;
+  double rss_mb = 0;
+  double hwm_mb = 0;
+};
+
+// CPU seconds this process (the load generator) has used.
+double SelfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+ProcSample SampleProc(int pid) {
+  ProcSample s;
+  if (pid <= 0) return s;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (std::getline(stat, line)) {
+    // Fields after the ")" closing the command name: state is field 3; utime, stime are 14, 15.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) stime = std::stod(field);
+    }
+    s.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_mb = std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind("VmHWM:", 0) == 0) s.hwm_mb = std::stod(line.substr(6)) / 1024.0;
+  }
+  return s;
+}
+
+class LoadGenerator {
+ public:
+  LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
+                int max_barriers, std::chrono::milliseconds rpc_timeout)
+      : stubs_(std::move(stubs)),
+        workers_(workers),
+        max_barriers_(max_barriers),
+        rpc_timeout_(rpc_timeout),
+        sent_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
+        received_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
+        sims_(workers) {
+    for (int i = 0; i < workers; ++i) sims_[i].id = i;
+  }
+
+  // Starts every worker and waits until all are done or `deadline`. False on timeout.
+  bool Run(Clock::time_point deadline) {
+    origin_ = Clock::now();
+    deadline_ = deadline;
+    for (Sim& s : sims_) Join(&s);
+    std::unique_lock<std::mutex> lock(mu_);
+    // The heartbeat ticker: this thread, between checks for the end of the run.
+    Clock::time_point next_beat = Clock::now();
+    while (finished_ != workers_ && Clock::now() < deadline) {
+      const int interval_ms = heartbeat_interval_ms_.load();
+      if (interval_ms > 0 && Clock::now() >= next_beat) {
+        lock.unlock();
+        for (Sim& s : sims_) {
+          if (s.joined.load(std::memory_order_acquire) && !s.done.load()) Heartbeat(&s);
+        }
+        lock.lock();
+        next_beat = Clock::now() + std::chrono::milliseconds(interval_ms);
+      }
+      done_cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)));
+    }
+    return finished_ == workers_;
+  }
+  int heartbeats() const { return heartbeats_.load(); }
+
+  int errors() const { return errors_.load(); }
+  std::string first_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return first_error_;
+  }
+  int reports() const { return reports_.load(); }
+  // Barriers every worker completed.
+  int barriers() const {
+    int b = max_barriers_;
+    for (const Sim& s : sims_) b = std::min(b, s.barrier);
+    return b;
+  }
+  Clock::time_point sent(int b, int w) const { return sent_[Index(b, w)]; }
+  Clock::time_point received(int b, int w) const { return received_[Index(b, w)]; }
+  int workers() const { return workers_; }
+
+ private:
+  struct Sim {
+    int id = 0;
+    int rank = -1;
+    int64_t generation = 0;
+    int barrier = 0;  // NextRounds calls answered so far.
+    int64_t next_round = 0;
+    std::atomic<bool> joined{false};  // rank and generation are set (for the ticker)
+    std::atomic<bool> done{false};
+  };
+
+  size_t Index(int b, int w) const { return static_cast<size_t>(b) * workers_ + w; }
+  v1::Coordinator::Stub* StubFor(const Sim& s) { return stubs_[s.id % stubs_.size()].get(); }
+  std::string WorkerId(const Sim& s) const { return absl::StrCat("sim-", s.id); }
+
+  std::unique_ptr<grpc::ClientContext> Context() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + rpc_timeout_);
+    return ctx;
+  }
+
+  void Fail(Sim* s, const std::string& what) {
+    s->done.store(true);
+    if (errors_.fetch_add(1) == 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      first_error_ = absl::StrCat(WorkerId(*s), ": ", what);
+    }
+    Finish();
+  }
+
+  bool PastDeadline() const { return Clock::now() >= deadline_; }
+
+  void Heartbeat(Sim* s) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::HeartbeatRequest request;
+      v1::HeartbeatReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_rank(s->rank);
+    call->request.set_generation(s->generation);
+    StubFor(*s)->async()->Heartbeat(call->ctx.get(), &call->request, &call->reply,
+                                    [this, call](grpc::Status status) {
+                                      if (status.ok()) heartbeats_.fetch_add(1);
+                                    });
+  }
+
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (++finished_ == workers_) done_cv_.notify_all();
+  }
+
+  void Join(Sim* s) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::JoinRequest request;
+      v1::JoinReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_host("127.0.0.1");
+    call->request.set_device("cpu");
+    StubFor(*s)->async()->Join(
+        call->ctx.get(), &call->request, &call->reply, [this, s, call](grpc::Status status) {
+          if (!status.ok()) return Fail(s, "Join: " + status.error_message());
+          const v1::Outcome::Code code = call->reply.outcome().code();
+          if (code == v1::Outcome::TIMEOUT && !PastDeadline()) {
+            return Join(s);  // not formed yet: ask again
+          }
+          if (code != v1::Outcome::OK) {
+            return Fail(s, "Join: " + call->reply.outcome().message());
+          }
+          s->rank = call->reply.rank();
+          s->generation = call->reply.generation();
+          heartbeat_interval_ms_.store(static_cast<int>(call->reply.heartbeat_interval_ms()));
+          s->joined.store(true, std::memory_order_release);
+          NextRounds(s);
+        });
+  }
+
+  void NextRounds(Sim* s) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::NextRoundsRequest request;
+      v1::NextRoundsReply reply;
+    };
+    if (s->barrier >= max_barriers_) return Leave(s);
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_rank(s->rank);
+    call->request.set_generation(s->generation);
+    call->request.set_next_round(s->next_round);
+    sent_[Index(s->barrier, s->id)] = Clock::now();
+    StubFor(*s)->async()->NextRounds(
+        call->ctx.get(), &call->request, &call->reply, [this, s, call](grpc::Status status) {
+          const Clock::time_point now = Clock::now();
+          if (!status.ok()) return Fail(s, "NextRounds: " + status.error_message());
+          const v1::Outcome::Code code = call->reply.outcome().code();
+          if (code == v1::Outcome::RUN_FINISHED) return Leave(s);
+          if (code == v1::Outcome::TIMEOUT && !PastDeadline()) return NextRounds(s);
+          if (code != v1::Outcome::OK || call->reply.rounds_size() == 0) {
+            return Fail(s, "NextRounds: " + call->reply.outcome().message());
+          }
+          received_[Index(s->barrier, s->id)] = now;
+          ++s->barrier;
+          Report(s, call->reply);
+          s->next_round = call->reply.rounds(call->reply.rounds_size() - 1).round() + 1;
+          NextRounds(s);
+        });
+  }
+
+  // Fire and forget (counted): the worker's reports are asynchronous too.
+  void Report(Sim* s, const v1::NextRoundsReply& plans) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::ReportRequest request;
+      v1::ReportReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_rank(s->rank);
+    call->request.set_generation(s->generation);
+    for (const v1::RoundPlan& p : plans.rounds()) {
+      v1::RoundReport* r = call->request.add_rounds();
+      r->set_round(p.round());
+      r->set_start_step(p.start_step());
+      r->set_h(p.h());
+      r->set_train_loss(1.0);
+      r->set_samples(p.h());
+      r->set_seconds(0.001);
+      r->set_bytes_sent(1000);
+      r->set_params_digest(42);
+    }
+    StubFor(*s)->async()->Report(call->ctx.get(), &call->request, &call->reply,
+                                 [this, call](grpc::Status status) {
+                                   if (status.ok()) reports_.fetch_add(1);
+                                 });
+  }
+
+  void Leave(Sim* s) {
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::LeaveRequest request;
+      v1::LeaveReply reply;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    call->request.set_worker_id(WorkerId(*s));
+    call->request.set_rank(s->rank);
+    call->request.set_generation(s->generation);
+    s->done.store(true);
+    StubFor(*s)->async()->Leave(call->ctx.get(), &call->request, &call->reply,
+                                [this, call](grpc::Status) { Finish(); });
+  }
+
+  std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs_;
+  const int workers_;
+  const int max_barriers_;
+  const std::chrono::milliseconds rpc_timeout_;
+  Clock::time_point origin_;
+  // [barrier][worker]; each slot is written by its worker's callback chain only, and read after
+  // Run() returns (the mutex in Finish orders the writes before the read).
+  std::vector<Clock::time_point> sent_, received_;
+  std::vector<Sim> sims_;
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  int finished_ = 0;
+  std::string first_error_;
+  std::atomic<int> errors_{0};
+  std::atomic<int> reports_{0};
+  std::atomic<int> heartbeats_{0};
+  std::atomic<int> heartbeat_interval_ms_{0};
+  Clock::time_point deadline_;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+int Main(int argc, char** argv) {
+  FlagParser flags("qsr-bench-coord",
+                   "qsr-bench-coord --coordinator HOST:PORT --workers K [--barriers 50]\n"
+                   "Simulates K workers' Join / NextRounds / Report / Leave cycles against a "
+                   "running qsr-coordinator (started with --workers=K) and prints one JSON line.");
+  flags.Add("coordinator", "", "the coordinator's HOST:PORT (required)");
+  flags.Add("workers", "16", "simulated workers (the coordinator's recipe must say the same)");
+  flags.Add("barriers", "50", "stop after this many round barriers (or when the run finishes)");
+  flags.Add("channels", "0", "gRPC channels (TCP connections) shared by the workers; 0 = K");
+  flags.Add("coordinator-pid", "0", "measure this process's CPU and memory (0: don't)");
+  flags.Add("rpc-timeout-s", "60", "deadline of every RPC");
+  flags.Add("timeout-s", "300", "bound on the whole run");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << "qsr-bench-coord: " << s.message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Help();
+    return 0;
+  }
+  absl::StatusOr<int64_t> workers = flags.GetInt("workers"), barriers = flags.GetInt("barriers"),
+                          channels = flags.GetInt("channels"),
+                          pid = flags.GetInt("coordinator-pid"),
+                          rpc_timeout = flags.GetInt("rpc-timeout-s"),
+                          timeout = flags.GetInt("timeout-s");
+  for (const auto* v : {&workers, &barriers, &channels, &pid, &rpc_timeout, &timeout}) {
+    if (!v->ok()) {
+      std::cerr << "qsr-bench-coord: " << v->status().message() << "\n";
+      return 2;
+    }
+  }
+  if (flags.Get("coordinator").empty() || *workers < 1 || *workers > 65536 || *barriers < 1 ||
+      *channels < 0 || *pid < 0 || *rpc_timeout < 1 || *timeout < 1) {
+    std::cerr << "qsr-bench-coord: --coordinator is required; --workers in [1, 65536], "
+                 "--barriers, --rpc-timeout-s and --timeout-s >= 1, --channels >= 0\n";
+    return 2;
+  }
+  const int k = static_cast<int>(*workers);
+  const int c = *channels == 0 ? k : static_cast<int>(std::min<int64_t>(*channels, k));
+  std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs;
+  for (int i = 0; i < c; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", i);  // Distinct arguments: one connection per channel.
+    stubs.push_back(v1::Coordinator::NewStub(grpc::CreateCustomChannel(
+        flags.Get("coordinator"), grpc::InsecureChannelCredentials(), args)));
+  }
+  LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
+                    std::chrono::seconds(*rpc_timeout));
+  const ProcSample before = SampleProc(static_cast<int>(*pid));
+  const double self_before = SelfCpuSeconds();
+  const Clock::time_point start = Clock::now();
+  const bool finished = gen.Run(start + std::chrono::seconds(*timeout));
+  const Clock::time_point end = Clock::now();
+  const ProcSample after = SampleProc(static_cast<int>(*pid));
+  const double self_cpu = SelfCpuSeconds() - self_before;
+  if (!finished) {
+    std::cerr << "qsr-bench-coord: timed out after " << *timeout << " s\n";
+    std::_Exit(1);  // Calls are still in flight; don't wait for them.
+  }
+  if (gen.errors() > 0) {
+    std::cerr << "qsr-bench-coord: " << gen.errors()
+              << " workers failed; first: " << gen.first_error() << "\n";
+    return 1;
+  }
+  const int b = gen.barriers();
+  std::vector<double> release_ms, all_released_ms;
+  Clock::time_point first_release = end, last_release = start;
+  for (int i = 0; i < b; ++i) {
+    Clock::time_point last_arrival = gen.sent(i, 0), last_reply = gen.received(i, 0);
+    for (int w = 0; w < k; ++w) {
+      last_arrival = std::max(last_arrival, gen.sent(i, w));
+      last_reply = std::max(last_reply, gen.received(i, w));
+    }
+    for (int w = 0; w < k; ++w) {
+      release_ms.push_back(1e3 * Since(last_arrival, gen.received(i, w)));
+    }
+    all_released_ms.push_back(1e3 * Since(last_arrival, last_reply));
+    first_release = std::min(first_release, last_reply);
+    last_release = std::max(last_release, last_reply);
+  }
+  const double barrier_wall = b > 1 ? Since(first_release, last_release) : Since(start, end);
+  const double rounds_per_s = b > 1 ? (b - 1) / barrier_wall : 0;
+  const double wall = Since(start, end);
+  std::cout << absl::StrFormat(
+                   "{\"bench\":\"coordinator\",\"workers\":%d,\"channels\":%d,\"barriers\":%d,"
+                   "\"reports\":%d,\"wall_s\":%.3f,\"rounds_per_s\":%.2f,"
+                   "\"release_p50_ms\":%.3f,\"release_p99_ms\":%.3f,"
+                   "\"all_released_p50_ms\":%.3f,\"all_released_p99_ms\":%.3f,"
+                   "\"all_released_max_ms\":%.3f,\"coordinator_cpu_s\":%.3f,"
+                   "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
+                   "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
+                   "\"errors\":%d}",
+                   k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
+                   Percentile(release_ms, 99), Percentile(all_released_ms, 50),
+                   Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
+                   after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
+                   after.hwm_mb, self_cpu, gen.heartbeats(), gen.errors())
+            << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace qsr
+
+int main(int argc, char** argv) { return qsr::Main(argc, argv); }

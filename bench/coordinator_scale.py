@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Benchmark 3 driver: for each K, starts one qsr-coordinator for K workers (constant H, one round
+per NextRounds: --plan-batch-steps 1, so every round is a barrier) and runs qsr-bench-coord
+against it, which simulates the K workers and measures barrier release latency, rounds/s and the
+coordinator's CPU and memory. Prints qsr-bench-coord's JSON line per K (with "h" added)."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one(a, k, tmp):
+    run_dir = os.path.join(tmp, f"coord-{k}")
+    port_file = os.path.join(tmp, f"coord-{k}.port")
+    log = open(os.path.join(tmp, f"coord-{k}.log"), "w")
+    coord = subprocess.Popen(
+        [os.path.join(a.bin_dir, "qsr-coordinator"), "--recipe",
+         os.path.join(ROOT, "recipes/fashion-mnist/cnn-localsgd-constant-h.yaml"),
+         "--listen", "127.0.0.1:0", "--run-dir", run_dir, "--run-id", f"bench-coord-{k}",
+         "--port-file", port_file, "--plan-batch-steps", "1", "--rendezvous-timeout-s", "120",
+         f"--workers={k}", f"--total_batch_size={k}", "--epochs=1",
+         f"--steps_per_epoch={a.barriers * a.h}", f"--init_h={a.h}", f"--min_h={a.h}",
+         "--warmup_epochs=0"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(port_file):
+            if coord.poll() is not None or time.time() > deadline:
+                sys.exit(f"coordinator_scale: the coordinator did not start; see {log.name}")
+            time.sleep(0.05)
+        port = open(port_file).read().strip()
+        out = subprocess.run(
+            [os.path.join(a.bin_dir, "qsr-bench-coord"), "--coordinator", f"127.0.0.1:{port}",
+             "--workers", str(k), "--barriers", str(a.barriers + 5), "--channels",
+             str(a.channels), "--coordinator-pid", str(coord.pid), "--timeout-s",
+             str(a.timeout_s)], capture_output=True, text=True, timeout=a.timeout_s + 30)
+        if out.returncode != 0:
+            sys.exit(f"coordinator_scale: K={k}: qsr-bench-coord failed: {out.stderr[-2000:]}")
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        rec["h"] = a.h
+        print(json.dumps(rec), flush=True)
+    finally:
+        if coord.poll() is None:
+            coord.terminate()
+        try:
+            coord.wait(10)
+        except subprocess.TimeoutExpired:
+            coord.kill()
+            coord.wait()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bin-dir", required=True)
+    p.add_argument("--workers", default="16,128,512,1024,2048")
+    p.add_argument("--barriers", type=int, default=40)
+    p.add_argument("--h", type=int, default=4)
+    p.add_argument("--channels", type=int, default=0, help="0: one connection per worker")
+    p.add_argument("--timeout-s", type=int, default=300)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qsr-bench-coord-") as tmp:
+        for k in a.workers.split(","):
+            one(a, int(k), tmp)
+
+
+if __name__ == "__main__":
+    main()

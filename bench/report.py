@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md (tables, and SVG figures drawn by gnuplot) from the JSON lines the
+benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl, tta.jsonl,
+accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
+saying so. With --check it only validates the data (the CI smoke): every file present parses, and
+every throughput, time and accuracy is positive and finite; exits 1 naming what is wrong."""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+FILES = ["step", "averaging", "coordinator", "tta", "accuracy"]
+
+
+def load(data_dir, name):
+    path = os.path.join(data_dir, name + ".jsonl")
+    if not os.path.exists(path):
+        return None
+    recs = []
+    for i, line in enumerate(open(path)):
+        line = line.strip()
+        if line:
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{i + 1}: not JSON: {e}")
+    return recs
+
+
+def positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def check(data):
+    """Problems with the data, as strings (empty: sane)."""
+    bad = []
+
+    def need(cond, what):
+        if not cond:
+            bad.append(what)
+
+    for name in FILES:
+        need(data.get(name), f"{name}.jsonl is missing or empty")
+    for r in data.get("step") or []:
+        if r.get("kind") == "summary":
+            need(positive(r["cpp_samples_per_s"]) and positive(r["python_samples_per_s"]),
+                 f"step {r['model']}: non-positive throughput")
+    need(any(r.get("kind") == "summary" for r in data.get("step") or []), "step: no summary")
+    for r in data.get("averaging") or []:
+        if r.get("kind") == "summary":
+            for k in ("qsr_s", "gloo_s", "torch_s", "ring_bound_s"):
+                need(positive(r.get(k)), f"averaging {r['workers']}x{r['bytes']}: {k} missing")
+    for r in data.get("coordinator") or []:
+        need(positive(r.get("rounds_per_s")) and r.get("barriers", 0) > 0 and
+             r.get("errors") == 0 and positive(r.get("release_p99_ms")),
+             f"coordinator K={r.get('workers')}: no barriers, errors or non-positive rates")
+    for r in data.get("tta") or []:
+        need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
+             f"tta {r.get('method')}: no evaluations or insane accuracy/time")
+        need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
+    for r in data.get("accuracy") or []:
+        if r.get("kind") == "run":
+            need(positive(r.get("test_acc")) and r["test_acc"] <= 1 and r.get("syncs", 0) > 0,
+                 f"accuracy {r['method']} seed {r['seed']}: bad accuracy or no syncs")
+    return bad
+
+
+def fmt(x, spec=".3g"):
+    if x is None:
+        return "n/a"
+    return format(x, spec)
+
+
+def mb(b):
+    return f"{b / 1e6:.4g} MB" if b is not None else "n/a"
+
+
+def gnuplot(script, out_dir):
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, cwd=out_dir, check=True,
+                       capture_output=True, timeout=60)
+        return True
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"report: gnuplot failed: {e}", file=sys.stderr)
+        return False
+
+
+def write_dat(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(" ".join(str(x) for x in row) + "\n")
+
+
+def section_step(recs, fig_dir, md):
+    md.append("## 1. Worker step throughput (C++ LibTorch vs Python PyTorch)\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    sums = [r for r in recs if r.get("kind") == "summary"]
+    # Medians recomputed from the runs' step_ms (older data rounded samples_per_s to integers,
+    # which is too coarse for the slow models).
+    for s in sums:
+        for impl in ("cpp", "python"):
+            v = sorted(s["batch"] * 1000.0 / r["step_ms"] for r in recs
+                       if r.get("kind") == "run" and r["model"] == s["model"] and r["impl"] == impl)
+            if v:
+                s[impl + "_samples_per_s"] = (v[len(v) // 2] if len(v) % 2 else
+                                              0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2]))
+                s[impl + "_range"] = (v[0], v[-1])
+        s["ratio"] = s["cpp_samples_per_s"] / s["python_samples_per_s"]
+    r0 = sums[0]
+    md.append(f"Same model, batch, SGD settings and synthetic on-device data; "
+              f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
+              f"median of {r0['repeats']} alternating runs each "
+              "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
+    md.append("| model | batch | steps | C++ samples/s (min-max) | Python samples/s (min-max) | "
+              "C++ / Python |")
+    md.append("|---|---|---|---|---|---|")
+    rows = []
+    for i, r in enumerate(sums):
+        cr, pr = r.get("cpp_range", (0, 0)), r.get("python_range", (0, 0))
+        md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.4g} "
+                  f"({cr[0]:.4g}-{cr[1]:.4g}) | {r['python_samples_per_s']:.4g} "
+                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** |")
+        rows.append([i, r["model"], r["ratio"]])
+    md.append("")
+    write_dat(os.path.join(fig_dir, "step.dat"), rows)
+    if gnuplot("""set terminal svg size 560,320
+set output 'step.svg'
+set style fill solid 0.6
+set boxwidth 0.5
+set ylabel 'C++ / Python samples/s'
+set yrange [0:*]
+set xrange [-0.6:%d]
+set title 'Training-step throughput ratio (same threads, model, batch)'
+plot 'step.dat' using 1:3:xtic(2) with boxes notitle, 1.15 with lines dt 2 title 'aim 1.15', 1 with lines lc rgb 'gray' notitle
+""" % (len(rows) - 0.4), fig_dir):
+        md.append("![step throughput ratio](bench/figures/step.svg)\n")
+
+
+def section_averaging(recs, fig_dir, md):
+    md.append("## 2. Averaging cost (one averaging round vs raw Gloo vs torch.distributed)\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    md.append("One averaging round of qsr (`ModelAverager::Average` over `GlooCommunicator`: the "
+              "model's 16 tensors copied into one flat buffer, ring all-reduce, divide, copy "
+              "back), the communicator alone (`GlooCommunicator::AllReduceSum` of one flat tensor, "
+              "without the averager's copies), a raw `gloo::allreduce` (ring, "
+              "`gloo::sum<float>`) of the same bytes "
+              "and `torch.distributed.all_reduce` (gloo) from Python; processes on one machine over "
+              "loopback, 1 thread each, median of the repetitions after a barrier. *link* is the "
+              "measured ring-neighbour bandwidth (every rank sends S bytes to its successor while "
+              "receiving from its predecessor); the ring bound is 2(n-1)/n * S / link. Aim: qsr "
+              "within 5% of raw Gloo.\n")
+    md.append("| workers | size | qsr round | communicator only | raw Gloo | torch (gloo) | "
+              "qsr / Gloo | communicator / Gloo | torch / Gloo | qsr bus bw | link bw | ring bound |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    sums = [r for r in recs if r.get("kind") == "summary"]
+    for r in sums:
+        md.append(f"| {r['workers']} | {mb(r['bytes'])} | {fmt(r.get('qsr_s') and r['qsr_s'] * 1e3)} ms "
+                  f"| {fmt(r.get('comm_s') and r['comm_s'] * 1e3)} ms "
+                  f"| {fmt(r.get('gloo_s') and r['gloo_s'] * 1e3)} ms "
+                  f"| {fmt(r.get('torch_s') and r['torch_s'] * 1e3)} ms "
+                  f"| **{fmt(r.get('qsr_over_gloo'), '.3f')}** | {fmt(r.get('comm_over_gloo'), '.3f')} "
+                  f"| {fmt(r.get('torch_over_gloo'), '.3f')} "
+                  f"| {fmt(r.get('qsr_busbw_MBps'), '.4g')} MB/s | {fmt(r.get('link_MBps'), '.4g')} MB/s "
+                  f"| {fmt(r.get('ring_bound_s') and r['ring_bound_s'] * 1e3)} ms |")
+    md.append("")
+    plots = []
+    for n in sorted({r["workers"] for r in sums}):
+        rows = [[r["bytes"] / 1e6, r.get("qsr_s", 0) * 1e3, r.get("gloo_s", 0) * 1e3,
+                 r.get("torch_s", 0) * 1e3, r.get("ring_bound_s", 0) * 1e3]
+                for r in sums if r["workers"] == n]
+        write_dat(os.path.join(fig_dir, f"avg{n}.dat"), rows)
+        for col, name in ((2, "qsr"), (3, "raw Gloo"), (4, "torch"), (5, "ring bound")):
+            plots.append(f"'avg{n}.dat' using 1:{col} with linespoints title '{name}, {n} workers'")
+    if gnuplot("""set terminal svg size 640,380
+set output 'averaging.svg'
+set logscale xy
+set xlabel 'model size (MB)'
+set ylabel 'time per round (ms)'
+set key left top
+set title 'Averaging round vs raw Gloo all-reduce (loopback)'
+plot """ + ", ".join(plots) + "\n", fig_dir):
+        md.append("![averaging](bench/figures/averaging.svg)\n")
+
+
+def section_coordinator(recs, fig_dir, md):
+    md.append("## 3. Coordinator scale\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    r0 = recs[0]
+    conn = ("one gRPC connection per simulated worker" if all(r["channels"] == r["workers"]
+            for r in recs) else f"{r0['channels']} gRPC connections shared by the workers")
+    md.append(f"`qsr-bench-coord` simulates K workers (gRPC callback API, {conn}) doing Join, then NextRounds (the "
+              "round barrier) / Report / NextRounds ... / Leave against one `qsr-coordinator` "
+              f"(constant H = {r0.get('h')}, `--plan-batch-steps 1`: every round is a barrier, "
+              "training takes no time, so barriers come back to back). Release latency: a "
+              "worker's reply time minus the last worker's arrival (both client-side); "
+              "all-released: the last reply minus the last arrival, per barrier. CPU and memory "
+              "of the coordinator process from /proc. The load generator runs on the same 2 "
+              "cores. Aim: p99 < 20 ms at 1,024 workers.\n")
+    md.append("| K | barriers | rounds/s | release p50 | release p99 | all released p50 | "
+              "all released p99 | coordinator CPU (cores) | coordinator CPU per barrier | "
+              "load generator CPU per barrier | coordinator RSS / peak |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in recs:
+        md.append(f"| {r['workers']} | {r['barriers']} | {r['rounds_per_s']:.1f} | "
+                  f"{r['release_p50_ms']:.2f} ms | {r['release_p99_ms']:.2f} ms | "
+                  f"{r['all_released_p50_ms']:.2f} ms | **{r['all_released_p99_ms']:.2f} ms** | "
+                  f"{r['coordinator_cpu_util']:.2f} | "
+                  f"{1e3 * r['coordinator_cpu_s'] / max(r['barriers'], 1):.1f} ms | "
+                  f"{fmt(r.get('loadgen_cpu_s') and 1e3 * r['loadgen_cpu_s'] / max(r['barriers'], 1), '.1f')} ms | "
+                  f"{r['coordinator_rss_MB']:.0f} / "
+                  f"{r['coordinator_hwm_MB']:.0f} MB |")
+        rows.append([r["workers"], r["release_p50_ms"], r["release_p99_ms"],
+                     r["all_released_p99_ms"]])
+    md.append("")
+    write_dat(os.path.join(fig_dir, "coord.dat"), rows)
+    if gnuplot("""set terminal svg size 640,380
+set output 'coordinator.svg'
+set logscale xy
+set xlabel 'simulated workers K'
+set ylabel 'ms from the last arrival'
+set key left top
+set title 'Round barrier release latency'
+plot 'coord.dat' using 1:2 with linespoints title 'release p50', 'coord.dat' using 1:3 with linespoints title 'release p99', 'coord.dat' using 1:4 with linespoints title 'all released p99', 20 with lines dt 2 title 'aim 20 ms'
+""", fig_dir):
+        md.append("![coordinator](bench/figures/coordinator.svg)\n")
+
+
+def section_tta(recs, fig_dir, md):
+    md.append("## 4. Time to accuracy on a constrained network\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    # Runs killed at the cap before writing their summary may lack total_steps; every run of an
+    # invocation has the same schedule.
+    schedule = max([r.get("total_steps") or 0 for r in recs])
+    for r in recs:
+        r["total_steps"] = r.get("total_steps") or schedule or None
+    r0 = recs[0]
+    md.append(f"{r0['workers']} workers, each in its own network namespace, joined by a bridge; "
+              "every worker's veth is limited by tc tbf in both directions to the rate shown; the "
+              "coordinator in the root namespace. `cnn` on Fashion-MNIST, total batch 128, "
+              f"lr 0.1 cosine over {r0.get('total_steps')} steps, {r0['epochs']} evaluations "
+              f"(one every {r0['epochs'] and (r0.get('total_steps') or 0) // r0['epochs']} steps, "
+              "counted in the wall-clock), target "
+              f"{r0['target']:.2f}, 1 thread per worker (the workers share the machine's cores). "
+              "Runs that did not finish within the cap are marked *capped*; their projected "
+              "full-run time is elapsed * total steps / steps done. *tx* is what the worker's "
+              "interface sent (headers and control traffic included). *nocomm*'s accuracy is that "
+              "of one average of independently trained models and is not a target candidate; "
+              "it is there for its wall-clock.\n")
+    md.append("| method | rate | time to target | final acc | steps done / total | elapsed | "
+              "projected full run | syncs | bytes/worker (qsr count) | tx/worker |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    plots = []
+    for i, r in enumerate(recs):
+        proj = None
+        if r.get("total_steps") and r.get("steps_done"):
+            proj = r["elapsed_s"] * r["total_steps"] / r["steps_done"]
+        md.append(f"| {r['method']} ({r['impl']}) | {r['rate_mbit']:.0f} Mbit/s | "
+                  f"{fmt(r['time_to_target_s'], '.0f')} s | {fmt(r['final_acc'], '.4f')} | "
+                  f"{r['steps_done']} / {r.get('total_steps')} | {r['elapsed_s']:.0f} s"
+                  f"{' (capped)' if r['capped'] else ''} | {fmt(proj, '.0f')} s | "
+                  f"{r.get('syncs', 'n/a')} | {mb(r.get('bytes_per_worker'))} | "
+                  f"{mb(r.get('tx_bytes_per_worker'))} |")
+        write_dat(os.path.join(fig_dir, f"tta{i}.dat"), r["evals"])
+        plots.append(f"'tta{i}.dat' using 1:2 with linespoints title '{r['method']} "
+                     f"{r['rate_mbit']:.0f} Mbit/s'")
+    md.append("")
+    # The headline ratios, per rate: QSR against DDP (time to target; a DDP run that was capped
+    # counts with its projected full-run time, a lower bound when it had not reached the target)
+    # and against no communication (full-run wall-clock, projected where capped).
+    for rate in sorted({r["rate_mbit"] for r in recs}):
+        by = {r["method"]: r for r in recs if r["rate_mbit"] == rate}
+
+        def full(r):
+            if not r or not r.get("steps_done") or not r.get("total_steps"):
+                return None
+            return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
+
+        q = by.get("qsr")
+        if not q:
+            continue
+        for peer in ("ddp", "parallel", "postlocal", "constant_h"):
+            p = by.get(peer)
+            if p and q.get("time_to_target_s"):
+                t = p.get("time_to_target_s")
+                how = "time to target"
+                if t is None:
+                    t = full(p)
+                    how = "its projected full run (target not reached within the cap)"
+                if t:
+                    md.append(f"- {rate:.0f} Mbit/s: {peer} / QSR = **{t / q['time_to_target_s']:.2f}x** "
+                              f"({peer}: {how}, {t:.0f} s; QSR {q['time_to_target_s']:.0f} s)")
+        n = by.get("nocomm")
+        if n and full(q) and full(n):
+            md.append(f"- {rate:.0f} Mbit/s: full schedule QSR / no communication = "
+                      f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s)")
+    md.append("")
+    if gnuplot("""set terminal svg size 700,400
+set output 'tta.svg'
+set xlabel 'wall-clock (s)'
+set ylabel 'test accuracy'
+set key right bottom
+set title 'Test accuracy over time, rate-limited links (nocomm below the range)'
+set yrange [0.7:*]
+plot """ + ", ".join(plots) + f", {r0['target']} with lines dt 2 title 'target'\n", fig_dir):
+        md.append("![time to accuracy](bench/figures/tta.svg)\n")
+
+
+def section_accuracy(recs, fig_dir, md):
+    md.append("## 5. Accuracy study (small scale)\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    runs = [r for r in recs if r.get("kind") == "run"]
+    sums = [r for r in recs if r.get("kind") == "summary"]
+    r0 = runs[0]
+    md.append(f"`cnn` on Fashion-MNIST, cosine decay, {r0['workers']} workers (qsr-run on this "
+              f"machine, 1 thread each), {r0['epochs']} epoch(s), seeds "
+              f"{sorted({r['seed'] for r in runs})}, equal epochs for every method. A sync is "
+              "one round (one averaging for Local SGD; for parallel SGD one round is one step "
+              "with its gradient all-reduce). No CIFAR-format file is on this machine, so "
+              "Fashion-MNIST only.\n")
+    md.append("| method | test acc mean | std | min | max | syncs (mean) |")
+    md.append("|---|---|---|---|---|---|")
+    for r in sums:
+        md.append(f"| {r['method']} | **{r['acc_mean']:.4f}** | {r['acc_std']:.4f} | "
+                  f"{r['acc_min']:.4f} | {r['acc_max']:.4f} | {r['syncs_mean']:.0f} |")
+    md.append("\nPer run:\n")
+    md.append("| method | seed | test acc | syncs | bytes/worker | elapsed |")
+    md.append("|---|---|---|---|---|---|")
+    for r in runs:
+        md.append(f"| {r['method']} | {r['seed']} | {r['test_acc']:.4f} | {r['syncs']} | "
+                  f"{mb(r['bytes_per_worker'])} | {fmt(r['elapsed_s'], '.0f')} s |")
+    md.append("")
+    series = [r for r in recs if r.get("kind") == "series" and r["method"] == "qsr"]
+    if series:
+        s = series[0]
+        write_dat(os.path.join(fig_dir, "qsr_h.dat"), zip(s["step"], s["h"], s["lr"]))
+        if gnuplot("""set terminal svg size 640,380
+set output 'qsr_h_lr.svg'
+set xlabel 'step'
+set ylabel 'H (steps between averagings)'
+set y2label 'learning rate'
+set y2tics
+set ytics nomirror
+set key left top
+set title 'QSR: H and lr over training'
+plot 'qsr_h.dat' using 1:2 with steps title 'H', 'qsr_h.dat' using 1:3 axes x1y2 with lines title 'lr'
+""", fig_dir):
+            md.append("![QSR H and lr](bench/figures/qsr_h_lr.svg)\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", default="BENCHMARKS.md")
+    p.add_argument("--check", action="store_true")
+    a = p.parse_args()
+    data = {name: load(a.data_dir, name) for name in FILES}
+    if a.check:
+        bad = check(data)
+        for b in bad:
+            print("bench smoke: " + b, file=sys.stderr)
+        if bad:
+            sys.exit(1)
+        print("bench smoke: all benchmarks produced sane output")
+        return
+    env = json.load(open(os.path.join(a.data_dir, "env.json")))
+    fig_dir = os.path.join(os.path.dirname(os.path.abspath(a.out)), "bench", "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    md = ["# qsr benchmarks\n",
+          "Generated by `bench/report.py` from the JSON lines in "
+          f"`{os.path.relpath(a.data_dir, os.path.dirname(os.path.abspath(a.out)))}/` "
+          "(do not edit by hand). Every ratio compares numbers measured in the same invocation.\n",
+          "| | |", "|---|---|"]
+    for k, v in env.items():
+        if "load average" not in k and k not in ("command", "date (UTC)"):
+            md.append(f"| {k} | {v} |")
+    md.append("")
+    inv = os.path.join(a.data_dir, "invocations.jsonl")
+    if os.path.exists(inv):
+        md.append("Invocations that produced the data (the machine is shared: its load average, "
+                  "from other people's builds, is what the benchmarks competed with):\n")
+        md.append("| date (UTC) | command | benchmarks | load at start | load at end |")
+        md.append("|---|---|---|---|---|")
+        for line in open(inv):
+            r = json.loads(line)
+            md.append(f"| {r['date (UTC)']} | `{r['command']}` | {r['benchmarks']} | "
+                      f"{r['load average at start']} | {r['load average at end']} |")
+        md.append("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FINDINGS.md")
+    if os.path.exists(notes):
+        md.append(open(notes).read())
+    section_step(data["step"], fig_dir, md)
+    section_averaging(data["averaging"], fig_dir, md)
+    section_coordinator(data["coordinator"], fig_dir, md)
+    section_tta(data["tta"], fig_dir, md)
+    section_accuracy(data["accuracy"], fig_dir, md)
+    with open(a.out, "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"report: wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

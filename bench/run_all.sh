@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs every qsr benchmark and writes BENCHMARKS.md (tables + SVG figures in bench/figures/) from
+# the JSON lines they leave in bench/data/ (full run) or OUT_DIR.
+#
+#   bench/run_all.sh            the full set (long: about 2 hours on a busy 2-core machine)
+#   bench/run_all.sh --quick    smaller sizes, fewer repeats (minutes)
+#   bench/run_all.sh --smoke    tiny sizes, then only checks that every benchmark produced sane
+#                               output (parsable JSON, positive throughput): the CI smoke
+#                               (ctest -R bench_smoke); writes no BENCHMARKS.md
+# Options: --bin-dir DIR (default build/bin), --out-dir DIR (default bench/data, or a temporary
+# folder for --smoke), --only step,averaging,coordinator,tta,accuracy (re-run some; the report
+# uses whatever data is there), --no-report.
+#
+# Benchmark 4 (tta) needs root for network namespaces and tc; without root (and always in --smoke)
+# it runs on loopback without a rate limit (--no-netns).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODE=full
+BIN=$ROOT/build/bin
+OUT=""
+ONLY=step,averaging,coordinator,tta,accuracy
+REPORT=1
+PY=/usr/bin/python3
+ARGS="$*"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) MODE=quick; shift ;;
+    --smoke) MODE=smoke; shift ;;
+    --bin-dir) BIN=$2; shift 2 ;;
+    --out-dir) OUT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --no-report) REPORT=0; shift ;;
+    *) echo "run_all.sh: unknown argument $1 (--quick, --smoke, --bin-dir, --out-dir, --only, --no-report)" >&2; exit 2 ;;
+  esac
+done
+for b in qsr-bench-step qsr-bench-avg qsr-bench-coord qsr-coordinator qsr-worker qsr-run; do
+  [ -x "$BIN/$b" ] || { echo "run_all.sh: $BIN/$b is missing; build first (scripts/build.sh)" >&2; exit 2; }
+done
+# The smoke (ctest) skips, exit 77, on a machine without Debian's PyTorch or the data set (e.g.
+# the GPU check's machine); CI has both (scripts/install-deps.sh).
+[ $MODE = smoke ] && SKIP=77 || SKIP=2
+$PY -c 'import torch' 2>/dev/null || { echo "run_all.sh: $PY cannot import torch (apt-get install python3-torch)" >&2; exit $SKIP; }
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || {
+  echo "run_all.sh: no Fashion-MNIST in /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)" >&2; exit $SKIP; }
+TMP_OUT=0
+if [ -z "$OUT" ]; then
+  if [ $MODE = smoke ]; then OUT=$(mktemp -d /tmp/qsr-bench-smoke.XXXXXX); TMP_OUT=1; else OUT=$ROOT/bench/data; fi
+fi
+mkdir -p "$OUT"
+# The smoke checks what this run wrote, never data left by an earlier one.
+if [ $MODE = smoke ]; then rm -f "$OUT"/*.jsonl "$OUT"/*.tmp; fi
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+NETNS=()
+if [ $MODE = smoke ] || [ "$(id -u)" != 0 ] || ! command -v tc >/dev/null; then NETNS=(--no-netns); fi
+
+case $MODE in
+  full)
+    STEP=(--repeats 5)
+    AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 10)
+    COORD=(--workers 16,128,512,1024,2048 --barriers 20)
+    TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
+    ACC=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3)
+    ;;
+  quick)
+    STEP=(--repeats 3 --scale 0.5)
+    AVG=(--workers 2,4 --sizes-mb 1,10 --iters 5)
+    COORD=(--workers 16,256,1024 --barriers 20)
+    TTA=(--rates 50 --epochs 1 --target 0.85 --cap-s 180 --methods qsr,nocomm,ddp)
+    ACC=(--epochs 1 --seeds 1,2 --steps-per-epoch 100)
+    ;;
+  smoke)
+    STEP=(--repeats 1 --scale 0.05 --models mlp,cnn)
+    AVG=(--workers 2 --sizes-mb 0.1 --iters 2)
+    COORD=(--workers 8,64 --barriers 5 --timeout-s 60)
+    TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,ddp)
+    ACC=(--epochs 1 --seeds 1 --methods qsr --steps-per-epoch 8)
+    ;;
+esac
+
+# Machine, versions, command, date: recorded next to the data.
+pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
+$PY - "$OUT/env.json" "bench/run_all.sh $ARGS" "$MODE" <<EOF
+import json, os, platform, subprocess, sys, datetime
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception: return "?"
+env = {
+  "date (UTC)": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
+  "command": sys.argv[2], "mode": sys.argv[3],
+  "git commit": sh("git -C $ROOT rev-parse --short HEAD") + (" (dirty)" if sh("git -C $ROOT status --porcelain --untracked-files=no") else ""),
+  "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count(),
+  "memory": sh("free -g | awk '/Mem:/{print \$2\" GiB\"}'"),
+  "os": sh(". /etc/os-release; echo \$PRETTY_NAME") + ", kernel " + platform.release(),
+  "compiler": sh("c++ --version | head -1"),
+  "LibTorch (Debian)": "$(pkgver libtorch-dev)", "python3-torch": "$(pkgver python3-torch)",
+  "Python": platform.python_version(), "Gloo": "$(pkgver libgloo-dev)",
+  "gRPC": "$(pkgver libgrpc++-dev)", "load average at start": sh("cut -d' ' -f1-3 /proc/loadavg"),
+}
+json.dump(env, open(sys.argv[1], "w"), indent=1)
+EOF
+
+run() {  # run NAME CMD...: the benchmark's JSON lines into OUT/NAME.jsonl
+  local name=$1
+  shift
+  echo "run_all.sh: [$name] $*" >&2
+  local start=$SECONDS
+  "$@" > "$OUT/$name.jsonl.tmp"
+  mv "$OUT/$name.jsonl.tmp" "$OUT/$name.jsonl"
+  echo "run_all.sh: [$name] done in $((SECONDS - start)) s" >&2
+}
+wants step && run step $PY "$ROOT/bench/step_throughput.py" --bin-dir "$BIN" "${STEP[@]}"
+wants averaging && run averaging $PY "$ROOT/bench/averaging.py" --bin-dir "$BIN" "${AVG[@]}"
+wants coordinator && run coordinator $PY "$ROOT/bench/coordinator_scale.py" --bin-dir "$BIN" "${COORD[@]}"
+wants tta && run tta bash "$ROOT/bench/tta_netns.sh" --bin-dir "$BIN" "${NETNS[@]}" "${TTA[@]}"
+wants accuracy && run accuracy $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC[@]}"
+
+# Every invocation (several with --only) is listed in the report with its own date and load.
+$PY - "$OUT/env.json" "$OUT/invocations.jsonl" "$ONLY" <<'EOF'
+import json, sys
+env = json.load(open(sys.argv[1]))
+rec = {"date (UTC)": env["date (UTC)"], "command": env["command"], "benchmarks": sys.argv[3],
+       "load average at start": env["load average at start"],
+       "load average at end": " ".join(open("/proc/loadavg").read().split()[:3])}
+with open(sys.argv[2], "a") as f:
+    f.write(json.dumps(rec) + "\n")
+EOF
+if [ $MODE = smoke ]; then
+  $PY "$ROOT/bench/report.py" --data-dir "$OUT" --check
+  if [ $TMP_OUT = 1 ]; then rm -rf "$OUT"; fi
+elif [ $REPORT = 1 ]; then
+  $PY "$ROOT/bench/report.py" --data-dir "$OUT" --out "$ROOT/BENCHMARKS.md"
+fi

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Benchmark 1: training-step throughput, the C++ LibTorch loop (qsr-bench-step) against the same
+loop in Python PyTorch (train_step_bench.py), same model, batch, thread count and device, run
+alternately --repeats times. Prints one JSON line per run and one summary line per model:
+  {"bench":"step","kind":"summary","model":..,"cpp_samples_per_s":median,"python_samples_per_s":
+   median,"ratio":cpp/python,"repeats":n,...}
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# model -> (batch, steps, warmup) for a CPU run; --quick divides the steps.
+SIZES = {"mlp": (128, 200, 20), "cnn": (128, 40, 5), "resnet18": (16, 8, 2)}
+
+
+def parse(line):
+    fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+    for k in ("batch", "steps", "params"):
+        fields[k] = int(fields[k])
+    for k in ("samples_per_s", "step_ms", "final_loss"):
+        fields[k] = float(fields[k])
+    return fields
+
+
+def run(cmd, timeout):
+    env = dict(os.environ)
+    env.pop("LD_LIBRARY_PATH", None)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("bench ")]
+    if out.returncode != 0 or not lines:
+        sys.exit(f"step_throughput: {' '.join(cmd)} failed (rc {out.returncode}): {out.stderr[-2000:]}")
+    return parse(lines[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bin-dir", required=True)
+    p.add_argument("--models", default="mlp,cnn,resnet18")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the step counts")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--python", default="/usr/bin/python3")
+    a = p.parse_args()
+    for model in a.models.split(","):
+        batch, steps, warmup = SIZES[model]
+        steps = max(2, int(steps * a.scale))
+        warmup = max(1, int(warmup * a.scale))
+        common = ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup",
+                  str(warmup), "--device", a.device, "--threads", str(a.threads)]
+        res = {"cpp": [], "python": []}
+        for r in range(a.repeats):
+            # Alternate the order so that drifting machine load hits both alike.
+            order = ["cpp", "python"] if r % 2 == 0 else ["python", "cpp"]
+            for impl in order:
+                cmd = ([os.path.join(a.bin_dir, "qsr-bench-step")] if impl == "cpp" else
+                       [a.python, os.path.join(HERE, "train_step_bench.py")]) + common
+                f = run(cmd, timeout=600)
+                # From step_ms: the printed samples_per_s is rounded to an integer.
+                res[impl].append(batch * 1000.0 / f["step_ms"])
+                print(json.dumps({"bench": "step", "kind": "run", "impl": impl, "model": model,
+                                  "batch": batch, "steps": steps, "threads": a.threads,
+                                  "device": a.device, "repeat": r, "params": f["params"],
+                                  "samples_per_s": batch * 1000.0 / f["step_ms"],
+                                  "step_ms": f["step_ms"]}), flush=True)
+        cpp, py = statistics.median(res["cpp"]), statistics.median(res["python"])
+        print(json.dumps({"bench": "step", "kind": "summary", "model": model, "batch": batch,
+                          "steps": steps, "threads": a.threads, "device": a.device,
+                          "repeats": a.repeats, "cpp_samples_per_s": cpp,
+                          "python_samples_per_s": py, "ratio": cpp / py,
+                          "cpp_all": res["cpp"], "python_all": res["python"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
