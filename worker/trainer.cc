@@ -14,12 +14,14 @@
 #include "glog/logging.h"
 #include "worker/checkpoint.h"
 #include "worker/comm/communicator_factory.h"
+#include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluator.h"
 #include "worker/model/models.h"
 #include "worker/optimizer_factory.h"
+#include "worker/precision.h"
 #include "worker/report_sender.h"
 #include "worker/torch_call.h"
 
@@ -76,6 +78,9 @@ class Worker {
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<ModelAverager> averager_;
   std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
+  // Data-parallel gradients in buckets that overlap with backward (bucket_mb > 0); destroyed
+  // before comm_, which it uses.
+  std::unique_ptr<GradientBucketer> bucketer_;
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
   torch::Device device_ = torch::kCPU;
@@ -100,6 +105,7 @@ absl::Status Worker::Setup() {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckPrecision(recipe_.precision, device_); !s.ok()) return s;
   schedule_ = std::make_unique<LrSchedule>(recipe_);
   const std::string data_dir = options_.data_dir.empty() ? recipe_.data_dir : options_.data_dir;
   absl::StatusOr<Dataset> train = LoadDataset(recipe_.dataset, data_dir, /*train=*/true);
@@ -136,6 +142,15 @@ absl::Status Worker::Setup() {
   if (!averager.ok()) return averager.status();
   averager_ = std::make_unique<ModelAverager>(std::move(*averager));
   if (absl::Status s = averager_->BroadcastFrom(*comm_, 0); !s.ok()) return s;
+  if ((recipe_.DataParallel() || recipe_.post_local_epoch > 0) && recipe_.bucket_mb > 0) {
+    BucketerOptions bucket_options;
+    bucket_options.bucket_bytes =
+        std::max<int64_t>(1, static_cast<int64_t>(recipe_.bucket_mb * (1 << 20)));
+    absl::StatusOr<std::unique_ptr<GradientBucketer>> bucketer =
+        GradientBucketer::Create(model_->parameters(), comm_.get(), bucket_options);
+    if (!bucketer.ok()) return bucketer.status();
+    bucketer_ = std::move(*bucketer);
+  }
 
   SamplerConfig sampler;
   sampler.seed = static_cast<uint64_t>(recipe_.seed);
@@ -194,17 +209,26 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
-        torch::Tensor loss = torch::nn::functional::cross_entropy(
-            model_->forward(xs[i]), ys[i],
-            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-                recipe_.label_smoothing));
+        torch::Tensor loss;
+        {
+          AutocastScope autocast(recipe_.precision == "bf16", device_.type());
+          loss = torch::nn::functional::cross_entropy(
+              model_->forward(xs[i]), ys[i],
+              torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+                  recipe_.label_smoothing));
+        }
+        // Only the last micro-batch's backward sends gradients (the earlier ones accumulate).
+        if (plan.data_parallel() && bucketer_ && i + 1 == xs.size()) bucketer_->Arm();
         (loss / static_cast<double>(acc)).backward();
         loss_sum.add_(loss.detach(), 1.0 / static_cast<double>(acc));
       }
     });
     if (!s.ok()) return s;
     if (plan.data_parallel()) {
-      if (absl::Status s = averager_->AllReduceGradients(*comm_); !s.ok()) return s;
+      if (absl::Status s = bucketer_ ? bucketer_->Finish() : averager_->AllReduceGradients(*comm_);
+          !s.ok()) {
+        return s;
+      }
     }
     if (recipe_.gradient_clipping > 0) {
       // After the all-reduce for data-parallel rounds (the global gradient), on the local

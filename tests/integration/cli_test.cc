@@ -145,6 +145,21 @@ TEST(CliTest, EveryShippedRecipePlans) {
 namespace qsr {
 namespace {
 
+TEST(CliTest, QsrRunRejectsABadDeviceBeforeStartingAnything) {
+  testing::TempDir dir;
+  for (const auto& [device, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"cuda:0,cuda:0", "named twice"}, {"gpu", "unknown device"}, {"cuda:0", "2 workers"}}) {
+    testing::CommandResult r =
+        testing::RunCommand({kBin + "/qsr-run", "--recipe", kRecipe, "--workers", "2", "--run-dir",
+                             dir.path() + "/run", "--device", device},
+                            30);
+    EXPECT_EQ(r.exit_code, 2) << device << ": " << r.output;
+    EXPECT_NE(r.output.find(expected), std::string::npos) << device << ": " << r.output;
+    EXPECT_NE(r.output.find("allowed: cpu, cuda"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/run")) << device;
+  }
+}
+
 TEST(CliTest, QsrRunFailsWhenAWorkerFails) {
   testing::TempDir dir;
   testing::CommandResult r = testing::RunCommand(
