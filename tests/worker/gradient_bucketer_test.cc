@@ -344,8 +344,12 @@ TEST(GradientBucketerCreateTest, ValidatesArguments) {
   auto bucketer = GradientBucketer::Create(mixed, comms[0].get(), options);
   ASSERT_TRUE(bucketer.ok()) << bucketer.status();
   // Grad parameters 0:[100] 1:[300] 2:[20], reversed: [20] then [300] then [100].
-  const auto layout = (*bucketer)->bucket_layout();
-  ASSERT_EQ(layout.size(), 3u);
+  // [20] fills the first bucket; [300] exceeds it and gets its own; [100] follows a full one.
+  EXPECT_EQ((*bucketer)->bucket_layout(), (std::vector<std::vector<int>>{{0}, {1}, {2}}));
+  options.bucket_bytes = 1600;  // 400 floats: [20] and [300] share one, [100] is alone
+  bucketer = GradientBucketer::Create(mixed, comms[0].get(), options);
+  ASSERT_TRUE(bucketer.ok()) << bucketer.status();
+  EXPECT_EQ((*bucketer)->bucket_layout(), (std::vector<std::vector<int>>{{0, 1}, {2}}));
 }
 
 }  // namespace

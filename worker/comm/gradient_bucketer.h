@@ -77,7 +77,8 @@ class GradientBucketer {
   absl::Status Finish();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
-  // Parameters per bucket, in bucket order; indices into the constructor's grad parameters.
+  // Parameters per bucket, in bucket order, as positions among the parameters that require grad
+  // counted from the last one (the order buckets fill in).
   std::vector<std::vector<int>> bucket_layout() const;
 
  private:
