@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/process_group.h"
 #include "cli/status_format.h"
+#include "cli/worker_devices.h"
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_client.h"
@@ -53,7 +55,8 @@ double JsonNumber(const std::string& json, const std::string& key) {
 int main(int argc, char** argv) {
   qsr::FlagParser flags(
       "qsr-run",
-      "qsr-run --workers N --recipe FILE [--run-dir DIR] [--KEY=VALUE ...]\n"
+      "qsr-run --workers N --recipe FILE [--device cpu|cuda|cuda:0,cuda:1] [--run-dir DIR] "
+      "[--KEY=VALUE ...]\n"
       "Starts a coordinator and N workers on this machine, shows progress, and ends with the test "
       "accuracy, the number of averaging rounds and the bytes each worker sent.");
   flags.Add("recipe", "", "recipe YAML file (required)");
@@ -61,6 +64,8 @@ int main(int argc, char** argv) {
   flags.Add("run-id", "", "name of the run (default: date-time-pid)");
   flags.Add("data-dir", "", "dataset location, passed to every worker");
   flags.Add("threads", "0", "intra-op threads per worker (0 = cores / workers)");
+  flags.Add("device", "cpu",
+            "cpu; cuda (worker i on cuda:i); or one cuda:N per worker, comma-separated");
   flags.Add("progress-s", "5", "seconds between progress lines");
   flags.Add("bin-dir", "", "where qsr-coordinator and qsr-worker are (default: beside qsr-run)");
   // Security, passed through: the coordinator's side, then the workers' (and qsr-run's own).
@@ -99,6 +104,9 @@ int main(int argc, char** argv) {
   const int workers = static_cast<int>(recipe->workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int64_t per_worker = *threads > 0 ? *threads : std::max(1, cores / workers);
+  absl::StatusOr<std::vector<std::string>> devices = qsr::WorkerDevices(
+      flags.Get("device"), workers, qsr::VisibleGpus(std::getenv("CUDA_VISIBLE_DEVICES")));
+  if (!devices.ok()) return Fail(std::string(devices.status().message()));
 
   // What the workers and qsr-run itself use to reach the coordinator.
   qsr::ClientSecurity security;
@@ -182,8 +190,9 @@ int main(int argc, char** argv) {
     }
   }
   const std::string address = "127.0.0.1:" + port;
-  std::cout << absl::StrFormat("qsr-run: coordinator at %s, %d workers x %d threads, run dir %s\n",
-                               address, workers, per_worker, run_dir);
+  std::cout << absl::StrFormat(
+      "qsr-run: coordinator at %s, %d workers x %d threads on %s, run dir %s\n", address, workers,
+      per_worker, flags.Get("device"), run_dir);
   for (int i = 0; i < workers; ++i) {
     std::vector<std::string> w = {bin + "/qsr-worker",
                                   "--coordinator",
@@ -191,7 +200,9 @@ int main(int argc, char** argv) {
                                   "--threads",
                                   absl::StrCat(per_worker),
                                   "--worker-id",
-                                  absl::StrCat(run_id, "-w", i)};
+                                  absl::StrCat(run_id, "-w", i),
+                                  "--device",
+                                  (*devices)[i]};
     if (!flags.Get("data-dir").empty()) {
       w.push_back("--data-dir");
       w.push_back(flags.Get("data-dir"));

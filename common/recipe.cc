@@ -205,6 +205,15 @@ const std::vector<KeyDef>& Keys() {
        &Recipe::sync_budget,
        "choose alpha so that at most this share of steps ends in a sync (0 = use alpha)",
        {}},
+      {"bucket_mb",
+       &Recipe::bucket_mb,
+       "data-parallel gradient bucket size in MiB, all-reduced during backward (0 = one "
+       "all-reduce after backward)",
+       {}},
+      {"precision",
+       &Recipe::precision,
+       "forward and loss precision: fp32, or bf16 autocast (CUDA GPUs with bf16, or the CPU)",
+       {"fp32", "bf16"}},
       {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
       {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
       {"save_freq", &Recipe::save_freq, "checkpoint every this many epochs (0 = never)", {}},
@@ -552,6 +561,8 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(r.sync_budget >= 0 && r.sync_budget <= 1, "sync_budget", r.sync_budget,
             "in [0, 1] (0 = use alpha)");
   c.Require(r.nw >= 0 && r.nw <= 64, "nw", r.nw, "in [0, 64]");
+  c.Require(r.bucket_mb >= 0 && r.bucket_mb <= 4096, "bucket_mb", r.bucket_mb,
+            "in [0, 4096] (0 = one all-reduce after backward)");
   c.Require(r.mixup_alpha >= 0, "mixup_alpha", r.mixup_alpha, ">= 0 (0 = off)");
   c.Require(r.save_freq >= 0, "save_freq", r.save_freq, ">= 0 (0 = never)");
   c.Require(r.image_size >= 0 && r.image_size <= 4096, "image_size", r.image_size,

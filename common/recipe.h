@@ -74,6 +74,11 @@ struct Recipe {
   // Sync rules beyond QSR.
   int64_t post_local_epoch = -1;  // data-parallel before this epoch, local from it (-1 = off)
   double sync_budget = 0.0;       // > 0: choose alpha so that at most this share of steps sync
+  // Data-parallel gradient all-reduce: bucket size in MiB (buckets leave during backward);
+  // 0 = one all-reduce of all gradients after backward.
+  double bucket_mb = 25.0;
+  // Autocast of forward and loss: fp32 (none) | bf16. Weights and optimizer state stay fp32.
+  std::string precision = "fp32";
   // Data loading.
   int64_t nw = 2;            // loader threads that prepare batches ahead of the step
   double mixup_alpha = 0.0;  // 0 = no mixup

@@ -11,10 +11,16 @@
 #   4. gputest the NCCL communicator tests, required to run on the GPU (QSR_REQUIRE_GPU=1)
 #   5. nccl    a 1-worker NCCL training run (coordinator + qsr-worker --device cuda:0) of the cnn
 #              on Fashion-MNIST; passes when summary.json's test_acc >= TARGET_ACC
-#   6. gloo    a 2-worker Gloo run on the CPU (qsr-run), 1 epoch
-#   7. bench   training-step throughput, LibTorch C++ (qsr-bench-step) vs Python PyTorch
-#              (bench/train_step_bench.py), same GPU, model and batch, in this run
-#   8. ctest   the rest of the test suite, time-capped (without the CLI and training integration
+#   6. dp      the bucketed data-parallel path: 1-worker NCCL parallel-SGD cnn runs (1 epoch) with
+#              gradient buckets overlapping backward (bucket_mb 1) and without (bucket_mb 0);
+#              passes when the bucketed run reaches DP_TARGET_ACC
+#   7. bf16    precision: bf16 (autocast) against fp32, 1-worker NCCL cnn runs of 1 epoch each;
+#              passes when the bf16 run reaches DP_TARGET_ACC
+#   8. gloo    a 2-worker Gloo run on the CPU (qsr-run), 1 epoch
+#   9. bench   training-step throughput, LibTorch C++ (qsr-bench-step) vs Python PyTorch
+#              (bench/train_step_bench.py), same GPU, model and batch, in this run; and the CPU
+#              data-parallel step with and without overlap, 2 Gloo ranks (qsr-bench-dp-overlap)
+#  10. ctest   the rest of the test suite, time-capped (without the CLI and training integration
 #              tests, which want /usr/share/datasets)
 # Each stage logs to RESULTS_DIR/<stage>.log; a failed stage does not stop the later ones that do
 # not depend on it. The exit status is 0 only if every stage passed.
@@ -23,7 +29,8 @@
 #   CARRY_DIR [build-carry-gpu]  DEBS_DIR [$CARRY_DIR/debs]  DATA_DIR [$CARRY_DIR/fashion-mnist]
 #   BUILD_DIR [build-gpu]  RESULTS_DIR [$BUILD_DIR/results]  JOBS [nproc]  PYTHON [python3]
 #   TORCH_CMAKE_PREFIX [the wheel's torch.utils.cmake_prefix_path]  CUDA_HOME [/usr/local/cuda]
-#   EPOCHS [3]  TARGET_ACC [0.90]  BENCH_BATCH [256]  SKIP_GLOO, SKIP_BENCH, SKIP_CTEST (=1 skips)
+#   EPOCHS [3]  TARGET_ACC [0.90]  DP_TARGET_ACC [0.85]  BENCH_BATCH [256]
+#   SKIP_DP, SKIP_BF16, SKIP_GLOO, SKIP_BENCH, SKIP_CTEST (=1 skips)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CARRY_DIR=${CARRY_DIR:-$ROOT/build-carry-gpu}
@@ -36,11 +43,13 @@ PY=${PYTHON:-python3}
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 EPOCHS=${EPOCHS:-3}
 TARGET_ACC=${TARGET_ACC:-0.90}
+DP_TARGET_ACC=${DP_TARGET_ACC:-0.85}
 BENCH_BATCH=${BENCH_BATCH:-256}
 PREFIX=$WORK/prefix
 BLD=$WORK/qsr
 RUNS=$WORK/runs
 RECIPE=$ROOT/recipes/fashion-mnist/cnn-localsgd-qsr.yaml
+DP_RECIPE=$ROOT/recipes/fashion-mnist/cnn-parallel-sgd.yaml
 mkdir -p "$WORK" "$RESULTS" "$RUNS"
 export PATH="$CUDA_HOME/bin:$PATH"
 
@@ -210,7 +219,8 @@ EOF
 }
 
 # nccl_run NAME EPOCHS [--KEY=VALUE recipe overrides...]: a coordinator and one worker on cuda:0
-# (NCCL, world size 1) in RUNS/NAME; prints summary.json. Sets RUN_ACC and RUN_TPUT.
+# (NCCL, world size 1) in RUNS/NAME, with the recipe NCCL_RECIPE [RECIPE]; prints summary.json.
+# Sets RUN_ACC and RUN_TPUT.
 RUN_ACC=""
 RUN_TPUT=""
 nccl_run() {
@@ -219,7 +229,7 @@ nccl_run() {
   local run=$RUNS/$name port="" pid_c pid_w rc_w
   rm -rf "$run"
   mkdir -p "$run"
-  "$BLD/bin/qsr-coordinator" --recipe "$RECIPE" --listen 127.0.0.1:0 --run-dir "$run" \
+  "$BLD/bin/qsr-coordinator" --recipe "${NCCL_RECIPE:-$RECIPE}" --listen 127.0.0.1:0 --run-dir "$run" \
     --run-id "$name" --port-file "$run/coordinator.port" --workers=1 --epochs="$epochs" "$@" &
   pid_c=$!
   for _ in $(seq 1 300); do
@@ -246,6 +256,33 @@ stage_nccl() {
   nccl_run nccl "$EPOCHS" || return 1
   note "NCCL 1-worker cnn, $EPOCHS epochs, batch 128: test_acc=$RUN_ACC (target $TARGET_ACC), state=$(read_json "$RUNS/nccl/summary.json" state), elapsed_s=$(read_json "$RUNS/nccl/summary.json" elapsed_s), train samples/s=$RUN_TPUT"
   "$PY" -c "import sys; sys.exit(0 if float('${RUN_ACC:-0}' or 0) >= $TARGET_ACC else 1)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# at_least VALUE TARGET: whether the number VALUE >= TARGET.
+at_least() { "$PY" -c "import sys; sys.exit(0 if float('${1:-0}' or 0) >= $2 else 1)"; }
+
+stage_dp() {
+  local rc=0 acc
+  # cnn: ~1.7M parameters (6.5 MB of gradients), so 1 MiB buckets make several per step.
+  NCCL_RECIPE=$DP_RECIPE nccl_run dp-bucketed 1 --bucket_mb=1 || rc=1
+  acc=$RUN_ACC
+  note "data-parallel SGD (NCCL, 1 worker, cnn, 1 epoch) bucket_mb=1 (overlap): test_acc=$RUN_ACC (target $DP_TARGET_ACC), train samples/s=$RUN_TPUT"
+  NCCL_RECIPE=$DP_RECIPE nccl_run dp-flat 1 --bucket_mb=0 || rc=1
+  note "data-parallel SGD (NCCL, 1 worker, cnn, 1 epoch) bucket_mb=0 (one all-reduce after backward): test_acc=$RUN_ACC, train samples/s=$RUN_TPUT"
+  at_least "$acc" "$DP_TARGET_ACC" || rc=1
+  return $rc
+}
+
+stage_bf16() {
+  local rc=0 acc
+  nccl_run bf16 1 --precision=bf16 || rc=1
+  acc=$RUN_ACC
+  note "precision=bf16 (NCCL, 1 worker, cnn localsgd, 1 epoch): test_acc=$RUN_ACC (target $DP_TARGET_ACC), train samples/s=$RUN_TPUT"
+  nccl_run fp32 1 --precision=fp32 || rc=1
+  note "precision=fp32 (same run otherwise): test_acc=$RUN_ACC, train samples/s=$RUN_TPUT"
+  at_least "$acc" "$DP_TARGET_ACC" || rc=1
+  return $rc
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +321,16 @@ stage_bench() {
       note "$line"
     done
   done
+  # CPU, 2 Gloo ranks in one process: data-parallel step time with and without overlap.
+  if [ -x "$BLD/bin/qsr-bench-dp-overlap" ]; then
+    line=$(timeout 300 "$BLD/bin/qsr-bench-dp-overlap" --model resnet18 --batch 16 --threads 4 \
+      --steps 5 --rounds 4 | grep '^bench') || rc=1
+    echo "$line"
+    note "$line"
+  else
+    echo "no qsr-bench-dp-overlap"
+    rc=1
+  fi
   return $rc
 }
 
@@ -298,6 +345,8 @@ main() {
   if [ $FAILED -eq 0 ] && run_stage deps stage_deps && run_stage build stage_build; then
     run_stage gputest stage_gputest
     run_stage nccl stage_nccl
+    [ "${SKIP_DP:-0}" = 1 ] || run_stage dp stage_dp
+    [ "${SKIP_BF16:-0}" = 1 ] || run_stage bf16 stage_bf16
     [ "${SKIP_GLOO:-0}" = 1 ] || run_stage gloo stage_gloo
     [ "${SKIP_BENCH:-0}" = 1 ] || run_stage bench stage_bench
     [ "${SKIP_CTEST:-0}" = 1 ] || run_stage ctest stage_ctest
@@ -307,6 +356,10 @@ main() {
   echo "==================== summary ===================="
   cat "$RESULTS/summary.txt"
   cp -r "$RUNS/nccl" "$RESULTS/run-nccl" 2>/dev/null
+  local r
+  for r in dp-bucketed dp-flat bf16 fp32; do
+    cp "$RUNS/$r/summary.json" "$RESULTS/run-$r-summary.json" 2>/dev/null
+  done
   cp "$RUNS/gloo/summary.json" "$RESULTS/run-gloo-summary.json" 2>/dev/null
   if [ $FAILED -eq 0 ]; then echo "gpu-check: ALL PASSED"; else echo "gpu-check: SOME STAGES FAILED"; fi
   return $FAILED

@@ -19,12 +19,14 @@
 #include "worker/checkpoint.h"
 #include "worker/checkpoint_writer.h"
 #include "worker/comm/communicator_factory.h"
+#include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"
 #include "worker/data/batch_loader.h"
 #include "worker/data/datasets.h"
 #include "worker/evaluator.h"
 #include "worker/model/models.h"
 #include "worker/optimizer_factory.h"
+#include "worker/precision.h"
 #include "worker/report_sender.h"
 #include "worker/state_snapshot.h"
 #include "worker/state_dict_import.h"
@@ -102,6 +104,9 @@ class Worker {
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<ModelAverager> averager_;
   std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
+  // Data-parallel gradients in buckets that overlap with backward (bucket_mb > 0); destroyed
+  // before comm_, which it uses.
+  std::unique_ptr<GradientBucketer> bucketer_;
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
   std::unique_ptr<Heartbeater> heartbeater_;
@@ -144,6 +149,7 @@ absl::Status Worker::Setup() {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckPrecision(recipe_.precision, device_); !s.ok()) return s;
   schedule_ = std::make_unique<LrSchedule>(recipe_);
   const std::string data_dir = options_.data_dir.empty() ? recipe_.data_dir : options_.data_dir;
   // Training: the dataset's augmentation (CIFAR: crop + flip; folders: RandomResizedCrop +
@@ -208,6 +214,7 @@ absl::Status Worker::FormGroup() {
   absl::StatusOr<std::unique_ptr<Communicator>> comm =
       CreateCommunicator(device_, &scoped, join_.rank(), world, comm_options);
   if (!comm.ok()) return comm.status();
+  bucketer_.reset();  // it uses the previous generation's communicator
   {
     absl::MutexLock lock(&comm_mu_);
     if (comm_) bytes_before_comm_ += comm_->bytes_sent();
@@ -218,6 +225,15 @@ absl::Status Worker::FormGroup() {
   // Rank 0 holds the most recent state (the coordinator ranks joiners so): everyone starts the
   // generation from its weights.
   if (absl::Status s = averager_->BroadcastFrom(*comm_, 0); !s.ok()) return s;
+  if ((recipe_.DataParallel() || recipe_.post_local_epoch > 0) && recipe_.bucket_mb > 0) {
+    BucketerOptions bucket_options;
+    bucket_options.bucket_bytes =
+        std::max<int64_t>(1, static_cast<int64_t>(recipe_.bucket_mb * (1 << 20)));
+    absl::StatusOr<std::unique_ptr<GradientBucketer>> bucketer =
+        GradientBucketer::Create(model_->parameters(), comm_.get(), bucket_options);
+    if (!bucketer.ok()) return bucketer.status();
+    bucketer_ = std::move(*bucketer);
+  }
 
   SamplerConfig sampler;
   sampler.seed = static_cast<uint64_t>(recipe_.seed);
@@ -276,17 +292,25 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
-        torch::Tensor loss =
-            TrainingLoss(*model_, xs[i], ys[i], {recipe_.label_smoothing, recipe_.mixup_alpha},
-                         MixupSeed(static_cast<uint64_t>(recipe_.seed), t, join_.rank(), acc,
-                                   static_cast<int64_t>(i)));
+        torch::Tensor loss;
+        {
+          AutocastScope autocast(recipe_.precision == "bf16", device_.type());
+          loss = TrainingLoss(*model_, xs[i], ys[i], {recipe_.label_smoothing, recipe_.mixup_alpha},
+                              MixupSeed(static_cast<uint64_t>(recipe_.seed), t, join_.rank(), acc,
+                                        static_cast<int64_t>(i)));
+        }
+        // Only the last micro-batch's backward sends gradients (the earlier ones accumulate).
+        if (plan.data_parallel() && bucketer_ && i + 1 == xs.size()) bucketer_->Arm();
         (loss / static_cast<double>(acc)).backward();
         loss_sum.add_(loss.detach(), 1.0 / static_cast<double>(acc));
       }
     });
     if (!s.ok()) return s;
     if (plan.data_parallel()) {
-      if (absl::Status s = averager_->AllReduceGradients(*comm_); !s.ok()) return s;
+      if (absl::Status s = bucketer_ ? bucketer_->Finish() : averager_->AllReduceGradients(*comm_);
+          !s.ok()) {
+        return s;
+      }
     }
     if (recipe_.gradient_clipping > 0) {
       // After the all-reduce for data-parallel rounds (the global gradient), on the local
@@ -548,6 +572,7 @@ absl::Status Worker::Regroup(const absl::Status& cause, bool* finished) {
     if (comm_) comm_->Abort(std::string(cause.message()));
     live_comm_ = nullptr;
   }
+  bucketer_.reset();  // removes its hooks; its collectives fail fast on the aborted communicator
   // Reports of the rounds this group finished still count: deliver them before joining again.
   if (reports_) {
     if (absl::Status s = reports_->Flush(absl::Now() + absl::Seconds(10)); !s.ok()) {

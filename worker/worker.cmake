@@ -1,3 +1,10 @@
+# Mixed precision (autocast). Linked with qsr_worker_comm for its QSR_HAVE_NCCL definition and the
+# CUDA runtime that comes with it (to check a GPU's bfloat16 support).
+add_library(qsr_worker_precision ${CMAKE_CURRENT_LIST_DIR}/precision.cc)
+target_include_directories(qsr_worker_precision PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(qsr_worker_precision PUBLIC qsr_worker_comm ${TORCH_LIBRARIES} absl::status
+  absl::strings)
+
 # The trainer library (used by qsr-worker and the integration tests) and the worker binary.
 add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/trainer.cc
@@ -12,8 +19,8 @@ add_library(qsr_trainer
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
-  qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest ${TORCH_LIBRARIES} glog::glog
-  absl::random_random)
+  qsr_worker_precision qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
+  ${TORCH_LIBRARIES} glog::glog absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
 target_link_libraries(qsr-worker PRIVATE qsr_trainer)

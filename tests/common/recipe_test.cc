@@ -161,6 +161,25 @@ TEST(RecipeTest, ChoiceKeysListWhatIsAllowed) {
               HasSubstr("is not one of cosine, linear, step, constant"));
 }
 
+TEST(RecipeTest, BucketSizeAndPrecision) {
+  Recipe defaults;
+  EXPECT_DOUBLE_EQ(defaults.bucket_mb, 25.0);
+  EXPECT_EQ(defaults.precision, "fp32");
+  absl::StatusOr<Recipe> r = ParseRecipeYaml("bucket_mb: 0.5\nprecision: bf16\n", "r.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->bucket_mb, 0.5);
+  EXPECT_EQ(r->precision, "bf16");
+  ASSERT_TRUE(ResolveRecipe(*r).ok());
+  EXPECT_EQ(Message(ParseRecipeYaml("precision: fp16\n", "r.yaml").status()),
+            "r.yaml:1: key \"precision\": value \"fp16\" is not one of fp32, bf16");
+  Recipe negative;
+  negative.bucket_mb = -1;
+  EXPECT_EQ(Message(ResolveRecipe(negative)),
+            "key \"bucket_mb\": value -1 must be in [0, 4096] (0 = one all-reduce after backward)");
+  Recipe flag;
+  EXPECT_THAT(Message(SetRecipeKey(flag, "bucket-mb", "lots")), HasSubstr("not a number"));
+}
+
 TEST(RecipeTest, MalformedYamlNamesFileAndLine) {
   absl::StatusOr<Recipe> r = ParseRecipeYaml("epochs: 3\nmax_lr: [0.1\n", "bad.yaml");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -296,7 +315,9 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
   EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
 
   const auto help = RecipeKeyHelp();
-  EXPECT_EQ(help.size(), 56u);  // every key of the table, the issue-3 options included
+  // Every key of the table: the issue-3 options, min/max_workers (issue 5), and bucket_mb and
+  // precision (issue 4).
+  EXPECT_EQ(help.size(), 58u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;

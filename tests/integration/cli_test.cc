@@ -152,6 +152,27 @@ TEST(CliTest, EveryShippedRecipePlans) {
 namespace qsr {
 namespace {
 
+TEST(CliTest, QsrRunRejectsABadDeviceBeforeStartingAnything) {
+  testing::TempDir dir;
+  // CUDA_VISIBLE_DEVICES fixes how many GPUs qsr-run counts, whatever this machine has.
+  struct Case {
+    std::string visible, device, expected;
+  };
+  for (const Case& c : std::vector<Case>{{"0,1", "cuda:0,cuda:0", "named twice"},
+                                         {"0,1", "gpu", "unknown device"},
+                                         {"0,1", "cuda:0", "names 1 devices for 2 workers"},
+                                         {"", "cuda", "2 workers need 2 GPUs, but 0 GPUs"}}) {
+    testing::CommandResult r = testing::RunCommand(
+        {"/usr/bin/env", "CUDA_VISIBLE_DEVICES=" + c.visible, kBin + "/qsr-run", "--recipe",
+         kRecipe, "--workers", "2", "--run-dir", dir.path() + "/run", "--device", c.device},
+        30);
+    EXPECT_EQ(r.exit_code, 2) << c.device << ": " << r.output;
+    EXPECT_NE(r.output.find(c.expected), std::string::npos) << c.device << ": " << r.output;
+    EXPECT_NE(r.output.find("allowed: cpu, cuda"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/run")) << c.device;
+  }
+}
+
 TEST(CliTest, QsrRunFailsWhenAWorkerFails) {
   testing::TempDir dir;
   testing::CommandResult r = testing::RunCommand(

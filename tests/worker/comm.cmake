@@ -7,3 +7,7 @@ qsr_test(model_averager_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/model_averager_test.cc
   LIBS qsr_worker_comm qsr_common
 )
+qsr_test(gradient_bucketer_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/gradient_bucketer_test.cc
+  LIBS qsr_worker_comm qsr_common
+)

@@ -280,6 +280,62 @@ TEST_P(GlooCommunicatorTest, AfterAbortEveryCallFailsWithTheReason) {
   }
 }
 
+TEST_P(GlooCommunicatorTest, StartedAllReducesMatchSynchronousOnesInOrder) {
+  Comms comms = Connect(size());
+  // Three started all-reduces per rank (one large enough for several ring segments), waited for
+  // together, must give what the synchronous call gives on the same inputs, bit for bit.
+  const std::vector<int64_t> sizes = {5, 700000, 1};
+  std::vector<std::vector<torch::Tensor>> started(size()), expected(size());
+  for (int r = 0; r < size(); ++r) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      torch::manual_seed(1000 * r + static_cast<int>(i));
+      started[r].push_back(torch::randn({sizes[i]}));
+      expected[r].push_back(started[r].back().clone());
+    }
+  }
+  ExpectAllOk(OnAllRanks(comms, [&](int r, GlooCommunicator& comm) {
+    for (torch::Tensor& t : expected[r]) {
+      if (absl::Status s = comm.AllReduceSum(t); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }));
+  const int64_t bytes_before = comms[0]->bytes_sent();
+  ExpectAllOk(OnAllRanks(comms, [&](int r, GlooCommunicator& comm) {
+    std::vector<std::unique_ptr<PendingCollective>> pending;
+    for (torch::Tensor& t : started[r]) {
+      auto p = comm.StartAllReduceSum(t);
+      if (!p.ok()) return p.status();
+      pending.push_back(std::move(*p));
+    }
+    for (auto& p : pending) {
+      if (absl::Status s = p->Wait(); !s.ok()) return s;
+      if (absl::Status s = p->Wait(); !s.ok()) return s;  // idempotent
+    }
+    return absl::OkStatus();
+  }));
+  for (int r = 0; r < size(); ++r) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      EXPECT_TRUE(BitIdentical(started[r][i], expected[r][i])) << "rank " << r << " tensor " << i;
+      EXPECT_TRUE(BitIdentical(started[r][i], started[0][i])) << "rank " << r << " tensor " << i;
+    }
+  }
+  int64_t expected_bytes = 0;
+  for (int64_t n : sizes)
+    expected_bytes += GlooCommunicator::RingAllReduceBytesSent(n * 4, 0, size());
+  EXPECT_EQ(comms[0]->bytes_sent() - bytes_before, expected_bytes);
+}
+
+TEST_P(GlooCommunicatorTest, StartAfterAbortFailsAndBadTensorsAreRejected) {
+  Comms comms = Connect(size());
+  GlooCommunicator& c = *comms[0];
+  auto bad = c.StartAllReduceSum(torch::ones({4}, torch::kInt32));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  c.Abort("planned");
+  auto after = c.StartAllReduceSum(torch::ones({4}));
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition) << after.status();
+  EXPECT_NE(after.status().message().find("planned"), std::string::npos) << after.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(WorldSizes, GlooCommunicatorTest, ::testing::Values(1, 2, 3, 4),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return absl::StrCat("size", info.param);
@@ -395,6 +451,51 @@ TEST(GlooCommunicatorFailureTest, IdlePeerTimesOutAndTheFailureReachesIt) {
   // Rank 0 closed its connections, so rank 1 fails without waiting for its own 60 s timeout.
   EXPECT_FALSE(status1.ok());
   EXPECT_LT(elapsed1, absl::Seconds(15)) << status1;
+}
+
+TEST(GlooCommunicatorFailureTest, StartedAllReduceFailsWhenThePeerAborts) {
+  Comms comms = Connect(2, absl::Seconds(10));
+  const absl::Time start = absl::Now();
+  std::vector<absl::Status> statuses(2);
+  RunRanks(2, [&](int rank) {
+    if (rank == 1) {
+      comms[1]->Abort("peer leaves");
+      return;
+    }
+    auto pending = comms[0]->StartAllReduceSum(torch::ones({1000}));
+    statuses[0] = pending.ok() ? (*pending)->Wait() : pending.status();
+  });
+  EXPECT_FALSE(statuses[0].ok());
+  EXPECT_TRUE(comms[0]->aborted());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10) + absl::Seconds(5));
+}
+
+TEST(GlooCommunicatorFailureTest, AbortFailsQueuedCollectivesFast) {
+  Comms comms = Connect(2, absl::Seconds(30));
+  // Rank 1 never joins the collectives; an abort must not leave rank 0 waiting 30 s for each.
+  std::vector<torch::Tensor> tensors = {torch::ones({16}), torch::ones({16})};
+  const absl::Time start = absl::Now();
+  std::vector<std::unique_ptr<PendingCollective>> pending;
+  for (auto& t : tensors) {
+    auto p = comms[0]->StartAllReduceSum(t);
+    ASSERT_TRUE(p.ok()) << p.status();
+    pending.push_back(std::move(*p));
+  }
+  comms[0]->Abort("giving up");
+  for (auto& p : pending) EXPECT_FALSE(p->Wait().ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST(GlooCommunicatorFailureTest, DestroyingWithQueuedCollectivesDoesNotWaitForThem) {
+  Comms comms = Connect(2, absl::Seconds(30));
+  std::vector<torch::Tensor> tensors = {torch::ones({16}), torch::ones({16})};
+  const absl::Time start = absl::Now();
+  for (auto& t : tensors) {
+    auto p = comms[0]->StartAllReduceSum(t);  // the handle is dropped without Wait()
+    ASSERT_TRUE(p.ok()) << p.status();
+  }
+  comms[0].reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
 TEST(GlooCommunicatorFailureTest, AbortFromAnotherThreadUnblocksCollective) {

@@ -6,17 +6,39 @@
 // reason. Abort() is idempotent.
 //
 // Thread-compatible: one thread issues collectives; Abort() may be called from any thread.
+//
+// Asynchronous all-reduce. StartAllReduceSum() returns at once with a PendingCollective; the
+// collective runs on the communicator's own thread (Gloo) or stream (NCCL), ordered after the
+// work already queued on the caller's compute stream, so that backward can go on while gradients
+// travel. Started collectives run in start order. While any is pending the caller must not issue
+// a synchronous collective (ranks could then issue them in different orders), and must not touch
+// the started tensor until its Wait() returned. StartAllReduceSum() may be called from a thread
+// other than the one that calls the synchronous collectives (autograd hooks run on the autograd
+// engine's threads), but not concurrently with them.
 #ifndef QSR_WORKER_COMM_COMMUNICATOR_H_
 #define QSR_WORKER_COMM_COMMUNICATOR_H_
 
-#include <cstdint>
-#include <string>
-
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <memory>
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace qsr {
+
+// A collective started by Communicator::StartAllReduceSum. Must not outlive its communicator;
+// destroying it without Wait() is allowed (the collective still completes or fails).
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Blocks until the collective has completed on this rank and returns its status; bounded by
+  // the communicator's timeout (a collective that overruns it aborts the communicator and
+  // returns DEADLINE_EXCEEDED). Later calls return the same status at once.
+  virtual absl::Status Wait() = 0;
+};
 
 class Communicator {
  public:
@@ -29,6 +51,11 @@ class Communicator {
   // Sums a contiguous float32 tensor across ranks, in place. Every rank ends with bit-identical
   // values.
   virtual absl::Status AllReduceSum(torch::Tensor& tensor) = 0;
+  // Starts AllReduceSum(tensor) and returns without waiting for it (see the file comment). Errors
+  // known at once (an aborted communicator, a wrong tensor) are returned here; the collective's
+  // own failure is returned by Wait() and aborts the communicator as AllReduceSum would.
+  virtual absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
+      torch::Tensor tensor) = 0;
   // Copies `root`'s tensor to every rank, in place.
   virtual absl::Status Broadcast(torch::Tensor& tensor, int root) = 0;
 

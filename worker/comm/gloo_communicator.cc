@@ -119,16 +119,125 @@ GlooCommunicator::GlooCommunicator(int rank, int size, absl::Duration timeout,
                                    std::shared_ptr<gloo::Context> context)
     : rank_(rank), size_(size), timeout_(timeout), context_(std::move(context)) {}
 
-GlooCommunicator::~GlooCommunicator() = default;
+GlooCommunicator::~GlooCommunicator() {
+  bool pending = false;
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    async_stopping_ = true;
+    pending = async_busy_ || !queue_.empty();
+  }
+  // Queued collectives would each wait for peers that may never come; fail them fast instead.
+  if (pending) Abort("communicator destroyed with asynchronous collectives pending");
+  async_cv_.notify_all();
+  if (async_thread_.joinable()) async_thread_.join();
+}
 
-absl::Status GlooCommunicator::AllReduceSum(torch::Tensor& tensor) {
-  std::lock_guard<std::mutex> lock(op_mu_);
-  if (aborted()) return AbortedStatus();
+// A queued all-reduce, shared by the collective thread and the caller's handle.
+struct GlooCommunicator::AsyncOp {
+  torch::Tensor tensor;  // released once done
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  absl::Time started_at;
+  bool done = false;
+  absl::Status status;
+};
+
+class GlooCommunicator::Pending : public PendingCollective {
+ public:
+  Pending(GlooCommunicator* comm, std::shared_ptr<AsyncOp> op) : comm_(comm), op_(std::move(op)) {}
+
+  absl::Status Wait() override {
+    std::unique_lock<std::mutex> lock(op_->mu);
+    // The thread bounds each collective by the timeout; the grace covers scheduling, and the
+    // deadline guards against a collective that never returns at all.
+    constexpr absl::Duration kGrace = absl::Seconds(5);
+    const absl::Time wait_start = absl::Now();
+    while (!op_->done) {
+      const absl::Time base = op_->started ? std::max(op_->started_at, wait_start) : wait_start;
+      const absl::Time deadline = base + comm_->timeout_ + kGrace;
+      const absl::Time now = absl::Now();
+      if (now >= deadline) {
+        lock.unlock();
+        const std::string reason = absl::StrCat(
+            "gloo asynchronous all-reduce on rank ", comm_->rank_, " of ", comm_->size_,
+            " did not complete within ", absl::FormatDuration(comm_->timeout_ + kGrace));
+        comm_->Abort(reason);
+        return absl::DeadlineExceededError(reason);
+      }
+      // Re-check at least every 100 ms: the base moves when the collective starts.
+      op_->cv.wait_for(
+          lock, absl::ToChronoMilliseconds(std::min(deadline - now, absl::Milliseconds(100))));
+    }
+    return op_->status;
+  }
+
+ private:
+  GlooCommunicator* const comm_;
+  const std::shared_ptr<AsyncOp> op_;
+};
+
+absl::Status GlooCommunicator::CheckAllReduceTensor(const torch::Tensor& tensor) {
   if (!tensor.defined() || tensor.scalar_type() != torch::kFloat32 || !tensor.device().is_cpu() ||
       !tensor.is_contiguous()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "gloo all-reduce needs a contiguous float32 CPU tensor, got ", DescribeTensor(tensor)));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PendingCollective>> GlooCommunicator::StartAllReduceSum(
+    torch::Tensor tensor) {
+  if (aborted()) return AbortedStatus();
+  if (absl::Status s = CheckAllReduceTensor(tensor); !s.ok()) return s;
+  auto op = std::make_shared<AsyncOp>();
+  if (size_ == 1 || tensor.numel() == 0) {
+    op->done = true;
+    return std::unique_ptr<PendingCollective>(new Pending(this, std::move(op)));
+  }
+  op->tensor = std::move(tensor);
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    if (async_stopping_) return AbortedStatus();
+    if (!async_thread_.joinable()) async_thread_ = std::thread([this] { AsyncLoop(); });
+    queue_.push_back(op);
+  }
+  async_cv_.notify_one();
+  return std::unique_ptr<PendingCollective>(new Pending(this, std::move(op)));
+}
+
+void GlooCommunicator::AsyncLoop() {
+  while (true) {
+    std::shared_ptr<AsyncOp> op;
+    {
+      std::unique_lock<std::mutex> lock(async_mu_);
+      async_busy_ = false;
+      async_cv_.wait(lock, [&] { return async_stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to fail
+      op = std::move(queue_.front());
+      queue_.pop_front();
+      async_busy_ = true;
+    }
+    {
+      std::lock_guard<std::mutex> lock(op->mu);
+      op->started = true;
+      op->started_at = absl::Now();
+    }
+    absl::Status status = AllReduceSum(op->tensor);
+    {
+      std::lock_guard<std::mutex> lock(op->mu);
+      op->status = std::move(status);
+      op->tensor = torch::Tensor();
+      op->done = true;
+    }
+    op->cv.notify_all();
+  }
+}
+
+absl::Status GlooCommunicator::AllReduceSum(torch::Tensor& tensor) {
+  std::lock_guard<std::mutex> lock(op_mu_);
+  if (aborted()) return AbortedStatus();
+  if (absl::Status s = CheckAllReduceTensor(tensor); !s.ok()) return s;
   const int64_t numel = tensor.numel();
   if (size_ == 1 || numel == 0) return absl::OkStatus();
   try {

@@ -16,6 +16,13 @@
 // Calls must match across ranks: same collectives, in the same order, with tensors of the same
 // number of elements (and the same root for Broadcast).
 //
+// Asynchronous all-reduce. StartAllReduceSum() queues the all-reduce for this communicator's
+// collective thread (started on first use, joined by the destructor), which runs queued
+// collectives one by one in start order, each exactly as AllReduceSum(). A PendingCollective's
+// Wait() is bounded by `timeout` (plus a few seconds' grace) after its collective began; past
+// that it aborts the communicator. Destroying the communicator with collectives still queued or
+// running aborts it first, so that they fail fast; their handles must be gone by then.
+//
 // Thread-safety. Collectives are serialised by an internal mutex (one thread should issue them).
 // Abort(), aborted(), abort_reason() and bytes_sent() may be called from any thread at any time,
 // including while another thread is inside a collective: Abort() then makes that collective
@@ -29,10 +36,13 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -75,6 +85,10 @@ class GlooCommunicator : public Communicator {
   // the ring. INVALID_ARGUMENT (naming dtype/device/layout) for other tensors; size 1 and empty
   // tensors are no-ops.
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
+  // Queues AllReduceSum(tensor) for the collective thread (see above). Size 1 and empty tensors
+  // complete at once.
+  absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
+      torch::Tensor tensor) override;
   // Binomial-tree broadcast (gloo::broadcast) from `root`, in place. Any dtype; the tensor must be
   // a defined, contiguous CPU tensor of the same byte size on every rank. INVALID_ARGUMENT for a
   // root outside [0, size).
@@ -102,9 +116,16 @@ class GlooCommunicator : public Communicator {
   static int64_t BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size);
 
  private:
+  struct AsyncOp;
+  class Pending;
+
   GlooCommunicator(int rank, int size, absl::Duration timeout,
                    std::shared_ptr<gloo::Context> context);
 
+  // INVALID_ARGUMENT unless `tensor` is a defined, contiguous float32 CPU tensor.
+  static absl::Status CheckAllReduceTensor(const torch::Tensor& tensor);
+  // The collective thread's body: runs queued operations until stopping and drained.
+  void AsyncLoop();
   absl::Status AbortedStatus() const;
   // Converts a Gloo failure during `op` into a status and aborts the communicator.
   absl::Status FailCollective(const std::string& op, const std::string& what);
@@ -125,6 +146,13 @@ class GlooCommunicator : public Communicator {
   std::string abort_reason_ ABSL_GUARDED_BY(abort_mu_);
 
   std::atomic<int64_t> bytes_sent_{0};
+
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  std::deque<std::shared_ptr<AsyncOp>> queue_ ABSL_GUARDED_BY(async_mu_);
+  bool async_busy_ ABSL_GUARDED_BY(async_mu_) = false;  // an operation is running
+  bool async_stopping_ ABSL_GUARDED_BY(async_mu_) = false;
+  std::thread async_thread_;  // started by the first StartAllReduceSum that needs it
 };
 
 }  // namespace qsr

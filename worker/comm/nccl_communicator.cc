@@ -242,6 +242,7 @@ NcclCommunicator::~NcclCommunicator() {
     comm_ = nullptr;
   }
   if (done_ != nullptr) cudaEventDestroy(done_);
+  if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
 }
 
 absl::Status NcclCommunicator::CheckTensor(const torch::Tensor& tensor, const char* op,
@@ -309,9 +310,16 @@ absl::Status NcclCommunicator::Broadcast(torch::Tensor& tensor, int root) {
 
 absl::Status NcclCommunicator::Complete(const char* op, int result, CUstream_st* stream) {
   const absl::Time deadline = absl::Now() + timeout_;
-  const std::string late = absl::StrCat("did not complete within ", absl::FormatDuration(timeout_),
-                                        "; a peer is likely dead or stuck");
-  // A non-blocking communicator may return before the operation is enqueued; the event must be
+  if (absl::Status s = Enqueued(op, result, deadline); !s.ok()) return s;
+  if (cudaError_t e = cudaEventRecord(done_, stream); e != cudaSuccess) {
+    return Fail(absl::StatusCode::kInternal, op,
+                absl::StrCat("cudaEventRecord: ", cudaGetErrorString(e)));
+  }
+  return AwaitEvent(op, done_, deadline);
+}
+
+absl::Status NcclCommunicator::Enqueued(const char* op, int result, absl::Time deadline) {
+  // A non-blocking communicator may return before the operation is enqueued; an event must be
   // recorded after the NCCL kernel is on the stream.
   ncclResult_t state = static_cast<ncclResult_t>(result);
   Backoff backoff;
@@ -320,22 +328,26 @@ absl::Status NcclCommunicator::Complete(const char* op, int result, CUstream_st*
       AbortNcclLocked();
       return AbortedStatus();
     }
-    if (absl::Now() >= deadline) return Fail(absl::StatusCode::kDeadlineExceeded, op, late);
+    if (absl::Now() >= deadline) {
+      return Fail(absl::StatusCode::kDeadlineExceeded, op,
+                  absl::StrCat("was not enqueued within ", absl::FormatDuration(timeout_),
+                               "; a peer is likely dead or stuck"));
+    }
     backoff.Wait();
     ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
     if (query != ncclSuccess) state = query;
   }
   if (state != ncclSuccess) return Fail(CodeFor(state), op, NcclError(state));
-  if (cudaError_t e = cudaEventRecord(done_, stream); e != cudaSuccess) {
-    return Fail(absl::StatusCode::kInternal, op,
-                absl::StrCat("cudaEventRecord: ", cudaGetErrorString(e)));
-  }
+  return absl::OkStatus();
+}
+
+absl::Status NcclCommunicator::AwaitEvent(const char* op, CUevent_st* event, absl::Time deadline) {
   // Wait for the kernel, watching for NCCL's asynchronous errors (a peer that vanished) and for
   // the deadline (a peer that hangs): a kernel waiting on a dead peer never finishes by itself;
   // ncclCommAbort makes it exit.
-  backoff = Backoff();
+  Backoff backoff;
   while (true) {
-    const cudaError_t e = cudaEventQuery(done_);
+    const cudaError_t e = cudaEventQuery(event);
     if (e == cudaSuccess) return absl::OkStatus();
     if (e != cudaErrorNotReady) {
       return Fail(absl::StatusCode::kInternal, op,
@@ -352,9 +364,114 @@ absl::Status NcclCommunicator::Complete(const char* op, int result, CUstream_st*
     if (async != ncclSuccess && async != ncclInProgress) {
       return Fail(CodeFor(async), op, NcclError(async));
     }
-    if (absl::Now() >= deadline) return Fail(absl::StatusCode::kDeadlineExceeded, op, late);
+    if (absl::Now() >= deadline) {
+      return Fail(absl::StatusCode::kDeadlineExceeded, op,
+                  absl::StrCat("did not complete within ", absl::FormatDuration(timeout_),
+                               "; a peer is likely dead or stuck"));
+    }
     backoff.Wait();
   }
+}
+
+// A started all-reduce: the event recorded after it on the communication stream.
+class NcclCommunicator::Pending : public PendingCollective {
+ public:
+  Pending(NcclCommunicator* comm, CUevent_st* event, int64_t bytes)
+      : comm_(comm), event_(event), bytes_(bytes) {}
+  ~Pending() override {
+    if (event_ != nullptr) comm_->DestroyEvent(event_);
+  }
+
+  absl::Status Wait() override {
+    if (event_ == nullptr) return status_;
+    status_ = comm_->WaitStarted(event_, bytes_);
+    comm_->DestroyEvent(event_);
+    event_ = nullptr;
+    return status_;
+  }
+
+ private:
+  NcclCommunicator* const comm_;
+  CUevent_st* event_;  // null once waited for, or for an empty tensor
+  const int64_t bytes_;
+  absl::Status status_;
+};
+
+absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllReduceSum(
+    torch::Tensor tensor) {
+  std::lock_guard<std::timed_mutex> lock(op_mu_);
+  if (aborted()) {
+    AbortNcclLocked();
+    return AbortedStatus();
+  }
+  if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/true); !s.ok()) return s;
+  const int64_t numel = tensor.numel();
+  if (numel == 0) return std::unique_ptr<PendingCollective>(new Pending(this, nullptr, 0));
+  const char* op = "asynchronous all-reduce";
+  DeviceGuard guard(device_index_);
+  cudaStream_t compute = nullptr;
+  try {
+    compute = ComputeStream(device_index_);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
+  }
+  if (comm_stream_ == nullptr) {
+    cudaStream_t stream = nullptr;
+    if (cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        e != cudaSuccess) {
+      return Fail(absl::StatusCode::kInternal, op,
+                  absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
+    }
+    comm_stream_ = stream;
+  }
+  // The collective must see what the compute stream wrote into `tensor` (the gradients copied
+  // in by backward), so the communication stream waits for the compute stream's work so far.
+  cudaEvent_t ready = nullptr;
+  cudaEvent_t done = nullptr;
+  if (cudaError_t e = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming); e != cudaSuccess) {
+    return Fail(absl::StatusCode::kInternal, op,
+                absl::StrCat("cudaEventCreate: ", cudaGetErrorString(e)));
+  }
+  cudaError_t e = cudaEventRecord(ready, compute);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(comm_stream_, ready, 0);
+  cudaEventDestroy(ready);  // Released once the recorded work completes.
+  if (e == cudaSuccess) e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+  if (e != cudaSuccess) {
+    return Fail(absl::StatusCode::kInternal, op,
+                absl::StrCat("ordering after the compute stream: ", cudaGetErrorString(e)));
+  }
+  float* data = static_cast<float*>(tensor.data_ptr());
+  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, ncclSum,
+                                 comm_, comm_stream_);
+  absl::Status s = Enqueued(op, r, absl::Now() + timeout_);
+  if (s.ok()) {
+    if (cudaError_t re = cudaEventRecord(done, comm_stream_); re != cudaSuccess) {
+      s = Fail(absl::StatusCode::kInternal, op,
+               absl::StrCat("cudaEventRecord: ", cudaGetErrorString(re)));
+    }
+  }
+  if (!s.ok()) {
+    cudaEventDestroy(done);
+    return s;
+  }
+  return std::unique_ptr<PendingCollective>(new Pending(this, done, numel * 4));
+}
+
+absl::Status NcclCommunicator::WaitStarted(CUevent_st* event, int64_t bytes) {
+  std::lock_guard<std::timed_mutex> lock(op_mu_);
+  if (aborted()) {
+    AbortNcclLocked();
+    return AbortedStatus();
+  }
+  DeviceGuard guard(device_index_);
+  absl::Status s = AwaitEvent("asynchronous all-reduce", event, absl::Now() + timeout_);
+  if (s.ok()) bytes_sent_ += RingAllReduceBytesSent(bytes, size_);
+  return s;
+}
+
+void NcclCommunicator::DestroyEvent(CUevent_st* event) {
+  DeviceGuard guard(device_index_);
+  cudaEventDestroy(event);
 }
 
 absl::Status NcclCommunicator::Fail(absl::StatusCode code, const char* op,

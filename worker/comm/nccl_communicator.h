@@ -17,6 +17,13 @@
 // abort the communicator and return DEADLINE_EXCEEDED instead of hanging. (Waiting costs one host
 // synchronisation per collective; the trainer issues one per averaging round, not per step.)
 //
+// Asynchronous all-reduce. StartAllReduceSum() records an event on the caller's compute stream,
+// makes this communicator's own stream (created on first use) wait for it, and enqueues the
+// all-reduce there, so that it overlaps with compute issued afterwards (backward). Its Wait()
+// polls the collective's completion and NCCL's asynchronous errors like a synchronous call,
+// bounded by `timeout` from the Wait() call: one host synchronisation per step for data-parallel
+// training, taken after backward has been enqueued.
+//
 // Failures. An NCCL or CUDA error, or a timeout, aborts the communicator (ncclCommAbort, once)
 // with the error as the reason. Once aborted, every call returns FAILED_PRECONDITION naming the
 // reason. No exception escapes this class.
@@ -85,6 +92,10 @@ class NcclCommunicator : public Communicator {
   // place. Every rank ends with bit-identical values. INVALID_ARGUMENT for other tensors; empty
   // tensors are no-ops. With size 1 the call still goes through NCCL (a local no-op copy).
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
+  // Starts ncclAllReduce (sum) of `tensor` on the communication stream (see above). Same tensor
+  // rules as AllReduceSum; empty tensors complete at once.
+  absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
+      torch::Tensor tensor) override;
   // ncclBroadcast from `root`, in place, of a contiguous tensor of any dtype on this
   // communicator's device (same byte size on every rank). INVALID_ARGUMENT for a root outside
   // [0, size) or another tensor.
@@ -109,6 +120,8 @@ class NcclCommunicator : public Communicator {
   static int64_t BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size);
 
  private:
+  class Pending;
+
   NcclCommunicator(int rank, int size, int device_index, absl::Duration timeout, ncclComm* comm,
                    CUevent_st* done);
 
@@ -122,6 +135,19 @@ class NcclCommunicator : public Communicator {
   // on `stream`, bounded by timeout_. On failure aborts the communicator and returns the error.
   absl::Status Complete(const char* op, int result, CUstream_st* stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // After an NCCL call returned `result`: waits (until `deadline`) while the non-blocking
+  // communicator is still enqueueing it. On failure aborts the communicator.
+  absl::Status Enqueued(const char* op, int result, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // Waits until `event` (recorded after a collective) has completed, watching NCCL's
+  // asynchronous errors and aborts, until `deadline`. On failure aborts the communicator.
+  absl::Status AwaitEvent(const char* op, CUevent_st* event, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
+  // Waits for a started all-reduce (Pending::Wait): AwaitEvent under the lock, bounded by the
+  // timeout; counts its bytes on success.
+  absl::Status WaitStarted(CUevent_st* event, int64_t bytes);
+  // Destroys an event created for a started all-reduce, on this communicator's device.
+  void DestroyEvent(CUevent_st* event);
   // Aborts the communicator because `op` failed with `what`; returns `code` with the reason (or
   // the earlier abort's status if another thread aborted first).
   absl::Status Fail(absl::StatusCode code, const char* op, const std::string& what)
@@ -139,6 +165,8 @@ class NcclCommunicator : public Communicator {
   // Null once aborted or destroyed.
   ncclComm* comm_ ABSL_GUARDED_BY(op_mu_);
   CUevent_st* done_ ABSL_GUARDED_BY(op_mu_);  // Recorded after each collective, then polled.
+  // Where started (asynchronous) all-reduces run; created on first use.
+  CUstream_st* comm_stream_ ABSL_GUARDED_BY(op_mu_) = nullptr;
 
   std::atomic<bool> aborted_{false};
   mutable std::mutex abort_mu_;
