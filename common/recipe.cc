@@ -710,6 +710,7 @@ const std::map<std::string, std::string>& AllowedText() {
       {"post_local_epoch", "0 to `epochs`, or -1; local optimizers only"},
       {"sync_budget", "[0, 1]"},
       {"nw", "0 to 64"},
+      {"bucket_mb", "0 to 4096 (0 = one all-reduce after backward)"},
       {"mixup_alpha", ">= 0"},
       {"save_freq", ">= 0"},
       {"resume_from_epoch", "0 to `epochs` - 1, or -1"},

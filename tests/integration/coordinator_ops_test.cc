@@ -80,7 +80,7 @@ TEST(StopTest, BeforeAnyWorkerEndsTheRunAtOnce) {
   EXPECT_EQ(s.message(), "stopped by operator");
   EXPECT_TRUE(s.stop_requested());
   EXPECT_TRUE(c.Done());
-  absl::StatusOr<v1::JoinReply> late = c.Join(JoinAs(0), absl::Now());
+  absl::StatusOr<v1::JoinReply> late = c.JoinNow(JoinAs(0), absl::Now());
   ASSERT_TRUE(late.ok());
   EXPECT_EQ(late->outcome().code(), v1::Outcome::RUN_FINISHED);
   // A second stop says the run is over.
@@ -91,8 +91,8 @@ TEST(StopTest, BeforeAnyWorkerEndsTheRunAtOnce) {
 
 TEST(StopTest, WorkersFinishTheirRoundsThenLeaveCleanly) {
   RunController c(SmallRecipe(2, 5), {}, nullptr);
-  ASSERT_TRUE(c.Join(JoinAs(0), absl::Now()).ok());
-  ASSERT_TRUE(c.Join(JoinAs(1), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(0), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(1), absl::Now()).ok());
   Answer a0, a1;
   auto ask = [&](int rank, int64_t next, Answer* a) {
     *a = Answer();
@@ -158,8 +158,8 @@ TEST(StopTest, WorkersFinishTheirRoundsThenLeaveCleanly) {
 
 TEST(StopTest, ReleasesAWorkerWaitingAtTheBarrier) {
   RunController c(SmallRecipe(2, 5), {}, nullptr);
-  ASSERT_TRUE(c.Join(JoinAs(0), absl::Now()).ok());
-  ASSERT_TRUE(c.Join(JoinAs(1), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(0), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(1), absl::Now()).ok());
   Answer a0;
   ASSERT_TRUE(c.NextRounds(Ask(0, 0), absl::Now(), [&a0](const v1::NextRoundsReply& r) {
                  a0.called = true;
@@ -177,12 +177,18 @@ TEST(StopTest, ReleasesAWorkerWaitingAtTheBarrier) {
 
 TEST(StopTest, FailuresAreCounted) {
   RunController c(SmallRecipe(2, 1), {}, nullptr);
-  ASSERT_TRUE(c.Join(JoinAs(0), absl::Now()).ok());
-  ASSERT_TRUE(c.Join(JoinAs(1), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(0), absl::Now()).ok());
+  ASSERT_TRUE(c.JoinNow(JoinAs(1), absl::Now()).ok());
   ASSERT_TRUE(c.Leave(LeaveAs(1, "out of memory"), absl::Now()).ok());
+  // The survivor could go on alone (min_workers 1): the group re-forms.
   v1::GetStatusReply s = c.Status(absl::Now());
-  EXPECT_EQ(s.state(), "FAILED");
+  EXPECT_EQ(s.state(), "REGROUPING");
   EXPECT_EQ(s.failures(), 1);
+  // Without it, nobody holds the model: the run fails.
+  ASSERT_TRUE(c.Leave(LeaveAs(0, "disk full"), absl::Now()).ok());
+  s = c.Status(absl::Now());
+  EXPECT_EQ(s.state(), "FAILED");
+  EXPECT_EQ(s.failures(), 2);
   EXPECT_EQ(c.Stop(v1::StopRequest()).outcome().code(), v1::Outcome::RUN_FAILED);
 }
 

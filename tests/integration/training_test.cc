@@ -254,6 +254,7 @@ TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
   Recipe corrupt = resumed;
   corrupt.resume = "";
   corrupt.resume_pth = dir.path() + "/bad.pt";
+  corrupt.workers = 1;  // the one worker started below forms the group on its own
   CoordinatorServer::Options options;
   options.run.run_id = "bad";
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
