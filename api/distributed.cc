@@ -271,10 +271,10 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
           comm->Abort(absl::StrCat("the coordinator ended generation ", generation, ": ",
                                    outcome.message()));
         });
-    impl->heartbeater->SetIdentity(impl->worker_id, impl->rank, impl->generation,
-                                   absl::Milliseconds(joined->heartbeat_interval_ms() > 0
-                                                          ? joined->heartbeat_interval_ms()
-                                                          : 1000));
+    impl->heartbeater->SetIdentity(
+        impl->worker_id, impl->rank, impl->generation,
+        absl::Milliseconds(joined->heartbeat_interval_ms() > 0 ? joined->heartbeat_interval_ms()
+                                                               : 1000));
   }
   auto context = std::make_unique<DistributedContext>(std::move(impl));
   if (!connected.ok()) {

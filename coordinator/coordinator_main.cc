@@ -108,16 +108,12 @@ int main(int argc, char** argv) {
     absl::Duration* out;
   };
   qsr::CoordinatorServer::Options options;
-  for (const Deadline& d : {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1),
-                                     &options.run.heartbeat_interval},
-                            Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1),
-                                     &options.run.heartbeat_timeout},
-                            Deadline{"regroup-timeout-ms", absl::Milliseconds(1),
-                                     &options.run.regroup_timeout},
-                            Deadline{"replacement-timeout-s", absl::Seconds(1),
-                                     &options.run.replacement_timeout},
-                            Deadline{"round-timeout-s", absl::Seconds(1),
-                                     &options.run.round_timeout}}) {
+  for (const Deadline& d :
+       {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1), &options.run.heartbeat_interval},
+        Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1), &options.run.heartbeat_timeout},
+        Deadline{"regroup-timeout-ms", absl::Milliseconds(1), &options.run.regroup_timeout},
+        Deadline{"replacement-timeout-s", absl::Seconds(1), &options.run.replacement_timeout},
+        Deadline{"round-timeout-s", absl::Seconds(1), &options.run.round_timeout}}) {
     absl::StatusOr<int64_t> v = flags.GetInt(d.flag);
     if (!v.ok()) return Fail(std::string(v.status().message()));
     if (*v < 1) return Fail(std::string("--") + d.flag + " must be >= 1");
@@ -150,8 +146,8 @@ int main(int argc, char** argv) {
         return Fail(std::string(s.message()));
       }
       if (qsr::RecipeToYaml(*journaled) != qsr::RecipeToYaml(*recipe)) {
-        LOG(WARNING) << "--recipe differs from the recipe of the run in "
-                     << flags.Get("state-dir") << "; continuing with the journal's";
+        LOG(WARNING) << "--recipe differs from the recipe of the run in " << flags.Get("state-dir")
+                     << "; continuing with the journal's";
       }
       *recipe = *journaled;
     }
@@ -170,7 +166,7 @@ int main(int argc, char** argv) {
     return Fail("--token-protect-reads needs a token (--token-file or $QSR_TOKEN)");
   }
   qsr::SetLogContext(options.run.run_id, "coord");
-  options.run_dir = !flags.Get("run-dir").empty()   ? flags.Get("run-dir")
+  options.run_dir = !flags.Get("run-dir").empty()     ? flags.Get("run-dir")
                     : !flags.Get("state-dir").empty() ? flags.Get("state-dir")
                                                       : "runs/" + options.run.run_id;
 

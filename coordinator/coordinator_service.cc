@@ -64,11 +64,11 @@ grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* 
   if (client_deadline - absl::Milliseconds(500) < poll_deadline) {
     poll_deadline = std::max(now, client_deadline - absl::Milliseconds(500));
   }
-  absl::Status s = controller_->Join(*request, now, poll_deadline,
-                                     [reactor, reply](const v1::JoinReply& r) {
-                                       *reply = r;
-                                       reactor->Finish(grpc::Status::OK);
-                                     });
+  absl::Status s =
+      controller_->Join(*request, now, poll_deadline, [reactor, reply](const v1::JoinReply& r) {
+        *reply = r;
+        reactor->Finish(grpc::Status::OK);
+      });
   if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }

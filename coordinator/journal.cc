@@ -87,8 +87,8 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
   }
   if (valid_bytes != contents.size() && ::ftruncate(fd, static_cast<off_t>(valid_bytes)) != 0) {
     ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot truncate the torn end of ", path, ": ",
-                                               std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot truncate the torn end of ", path, ": ", std::strerror(errno)));
   }
   return std::unique_ptr<Journal>(new Journal(path, fd));
 }

@@ -25,8 +25,7 @@ Membership::JoinResult Membership::Join(const std::string& worker_id, const std:
       if (m.worker_id != worker_id || !m.active()) continue;
       const bool restarted = m.incarnation != incarnation;
       if (restarted) {
-        EndGeneration(absl::StrCat("rank ", m.rank, " (", worker_id, ") restarted"), {m.rank},
-                      now);
+        EndGeneration(absl::StrCat("rank ", m.rank, " (", worker_id, ") restarted"), {m.rank}, now);
         break;
       }
       if (failed_generation != generation_) {
@@ -93,9 +92,8 @@ void Membership::DropJoiner(const std::string& worker_id) {
 absl::StatusOr<Membership::Standing> Membership::Check(const std::string& worker_id, int rank,
                                                        int64_t generation, absl::Time now) {
   if (generation <= 0 || generation > generation_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("generation ", generation, " does not exist (the current one is ",
-                     generation_, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "generation ", generation, " does not exist (the current one is ", generation_, ")"));
   }
   if (generation < generation_) return Standing::kEnded;
   if (rank < 0 || rank >= static_cast<int>(members_.size())) {
@@ -213,9 +211,9 @@ std::optional<std::string> Membership::Unformable(absl::Time now) const {
                         absl::FormatDuration(options_.regroup_timeout), " (", end_reason_, ")");
   }
   if (n < options_.min_workers && now >= forming_since_ + options_.replacement_timeout) {
-    return absl::StrCat("only ", n, " workers (min_workers ", options_.min_workers,
-                        ") within ", absl::FormatDuration(options_.replacement_timeout),
-                        " after generation ", generation_, " ended (", end_reason_, ")");
+    return absl::StrCat("only ", n, " workers (min_workers ", options_.min_workers, ") within ",
+                        absl::FormatDuration(options_.replacement_timeout), " after generation ",
+                        generation_, " ended (", end_reason_, ")");
   }
   return std::nullopt;
 }

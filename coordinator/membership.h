@@ -49,7 +49,7 @@ class Membership {
     std::string worker_id;
     std::string host;
     std::string device;
-    int64_t next_round = 0;  // as the worker said when it joined (0: fresh)
+    int64_t next_round = 0;   // as the worker said when it joined (0: fresh)
     std::string incarnation;  // of the process that joined
     absl::Time last_seen;
     bool left = false;

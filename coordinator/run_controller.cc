@@ -42,8 +42,7 @@ Membership::Options MembershipOptions(const Recipe& recipe, const RunController:
 }  // namespace
 
 RunController::RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log,
-                             std::shared_ptr<Journal> journal,
-                             const Journal::Recovered& recovered)
+                             std::shared_ptr<Journal> journal, const Journal::Recovered& recovered)
     : recipe_(recipe),
       options_(std::move(options)),
       planner_(recipe),
@@ -166,8 +165,8 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
     absl::MutexLock lock(&mu_);
     if (request.next_round() > next_round_to_serve_) {
       return absl::InvalidArgumentError(
-          absl::StrCat("next_round ", request.next_round(), " was never served (rounds so far: ",
-                       next_round_to_serve_, ")"));
+          absl::StrCat("next_round ", request.next_round(),
+                       " was never served (rounds so far: ", next_round_to_serve_, ")"));
     }
     auto refuse = [&](v1::Outcome::Code code, const std::string& message) {
       v1::JoinReply reply;
@@ -212,9 +211,8 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
             v1::JoinReply superseded;
             *superseded.mutable_outcome() =
                 MakeOutcome(v1::Outcome::TIMEOUT, "superseded by a newer Join");
-            completions.push_back([cb = std::move(old->second.done), superseded] {
-              cb(superseded);
-            });
+            completions.push_back(
+                [cb = std::move(old->second.done), superseded] { cb(superseded); });
           }
           join_waiters_[request.worker_id()] = JoinWaiter{poll_deadline, std::move(done)};
           LOG(INFO) << "worker " << request.worker_id() << " (" << request.host() << ", "
@@ -260,9 +258,10 @@ void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completio
     if (resume < committed) {
       // Nobody holds the state of the rounds trained so far: there is nothing to continue from.
       ++failures_;
-      for (auto& c : Fail(absl::StrCat("no surviving worker holds the model after round ",
-                                       committed - 1, " (every worker that trained it has "
-                                       "failed); resume from the last checkpoint"))) {
+      for (auto& c :
+           Fail(absl::StrCat("no surviving worker holds the model after round ", committed - 1,
+                             " (every worker that trained it has "
+                             "failed); resume from the last checkpoint"))) {
         completions->push_back(std::move(c));
       }
       return;
@@ -288,9 +287,9 @@ void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completio
     completions->push_back([cb = std::move(it->second.done), reply] { cb(reply); });
     join_waiters_.erase(it);
   }
-  LOG(INFO) << "generation " << membership_.generation() << ": "
-            << membership_.members().size() << " workers resume at round "
-            << next_round_to_serve_ << " (step " << next_step_to_serve_ << ")";
+  LOG(INFO) << "generation " << membership_.generation() << ": " << membership_.members().size()
+            << " workers resume at round " << next_round_to_serve_ << " (step "
+            << next_step_to_serve_ << ")";
 }
 
 absl::Status RunController::ResumeAt(int64_t round) {
@@ -343,14 +342,13 @@ absl::StatusOr<v1::HeartbeatReply> RunController::Heartbeat(const v1::HeartbeatR
   if (!standing.ok()) return standing.status();
   v1::HeartbeatReply reply;
   if (state_ == State::kFailed || state_ == State::kFinished) {
-    *reply.mutable_outcome() = MakeOutcome(
-        state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
-        absl::StrCat("run is ", StateName(), ": ", message_));
-  } else if (*standing == Membership::Standing::kEnded) {
     *reply.mutable_outcome() =
-        MakeOutcome(v1::Outcome::GENERATION_ENDED,
-                    absl::StrCat("generation ", request.generation(), " has ended: ",
-                                 membership_.end_reason()));
+        MakeOutcome(state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
+                    absl::StrCat("run is ", StateName(), ": ", message_));
+  } else if (*standing == Membership::Standing::kEnded) {
+    *reply.mutable_outcome() = MakeOutcome(v1::Outcome::GENERATION_ENDED,
+                                           absl::StrCat("generation ", request.generation(),
+                                                        " has ended: ", membership_.end_reason()));
   } else {
     *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");
   }
@@ -374,9 +372,8 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
       answer(state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
              absl::StrCat("run is ", StateName(), ": ", message_));
     } else if (*standing == Membership::Standing::kEnded) {
-      answer(v1::Outcome::GENERATION_ENDED,
-             absl::StrCat("generation ", request.generation(), " has ended: ",
-                          membership_.end_reason()));
+      answer(v1::Outcome::GENERATION_ENDED, absl::StrCat("generation ", request.generation(),
+                                                         " has ended: ", membership_.end_reason()));
     } else if (stop_requested_) {
       // Every round handed out has been trained by this worker: it may leave.
       answer(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
@@ -410,8 +407,8 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
         if (membership_.admission_pending()) {
           // A round boundary: the group re-forms with the workers waiting to join. Everyone
           // holds the state of the round just finished.
-          EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"),
-                        {}, now, &completions);
+          EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"), {},
+                        now, &completions);
         } else {
           v1::NextRoundsReply reply = PlanBatch(barrier_round_);
           for (Waiter& w : waiters_) {
@@ -452,8 +449,8 @@ v1::NextRoundsReply RunController::PlanBatch(int64_t next_round) {
     plan.set_eval_after(round->end_step() / spe != round->start_step / spe || ends_run);
     // A checkpoint after every round that reaches a multiple of save_freq epochs, and at the end.
     const int64_t sf = recipe_.save_freq;
-    plan.set_checkpoint_after(sf > 0 && (ends_run || round->end_step() / spe / sf >
-                                                         round->start_step / spe / sf));
+    plan.set_checkpoint_after(
+        sf > 0 && (ends_run || round->end_step() / spe / sf > round->start_step / spe / sf));
     pending_[round->index].plan = plan;
     pending_[round->index].expected = membership_.active_members();
     v1::JournalEntry e;
@@ -579,8 +576,8 @@ void RunController::Commit(const PendingRound& p) {
   rec.set_identical(identical);
   if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
   if (workers < p.expected) {
-    LOG(WARNING) << "round " << rec.round() << " committed with " << workers << " of "
-                 << p.expected << " reports (its group ended)";
+    LOG(WARNING) << "round " << rec.round() << " committed with " << workers << " of " << p.expected
+                 << " reports (its group ended)";
   }
   committed_.push_back(rec);
   {
@@ -717,10 +714,10 @@ void RunController::Tick(absl::Time now) {
     } else if (state_ == State::kRunning && !membership_.forming()) {
       if (std::vector<int> expired = membership_.Expired(now); !expired.empty()) {
         ++failures_;
-        EndGeneration(absl::StrCat("rank(s) ", absl::StrJoin(expired, ","),
-                                   " missed heartbeats for ",
-                                   absl::FormatDuration(options_.heartbeat_timeout)),
-                      expired, now, &completions);
+        EndGeneration(
+            absl::StrCat("rank(s) ", absl::StrJoin(expired, ","), " missed heartbeats for ",
+                         absl::FormatDuration(options_.heartbeat_timeout)),
+            expired, now, &completions);
       } else if (barrier_round_ >= 0 && now >= barrier_deadline_) {
         std::vector<int> stragglers;
         for (const Membership::Member& m : membership_.members()) {
@@ -867,8 +864,7 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
     if (state_ == State::kFinished || state_ == State::kFailed) {
       *reply.mutable_outcome() = MakeOutcome(
           state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
-          absl::StrCat("run is already ", StateName(),
-                       message_.empty() ? "" : ": " + message_));
+          absl::StrCat("run is already ", StateName(), message_.empty() ? "" : ": " + message_));
       reply.set_stop_step(committed_.empty() ? 0
                                              : committed_.back().step() + committed_.back().h());
       return reply;
@@ -890,9 +886,8 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
       barrier_round_ = -1;
       v1::JoinReply join_reply;
       join_reply.set_run_id(options_.run_id);
-      *join_reply.mutable_outcome() =
-          MakeOutcome(v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ",
-                                                              kStoppedByOperator));
+      *join_reply.mutable_outcome() = MakeOutcome(
+          v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ", kStoppedByOperator));
       for (auto& [id, w] : join_waiters_) {
         completions.push_back([cb = std::move(w.done), join_reply] { cb(join_reply); });
         membership_.DropJoiner(id);

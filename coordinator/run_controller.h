@@ -93,8 +93,7 @@ class RunController {
   // For callers that do not wait (tests, a formed generation): Join with a poll deadline of `now`.
   absl::StatusOr<v1::JoinReply> JoinNow(const v1::JoinRequest& request, absl::Time now);
 
-  absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& request,
-                                               absl::Time now);
+  absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& request, absl::Time now);
 
   // The round barrier (see the proto). Errors in the request are returned and `done` is not
   // called; otherwise `done` is called exactly once.
@@ -130,7 +129,7 @@ class RunController {
   enum class State { kWaiting, kRunning, kFinished, kFailed };
   struct PendingRound {
     v1::RoundPlan plan;
-    int expected = 0;                              // members when it was served
+    int expected = 0;                                // members when it was served
     std::map<std::string, v1::RoundReport> reports;  // by worker id
   };
   struct Waiter {

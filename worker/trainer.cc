@@ -28,8 +28,8 @@
 #include "worker/optimizer_factory.h"
 #include "worker/precision.h"
 #include "worker/report_sender.h"
-#include "worker/state_snapshot.h"
 #include "worker/state_dict_import.h"
+#include "worker/state_snapshot.h"
 #include "worker/torch_call.h"
 #include "worker/training_loss.h"
 
@@ -78,10 +78,9 @@ class Worker {
   // Heartbeats for the generation just joined, from the moment it formed (setting up the data or
   // the communicator can take longer than the heartbeat timeout).
   void BeatFor(const v1::JoinReply& join) {
-    heartbeater_->SetIdentity(options_.worker_id, join.rank(), join.generation(),
-                              absl::Milliseconds(join.heartbeat_interval_ms() > 0
-                                                     ? join.heartbeat_interval_ms()
-                                                     : 1000));
+    heartbeater_->SetIdentity(
+        options_.worker_id, join.rank(), join.generation(),
+        absl::Milliseconds(join.heartbeat_interval_ms() > 0 ? join.heartbeat_interval_ms() : 1000));
   }
   void OnGenerationEnded(int64_t generation, const v1::Outcome& outcome);
   absl::Status TrainRound(const v1::RoundPlan& plan);
@@ -113,8 +112,8 @@ class Worker {
   StateSnapshot snapshot_;
   std::string run_id_;
   // Tells this process from an earlier one with the same worker id.
-  const std::string incarnation_ = absl::StrCat(
-      absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())), "-", absl::ToUnixNanos(absl::Now()));
+  const std::string incarnation_ = absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())),
+                                                "-", absl::ToUnixNanos(absl::Now()));
   int64_t bytes_before_comm_ = 0;  // sent by the communicators of earlier generations
   // This generation's split of the global batch.
   int64_t local_batch_ = 0;
@@ -603,8 +602,8 @@ absl::Status Worker::Regroup(const absl::Status& cause, bool* finished) {
       return absl::AbortedError("could not join the run again: " + joined->outcome().message());
   }
   if (joined->run_id() != run_id_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the coordinator now serves run ", joined->run_id(), ", not ", run_id_));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the coordinator now serves run ", joined->run_id(), ", not ", run_id_));
   }
   join_ = *joined;
   BeatFor(join_);

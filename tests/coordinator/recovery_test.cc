@@ -88,9 +88,9 @@ class RecoveryTest : public ::testing::TestWithParam<int> {
       r.set_rank(group[i].rank);
       r.set_generation(group[i].generation);
       r.set_next_round(group[i].next_round);
-      EXPECT_TRUE(controller_
-                      ->NextRounds(r, now_, [&got, i](const v1::NextRoundsReply& x) { got[i] = x; })
-                      .ok());
+      EXPECT_TRUE(
+          controller_->NextRounds(r, now_, [&got, i](const v1::NextRoundsReply& x) { got[i] = x; })
+              .ok());
     }
     for (auto& g : got) EXPECT_TRUE(g.has_value());
     return got[0].value_or(v1::NextRoundsReply());
@@ -109,6 +109,16 @@ class RecoveryTest : public ::testing::TestWithParam<int> {
     rr->set_seconds(0.1);
     ASSERT_TRUE(controller_->Report(r, now_).ok());
     w.next_round = plan.round() + 1;
+  }
+
+  // The last worker leaves with `error` (as a worker that fails does).
+  void FailLastWorker(const std::string& error) {
+    v1::LeaveRequest l;
+    l.set_worker_id(workers_.back().id);
+    l.set_rank(workers_.back().rank);
+    l.set_generation(workers_.back().generation);
+    l.set_error(error);
+    ASSERT_TRUE(controller_->Leave(l, now_).ok());
   }
 
   // Trains and reports every round handed to `group` until the plan is exhausted.
@@ -162,12 +172,7 @@ TEST_P(RecoveryTest, AFailedWorkersRoundIsReplayedByTheSurvivorsAndCommittedOnce
   v1::NextRoundsReply third = Barrier(workers_);
   const v1::RoundPlan interrupted = third.rounds(0);
   Report(workers_[0], interrupted);
-  v1::LeaveRequest l;
-  l.set_worker_id(workers_.back().id);
-  l.set_rank(workers_.back().rank);
-  l.set_generation(workers_.back().generation);
-  l.set_error("killed");
-  ASSERT_TRUE(controller_->Leave(l, now_).ok());
+  FailLastWorker("killed");
   EXPECT_EQ(controller_->Status(now_).state(), "REGROUPING");
 
   std::vector<Worker> survivors(workers_.begin(), workers_.end() - 1);
@@ -225,10 +230,10 @@ TEST_P(RecoveryTest, AJoinerEntersAtTheNextRoundBoundaryAndGetsTheLastRank) {
   std::optional<v1::JoinReply> joined;
   v1::JoinRequest join;
   join.set_worker_id("newcomer");
-  ASSERT_TRUE(controller_
-                  ->Join(join, now_, now_ + absl::Seconds(60),
-                         [&](const v1::JoinReply& r) { joined = r; })
-                  .ok());
+  ASSERT_TRUE(
+      controller_
+          ->Join(join, now_, now_ + absl::Seconds(60), [&](const v1::JoinReply& r) { joined = r; })
+          .ok());
   EXPECT_FALSE(joined.has_value());  // not in the middle of a round
   v1::NextRoundsReply boundary = Barrier(workers_);
   EXPECT_EQ(boundary.outcome().code(), v1::Outcome::GENERATION_ENDED);
@@ -254,12 +259,7 @@ TEST_P(RecoveryTest, BelowMinWorkersTheRunWaitsForAReplacementThenFails) {
   Start(/*min_workers=*/GetParam(), GetParam());
   v1::NextRoundsReply first = Barrier(workers_);
   for (Worker& w : workers_) Report(w, first.rounds(0));
-  v1::LeaveRequest l;
-  l.set_worker_id(workers_.back().id);
-  l.set_rank(workers_.back().rank);
-  l.set_generation(workers_.back().generation);
-  l.set_error("node lost");
-  ASSERT_TRUE(controller_->Leave(l, now_).ok());
+  FailLastWorker("node lost");
   std::vector<Worker> survivors(workers_.begin(), workers_.end() - 1);
   EXPECT_FALSE(JoinAll(survivors));  // too few: they wait
   controller_->Tick(now_ + absl::Seconds(30));
@@ -274,12 +274,7 @@ TEST_P(RecoveryTest, AReplacementRestoresTheGroupBelowMinWorkers) {
   Start(/*min_workers=*/GetParam(), GetParam());
   v1::NextRoundsReply first = Barrier(workers_);
   for (Worker& w : workers_) Report(w, first.rounds(0));
-  v1::LeaveRequest l;
-  l.set_worker_id(workers_.back().id);
-  l.set_rank(workers_.back().rank);
-  l.set_generation(workers_.back().generation);
-  l.set_error("node lost");
-  ASSERT_TRUE(controller_->Leave(l, now_).ok());
+  FailLastWorker("node lost");
   workers_.back() = Worker{"replacement"};
   ASSERT_TRUE(JoinAll(workers_));
   EXPECT_EQ(workers_.back().rank, world_ - 1);  // it holds no state: it does not lead

@@ -68,9 +68,9 @@ class FaultTest : public ::testing::Test {
   }
 
   int Spawn(const std::string& worker_id) {
-    absl::StatusOr<int> i = workers_.Spawn(
-        worker_id, {QSR_WORKER_BIN, "--coordinator", server_->address(), "--threads", "1",
-                    "--worker-id", worker_id, "--regroup-timeout-s", "60"});
+    absl::StatusOr<int> i =
+        workers_.Spawn(worker_id, {QSR_WORKER_BIN, "--coordinator", server_->address(), "--threads",
+                                   "1", "--worker-id", worker_id, "--regroup-timeout-s", "60"});
     EXPECT_TRUE(i.ok()) << i.status();
     return i.value_or(-1);
   }
@@ -192,11 +192,23 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
   run_dir_ = state_dir;
   const std::string port_file = dir_.path() + "/port";
   auto coordinator_argv = [&](const std::string& listen) {
-    return std::vector<std::string>{
-        QSR_COORDINATOR_BIN,       "--recipe",        recipe_file,  "--listen", listen,
-        "--state-dir",             state_dir,         "--port-file", port_file,
-        "--plan-batch-steps",      "2",               "--heartbeat-interval-ms", "200",
-        "--heartbeat-timeout-ms",  "2000",            "--regroup-timeout-ms",    "4000"};
+    return std::vector<std::string>{QSR_COORDINATOR_BIN,
+                                    "--recipe",
+                                    recipe_file,
+                                    "--listen",
+                                    listen,
+                                    "--state-dir",
+                                    state_dir,
+                                    "--port-file",
+                                    port_file,
+                                    "--plan-batch-steps",
+                                    "2",
+                                    "--heartbeat-interval-ms",
+                                    "200",
+                                    "--heartbeat-timeout-ms",
+                                    "2000",
+                                    "--regroup-timeout-ms",
+                                    "4000"};
   };
   ProcessGroup coordinators;
   ASSERT_TRUE(coordinators.Spawn("coord", coordinator_argv("127.0.0.1:0")).ok());
@@ -216,11 +228,11 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
     return s.ok() ? s->round() : -1;
   };
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(workers_
-                    .Spawn(absl::StrCat("w", i),
-                           {QSR_WORKER_BIN, "--coordinator", address, "--threads", "1",
-                            "--worker-id", absl::StrCat("w", i)})
-                    .ok());
+    ASSERT_TRUE(
+        workers_
+            .Spawn(absl::StrCat("w", i), {QSR_WORKER_BIN, "--coordinator", address, "--threads",
+                                          "1", "--worker-id", absl::StrCat("w", i)})
+            .ok());
   }
   ASSERT_TRUE(WaitFor([&] { return round() >= 10; }, absl::Seconds(120)));
   coordinators.Signal(0, SIGKILL);
