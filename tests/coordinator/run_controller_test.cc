@@ -51,7 +51,9 @@ class RunControllerTest : public ::testing::TestWithParam<int> {
                              [&got, i](const v1::JoinReply& r) { got[i] = r; })
                       .ok());
       // Nobody is answered before the generation is complete.
-      if (i < world_ - 1) EXPECT_FALSE(got[i].has_value());
+      if (i < world_ - 1) {
+        EXPECT_FALSE(got[i].has_value());
+      }
     }
     for (int i = 0; i < world_; ++i) {
       ASSERT_TRUE(got[i].has_value());

@@ -85,7 +85,9 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
     EXPECT_EQ(r.workers(), c.workers);
     // Every worker reported the same parameter digest after the round's averaging.
     EXPECT_TRUE(r.identical()) << "round " << r.round();
-    if (c.workers > 1 && c.optimizer == "localsgd") EXPECT_GT(r.bytes(), 0);
+    if (c.workers > 1 && c.optimizer == "localsgd") {
+      EXPECT_GT(r.bytes(), 0);
+    }
   }
   if (c.optimizer == "sgd") {
     for (const Round& r : plan) EXPECT_EQ(r.h, 1);
