@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
   qsr::CoordinatorClient* client = made->get();
   absl::Time next_progress = absl::Now() + absl::Seconds(*progress_s);
   bool failed = false;
+  std::vector<bool> reported(group.size(), false);
   while (!group.AllExited()) {
     group.Pump(absl::Milliseconds(200));
     if (g_signal) {
@@ -230,13 +231,18 @@ int main(int argc, char** argv) {
       group.TerminateAll(absl::Seconds(10));
       return 130;
     }
-    for (int i = 0; i < group.size(); ++i) {
-      if (group.ExitCode(i).value_or(0) != 0 && !failed) {
-        failed = true;
+    // A worker that dies does not end the run: the coordinator re-forms the group without it
+    // (or fails the run when it cannot go on, and then exits). The coordinator's exit ends it.
+    for (int i = 1; i < group.size(); ++i) {
+      if (group.ExitCode(i).value_or(0) != 0 && !reported[i]) {
+        reported[i] = true;
         std::cout << "qsr-run: " << group.Name(i) << " exited with code " << *group.ExitCode(i)
-                  << "; stopping the run\n";
-        group.TerminateAll(absl::Seconds(10));
+                  << "; the coordinator goes on without it if it can\n";
       }
+    }
+    if (group.ExitCode(0).has_value() && !group.AllExited()) {
+      failed = failed || *group.ExitCode(0) != 0;
+      group.TerminateAll(absl::Seconds(10));
     }
     if (!group.ExitCode(0) && absl::Now() >= next_progress) {
       next_progress = absl::Now() + absl::Seconds(*progress_s);
