@@ -315,7 +315,8 @@ TEST(BoundsTest, BadRequestsAreRejectedAndTheRunGoesOn) {
   const absl::Time joined_by = absl::Now() + absl::Seconds(30);
   while (member.empty() && absl::Now() < joined_by) {
     v1::GetStatusReply status = server->controller().Status(absl::Now());
-    if (status.worker_info_size() > 0) {
+    // A member of the formed generation (a worker still JOINING has no rank yet).
+    if (status.worker_info_size() > 0 && status.worker_info(0).state() == "ACTIVE") {
       member = status.worker_info(0).worker_id();
       rank = status.worker_info(0).rank();
     } else {
