@@ -54,6 +54,7 @@ absl::Status ValidateJoin(const v1::JoinRequest& r) {
   if (absl::Status s = CheckSize("host", r.host(), 0, L::kMaxHostBytes); !s.ok()) return s;
   if (absl::Status s = CheckSize("device", r.device(), 0, L::kMaxDeviceBytes); !s.ok()) return s;
   if (absl::Status s = CheckSize("failure", r.failure(), 0, 4096); !s.ok()) return s;
+  if (absl::Status s = CheckSize("incarnation", r.incarnation(), 0, 256); !s.ok()) return s;
   if (absl::Status s = CheckRange("failed_generation", r.failed_generation(), 0, INT64_MAX);
       !s.ok()) {
     return s;

@@ -7,29 +7,10 @@
 #include "common/round_planner.h"
 #include "coordinator/run_controller.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/test_recipe.h"
 
 namespace qsr {
 namespace {
-
-Recipe TestRecipe(int workers, int min_workers, int max_workers) {
-  Recipe r;
-  r.model = "mlp";
-  r.workers = workers;
-  r.min_workers = min_workers;
-  r.max_workers = max_workers;
-  r.total_batch_size = 96;
-  r.steps_per_epoch = 20;
-  r.epochs = 3;
-  r.max_lr = 0.1;
-  r.min_lr = 0.0;
-  r.warmup_steps = 5;
-  r.alpha = 0.05;
-  r.min_h = 2;
-  r.init_h = 2;
-  absl::Status s = ResolveRecipe(r);
-  EXPECT_TRUE(s.ok()) << s;
-  return r;
-}
 
 // A simulated worker: what it was told when it joined, and the round its state is ready for.
 struct Worker {
@@ -43,7 +24,7 @@ class RecoveryTest : public ::testing::TestWithParam<int> {
  protected:
   void Start(int min_workers, int max_workers) {
     world_ = GetParam();
-    recipe_ = TestRecipe(world_, min_workers, max_workers);
+    recipe_ = testing::SmallQsrRecipe(world_, min_workers, max_workers);
     RunController::Options options;
     options.run_id = "t";
     options.plan_batch_steps = 1;

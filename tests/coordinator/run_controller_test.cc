@@ -4,32 +4,16 @@
 
 #include "common/round_planner.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/test_recipe.h"
 
 namespace qsr {
 namespace {
-
-Recipe TestRecipe(int workers) {
-  Recipe r;
-  r.model = "mlp";
-  r.workers = workers;
-  r.total_batch_size = 96;
-  r.steps_per_epoch = 20;
-  r.epochs = 3;
-  r.max_lr = 0.1;
-  r.min_lr = 0.0;
-  r.warmup_steps = 5;
-  r.alpha = 0.05;
-  r.min_h = 2;
-  r.init_h = 2;
-  EXPECT_TRUE(ResolveRecipe(r).ok());
-  return r;
-}
 
 class RunControllerTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     world_ = GetParam();
-    recipe_ = TestRecipe(world_);
+    recipe_ = testing::SmallQsrRecipe(world_);
     RunController::Options options;
     options.run_id = "t";
     options.rendezvous_timeout = absl::Seconds(30);
