@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
+#include "worker/foreach_sgd.h"
 #include "worker/model/models.h"
 
 namespace qsr {
@@ -111,6 +112,7 @@ int Run(int argc, char** argv) {
   flags.Add("steps", "200", "timed steps");
   flags.Add("warmup", "30", "untimed steps first (allocator, cuDNN plans)");
   flags.Add("device", "cuda:0", "cpu or cuda:N");
+  flags.Add("optimizer", "foreach", "foreach (the worker's SGD) or sgd (LibTorch's)");
   flags.Add("threads", "0", "intra-op threads (0 = LibTorch's default)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-bench-step: " << s.message() << "\n";
@@ -156,8 +158,21 @@ int Run(int argc, char** argv) {
   model->train();
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
-  torch::optim::SGD optimizer(model->parameters(),
-                              torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(5e-4));
+  // The worker's optimizer (multi-tensor updates, as torch.optim.SGD's default on CUDA); "sgd" is
+  // LibTorch's per-parameter one.
+  const torch::optim::SGDOptions sgd_options =
+      torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(5e-4);
+  std::unique_ptr<torch::optim::Optimizer> owned;
+  if (flags.Get("optimizer") == "foreach") {
+    owned = std::make_unique<ForeachSGD>(model->parameters(), sgd_options);
+  } else if (flags.Get("optimizer") == "sgd") {
+    owned = std::make_unique<torch::optim::SGD>(model->parameters(), sgd_options);
+  } else {
+    std::cerr << "qsr-bench-step: --optimizer \"" << flags.Get("optimizer")
+              << "\" is not one of: foreach, sgd\n";
+    return 2;
+  }
+  torch::optim::Optimizer& optimizer = *owned;
 
   constexpr int kBatches = 8;
   std::vector<torch::Tensor> xs, ys;
@@ -181,9 +196,9 @@ int Run(int argc, char** argv) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << absl::StrFormat(
-                   "bench impl=cpp model=%s batch=%d steps=%d device=%s params=%d "
+                   "bench impl=cpp model=%s batch=%d steps=%d device=%s params=%d optimizer=%s "
                    "samples_per_s=%.0f step_ms=%.3f final_loss=%.4f",
-                   name, *batch, *steps, device.str(), params,
+                   name, *batch, *steps, device.str(), params, flags.Get("optimizer"),
                    static_cast<double>(*batch * *steps) / seconds, 1000.0 * seconds / *steps,
                    loss.item<double>())
             << std::endl;

@@ -199,7 +199,10 @@ stage_build() {
 
 # ---------------------------------------------------------------------------------------------
 stage_gputest() {
-  QSR_REQUIRE_GPU=1 timeout 300 "$BLD/tests/nccl_communicator_test" --gtest_color=no
+  QSR_REQUIRE_GPU=1 timeout 300 "$BLD/tests/nccl_communicator_test" --gtest_color=no || return 1
+  # Also on cuda:0 where there is one: the multi-tensor SGD against LibTorch's, and autocast.
+  timeout 120 "$BLD/tests/foreach_sgd_test" --gtest_color=no || return 1
+  timeout 120 "$BLD/tests/precision_test" --gtest_color=no
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -308,11 +311,15 @@ stage_bench() {
   for model in cnn resnet18; do
     steps=300
     [ "$model" = resnet18 ] && steps=100
-    for impl in cpp python; do
-      if [ "$impl" = cpp ]; then
+    # cpp: the worker's multi-tensor SGD; cpp-sgd: LibTorch's per-parameter SGD. Two rounds,
+    # alternating, so that drift in the machine's speed shows.
+    for impl in cpp python cpp-sgd cpp python cpp-sgd; do
+      if [ "$impl" != python ]; then
         [ -x "$BLD/bin/qsr-bench-step" ] || { echo "no qsr-bench-step"; rc=1; continue; }
+        local opt=foreach
+        [ "$impl" = cpp-sgd ] && opt=sgd
         line=$("$BLD/bin/qsr-bench-step" --model $model --batch "$BENCH_BATCH" --steps $steps \
-          --device cuda:0 | grep '^bench') || rc=1
+          --device cuda:0 --optimizer $opt | grep '^bench') || rc=1
       else
         line=$(env -u LD_LIBRARY_PATH "$PY" "$ROOT/bench/train_step_bench.py" --model $model --batch "$BENCH_BATCH" \
           --steps $steps --device cuda:0 | grep '^bench') || rc=1

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "worker/foreach_sgd.h"
 #include "worker/optimizer_state.h"
 
 namespace qsr {
@@ -39,11 +40,11 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const Recipe& r, torch::n
             .eps(r.eps)
             .weight_decay(r.wd));
   }
-  return Build<torch::optim::SGDOptions, torch::optim::SGD>(r, model,
-                                                            torch::optim::SGDOptions(r.max_lr)
-                                                                .momentum(r.momentum)
-                                                                .nesterov(r.nesterov)
-                                                                .weight_decay(r.wd));
+  return Build<torch::optim::SGDOptions, ForeachSGD>(r, model,
+                                                     torch::optim::SGDOptions(r.max_lr)
+                                                         .momentum(r.momentum)
+                                                         .nesterov(r.nesterov)
+                                                         .weight_decay(r.wd));
 }
 
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {

@@ -5,6 +5,11 @@ target_include_directories(qsr_worker_precision PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_worker_precision PUBLIC qsr_worker_comm ${TORCH_LIBRARIES} absl::status
   absl::strings)
 
+# SGD with multi-tensor updates (used by the trainer and qsr-bench-step).
+add_library(qsr_worker_optim ${CMAKE_CURRENT_LIST_DIR}/foreach_sgd.cc)
+target_include_directories(qsr_worker_optim PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(qsr_worker_optim PUBLIC ${TORCH_LIBRARIES})
+
 # The trainer library (used by qsr-worker and the integration tests) and the worker binary.
 add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/trainer.cc
@@ -19,7 +24,7 @@ add_library(qsr_trainer
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
-  qsr_worker_precision qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
+  qsr_worker_precision qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
