@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs a qsr build into a temporary prefix, builds examples/local_sgd against it as a separate
 # CMake project (find_package(qsr) + qsr::qsr), and runs it as 2 processes on a free port.
-# Usage: install_test.sh BUILD_DIR EXAMPLE_SOURCE_DIR [GENERATOR]
+# Usage: install_test.sh BUILD_DIR EXAMPLE_SOURCE_DIR [GENERATOR] [PREFIX_PATH]
+# PREFIX_PATH: where qsr's dependencies are, '|'-separated (the build's CMAKE_PREFIX_PATH).
 set -euo pipefail
 build_dir=$1
 example_dir=$2
 generator=${3:-}
+deps_path=${4:-}
+deps_path=${deps_path//|/;}
 work=$(mktemp -d "${TMPDIR:-/tmp}/qsr-install-test-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -23,7 +26,7 @@ step "configure the example against the installed package"
 gen_args=()
 [ -n "$generator" ] && gen_args=(-G "$generator")
 timeout 300 cmake -S "$example_dir" -B "$work/build" "${gen_args[@]}" \
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix"
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix${deps_path:+;$deps_path}"
 
 step "build the example (one LibTorch file: about a minute)"
 timeout 900 cmake --build "$work/build" -j 2

@@ -177,6 +177,70 @@ TEST_P(ModelAveragerTest, AllReduceGradientsAveragesAndHandlesMissingGrads) {
   }
 }
 
+// The averager's buffer is the model's own memory: optimizer steps taken after it was built (on
+// tensors of every layout it handles) are what gets averaged, and training goes on afterwards.
+TEST_P(ModelAveragerTest, StepsAfterCreationAreAveragedAndTrainingGoesOn) {
+  auto comms = Connect(size());
+  struct Rank {
+    torch::Tensor dense, channels_last, transposed, wide;  // wide: float64, copied
+    std::unique_ptr<torch::optim::SGD> sgd;
+  };
+  std::vector<Rank> ranks(size());
+  for (int r = 0; r < size(); ++r) {
+    torch::manual_seed(10 + r);
+    Rank& k = ranks[r];
+    k.dense = torch::randn({4, 3}).requires_grad_(true);
+    k.channels_last = torch::randn({2, 3, 4, 5})
+                          .contiguous(torch::MemoryFormat::ChannelsLast)
+                          .requires_grad_(true);
+    k.transposed = torch::randn({3, 6}).t().requires_grad_(true);  // dense, not contiguous
+    k.wide = torch::randn({5}, torch::kFloat64).requires_grad_(true);
+  }
+  std::vector<std::vector<torch::Tensor>> expected(size());
+  std::vector<absl::Status> statuses(size());
+  RunRanks(size(), [&](int r) {
+    Rank& k = ranks[r];
+    std::vector<torch::Tensor> params = {k.dense, k.channels_last, k.transposed, k.wide};
+    auto averager = ModelAverager::Create(params);
+    if (!averager.ok()) {
+      statuses[r] = averager.status();
+      return;
+    }
+    EXPECT_EQ(averager->num_bound_tensors(), 3);  // all but the float64 one
+    EXPECT_TRUE(k.channels_last.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    k.sgd = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1));
+    for (int step = 0; step < 3; ++step) {
+      k.sgd->zero_grad();
+      torch::Tensor loss = k.dense.pow(2).sum() * (r + 1) + k.channels_last.sin().sum() +
+                           k.transposed.matmul(torch::ones({3, 2})).sum() +
+                           k.wide.pow(3).sum().to(torch::kFloat32);
+      loss.backward();
+      k.sgd->step();
+    }
+    for (const torch::Tensor& p : params) expected[r].push_back(p.detach().clone());
+    statuses[r] = averager->Average(*comms[r]);
+    if (!statuses[r].ok()) return;
+    // Training on after the round still reaches the averaged tensors through autograd.
+    k.sgd->zero_grad();
+    (k.dense.sum() + k.channels_last.sum() + k.transposed.sum()).backward();
+    EXPECT_TRUE(k.dense.grad().defined() && k.channels_last.grad().defined());
+  });
+  for (int r = 0; r < size(); ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r];
+  const std::vector<torch::Tensor> now0 = {ranks[0].dense, ranks[0].channels_last,
+                                           ranks[0].transposed, ranks[0].wide};
+  for (size_t i = 0; i < now0.size(); ++i) {
+    torch::Tensor mean = torch::zeros_like(expected[0][i], torch::kFloat64);
+    for (int r = 0; r < size(); ++r) mean += expected[r][i].to(torch::kFloat64);
+    mean /= size();
+    EXPECT_TRUE(torch::allclose(now0[i].detach().to(torch::kFloat64), mean, 1e-5, 1e-6))
+        << "tensor " << i;
+  }
+  for (int r = 1; r < size(); ++r) {
+    EXPECT_TRUE(torch::equal(ranks[r].dense.detach(), ranks[0].dense.detach()));
+    EXPECT_TRUE(torch::equal(ranks[r].channels_last.detach(), ranks[0].channels_last.detach()));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(WorldSizes, ModelAveragerTest, ::testing::Values(1, 2, 3),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return "size" + std::to_string(info.param);
@@ -190,6 +254,9 @@ TEST(ModelAveragerCreateTest, SkipsNonFloatingAndUndefinedTensors) {
   EXPECT_EQ(averager->num_tensors(), 2);
   EXPECT_EQ(averager->bytes(), (3 + 4) * 4);
   EXPECT_EQ(averager->num_grad_tensors(), 0);
+  EXPECT_EQ(averager->num_bound_tensors(), 1);
+  // The float32 tensor now lives in the averager's buffer and kept its value.
+  EXPECT_TRUE(torch::equal(tensors[0], torch::ones({3})));
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ absl::StatusOr<ModelAverager> ModelAverager::Create(const std::vector<torch::Ten
                                                      t.device().str(), ", the first one on ",
                                                      device->str()));
     }
-    Entry entry{t, numel, -1};
+    Entry entry{t, numel, -1, false};
     numel += t.numel();
     if (t.requires_grad()) {
       entry.grad_offset = grad_numel;
@@ -33,11 +33,22 @@ absl::StatusOr<ModelAverager> ModelAverager::Create(const std::vector<torch::Ten
     }
     entries.push_back(std::move(entry));
   }
-  const int64_t flat_numel = std::max(numel, grad_numel + num_grad);
   torch::Tensor flat =
-      torch::zeros({flat_numel}, torch::TensorOptions()
-                                     .dtype(torch::kFloat32)
-                                     .device(device.value_or(torch::Device(torch::kCPU))));
+      torch::empty({numel}, torch::TensorOptions()
+                                .dtype(torch::kFloat32)
+                                .device(device.value_or(torch::Device(torch::kCPU))));
+  torch::NoGradGuard no_grad;
+  for (Entry& e : entries) {
+    const torch::Tensor& t = e.tensor;
+    // A dense float32 tensor fills exactly numel() consecutive floats in some order of its
+    // dimensions (contiguous, channels-last, ...), so its window keeps its strides.
+    e.bound = t.scalar_type() == torch::kFloat32 &&
+              t.unsafeGetTensorImpl()->is_non_overlapping_and_dense();
+    if (!e.bound) continue;
+    torch::Tensor window = flat.as_strided(t.sizes(), t.strides(), e.offset);
+    window.copy_(t);
+    t.set_data(window);
+  }
   return ModelAverager(std::move(entries), std::move(flat), numel, num_grad, grad_numel);
 }
 
@@ -55,30 +66,49 @@ ModelAverager::ModelAverager(std::vector<Entry> entries, torch::Tensor flat, int
       num_grad_tensors_(num_grad_tensors),
       grad_numel_(grad_numel) {}
 
-torch::Tensor ModelAverager::Slot(int64_t offset, const torch::Tensor& like) const {
-  return flat_.narrow(0, offset, like.numel()).view(like.sizes());
+int64_t ModelAverager::num_bound_tensors() const {
+  return std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.bound; });
+}
+
+torch::Tensor ModelAverager::Slot(const torch::Tensor& buffer, int64_t offset,
+                                  const torch::Tensor& like) {
+  return buffer.narrow(0, offset, like.numel()).view(like.sizes());
+}
+
+void ModelAverager::CopyUnboundIn() {
+  for (const Entry& e : entries_) {
+    if (!e.bound) Slot(flat_, e.offset, e.tensor).copy_(e.tensor);
+  }
+}
+
+void ModelAverager::CopyUnboundOut() {
+  for (Entry& e : entries_) {
+    if (!e.bound) e.tensor.copy_(Slot(flat_, e.offset, e.tensor));
+  }
 }
 
 absl::Status ModelAverager::Average(Communicator& comm) {
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
-  for (const Entry& e : entries_) Slot(e.offset, e.tensor).copy_(e.tensor);
-  torch::Tensor values = flat_.narrow(0, 0, numel_);
-  absl::Status status = comm.AllReduceSum(values);
+  CopyUnboundIn();
+  absl::Status status = comm.AllReduceSum(flat_);
   if (!status.ok()) return status;
-  if (comm.size() > 1) values.div_(static_cast<double>(comm.size()));
-  for (Entry& e : entries_) e.tensor.copy_(Slot(e.offset, e.tensor));
+  if (comm.size() > 1) flat_.div_(static_cast<double>(comm.size()));
+  CopyUnboundOut();
   return absl::OkStatus();
 }
 
 absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
   if (num_grad_tensors_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
+  if (!grad_flat_.defined()) {
+    grad_flat_ = torch::zeros({grad_numel_ + num_grad_tensors_}, flat_.options());
+  }
   std::vector<float> has_grad;
   has_grad.reserve(num_grad_tensors_);
   for (const Entry& e : entries_) {
     if (e.grad_offset < 0) continue;
-    torch::Tensor slot = Slot(e.grad_offset, e.tensor);
+    torch::Tensor slot = Slot(grad_flat_, e.grad_offset, e.tensor);
     const torch::Tensor& grad = e.tensor.grad();
     if (grad.defined()) {
       slot.copy_(grad);
@@ -87,20 +117,20 @@ absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
     }
     has_grad.push_back(grad.defined() ? 1.0f : 0.0f);
   }
-  flat_.narrow(0, grad_numel_, num_grad_tensors_)
+  grad_flat_.narrow(0, grad_numel_, num_grad_tensors_)
       .copy_(torch::from_blob(has_grad.data(), {num_grad_tensors_}, torch::kFloat32));
-  torch::Tensor grads = flat_.narrow(0, 0, grad_numel_ + num_grad_tensors_);
+  torch::Tensor& grads = grad_flat_;
   absl::Status status = comm.AllReduceSum(grads);
   if (!status.ok()) return status;
   if (comm.size() > 1) grads.div_(static_cast<double>(comm.size()));
   // .cpu() is a view, not a copy, when the flat buffer is already on the CPU.
-  const torch::Tensor flags_cpu = flat_.narrow(0, grad_numel_, num_grad_tensors_).cpu();
+  const torch::Tensor flags_cpu = grad_flat_.narrow(0, grad_numel_, num_grad_tensors_).cpu();
   const float* flags = flags_cpu.data_ptr<float>();
   int64_t index = 0;
   for (Entry& e : entries_) {
     if (e.grad_offset < 0) continue;
     const bool any_rank_had_grad = flags[index++] > 0.0f;
-    torch::Tensor slot = Slot(e.grad_offset, e.tensor);
+    torch::Tensor slot = Slot(grad_flat_, e.grad_offset, e.tensor);
     torch::Tensor& grad = e.tensor.mutable_grad();
     if (grad.defined()) {
       grad.copy_(slot);
@@ -114,14 +144,11 @@ absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
 absl::Status ModelAverager::BroadcastFrom(Communicator& comm, int root) {
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
-  if (comm.rank() == root) {
-    for (const Entry& e : entries_) Slot(e.offset, e.tensor).copy_(e.tensor);
-  }
-  torch::Tensor values = flat_.narrow(0, 0, numel_);
-  absl::Status status = comm.Broadcast(values, root);
+  if (comm.rank() == root) CopyUnboundIn();
+  absl::Status status = comm.Broadcast(flat_, root);
   if (!status.ok()) return status;
   // Copy back on the root too, so that non-float32 tensors are rounded the same on every rank.
-  for (Entry& e : entries_) e.tensor.copy_(Slot(e.offset, e.tensor));
+  CopyUnboundOut();
   return absl::OkStatus();
 }
 

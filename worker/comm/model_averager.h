@@ -10,11 +10,22 @@
 // Every rank must build its averager from the same architecture (same tensors in the same order),
 // so that the flat layouts match; calls must match across ranks like the collectives they issue.
 //
-// Errors are the communicator's; on error the tracked tensors (and grads) are left unchanged.
+// Every dense float32 tensor on the buffer's device is re-pointed into the flat buffer at
+// creation (Tensor::set_data: same TensorImpl, so optimizer state and module references stay
+// valid), so that Average() and BroadcastFrom() run the collective on the model's own memory with
+// no copy in or out; the others (float64, bfloat16, non-dense) are copied in and out around it.
+// Why: the copies were most of an averaging round's cost on CPUs (three single-threaded passes
+// over the model against one ring all-reduce).
+//
+// Errors are the communicator's. Because the collective works in place, after a failed Average()
+// or BroadcastFrom() the tracked tensors hold unspecified values (a partial reduction): restore
+// them from a snapshot (the trainer's StateSnapshot). A failed AllReduceGradients() leaves the
+// grads unchanged.
 //
 // Thread-compatible. The tensors are referenced, not copied: the averager must not outlive the
-// model, must be rebuilt if the model's tensors are replaced (e.g. by Module::to), and its
-// methods must not run concurrently with training steps on the same tensors.
+// model, must be rebuilt if the model's tensors are replaced (e.g. by Module::to to another
+// device or dtype), and its methods must not run concurrently with training steps on the same
+// tensors.
 #ifndef QSR_WORKER_COMM_MODEL_AVERAGER_H_
 #define QSR_WORKER_COMM_MODEL_AVERAGER_H_
 
@@ -40,8 +51,9 @@ class ModelAverager {
   ModelAverager(ModelAverager&&) = default;
   ModelAverager& operator=(ModelAverager&&) = default;
 
-  // Replaces every tracked tensor by its mean across ranks: copy into the flat buffer,
-  // AllReduceSum, divide by comm.size(), copy back. All ranks end bit-identical.
+  // Replaces every tracked tensor by its mean across ranks: AllReduceSum over the flat buffer,
+  // divide by comm.size() (and copy the tensors that are not views of it in and out). All ranks
+  // end bit-identical.
   absl::Status Average(Communicator& comm);
   // Replaces the .grad() of every tracked tensor that requires grad by the mean gradient across
   // ranks (data-parallel training; one all-reduce). An undefined grad counts as zeros; it is then
@@ -51,31 +63,37 @@ class ModelAverager {
   // Overwrites every tracked tensor with `root`'s values (initial model).
   absl::Status BroadcastFrom(Communicator& comm, int root);
 
-  // Bytes that Average() and BroadcastFrom() exchange: 4 per tracked element (the flat buffer
-  // has num_grad_tensors() floats of slack on top, for AllReduceGradients' has-grad flags).
+  // Bytes that Average() and BroadcastFrom() exchange: 4 per tracked element.
   int64_t bytes() const { return numel_ * 4; }
   // Number of tracked tensors, and how many of them require grad.
   int64_t num_tensors() const { return static_cast<int64_t>(entries_.size()); }
   int64_t num_grad_tensors() const { return num_grad_tensors_; }
+  // How many tracked tensors are views of the flat buffer (the rest are copied around it).
+  int64_t num_bound_tensors() const;
 
  private:
   struct Entry {
     torch::Tensor tensor;
-    int64_t offset;       // Into the flat buffer, for Average and BroadcastFrom.
-    int64_t grad_offset;  // Into the flat buffer, for AllReduceGradients; -1 if no grad.
+    int64_t offset;       // Into flat_, for Average and BroadcastFrom.
+    int64_t grad_offset;  // Into grad_flat_, for AllReduceGradients; -1 if no grad.
+    bool bound;           // The tensor's memory is flat_[offset, offset + numel).
   };
 
   ModelAverager(std::vector<Entry> entries, torch::Tensor flat, int64_t numel,
                 int64_t num_grad_tensors, int64_t grad_numel);
 
-  torch::Tensor Slot(int64_t offset, const torch::Tensor& like) const;
+  // The tensor-shaped window of `buffer` at `offset`, contiguous.
+  static torch::Tensor Slot(const torch::Tensor& buffer, int64_t offset, const torch::Tensor& like);
+  void CopyUnboundIn();
+  void CopyUnboundOut();
 
   std::vector<Entry> entries_;
-  torch::Tensor flat_;  // float32, 1-D, persistent: max(numel_, grad_numel_ + num_grad_tensors_).
-  int64_t numel_ = 0;   // Tracked elements; Average uses flat_[0, numel_).
+  torch::Tensor flat_;  // float32, 1-D, numel_ elements: the model's own memory where bound.
+  int64_t numel_ = 0;
   int64_t num_grad_tensors_ = 0;
-  // AllReduceGradients uses flat_[0, grad_numel_) for gradients, then one has-grad flag per
-  // tensor that requires grad.
+  // AllReduceGradients' scratch, allocated at its first call: grad_numel_ gradient elements, then
+  // one has-grad flag per tensor that requires grad.
+  torch::Tensor grad_flat_;
   int64_t grad_numel_ = 0;
 };
 
