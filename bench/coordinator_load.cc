@@ -24,7 +24,10 @@
 //    "all_released_p50_ms","all_released_p99_ms","all_released_max_ms" (over barriers),
 //    "coordinator_cpu_s","coordinator_cpu_util" (CPU seconds / wall seconds of the barrier phase),
 //    "coordinator_rss_MB","coordinator_hwm_MB" (with --coordinator-pid), "loadgen_cpu_s" (this
-//    process, to tell a saturated load generator from a slow coordinator), "errors":n}
+//    process, to tell a saturated load generator from a slow coordinator),
+//    "coordinator_cpu_per_barrier_ms","loadgen_cpu_per_barrier_ms" (CPU between the moments the
+//    first and the last barrier released everyone, divided by the barriers in between: the
+//    barrier phase alone, without Join and Leave), "errors":n}
 //
 // Bounded: every RPC has a deadline, and the whole run --timeout-s.
 #include <grpcpp/alarm.h>
@@ -103,7 +106,8 @@ class LoadGenerator {
  public:
   LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
                 int max_barriers, std::chrono::milliseconds rpc_timeout,
-                std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time)
+                std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time,
+                int coordinator_pid)
       : stubs_(std::move(stubs)),
         workers_(workers),
         max_barriers_(max_barriers),
@@ -112,8 +116,12 @@ class LoadGenerator {
         train_time_(train_time),
         sent_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
         received_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
-        sims_(workers) {
+        sims_(workers),
+        coordinator_pid_(coordinator_pid),
+        released_(max_barriers),
+        cpu_at_release_(max_barriers) {
     for (int i = 0; i < workers; ++i) sims_[i].id = i;
+    for (auto& n : released_) n.store(0);
   }
 
   // Starts every worker and waits until all are done or `deadline`. False on timeout.
@@ -154,6 +162,8 @@ class LoadGenerator {
   }
   Clock::time_point sent(int b, int w) const { return sent_[Index(b, w)]; }
   Clock::time_point received(int b, int w) const { return received_[Index(b, w)]; }
+  // CPU seconds of the coordinator and of this process when barrier b had released everyone.
+  std::pair<double, double> cpu_at_release(int b) const { return cpu_at_release_[b]; }
   int workers() const { return workers_; }
 
  private:
@@ -272,6 +282,10 @@ class LoadGenerator {
             return Fail(s, "NextRounds: " + call->reply.outcome().message());
           }
           received_[Index(s->barrier, s->id)] = now;
+          if (released_[s->barrier].fetch_add(1) + 1 == workers_) {
+            // The last worker of this barrier: one /proc read per barrier.
+            cpu_at_release_[s->barrier] = {SampleProc(coordinator_pid_).cpu_s, SelfCpuSeconds()};
+          }
           ++s->barrier;
           for (const v1::RoundPlan& p : call->reply.rounds()) s->unreported.push_back(Trained(p));
           if (now >= s->next_report) {
@@ -366,6 +380,11 @@ class LoadGenerator {
   // Run() returns (the mutex in Finish orders the writes before the read).
   std::vector<Clock::time_point> sent_, received_;
   std::vector<Sim> sims_;
+  const int coordinator_pid_;
+  // Per barrier: workers released so far, and the CPU samples taken when the last one was
+  // (written once, by that worker's callback; read after Run() like sent_ and received_).
+  std::vector<std::atomic<int>> released_;
+  std::vector<std::pair<double, double>> cpu_at_release_;
   std::mutex mu_;
   std::condition_variable done_cv_;
   int finished_ = 0;
@@ -445,7 +464,7 @@ int Main(int argc, char** argv) {
   }
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
                     std::chrono::seconds(*rpc_timeout), std::chrono::milliseconds(*report_interval),
-                    std::chrono::milliseconds(*train_ms));
+                    std::chrono::milliseconds(*train_ms), static_cast<int>(*pid));
   const ProcSample before = SampleProc(static_cast<int>(*pid));
   const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();
@@ -481,6 +500,14 @@ int Main(int argc, char** argv) {
   const double barrier_wall = b > 1 ? Since(first_release, last_release) : Since(start, end);
   const double rounds_per_s = b > 1 ? (b - 1) / barrier_wall : 0;
   const double wall = Since(start, end);
+  // The barrier phase: from the first barrier's release to the last one's.
+  double coord_per_barrier_ms = 0, loadgen_per_barrier_ms = 0;
+  if (b > 1) {
+    coord_per_barrier_ms =
+        1e3 * (gen.cpu_at_release(b - 1).first - gen.cpu_at_release(0).first) / (b - 1);
+    loadgen_per_barrier_ms =
+        1e3 * (gen.cpu_at_release(b - 1).second - gen.cpu_at_release(0).second) / (b - 1);
+  }
   std::cout << absl::StrFormat(
                    "{\"bench\":\"coordinator\",\"workers\":%d,\"channels\":%d,\"barriers\":%d,"
                    "\"reports\":%d,\"wall_s\":%.3f,\"rounds_per_s\":%.2f,"
@@ -489,12 +516,14 @@ int Main(int argc, char** argv) {
                    "\"all_released_max_ms\":%.3f,\"coordinator_cpu_s\":%.3f,"
                    "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
                    "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
+                   "\"coordinator_cpu_per_barrier_ms\":%.2f,\"loadgen_cpu_per_barrier_ms\":%.2f,"
                    "\"report_interval_ms\":%d,\"train_ms\":%d,\"errors\":%d}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
                    Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
-                   after.hwm_mb, self_cpu, gen.heartbeats(), static_cast<int>(*report_interval),
+                   after.hwm_mb, self_cpu, gen.heartbeats(), coord_per_barrier_ms,
+                   loadgen_per_barrier_ms, static_cast<int>(*report_interval),
                    static_cast<int>(*train_ms), gen.errors())
             << std::endl;
   return 0;
