@@ -2,12 +2,18 @@
 // qsr-coordinator.
 //
 // Every simulated worker runs a worker's control-plane cycle with gRPC's callback API (no thread
-// per worker): Join, then NextRounds (the round barrier) for round 0, a Report of the rounds it
-// was handed (sent without waiting for the reply, like the worker's ReportSender), NextRounds for
-// the next round, and so on until the coordinator answers RUN_FINISHED, then Leave. Like a real
-// worker, each also calls Heartbeat every heartbeat interval the Join reply names (from one
-// ticker thread for all of them). Join and NextRounds answered TIMEOUT are asked again. Training
-// takes no time here, so the coordinator sees barriers back to back: the worst case for it.
+// per worker): Join, then NextRounds (the round barrier) for round 0, NextRounds for the next
+// round, and so on until the coordinator answers RUN_FINISHED, then a last Report and Leave.
+// Reports go like the worker's ReportSender (worker/report_sender.h): the rounds trained queue up
+// and one Report carries them at most once per --report-interval-ms (1 s, the worker's default),
+// sent without waiting for the reply; --report-interval-ms 0 sends one Report per barrier (what
+// this generator did before: twice the worker's RPCs). Like a real worker, each also calls
+// Heartbeat every heartbeat interval the Join reply names (from one ticker thread for all of
+// them). Join and NextRounds answered TIMEOUT are asked again. By default training takes no time,
+// so the coordinator sees barriers back to back: the worst case for it (the replies of one
+// barrier compete with the arrivals at the next for the CPU). --train-ms makes each round take
+// that long (a gRPC alarm per worker, no thread), so that releases and arrivals are apart as in a
+// real run and the release latency is the barrier's own.
 //
 // Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
 // the last worker to arrive and the time each worker's reply came back. Release latency of a
@@ -18,9 +24,13 @@
 //    "all_released_p50_ms","all_released_p99_ms","all_released_max_ms" (over barriers),
 //    "coordinator_cpu_s","coordinator_cpu_util" (CPU seconds / wall seconds of the barrier phase),
 //    "coordinator_rss_MB","coordinator_hwm_MB" (with --coordinator-pid), "loadgen_cpu_s" (this
-//    process, to tell a saturated load generator from a slow coordinator), "errors":n}
+//    process, to tell a saturated load generator from a slow coordinator),
+//    "coordinator_cpu_per_barrier_ms","loadgen_cpu_per_barrier_ms" (CPU between the moments the
+//    first and the last barrier released everyone, divided by the barriers in between: the
+//    barrier phase alone, without Join and Leave), "errors":n}
 //
 // Bounded: every RPC has a deadline, and the whole run --timeout-s.
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -31,6 +41,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -40,6 +51,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
@@ -93,15 +105,23 @@ ProcSample SampleProc(int pid) {
 class LoadGenerator {
  public:
   LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
-                int max_barriers, std::chrono::milliseconds rpc_timeout)
+                int max_barriers, std::chrono::milliseconds rpc_timeout,
+                std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time,
+                int coordinator_pid)
       : stubs_(std::move(stubs)),
         workers_(workers),
         max_barriers_(max_barriers),
         rpc_timeout_(rpc_timeout),
+        report_interval_(report_interval),
+        train_time_(train_time),
         sent_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
         received_(static_cast<size_t>(max_barriers) * workers, Clock::time_point()),
-        sims_(workers) {
+        sims_(workers),
+        coordinator_pid_(coordinator_pid),
+        released_(max_barriers),
+        cpu_at_release_(max_barriers) {
     for (int i = 0; i < workers; ++i) sims_[i].id = i;
+    for (auto& n : released_) n.store(0);
   }
 
   // Starts every worker and waits until all are done or `deadline`. False on timeout.
@@ -142,6 +162,8 @@ class LoadGenerator {
   }
   Clock::time_point sent(int b, int w) const { return sent_[Index(b, w)]; }
   Clock::time_point received(int b, int w) const { return received_[Index(b, w)]; }
+  // CPU seconds of the coordinator and of this process when barrier b had released everyone.
+  std::pair<double, double> cpu_at_release(int b) const { return cpu_at_release_[b]; }
   int workers() const { return workers_; }
 
  private:
@@ -153,6 +175,13 @@ class LoadGenerator {
     int64_t next_round = 0;
     std::atomic<bool> joined{false};  // rank and generation are set (for the ticker)
     std::atomic<bool> done{false};
+    // Rounds trained and not yet reported, and when the next Report may go (ReportSender's
+    // interval). Touched by the worker's own callback chain only.
+    std::vector<v1::RoundReport> unreported;
+    Clock::time_point next_report;
+    // Simulated training (--train-ms): a fresh alarm per wait; the one before is kept too, since
+    // its callback may still be returning when the next wait starts.
+    std::unique_ptr<grpc::Alarm> alarms[2];
   };
 
   size_t Index(int b, int w) const { return static_cast<size_t>(b) * workers_ + w; }
@@ -223,6 +252,7 @@ class LoadGenerator {
           s->generation = call->reply.generation();
           heartbeat_interval_ms_.store(static_cast<int>(call->reply.heartbeat_interval_ms()));
           s->joined.store(true, std::memory_order_release);
+          s->next_report = Clock::now() + report_interval_;
           NextRounds(s);
         });
   }
@@ -233,7 +263,7 @@ class LoadGenerator {
       v1::NextRoundsRequest request;
       v1::NextRoundsReply reply;
     };
-    if (s->barrier >= max_barriers_) return Leave(s);
+    if (s->barrier >= max_barriers_) return ReportThenLeave(s);
     auto call = std::make_shared<Call>();
     call->ctx = Context();
     call->request.set_worker_id(WorkerId(*s));
@@ -246,21 +276,61 @@ class LoadGenerator {
           const Clock::time_point now = Clock::now();
           if (!status.ok()) return Fail(s, "NextRounds: " + status.error_message());
           const v1::Outcome::Code code = call->reply.outcome().code();
-          if (code == v1::Outcome::RUN_FINISHED) return Leave(s);
+          if (code == v1::Outcome::RUN_FINISHED) return ReportThenLeave(s);
           if (code == v1::Outcome::TIMEOUT && !PastDeadline()) return NextRounds(s);
           if (code != v1::Outcome::OK || call->reply.rounds_size() == 0) {
             return Fail(s, "NextRounds: " + call->reply.outcome().message());
           }
           received_[Index(s->barrier, s->id)] = now;
+          if (released_[s->barrier].fetch_add(1) + 1 == workers_) {
+            // The last worker of this barrier: one /proc read per barrier.
+            cpu_at_release_[s->barrier] = {SampleProc(coordinator_pid_).cpu_s, SelfCpuSeconds()};
+          }
           ++s->barrier;
-          Report(s, call->reply);
+          for (const v1::RoundPlan& p : call->reply.rounds()) s->unreported.push_back(Trained(p));
+          if (now >= s->next_report) {
+            Report(s, nullptr);
+            s->next_report = now + report_interval_;
+          }
           s->next_round = call->reply.rounds(call->reply.rounds_size() - 1).round() + 1;
-          NextRounds(s);
+          if (train_time_.count() == 0) return NextRounds(s);
+          Train(s, call->reply.rounds_size());
         });
   }
 
-  // Fire and forget (counted): the worker's reports are asynchronous too.
-  void Report(Sim* s, const v1::NextRoundsReply& plans) {
+  // Simulates training `rounds` rounds, then asks for the next ones.
+  void Train(Sim* s, int rounds) {
+    std::unique_ptr<grpc::Alarm>& alarm = s->alarms[s->barrier % 2];
+    alarm = std::make_unique<grpc::Alarm>();
+    alarm->Set(std::chrono::system_clock::now() + rounds * train_time_, [this, s](bool fired) {
+      if (!fired) return Fail(s, "training alarm cancelled");
+      NextRounds(s);
+    });
+  }
+
+  // What a worker reports for a round it trained.
+  static v1::RoundReport Trained(const v1::RoundPlan& p) {
+    v1::RoundReport r;
+    r.set_round(p.round());
+    r.set_start_step(p.start_step());
+    r.set_h(p.h());
+    r.set_train_loss(1.0);
+    r.set_samples(p.h());
+    r.set_seconds(0.001);
+    r.set_bytes_sent(1000);
+    r.set_params_digest(42);
+    return r;
+  }
+
+  // The worker flushes its reports before it leaves (so that its last rounds commit).
+  void ReportThenLeave(Sim* s) {
+    if (s->unreported.empty()) return Leave(s);
+    Report(s, [this, s] { Leave(s); });
+  }
+
+  // Sends the queued round reports. Without `then`, fire and forget (counted): the worker's
+  // reports are asynchronous too; with it, `then` runs when the reply comes.
+  void Report(Sim* s, std::function<void()> then) {
     struct Call {
       std::unique_ptr<grpc::ClientContext> ctx;
       v1::ReportRequest request;
@@ -271,20 +341,15 @@ class LoadGenerator {
     call->request.set_worker_id(WorkerId(*s));
     call->request.set_rank(s->rank);
     call->request.set_generation(s->generation);
-    for (const v1::RoundPlan& p : plans.rounds()) {
-      v1::RoundReport* r = call->request.add_rounds();
-      r->set_round(p.round());
-      r->set_start_step(p.start_step());
-      r->set_h(p.h());
-      r->set_train_loss(1.0);
-      r->set_samples(p.h());
-      r->set_seconds(0.001);
-      r->set_bytes_sent(1000);
-      r->set_params_digest(42);
-    }
+    for (v1::RoundReport& r : s->unreported) *call->request.add_rounds() = std::move(r);
+    s->unreported.clear();
     StubFor(*s)->async()->Report(call->ctx.get(), &call->request, &call->reply,
-                                 [this, call](grpc::Status status) {
+                                 [this, s, call, then = std::move(then)](grpc::Status status) {
                                    if (status.ok()) reports_.fetch_add(1);
+                                   if (!then) return;
+                                   if (!status.ok())
+                                     return Fail(s, "Report: " + status.error_message());
+                                   then();
                                  });
   }
 
@@ -308,11 +373,18 @@ class LoadGenerator {
   const int workers_;
   const int max_barriers_;
   const std::chrono::milliseconds rpc_timeout_;
+  const std::chrono::milliseconds report_interval_;
+  const std::chrono::milliseconds train_time_;
   Clock::time_point origin_;
   // [barrier][worker]; each slot is written by its worker's callback chain only, and read after
   // Run() returns (the mutex in Finish orders the writes before the read).
   std::vector<Clock::time_point> sent_, received_;
   std::vector<Sim> sims_;
+  const int coordinator_pid_;
+  // Per barrier: workers released so far, and the CPU samples taken when the last one was
+  // (written once, by that worker's callback; read after Run() like sent_ and received_).
+  std::vector<std::atomic<int>> released_;
+  std::vector<std::pair<double, double>> cpu_at_release_;
   std::mutex mu_;
   std::condition_variable done_cv_;
   int finished_ = 0;
@@ -332,6 +404,10 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 int Main(int argc, char** argv) {
+  // As in qsr-coordinator: the distribution's Abseil runs its deadlock detector on every
+  // absl::Mutex (gRPC's included) unless told not to; this process simulates K clients on shared
+  // cores, so its own overhead is kept down.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   FlagParser flags("qsr-bench-coord",
                    "qsr-bench-coord --coordinator HOST:PORT --workers K [--barriers 50]\n"
                    "Simulates K workers' Join / NextRounds / Report / Leave cycles against a "
@@ -342,6 +418,10 @@ int Main(int argc, char** argv) {
   flags.Add("channels", "0", "gRPC channels (TCP connections) shared by the workers; 0 = K");
   flags.Add("coordinator-pid", "0", "measure this process's CPU and memory (0: don't)");
   flags.Add("rpc-timeout-s", "60", "deadline of every RPC");
+  flags.Add("report-interval-ms", "1000",
+            "send a worker's queued round reports at most this often, as the worker's "
+            "ReportSender does (0: one Report per barrier)");
+  flags.Add("train-ms", "0", "simulated training time per round (0: none, barriers back to back)");
   flags.Add("timeout-s", "300", "bound on the whole run");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-bench-coord: " << s.message() << "\n";
@@ -355,17 +435,22 @@ int Main(int argc, char** argv) {
                           channels = flags.GetInt("channels"),
                           pid = flags.GetInt("coordinator-pid"),
                           rpc_timeout = flags.GetInt("rpc-timeout-s"),
-                          timeout = flags.GetInt("timeout-s");
-  for (const auto* v : {&workers, &barriers, &channels, &pid, &rpc_timeout, &timeout}) {
+                          timeout = flags.GetInt("timeout-s"),
+                          report_interval = flags.GetInt("report-interval-ms"),
+                          train_ms = flags.GetInt("train-ms");
+  for (const auto* v : {&workers, &barriers, &channels, &pid, &rpc_timeout, &timeout,
+                        &report_interval, &train_ms}) {
     if (!v->ok()) {
       std::cerr << "qsr-bench-coord: " << v->status().message() << "\n";
       return 2;
     }
   }
   if (flags.Get("coordinator").empty() || *workers < 1 || *workers > 65536 || *barriers < 1 ||
-      *channels < 0 || *pid < 0 || *rpc_timeout < 1 || *timeout < 1) {
+      *channels < 0 || *pid < 0 || *rpc_timeout < 1 || *timeout < 1 || *report_interval < 0 ||
+      *train_ms < 0) {
     std::cerr << "qsr-bench-coord: --coordinator is required; --workers in [1, 65536], "
-                 "--barriers, --rpc-timeout-s and --timeout-s >= 1, --channels >= 0\n";
+                 "--barriers, --rpc-timeout-s and --timeout-s >= 1, --channels, "
+                 "--report-interval-ms and --train-ms >= 0\n";
     return 2;
   }
   const int k = static_cast<int>(*workers);
@@ -378,7 +463,8 @@ int Main(int argc, char** argv) {
         flags.Get("coordinator"), grpc::InsecureChannelCredentials(), args)));
   }
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
-                    std::chrono::seconds(*rpc_timeout));
+                    std::chrono::seconds(*rpc_timeout), std::chrono::milliseconds(*report_interval),
+                    std::chrono::milliseconds(*train_ms), static_cast<int>(*pid));
   const ProcSample before = SampleProc(static_cast<int>(*pid));
   const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();
@@ -414,6 +500,14 @@ int Main(int argc, char** argv) {
   const double barrier_wall = b > 1 ? Since(first_release, last_release) : Since(start, end);
   const double rounds_per_s = b > 1 ? (b - 1) / barrier_wall : 0;
   const double wall = Since(start, end);
+  // The barrier phase: from the first barrier's release to the last one's.
+  double coord_per_barrier_ms = 0, loadgen_per_barrier_ms = 0;
+  if (b > 1) {
+    coord_per_barrier_ms =
+        1e3 * (gen.cpu_at_release(b - 1).first - gen.cpu_at_release(0).first) / (b - 1);
+    loadgen_per_barrier_ms =
+        1e3 * (gen.cpu_at_release(b - 1).second - gen.cpu_at_release(0).second) / (b - 1);
+  }
   std::cout << absl::StrFormat(
                    "{\"bench\":\"coordinator\",\"workers\":%d,\"channels\":%d,\"barriers\":%d,"
                    "\"reports\":%d,\"wall_s\":%.3f,\"rounds_per_s\":%.2f,"
@@ -422,12 +516,15 @@ int Main(int argc, char** argv) {
                    "\"all_released_max_ms\":%.3f,\"coordinator_cpu_s\":%.3f,"
                    "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
                    "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
-                   "\"errors\":%d}",
+                   "\"coordinator_cpu_per_barrier_ms\":%.2f,\"loadgen_cpu_per_barrier_ms\":%.2f,"
+                   "\"report_interval_ms\":%d,\"train_ms\":%d,\"errors\":%d}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
                    Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
-                   after.hwm_mb, self_cpu, gen.heartbeats(), gen.errors())
+                   after.hwm_mb, self_cpu, gen.heartbeats(), coord_per_barrier_ms,
+                   loadgen_per_barrier_ms, static_cast<int>(*report_interval),
+                   static_cast<int>(*train_ms), gen.errors())
             << std::endl;
   return 0;
 }

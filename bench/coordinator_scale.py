@@ -37,7 +37,9 @@ def one(a, k, tmp):
             [os.path.join(a.bin_dir, "qsr-bench-coord"), "--coordinator", f"127.0.0.1:{port}",
              "--workers", str(k), "--barriers", str(a.barriers + 5), "--channels",
              str(a.channels), "--coordinator-pid", str(coord.pid), "--timeout-s",
-             str(a.timeout_s)], capture_output=True, text=True, timeout=a.timeout_s + 30)
+             str(a.timeout_s), "--report-interval-ms", str(a.report_interval_ms),
+             "--train-ms", str(a.train_ms)],
+            capture_output=True, text=True, timeout=a.timeout_s + 30)
         if out.returncode != 0:
             sys.exit(f"coordinator_scale: K={k}: qsr-bench-coord failed: {out.stderr[-2000:]}")
         rec = json.loads(out.stdout.strip().splitlines()[-1])
@@ -61,6 +63,11 @@ def main():
     p.add_argument("--h", type=int, default=4)
     p.add_argument("--channels", type=int, default=0, help="0: one connection per worker")
     p.add_argument("--timeout-s", type=int, default=300)
+    p.add_argument("--report-interval-ms", type=int, default=1000,
+                   help="how often a simulated worker sends its round reports, as the worker's "
+                        "ReportSender does (0: one Report per barrier, the old load)")
+    p.add_argument("--train-ms", type=int, default=0,
+                   help="simulated training time per round (0: barriers back to back)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="qsr-bench-coord-") as tmp:
         for k in a.workers.split(","):

@@ -196,10 +196,19 @@ def section_coordinator(recs, fig_dir, md):
     r0 = recs[0]
     conn = ("one gRPC connection per simulated worker" if all(r["channels"] == r["workers"]
             for r in recs) else f"{r0['channels']} gRPC connections shared by the workers")
+    # Records before report_interval_ms / train_ms existed sent one Report per barrier and
+    # trained in no time.
+    interval = r0.get("report_interval_ms", 0)
+    train = r0.get("train_ms", 0)
+    reports = ("one Report per barrier" if interval == 0 else
+               f"round reports batched into one Report per worker every {interval} ms, as the "
+               "worker's ReportSender does")
+    training = ("training takes no time, so barriers come back to back" if train == 0 else
+                f"training takes {train} ms per round")
     md.append(f"`qsr-bench-coord` simulates K workers (gRPC callback API, {conn}) doing Join, then NextRounds (the "
-              "round barrier) / Report / NextRounds ... / Leave against one `qsr-coordinator` "
+              f"round barrier) ... / Leave against one `qsr-coordinator`, {reports} "
               f"(constant H = {r0.get('h')}, `--plan-batch-steps 1`: every round is a barrier, "
-              "training takes no time, so barriers come back to back). Release latency: a "
+              f"{training}). Release latency: a "
               "worker's reply time minus the last worker's arrival (both client-side); "
               "all-released: the last reply minus the last arrival, per barrier. CPU and memory "
               "of the coordinator process from /proc. The load generator runs on the same 2 "

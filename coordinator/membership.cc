@@ -10,10 +10,10 @@ namespace qsr {
 
 Membership::Membership(Options options) : options_(std::move(options)) {}
 
-int Membership::active_members() const {
-  int n = 0;
-  for (const Member& m : members_) n += m.active() ? 1 : 0;
-  return n;
+void Membership::SetInactive(int rank, bool failed) {
+  Member& m = members_[rank];
+  if (m.active()) --active_;
+  (failed ? m.failed : m.left) = true;
 }
 
 Membership::JoinResult Membership::Join(const std::string& worker_id, const std::string& host,
@@ -73,6 +73,7 @@ void Membership::Recover(int64_t generation, const std::vector<std::string>& mem
     m.last_seen = now;
     members_.push_back(m);
   }
+  active_ = static_cast<int>(members_.size());
   forming_ = false;
   EndGeneration("the coordinator restarted", {}, now);
 }
@@ -116,7 +117,7 @@ void Membership::EndGeneration(const std::string& reason, const std::vector<int>
                                absl::Time now) {
   for (int rank : failed_ranks) {
     if (rank < 0 || rank >= static_cast<int>(members_.size())) continue;
-    members_[rank].failed = true;
+    SetInactive(rank, /*failed=*/true);
     expected_.erase(std::remove_if(expected_.begin(), expected_.end(),
                                    [&](const auto& e) { return e.second == rank; }),
                     expected_.end());
@@ -133,7 +134,7 @@ void Membership::EndGeneration(const std::string& reason, const std::vector<int>
 }
 
 void Membership::MarkLeft(int rank) {
-  if (rank >= 0 && rank < static_cast<int>(members_.size())) members_[rank].left = true;
+  if (rank >= 0 && rank < static_cast<int>(members_.size())) SetInactive(rank, /*failed=*/false);
   expected_.erase(std::remove_if(expected_.begin(), expected_.end(),
                                  [&](const auto& e) { return e.second == rank; }),
                   expected_.end());
@@ -141,7 +142,7 @@ void Membership::MarkLeft(int rank) {
 
 void Membership::FailSilent(absl::Time now) {
   for (Member& m : members_) {
-    if (m.active() && now - m.last_seen > options_.heartbeat_timeout) m.failed = true;
+    if (m.active() && now - m.last_seen > options_.heartbeat_timeout) SetInactive(m.rank, true);
   }
 }
 
@@ -188,9 +189,11 @@ bool Membership::TryForm(absl::Time now) {
   joiners_.erase(joiners_.begin(), joiners_.begin() + admitted);
   expected_.clear();
   formed_next_round_ = members_.front().next_round;
+  active_ = 0;
   for (size_t i = 0; i < members_.size(); ++i) {
     members_[i].rank = static_cast<int>(i);
     members_[i].last_seen = now;
+    active_ += members_[i].active() ? 1 : 0;
   }
   ++generation_;
   forming_ = false;

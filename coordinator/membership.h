@@ -107,8 +107,8 @@ class Membership {
   bool forming() const { return forming_; }
   int64_t generation() const { return generation_; }
   const std::vector<Member>& members() const { return members_; }
-  Member* member(int rank) { return &members_[rank]; }
-  int active_members() const;
+  // O(1): kept up to date as members leave or fail (the barrier asks on every arrival).
+  int active_members() const { return active_; }
   // Workers waiting to join, in arrival order.
   const std::vector<Member>& joiners() const { return joiners_; }
   // New workers asked to join the active generation (admitted at the next round boundary).
@@ -120,10 +120,14 @@ class Membership {
   int64_t formed_next_round() const { return formed_next_round_; }
 
  private:
+  // Marks members_[rank] as failed (or left), keeping active_ in step.
+  void SetInactive(int rank, bool failed);
+
   const Options options_;
   int64_t generation_ = 0;
   bool forming_ = true;
   std::vector<Member> members_;  // of `generation_`, index = rank
+  int active_ = 0;               // members_ that are active(); see SetInactive
   std::vector<Member> joiners_;
   // Survivors of the ended generation, by worker id, with their old rank.
   std::vector<std::pair<std::string, int>> expected_;

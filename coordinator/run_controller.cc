@@ -44,6 +44,7 @@ Membership::Options MembershipOptions(const Recipe& recipe, const RunController:
 RunController::RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log,
                              std::shared_ptr<Journal> journal, const Journal::Recovered& recovered)
     : recipe_(recipe),
+      recipe_yaml_(RecipeToYaml(recipe_)),
       options_(std::move(options)),
       planner_(recipe),
       world_size_(static_cast<int>(recipe.workers)),
@@ -67,7 +68,7 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
   } else {
     v1::JournalEntry e;
     e.mutable_started()->set_run_id(options_.run_id);
-    e.mutable_started()->set_recipe_yaml(RecipeToYaml(recipe_));
+    e.mutable_started()->set_recipe_yaml(recipe_yaml_);
     Record(e);
   }
 }
@@ -139,7 +140,7 @@ v1::JoinReply RunController::MemberReply(int rank) const {
   reply.set_rank(rank);
   reply.set_world_size(static_cast<int>(membership_.members().size()));
   reply.set_generation(membership_.generation());
-  reply.set_recipe_yaml(RecipeToYaml(recipe_));
+  reply.set_recipe_yaml(recipe_yaml_);
   reply.set_start_round(next_round_to_serve_);
   reply.set_start_step(next_step_to_serve_);
   reply.set_rendezvous_timeout_ms(rendezvous_timeout_ms());
@@ -313,6 +314,18 @@ absl::Status RunController::ResumeAt(int64_t round) {
   return absl::OkStatus();
 }
 
+void RunController::ReleaseWaiters(v1::NextRoundsReply reply,
+                                   std::vector<Completion>* completions) {
+  auto shared = std::make_shared<const v1::NextRoundsReply>(std::move(reply));
+  for (NextRoundsCallback& done : waiters_) {
+    if (!done) continue;
+    completions->push_back([cb = std::move(done), shared] { cb(*shared); });
+  }
+  waiters_.clear();
+  waiting_ = 0;
+  barrier_round_ = -1;
+}
+
 void RunController::EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
                                   absl::Time now, std::vector<Completion>* completions) {
   membership_.EndGeneration(reason, failed_ranks, now);
@@ -320,11 +333,7 @@ void RunController::EndGeneration(const std::string& reason, const std::vector<i
   *ended.mutable_outcome() = MakeOutcome(
       v1::Outcome::GENERATION_ENDED,
       absl::StrCat("generation ", membership_.generation(), " ended: ", membership_.end_reason()));
-  for (Waiter& w : waiters_) {
-    completions->push_back([cb = std::move(w.done), ended] { cb(ended); });
-  }
-  waiters_.clear();
-  barrier_round_ = -1;
+  ReleaseWaiters(std::move(ended), completions);
   MaybeForm(now, completions);
 }
 
@@ -366,7 +375,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
     auto answer = [&](v1::Outcome::Code code, const std::string& message) {
       v1::NextRoundsReply reply;
       *reply.mutable_outcome() = MakeOutcome(code, message);
-      completions.push_back([done, reply] { done(reply); });
+      completions.push_back([cb = std::move(done), reply] { cb(reply); });
     };
     if (state_ == State::kFailed || state_ == State::kFinished) {
       answer(state_ == State::kFailed ? v1::Outcome::RUN_FAILED : v1::Outcome::RUN_FINISHED,
@@ -391,31 +400,29 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
             absl::StrCat("rank ", request.rank(), " asks for round ", request.next_round(),
                          " while the group is at round ", barrier_round_));
       }
-      // A rank already waiting asks again when its call timed out on its side (or its
-      // connection dropped): the newer call replaces the older one.
-      auto same = std::find_if(waiters_.begin(), waiters_.end(),
-                               [&](const Waiter& w) { return w.rank == request.rank(); });
-      if (same != waiters_.end()) {
+      // CheckMember answered kCurrent: the rank is one of this generation's.
+      const size_t rank = static_cast<size_t>(request.rank());
+      if (waiters_.size() <= rank) waiters_.resize(membership_.members().size());
+      NextRoundsCallback& slot = waiters_[rank];
+      if (slot) {
+        // A rank already waiting asks again when its call timed out on its side (or its
+        // connection dropped): the newer call replaces the older one.
         v1::NextRoundsReply superseded;
         *superseded.mutable_outcome() =
             MakeOutcome(v1::Outcome::TIMEOUT, "superseded by a newer NextRounds call");
-        completions.push_back([cb = std::move(same->done), superseded] { cb(superseded); });
-        waiters_.erase(same);
+        completions.push_back([cb = std::move(slot), superseded] { cb(superseded); });
+      } else {
+        ++waiting_;
       }
-      waiters_.push_back({request.rank(), std::move(done)});
-      if (static_cast<int>(waiters_.size()) == membership_.active_members()) {
+      slot = std::move(done);
+      if (waiting_ == membership_.active_members()) {
         if (membership_.admission_pending()) {
           // A round boundary: the group re-forms with the workers waiting to join. Everyone
           // holds the state of the round just finished.
           EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"), {},
                         now, &completions);
         } else {
-          v1::NextRoundsReply reply = PlanBatch(barrier_round_);
-          for (Waiter& w : waiters_) {
-            completions.push_back([cb = std::move(w.done), reply] { cb(reply); });
-          }
-          waiters_.clear();
-          barrier_round_ = -1;
+          ReleaseWaiters(PlanBatch(barrier_round_), &completions);
         }
       }
     }
@@ -652,9 +659,7 @@ std::vector<RunController::Completion> RunController::Fail(const std::string& me
   ended_ = absl::Now();
   v1::NextRoundsReply reply;
   *reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FAILED, "run failed: " + message);
-  for (Waiter& w : waiters_) completions.push_back([cb = std::move(w.done), reply] { cb(reply); });
-  waiters_.clear();
-  barrier_round_ = -1;
+  ReleaseWaiters(std::move(reply), &completions);
   v1::JoinReply join_reply;
   join_reply.set_run_id(options_.run_id);
   *join_reply.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FAILED, "run failed: " + message);
@@ -681,11 +686,7 @@ void RunController::MaybeFinish(std::vector<Completion>* completions) {
     // A call still waiting at the barrier (its worker left meanwhile) is answered too.
     v1::NextRoundsReply finished;
     *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, "the run has finished");
-    for (Waiter& w : waiters_) {
-      completions->push_back([cb = std::move(w.done), finished] { cb(finished); });
-    }
-    waiters_.clear();
-    barrier_round_ = -1;
+    ReleaseWaiters(std::move(finished), completions);
     if (stop_requested_) message_ = kStoppedByOperator;
     LOG(INFO) << "run finished" << (stop_requested_ ? " (stopped by operator)" : "") << ": "
               << committed_.size() << " rounds";
@@ -721,8 +722,8 @@ void RunController::Tick(absl::Time now) {
       } else if (barrier_round_ >= 0 && now >= barrier_deadline_) {
         std::vector<int> stragglers;
         for (const Membership::Member& m : membership_.members()) {
-          const bool waiting = std::any_of(waiters_.begin(), waiters_.end(),
-                                           [&](const Waiter& w) { return w.rank == m.rank; });
+          const bool waiting =
+              m.rank < static_cast<int>(waiters_.size()) && waiters_[m.rank] != nullptr;
           if (m.active() && !waiting) stragglers.push_back(m.rank);
         }
         ++failures_;
@@ -879,11 +880,7 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
       // Workers already at the barrier have trained every round handed out: let them go.
       v1::NextRoundsReply finished;
       *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
-      for (Waiter& w : waiters_) {
-        completions.push_back([cb = std::move(w.done), finished] { cb(finished); });
-      }
-      waiters_.clear();
-      barrier_round_ = -1;
+      ReleaseWaiters(std::move(finished), &completions);
       v1::JoinReply join_reply;
       join_reply.set_run_id(options_.run_id);
       *join_reply.mutable_outcome() = MakeOutcome(

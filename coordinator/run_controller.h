@@ -132,10 +132,6 @@ class RunController {
     int expected = 0;                                // members when it was served
     std::map<std::string, v1::RoundReport> reports;  // by worker id
   };
-  struct Waiter {
-    int rank;
-    NextRoundsCallback done;
-  };
   struct JoinWaiter {
     absl::Time poll_deadline;
     JoinCallback done;
@@ -154,6 +150,10 @@ class RunController {
                                                    int64_t generation, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JoinReply MemberReply(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers everyone waiting at the barrier with `reply` and empties it. The reply is built once
+  // and shared by the K answers (no per-waiter copy under the lock).
+  void ReleaseWaiters(v1::NextRoundsReply reply, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the active generation and releases everyone waiting at the barrier.
   void EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
                      absl::Time now, std::vector<Completion>* completions)
@@ -177,6 +177,8 @@ class RunController {
   std::string SummaryJson() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Recipe recipe_;
+  // RecipeToYaml(recipe_), rendered once: every Join reply carries it.
+  const std::string recipe_yaml_;
   const Options options_;
   const RoundPlanner planner_;
   const int world_size_;
@@ -196,7 +198,10 @@ class RunController {
   // Barrier: the round everyone is asking for, and who has asked.
   int64_t barrier_round_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time barrier_deadline_ ABSL_GUARDED_BY(mu_);
-  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  // The barrier's waiting calls, indexed by rank (empty: that rank has not arrived), so that an
+  // arrival costs O(1), not a scan of the K waiters; and how many are set.
+  std::vector<NextRoundsCallback> waiters_ ABSL_GUARDED_BY(mu_);
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
   bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
   // An operator asked the run to stop (plan_exhausted_ is set with it).
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;

@@ -215,6 +215,51 @@ TEST_P(RunControllerTest, AStragglerPastTheRoundTimeoutIsEvicted) {
   EXPECT_EQ(status.worker_info(0).state(), "ACTIVE");
 }
 
+TEST_P(RunControllerTest, ARetriedNextRoundsReplacesTheWaitingCallAndCountsOnce) {
+  if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
+  int first_calls = 0, second_calls = 0;
+  std::optional<v1::NextRoundsReply> first, second;
+  ASSERT_TRUE(controller_
+                  ->NextRounds(Ask(0, 0), now_,
+                               [&](const v1::NextRoundsReply& r) {
+                                 ++first_calls;
+                                 first = r;
+                               })
+                  .ok());
+  // Rank 0 asks again (its call timed out on its side): the older call is answered TIMEOUT, and
+  // rank 0 still counts once at the barrier.
+  ASSERT_TRUE(controller_
+                  ->NextRounds(Ask(0, 0), now_,
+                               [&](const v1::NextRoundsReply& r) {
+                                 ++second_calls;
+                                 second = r;
+                               })
+                  .ok());
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->outcome().code(), v1::Outcome::TIMEOUT);
+  EXPECT_FALSE(second.has_value());
+  std::vector<std::optional<v1::NextRoundsReply>> others(world_);
+  for (int rank = 1; rank < world_; ++rank) {
+    ASSERT_TRUE(
+        controller_
+            ->NextRounds(Ask(rank, 0), now_,
+                         [&others, rank](const v1::NextRoundsReply& r) { others[rank] = r; })
+            .ok());
+    if (rank < world_ - 1) {
+      EXPECT_FALSE(second.has_value());
+    }
+  }
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->outcome().code(), v1::Outcome::OK);
+  ASSERT_GT(second->rounds_size(), 0);
+  for (int rank = 1; rank < world_; ++rank) {
+    ASSERT_TRUE(others[rank].has_value());
+    EXPECT_EQ(others[rank]->rounds(0).round(), second->rounds(0).round());
+  }
+  EXPECT_EQ(first_calls, 1);
+  EXPECT_EQ(second_calls, 1);
+}
+
 TEST_P(RunControllerTest, RejectsBadRequests) {
   v1::JoinRequest extra;
   extra.set_worker_id("extra");
