@@ -326,6 +326,18 @@ void RunController::ReleaseWaiters(v1::NextRoundsReply reply,
   barrier_round_ = -1;
 }
 
+void RunController::MaybeReleaseBarrier(absl::Time now, std::vector<Completion>* completions) {
+  if (barrier_round_ < 0 || waiting_ == 0 || waiting_ < membership_.active_members()) return;
+  if (membership_.admission_pending()) {
+    // A round boundary: the group re-forms with the workers waiting to join. Everyone holds the
+    // state of the round just finished.
+    EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"), {}, now,
+                  completions);
+  } else {
+    ReleaseWaiters(PlanBatch(barrier_round_), completions);
+  }
+}
+
 void RunController::EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
                                   absl::Time now, std::vector<Completion>* completions) {
   membership_.EndGeneration(reason, failed_ranks, now);
@@ -415,16 +427,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
         ++waiting_;
       }
       slot = std::move(done);
-      if (waiting_ == membership_.active_members()) {
-        if (membership_.admission_pending()) {
-          // A round boundary: the group re-forms with the workers waiting to join. Everyone
-          // holds the state of the round just finished.
-          EndGeneration(absl::StrCat("admitting ", membership_.joiners().size(), " worker(s)"), {},
-                        now, &completions);
-        } else {
-          ReleaseWaiters(PlanBatch(barrier_round_), &completions);
-        }
-      }
+      MaybeReleaseBarrier(now, &completions);
     }
   }
   for (auto& c : completions) c();
@@ -625,7 +628,15 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
         CheckMember(request.worker_id(), request.rank(), request.generation(), now);
     if (!standing.ok()) return standing.status();
     membership_.DropJoiner(request.worker_id());
-    join_waiters_.erase(request.worker_id());
+    if (auto waiting = join_waiters_.find(request.worker_id()); waiting != join_waiters_.end()) {
+      // A Join of the same worker id still waits (e.g. a restarted process while the old one
+      // leaves): it is answered, never dropped, so that its RPC completes.
+      v1::JoinReply left;
+      *left.mutable_outcome() =
+          MakeOutcome(v1::Outcome::REJECTED, "worker " + request.worker_id() + " left the run");
+      completions.push_back([cb = std::move(waiting->second.done), left] { cb(left); });
+      join_waiters_.erase(waiting);
+    }
     const bool ended = state_ == State::kFinished || state_ == State::kFailed;
     if (*standing == Membership::Standing::kEnded || ended) {
       // A worker of an ended generation (or of an ended run) gives up: do not wait for it.
@@ -643,6 +654,8 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
                     {request.rank()}, now, &completions);
     } else {
       membership_.MarkLeft(request.rank());
+      // The others may all be waiting for this one at the barrier.
+      MaybeReleaseBarrier(now, &completions);
     }
     MaybeFinish(&completions);
   }

@@ -154,6 +154,11 @@ class RunController {
   // and shared by the K answers (no per-waiter copy under the lock).
   void ReleaseWaiters(v1::NextRoundsReply reply, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When every active member waits at the barrier: the plan for the next rounds goes to all of
+  // them (or, with workers waiting to be admitted, the group re-forms). Called on every arrival
+  // and whenever a member stops counting (it left), so that the others do not wait for it.
+  void MaybeReleaseBarrier(absl::Time now, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the active generation and releases everyone waiting at the barrier.
   void EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
                      absl::Time now, std::vector<Completion>* completions)

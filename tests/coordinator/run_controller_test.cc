@@ -260,6 +260,30 @@ TEST_P(RunControllerTest, ARetriedNextRoundsReplacesTheWaitingCallAndCountsOnce)
   EXPECT_EQ(second_calls, 1);
 }
 
+// Found by coordinator_fuzz (fuzz/known/crash-unreleased-barrier-after-leave).
+TEST_P(RunControllerTest, AMemberLeavingBeforeAnyRoundReleasesThoseWaitingForIt) {
+  if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
+  std::vector<std::optional<v1::NextRoundsReply>> got(world_);
+  for (int rank = 0; rank < world_ - 1; ++rank) {
+    ASSERT_TRUE(controller_
+                    ->NextRounds(Ask(rank, 0), now_,
+                                 [&got, rank](const v1::NextRoundsReply& r) { got[rank] = r; })
+                    .ok());
+    EXPECT_FALSE(got[rank].has_value());
+  }
+  // The last member leaves cleanly before any round was handed out (a library program that only
+  // met its peers): the others must not wait for it until the round timeout, or for ever.
+  v1::LeaveRequest leave;
+  leave.set_worker_id("w" + std::to_string(world_ - 1));
+  leave.set_rank(world_ - 1);
+  leave.set_generation(generation_);
+  ASSERT_TRUE(controller_->Leave(leave, now_).ok());
+  for (int rank = 0; rank < world_ - 1; ++rank) {
+    ASSERT_TRUE(got[rank].has_value()) << "rank " << rank << " still waits";
+    EXPECT_EQ(got[rank]->outcome().code(), v1::Outcome::OK) << got[rank]->outcome().message();
+  }
+}
+
 TEST_P(RunControllerTest, RejectsBadRequests) {
   v1::JoinRequest extra;
   extra.set_worker_id("extra");
