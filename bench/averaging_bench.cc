@@ -3,17 +3,19 @@
 // Starts --workers ranks as child processes on this machine (loopback, or --host), which meet
 // through a TcpStore served by rank 0, and times, for each --sizes-mb model size:
 //   impl=qsr     ModelAverager::Average over a GlooCommunicator: the worker's averaging round
-//                (copy the model's --tensors tensors into the flat buffer, ring all-reduce,
-//                divide, copy back);
-//   impl=comm    GlooCommunicator::AllReduceSum of one flat tensor of the same bytes (the
-//                communicator without the averager's copies);
+//                (one GlooCommunicator::AllReduceAverage of the flat buffer the model's
+//                --tensors tensors live in);
+//   impl=comm    GlooCommunicator::AllReduceAverage of one flat tensor of the same bytes (the
+//                communicator without the averager);
 //   impl=gloo    a raw gloo::allreduce (ring, gloo::sum<float>) of one buffer of the same bytes,
 //                on its own Gloo context: the floor qsr's round is compared against;
 //   impl=link    every rank sends the same bytes to its ring successor while receiving from its
 //                predecessor (what one ring step does, at full size): the link bandwidth B,
 //                from which the ring all-reduce bound 2(n-1)/n * S / B follows.
-// Each measurement is preceded by a barrier; rank 0 reports the median (and min, max) of
-// --iters timed repetitions after --warmup untimed ones, as one JSON line per (impl, size):
+// Each measurement is preceded by a barrier. The implementations take turns, one repetition
+// each (qsr, comm, gloo, link, qsr, ...), so that a machine that speeds up or slows down during
+// the run weighs on all of them alike. Rank 0 reports the median (and min, max) of --iters timed
+// repetitions after --warmup untimed ones, as one JSON line per (impl, size):
 //   {"bench":"averaging","impl":...,"workers":n,"bytes":S,"iters":k,"median_s":...,"min_s":...,
 //    "max_s":...,"algbw_MBps":S/median,"busbw_MBps":2(n-1)/n*S/median}
 // (impl=link reports "link_MBps" and "ring_bound_s" instead of bus bandwidth.)
@@ -34,8 +36,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,19 +81,26 @@ Stats Summarise(std::vector<double> v) {
   return {median, v.front(), v.back()};
 }
 
-// Times `op` --iters times (after --warmup), each after a barrier over `context`.
-template <typename Op>
-Stats Time(const Config& c, const std::shared_ptr<gloo::Context>& context, Op op) {
+// One implementation under test: `op` is one repetition; `seconds` collects the timed ones.
+struct Timed {
+  std::string impl;
+  std::function<void()> op;
   std::vector<double> seconds;
+};
+
+// Runs --warmup + --iters rounds; each round runs every op once, after a barrier over `context`.
+void TimeInTurns(const Config& c, const std::shared_ptr<gloo::Context>& context,
+                 std::vector<Timed>& ops) {
   for (int i = 0; i < c.warmup + c.iters; ++i) {
-    gloo::BarrierOptions barrier(context);
-    gloo::barrier(barrier);
-    const auto start = Clock::now();
-    op();
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (i >= c.warmup) seconds.push_back(s);
+    for (Timed& t : ops) {
+      gloo::BarrierOptions barrier(context);
+      gloo::barrier(barrier);
+      const auto start = Clock::now();
+      t.op();
+      const double s = std::chrono::duration<double>(Clock::now() - start).count();
+      if (i >= c.warmup) t.seconds.push_back(s);
+    }
   }
-  return Summarise(seconds);
 }
 
 std::shared_ptr<gloo::Context> Connect(Store* store, int rank, const Config& c) {
@@ -148,87 +159,106 @@ int RunRank(int rank, int port, std::unique_ptr<TcpStore> store, const Config& c
   for (double mb : c.sizes_mb) {
     const int64_t numel = std::max<int64_t>(c.tensors, static_cast<int64_t>(mb * 1e6 / 4));
     const int64_t bytes = numel * 4;
+    std::vector<Timed> ops;
+    // A "model" of --tensors tensors of about equal size, like a network's layers.
+    std::vector<torch::Tensor> tensors;
+    std::optional<ModelAverager> averager;
+    absl::Status qsr_status;
     if (Wants(c, "qsr")) {
-      // A "model" of --tensors tensors of about equal size, like a network's layers.
-      std::vector<torch::Tensor> tensors;
       int64_t left = numel;
       for (int t = 0; t < c.tensors; ++t) {
         const int64_t n = t + 1 == c.tensors ? left : numel / c.tensors;
         tensors.push_back(torch::full({n}, static_cast<float>(rank + 1)));
         left -= n;
       }
-      absl::StatusOr<ModelAverager> averager = ModelAverager::Create(tensors);
-      if (!averager.ok()) {
-        std::cerr << "qsr-bench-avg: " << averager.status() << "\n";
+      absl::StatusOr<ModelAverager> created = ModelAverager::Create(tensors);
+      if (!created.ok()) {
+        std::cerr << "qsr-bench-avg: " << created.status() << "\n";
         return 1;
       }
-      absl::Status status;
-      Stats st = Time(c, raw, [&] {
-        if (status.ok()) status = averager->Average(**comm);
-      });
+      averager.emplace(std::move(*created));
+      ops.push_back({"qsr",
+                     [&] {
+                       if (qsr_status.ok()) qsr_status = averager->Average(**comm);
+                     },
+                     {}});
+    }
+    torch::Tensor flat;
+    absl::Status comm_status;
+    if (Wants(c, "comm")) {
+      flat = torch::ones({numel});
+      ops.push_back({"comm",
+                     [&] {
+                       if (comm_status.ok()) comm_status = (*comm)->AllReduceAverage(flat);
+                     },
+                     {}});
+    }
+    std::vector<float> buffer;
+    uint32_t gloo_tag = 0;
+    if (Wants(c, "gloo")) {
+      buffer.assign(numel, 1.0f);
+      ops.push_back(
+          {"gloo",
+           [&] {
+             gloo::AllreduceOptions opts(raw);
+             opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
+             opts.setOutput(buffer.data(), buffer.size());
+             opts.setReduceFunction(
+                 static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+             opts.setTag(gloo_tag++);
+             gloo::allreduce(opts);
+           },
+           {}});
+    }
+    std::vector<char> link_out, link_in;
+    std::unique_ptr<gloo::transport::UnboundBuffer> send, recv;
+    uint64_t slot = 1000;
+    if (Wants(c, "link") && c.workers > 1) {
+      link_out.assign(bytes, 1);
+      link_in.assign(bytes, 0);
+      send = raw->createUnboundBuffer(link_out.data(), link_out.size());
+      recv = raw->createUnboundBuffer(link_in.data(), link_in.size());
+      const int next = (rank + 1) % c.workers, prev = (rank + c.workers - 1) % c.workers;
+      ops.push_back({"link",
+                     [&, next, prev] {
+                       recv->recv(prev, slot);
+                       send->send(next, slot);
+                       ++slot;
+                       recv->waitRecv(std::chrono::seconds(c.timeout_s));
+                       send->waitSend(std::chrono::seconds(c.timeout_s));
+                     },
+                     {}});
+    }
+    TimeInTurns(c, raw, ops);
+    for (const absl::Status& status : {qsr_status, comm_status}) {
       if (!status.ok()) {
         std::cerr << "qsr-bench-avg: rank " << rank << ": " << status << "\n";
         return 1;
       }
+    }
+    if (averager.has_value()) {
       // Every rank started at rank+1, so the mean is (n+1)/2 (repeated averaging keeps it).
       const float want = (c.workers + 1) / 2.0f;
       if (std::abs(tensors.back()[0].item<float>() - want) > 1e-3) {
         std::cerr << "qsr-bench-avg: wrong average " << tensors.back()[0].item<float>() << "\n";
         return 1;
       }
-      if (rank == 0) Print(c, "qsr", bytes, st);
     }
-    if (Wants(c, "comm")) {
-      // GlooCommunicator::AllReduceSum alone on one flat tensor: separates the averager's
-      // copies and division (qsr - comm) from the communicator's reduction (comm - gloo).
-      torch::Tensor flat = torch::ones({numel});
-      absl::Status status;
-      Stats st = Time(c, raw, [&] {
-        if (status.ok()) status = (*comm)->AllReduceSum(flat);
-      });
-      if (!status.ok()) {
-        std::cerr << "qsr-bench-avg: rank " << rank << ": " << status << "\n";
-        return 1;
+    if (rank != 0) continue;
+    for (const Timed& t : ops) {
+      const Stats st = Summarise(t.seconds);
+      if (t.impl != "link") {
+        Print(c, t.impl, bytes, st);
+        continue;
       }
-      if (rank == 0) Print(c, "comm", bytes, st);
-    }
-    if (Wants(c, "gloo")) {
-      std::vector<float> buffer(numel, 1.0f);
-      uint32_t tag = 0;
-      Stats st = Time(c, raw, [&] {
-        gloo::AllreduceOptions opts(raw);
-        opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
-        opts.setOutput(buffer.data(), buffer.size());
-        opts.setReduceFunction(
-            static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
-        opts.setTag(tag++);
-        gloo::allreduce(opts);
-      });
-      if (rank == 0) Print(c, "gloo", bytes, st);
-    }
-    if (Wants(c, "link") && c.workers > 1) {
-      std::vector<char> out(bytes, 1), in(bytes, 0);
-      auto send = raw->createUnboundBuffer(out.data(), out.size());
-      auto recv = raw->createUnboundBuffer(in.data(), in.size());
-      const int next = (rank + 1) % c.workers, prev = (rank + c.workers - 1) % c.workers;
-      uint64_t slot = 1000;
-      Stats st = Time(c, raw, [&] {
-        recv->recv(prev, slot);
-        send->send(next, slot);
-        ++slot;
-        recv->waitRecv(std::chrono::seconds(c.timeout_s));
-        send->waitSend(std::chrono::seconds(c.timeout_s));
-      });
-      if (rank == 0) {
-        const double link = static_cast<double>(bytes) / st.median;
-        const double bound = 2.0 * (c.workers - 1) / c.workers * bytes / link;
-        std::cout << absl::StrFormat(
-                         "{\"bench\":\"averaging\",\"impl\":\"link\",\"workers\":%d,\"bytes\":%d,"
-                         "\"iters\":%d,\"median_s\":%.6g,\"min_s\":%.6g,\"max_s\":%.6g,"
-                         "\"link_MBps\":%.4g,\"ring_bound_s\":%.6g}",
-                         c.workers, bytes, c.iters, st.median, st.min, st.max, link / 1e6, bound)
-                  << std::endl;
-      }
+      const double link = static_cast<double>(bytes) / st.median;
+      const double bound = 2.0 * (c.workers - 1) / c.workers * bytes / link;
+      std::cout << absl::StrFormat(
+                       "{\"bench\":\"averaging\",\"impl\":\"link\",\"workers\":%d,\"bytes\":%d,"
+                       "\"iters\":%d,\"median_s\":%.6g,\"min_s\":%.6g,\"max_s\":%.6g,"
+                       "\"link_MBps\":%.4g,\"ring_bound_s\":%.6g}",
+                       c.workers, bytes, c.iters, st.median, st.min, st.max, link / 1e6, bound)
+                << std::endl;
     }
   }
   // Keep rank 0's store up until everyone is done with it.

@@ -58,7 +58,7 @@ if [ $MODE = smoke ] || [ "$(id -u)" != 0 ] || ! command -v tc >/dev/null; then 
 case $MODE in
   full)
     STEP=(--repeats 5)
-    AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 10)
+    AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 30)
     COORD=(--workers 16,128,512,1024,2048 --barriers 20)
     TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
     # The 90% target: a 3-epoch schedule, QSR against DDP and no communication.

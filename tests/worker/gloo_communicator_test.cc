@@ -153,6 +153,55 @@ TEST_P(GlooCommunicatorTest, AllReduceLargeTensor) {
   EXPECT_EQ(total_sent, 2 * (size() - 1) * bytes);
 }
 
+TEST_P(GlooCommunicatorTest, AllReduceAverageDividesEveryElementExactlyOnce) {
+  Comms comms = Connect(size());
+  // Sizes below, at and far above Gloo's segmentation thresholds (1 MiB segments, 2n segments at
+  // least), with ragged tails, so that chunks are full, partial and empty.
+  for (int64_t numel :
+       {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{1001}, int64_t{2} * 1024 * 1024 + 7}) {
+    std::vector<torch::Tensor> tensors(size());
+    for (int r = 0; r < size(); ++r) {
+      // Integers, so that the mean a*n + (n-1)n/2 is exact in float32 and any element divided
+      // twice or not at all shows.
+      tensors[r] = torch::arange(numel, torch::kFloat32).remainder(1000).add(r).mul(size());
+    }
+    ExpectAllOk(OnAllRanks(
+        comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
+    const torch::Tensor expected = torch::arange(numel, torch::kFloat32)
+                                       .remainder(1000)
+                                       .mul(size())
+                                       .add(size() * (size() - 1) / 2.0f);
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_TRUE(torch::equal(tensors[r], expected)) << "rank " << r << " numel " << numel;
+    }
+  }
+}
+
+TEST_P(GlooCommunicatorTest, AllReduceAverageOfRandomFloatsIsBitIdenticalAndTheMean) {
+  Comms comms = Connect(size());
+  for (int64_t numel : {int64_t{3}, int64_t{1023}, int64_t{1024} * 1024 + 1}) {
+    std::vector<torch::Tensor> tensors(size());
+    torch::Tensor reference = torch::zeros({numel}, torch::kFloat64);
+    for (int r = 0; r < size(); ++r) {
+      torch::manual_seed(500 * numel + r);
+      tensors[r] = torch::randn({numel}) * torch::pow(10.0, torch::randint(-3, 4, {numel}));
+      reference += tensors[r].to(torch::kFloat64);
+    }
+    reference /= size();
+    const int64_t sent_before = comms[0]->bytes_sent();
+    ExpectAllOk(OnAllRanks(
+        comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_TRUE(BitIdentical(tensors[r], tensors[0])) << "rank " << r << " numel " << numel;
+      EXPECT_TRUE(torch::allclose(tensors[r].to(torch::kFloat64), reference, 1e-5, 1e-3))
+          << "rank " << r << " numel " << numel;
+    }
+    // Same traffic as the sum: the division adds no communication.
+    EXPECT_EQ(comms[0]->bytes_sent() - sent_before,
+              GlooCommunicator::RingAllReduceBytesSent(numel * 4, 0, size()));
+  }
+}
+
 TEST_P(GlooCommunicatorTest, AllReduceBytesSentIsRingTraffic) {
   Comms comms = Connect(size());
   // 2n equal segments of 64 floats: each rank sends exactly 2(n-1)/n * N.
@@ -248,6 +297,8 @@ TEST_P(GlooCommunicatorTest, RejectsUnsupportedTensors) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find("non-contiguous"), std::string::npos) << s;
   EXPECT_EQ(c.AllReduceSum(undefined).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.AllReduceAverage(float64).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.AllReduceAverage(strided).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.Broadcast(strided, 0).code(), absl::StatusCode::kInvalidArgument);
   torch::Tensor ok = torch::zeros({4});
   EXPECT_EQ(c.Broadcast(ok, size()).code(), absl::StatusCode::kInvalidArgument);

@@ -229,6 +229,7 @@ class CountingCommunicator : public Communicator {
   int size() const override { return inner_->size(); }
   std::string backend() const override { return inner_->backend(); }
   absl::Status AllReduceSum(torch::Tensor& t) override { return inner_->AllReduceSum(t); }
+  absl::Status AllReduceAverage(torch::Tensor& t) override { return inner_->AllReduceAverage(t); }
   absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(torch::Tensor t) override {
     ++started;
     return inner_->StartAllReduceSum(std::move(t));

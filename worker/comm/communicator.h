@@ -51,6 +51,10 @@ class Communicator {
   // Sums a contiguous float32 tensor across ranks, in place. Every rank ends with bit-identical
   // values.
   virtual absl::Status AllReduceSum(torch::Tensor& tensor) = 0;
+  // Replaces a contiguous float32 tensor by its mean across ranks, in place; every rank ends
+  // with bit-identical values. Same failure contract as AllReduceSum. Implementations fold the
+  // division into the collective where they can (Gloo's ring, NCCL's ncclAvg).
+  virtual absl::Status AllReduceAverage(torch::Tensor& tensor) = 0;
   // Starts AllReduceSum(tensor) and returns without waiting for it (see the file comment). Errors
   // known at once (an aborted communicator, a wrong tensor) are returned here; the collective's
   // own failure is returned by Wait() and aborts the communicator as AllReduceSum would.

@@ -16,9 +16,9 @@ bool HaveNccl() {
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const torch::Device& device,
-                                                                 Store* store, int rank, int size,
-                                                                 const CommunicatorOptions& options) {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(
+    const torch::Device& device, Store* store, int rank, int size,
+    const CommunicatorOptions& options) {
   if (device.is_cpu()) {
     GlooOptions gloo;
     gloo.hostname = options.hostname;
@@ -30,17 +30,15 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const torch::De
   }
 #ifdef QSR_HAVE_NCCL
   if (device.is_cuda()) {
-    absl::StatusOr<std::unique_ptr<NcclCommunicator>> c =
-        NcclCommunicator::Create(store, rank, size, device.has_index() ? device.index() : 0,
-                                 options.timeout);
+    absl::StatusOr<std::unique_ptr<NcclCommunicator>> c = NcclCommunicator::Create(
+        store, rank, size, device.has_index() ? device.index() : 0, options.timeout);
     if (!c.ok()) return c.status();
     return std::unique_ptr<Communicator>(std::move(*c));
   }
 #endif
-  return absl::UnimplementedError(
-      absl::StrCat("no communicator for device ", device.str(), " in this build (",
-                   HaveNccl() ? "gloo, nccl" : "gloo only: CUDA/NCCL were not found at build time",
-                   ")"));
+  return absl::UnimplementedError(absl::StrCat(
+      "no communicator for device ", device.str(), " in this build (",
+      HaveNccl() ? "gloo, nccl" : "gloo only: CUDA/NCCL were not found at build time", ")"));
 }
 
 absl::Status CheckDevice(const std::string& device) {
@@ -48,7 +46,8 @@ absl::Status CheckDevice(const std::string& device) {
   try {
     d = torch::Device(device);
   } catch (const std::exception&) {
-    return absl::InvalidArgumentError("--device " + device + " is not a device; allowed: cpu, cuda:N");
+    return absl::InvalidArgumentError("--device " + device +
+                                      " is not a device; allowed: cpu, cuda:N");
   }
   if (d.is_cpu()) return absl::OkStatus();
   if (!d.is_cuda()) {
@@ -56,7 +55,8 @@ absl::Status CheckDevice(const std::string& device) {
   }
   if (!torch::cuda::is_available()) {
     return absl::FailedPreconditionError(
-        "--device " + device + ": this LibTorch has no CUDA or the machine has no GPU; use --device cpu");
+        "--device " + device +
+        ": this LibTorch has no CUDA or the machine has no GPU; use --device cpu");
   }
   if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count())) {
     return absl::InvalidArgumentError(absl::StrCat("--device ", device, ": this machine has ",

@@ -3,10 +3,10 @@
 #ifndef QSR_WORKER_COMM_COMMUNICATOR_FACTORY_H_
 #define QSR_WORKER_COMM_COMMUNICATOR_FACTORY_H_
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -21,9 +21,9 @@ struct CommunicatorOptions {
 };
 
 // `store` is already scoped to this generation and communicator sequence number.
-absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const torch::Device& device,
-                                                                 Store* store, int rank, int size,
-                                                                 const CommunicatorOptions& options);
+absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(
+    const torch::Device& device, Store* store, int rank, int size,
+    const CommunicatorOptions& options);
 
 // OK when `device` ("cpu", "cuda", "cuda:N") names a device this build and machine can train on;
 // otherwise an error naming it and what is allowed.

@@ -25,12 +25,29 @@ namespace {
 // Gloo's segment bound for the ring all-reduce (AllreduceOptions::kMaxSegmentSize).
 constexpr int64_t kMaxSegmentBytes = 1024 * 1024;
 
-// Element-wise float sum for gloo::allreduce: c[i] = a[i] + b[i].
+// Element-wise float sum for gloo::allreduce: c[i] = a[i] + b[i]. Gloo's ring reduces into its
+// output (c == a) from a separate receive buffer (b), which the first loop tells the compiler.
 void SumFloats(void* c, const void* a, const void* b, size_t n) {
   float* out = static_cast<float*>(c);
   const float* x = static_cast<const float*>(a);
-  const float* y = static_cast<const float*>(b);
+  const float* __restrict__ y = static_cast<const float*>(b);
+  if (out == x) {
+    float* __restrict__ inout = out;
+    for (size_t i = 0; i < n; ++i) inout[i] += y[i];
+    return;
+  }
   for (size_t i = 0; i < n; ++i) out[i] = x[i] + y[i];
+}
+
+// c[i] = (a[i] + b[i]) / divisor, the last reduction of an averaging ring all-reduce.
+void SumAndDivideFloats(float* c, const float* a, const float* b, size_t n, float divisor) {
+  const float* __restrict__ y = b;
+  if (c == a) {
+    float* __restrict__ inout = c;
+    for (size_t i = 0; i < n; ++i) inout[i] = (inout[i] + y[i]) / divisor;
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) c[i] = (a[i] + y[i]) / divisor;
 }
 
 // Slot prefix of the never-matched receive that SignalConnections() times out on; Gloo's
@@ -59,6 +76,29 @@ bool LooksLikeTimeout(const std::string& what) {
 int64_t RoundUp(int64_t value, int64_t multiple) {
   const int64_t remainder = value % multiple;
   return remainder == 0 ? value : value + multiple - remainder;
+}
+
+// How gloo::allreduce's ring (gloo/allreduce.cc) cuts a buffer: `num_segments` segments of
+// `segment` bytes (the last ones may reach past the end, or lie wholly past it), `per_rank`
+// consecutive segments per chunk, chunk r for rank r. The count comes first (segments of at most
+// 1 MiB, at least two per rank, a multiple of the ranks), then the segment size (the buffer split
+// evenly among them, rounded up to whole elements). That is Debian's libgloo 0.0~git20220518;
+// later Gloo sizes the segments first. The averaging tests pin it.
+struct RingLayout {
+  int64_t segment;
+  int64_t num_segments;
+  int64_t per_rank;
+};
+
+RingLayout GlooRingLayout(int64_t total_bytes, int size, int64_t element_size) {
+  const int64_t n = size;
+  const int64_t max_segment = element_size * (kMaxSegmentBytes / element_size);
+  RingLayout layout;
+  layout.num_segments = RoundUp(std::max((total_bytes + max_segment - 1) / max_segment, n * 2), n);
+  layout.segment =
+      RoundUp((total_bytes + layout.num_segments - 1) / layout.num_segments, element_size);
+  layout.per_rank = layout.num_segments / n;
+  return layout;
 }
 
 std::string DescribeTensor(const torch::Tensor& t) {
@@ -235,23 +275,76 @@ void GlooCommunicator::AsyncLoop() {
 }
 
 absl::Status GlooCommunicator::AllReduceSum(torch::Tensor& tensor) {
+  return AllReduce(tensor, /*average=*/false);
+}
+
+absl::Status GlooCommunicator::AllReduceAverage(torch::Tensor& tensor) {
+  return AllReduce(tensor, /*average=*/true);
+}
+
+// Averaging without a pass of its own. In Gloo's ring, chunk r of the buffer travels the ring
+// during the reduce-scatter and is reduced for the last time on rank r, which then starts it on
+// its way around in the all-gather; every other chunk is reduced at most once on this rank, and
+// never after it was complete. So a reduction whose destination lies in this rank's chunk is the
+// final one for those elements, and dividing there turns the sum into the mean for 1/n of a pass
+// over the tensor, inside a pass that runs anyway; the all-gather then copies the means, so
+// ranks still agree bit for bit. The chunk bounds mirror Gloo's segmentation (GlooRingLayout);
+// if a Gloo build ever cut the buffer differently, the count of divided elements would not match
+// the chunk, and the collective fails with INTERNAL instead of returning wrong values.
+absl::Status GlooCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   std::lock_guard<std::mutex> lock(op_mu_);
   if (aborted()) return AbortedStatus();
   if (absl::Status s = CheckAllReduceTensor(tensor); !s.ok()) return s;
   const int64_t numel = tensor.numel();
   if (size_ == 1 || numel == 0) return absl::OkStatus();
+  const char* op = average ? "averaging all-reduce" : "all-reduce";
+  float* const data = tensor.data_ptr<float>();
+  int64_t chunk_begin = 0;
+  int64_t chunk_end = 0;
+  int64_t divided = 0;
+  if (average) {
+    const RingLayout layout = GlooRingLayout(numel * 4, size_, 4);
+    const int64_t chunk_bytes = layout.per_rank * layout.segment;
+    chunk_begin = std::min(numel, rank_ * chunk_bytes / 4);
+    chunk_end = std::min(numel, (rank_ + 1) * chunk_bytes / 4);
+  }
   try {
     gloo::AllreduceOptions opts(context_);
     opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
-    opts.setOutput(tensor.data_ptr<float>(), static_cast<size_t>(numel));
-    opts.setReduceFunction(&SumFloats);
+    opts.setOutput(data, static_cast<size_t>(numel));
+    opts.setMaxSegmentSize(kMaxSegmentBytes);
+    if (average) {
+      const float divisor = static_cast<float>(size_);
+      opts.setReduceFunction([&](void* c, const void* a, const void* b, size_t n) {
+        float* out = static_cast<float*>(c);
+        const int64_t begin = out - data;
+        const int64_t end = begin + static_cast<int64_t>(n);
+        if (begin >= chunk_begin && end <= chunk_end) {
+          SumAndDivideFloats(out, static_cast<const float*>(a), static_cast<const float*>(b), n,
+                             divisor);
+          divided += static_cast<int64_t>(n);
+        } else {
+          SumFloats(c, a, b, n);
+        }
+      });
+    } else {
+      opts.setReduceFunction(&SumFloats);
+    }
     opts.setTag(next_tag_++);
     opts.setTimeout(ToMillis(timeout_));
     gloo::allreduce(opts);
   } catch (const std::exception& e) {
-    return FailCollective("all-reduce", e.what());
+    return FailCollective(op, e.what());
   } catch (...) {
-    return FailCollective("all-reduce", "unknown exception");
+    return FailCollective(op, "unknown exception");
+  }
+  if (average && divided != chunk_end - chunk_begin) {
+    const std::string reason = absl::StrCat(
+        "gloo averaging all-reduce on rank ", rank_, " of ", size_, " divided ", divided,
+        " elements where its ring chunk has ", chunk_end - chunk_begin,
+        ": this Gloo build cuts the ring differently from the one qsr was written for");
+    Abort(reason);
+    return absl::InternalError(reason);
   }
   bytes_sent_ += RingAllReduceBytesSent(numel * 4, rank_, size_, 4);
   return absl::OkStatus();
@@ -348,14 +441,10 @@ absl::Status GlooCommunicator::AbortedStatus() const {
 int64_t GlooCommunicator::RingAllReduceBytesSent(int64_t total_bytes, int rank, int size,
                                                  int64_t element_size) {
   if (size <= 1 || total_bytes <= 0 || element_size <= 0) return 0;
-  // Mirrors the segment arithmetic of gloo::allreduce's ring (gloo/allreduce.cc); checked against
-  // loopback traffic for Debian's libgloo 0.0~git20220518.
-  const int64_t n = size;
-  const int64_t max_segment = element_size * (kMaxSegmentBytes / element_size);
-  const int64_t segment =
-      RoundUp(std::min((total_bytes + (n * 2 - 1)) / (n * 2), max_segment), element_size);
-  const int64_t num_segments = RoundUp(std::max((total_bytes + segment - 1) / segment, n * 2), n);
-  const int64_t per_rank = num_segments / n;
+  const RingLayout layout = GlooRingLayout(total_bytes, size, element_size);
+  const int64_t segment = layout.segment;
+  const int64_t num_segments = layout.num_segments;
+  const int64_t per_rank = layout.per_rank;
   const int64_t span = num_segments * segment;
   auto length_at = [&](int64_t offset) {
     return std::max<int64_t>(0, std::min(segment, total_bytes - offset));

@@ -85,6 +85,9 @@ class GlooCommunicator : public Communicator {
   // the ring. INVALID_ARGUMENT (naming dtype/device/layout) for other tensors; size 1 and empty
   // tensors are no-ops.
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
+  // The same ring all-reduce, with the division by size folded into each chunk's last reduction
+  // (see AllReduce), so the mean costs no more than the sum.
+  absl::Status AllReduceAverage(torch::Tensor& tensor) override;
   // Queues AllReduceSum(tensor) for the collective thread (see above). Size 1 and empty tensors
   // complete at once.
   absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
@@ -122,6 +125,8 @@ class GlooCommunicator : public Communicator {
   GlooCommunicator(int rank, int size, absl::Duration timeout,
                    std::shared_ptr<gloo::Context> context);
 
+  // AllReduceSum, or AllReduceAverage when `average`.
+  absl::Status AllReduce(torch::Tensor& tensor, bool average);
   // INVALID_ARGUMENT unless `tensor` is a defined, contiguous float32 CPU tensor.
   static absl::Status CheckAllReduceTensor(const torch::Tensor& tensor);
   // The collective thread's body: runs queued operations until stopping and drained.

@@ -91,9 +91,8 @@ absl::Status ModelAverager::Average(Communicator& comm) {
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
   CopyUnboundIn();
-  absl::Status status = comm.AllReduceSum(flat_);
+  absl::Status status = comm.AllReduceAverage(flat_);
   if (!status.ok()) return status;
-  if (comm.size() > 1) flat_.div_(static_cast<double>(comm.size()));
   CopyUnboundOut();
   return absl::OkStatus();
 }
@@ -120,9 +119,8 @@ absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
   grad_flat_.narrow(0, grad_numel_, num_grad_tensors_)
       .copy_(torch::from_blob(has_grad.data(), {num_grad_tensors_}, torch::kFloat32));
   torch::Tensor& grads = grad_flat_;
-  absl::Status status = comm.AllReduceSum(grads);
+  absl::Status status = comm.AllReduceAverage(grads);
   if (!status.ok()) return status;
-  if (comm.size() > 1) grads.div_(static_cast<double>(comm.size()));
   // .cpu() is a view, not a copy, when the flat buffer is already on the CPU.
   const torch::Tensor flags_cpu = grad_flat_.narrow(0, grad_numel_, num_grad_tensors_).cpu();
   const float* flags = flags_cpu.data_ptr<float>();

@@ -15,7 +15,8 @@
 // valid), so that Average() and BroadcastFrom() run the collective on the model's own memory with
 // no copy in or out; the others (float64, bfloat16, non-dense) are copied in and out around it.
 // Why: the copies were most of an averaging round's cost on CPUs (three single-threaded passes
-// over the model against one ring all-reduce).
+// over the model against one ring all-reduce); for the same reason the division happens inside
+// the collective (Communicator::AllReduceAverage), not as a pass of its own.
 //
 // Errors are the communicator's. Because the collective works in place, after a failed Average()
 // or BroadcastFrom() the tracked tensors hold unspecified values (a partial reduction): restore
@@ -51,9 +52,9 @@ class ModelAverager {
   ModelAverager(ModelAverager&&) = default;
   ModelAverager& operator=(ModelAverager&&) = default;
 
-  // Replaces every tracked tensor by its mean across ranks: AllReduceSum over the flat buffer,
-  // divide by comm.size() (and copy the tensors that are not views of it in and out). All ranks
-  // end bit-identical.
+  // Replaces every tracked tensor by its mean across ranks: one AllReduceAverage over the flat
+  // buffer (and copies of the tensors that are not views of it, in and out). All ranks end
+  // bit-identical.
   absl::Status Average(Communicator& comm);
   // Replaces the .grad() of every tracked tensor that requires grad by the mean gradient across
   // ranks (data-parallel training; one all-reduce). An undefined grad counts as zeros; it is then

@@ -257,6 +257,14 @@ absl::Status NcclCommunicator::CheckTensor(const torch::Tensor& tensor, const ch
 }
 
 absl::Status NcclCommunicator::AllReduceSum(torch::Tensor& tensor) {
+  return AllReduce(tensor, /*average=*/false);
+}
+
+absl::Status NcclCommunicator::AllReduceAverage(torch::Tensor& tensor) {
+  return AllReduce(tensor, /*average=*/true);
+}
+
+absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   std::lock_guard<std::timed_mutex> lock(op_mu_);
   if (aborted()) {
     AbortNcclLocked();
@@ -273,9 +281,19 @@ absl::Status NcclCommunicator::AllReduceSum(torch::Tensor& tensor) {
     return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
   }
   float* data = static_cast<float*>(tensor.data_ptr());
+  // ncclAvg (NCCL >= 2.10) divides inside the kernel; older NCCLs sum, and the division follows
+  // on the same stream.
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
+  const ncclRedOp_t op = average ? ncclAvg : ncclSum;
+  const bool divide_after = false;
+#else
+  const ncclRedOp_t op = ncclSum;
+  const bool divide_after = average;
+#endif
   ncclResult_t r =
-      ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, ncclSum, comm_, stream);
+      ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, op, comm_, stream);
   if (absl::Status s = Complete("all-reduce", r, stream); !s.ok()) return s;
+  if (divide_after && size_ > 1) tensor.div_(static_cast<double>(size_));
   bytes_sent_ += RingAllReduceBytesSent(numel * 4, size_);
   return absl::OkStatus();
 }

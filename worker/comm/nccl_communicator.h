@@ -92,6 +92,8 @@ class NcclCommunicator : public Communicator {
   // place. Every rank ends with bit-identical values. INVALID_ARGUMENT for other tensors; empty
   // tensors are no-ops. With size 1 the call still goes through NCCL (a local no-op copy).
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
+  // ncclAllReduce with ncclAvg (the division happens in NCCL's kernel); same rules otherwise.
+  absl::Status AllReduceAverage(torch::Tensor& tensor) override;
   // Starts ncclAllReduce (sum) of `tensor` on the communication stream (see above). Same tensor
   // rules as AllReduceSum; empty tensors complete at once.
   absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
@@ -120,6 +122,8 @@ class NcclCommunicator : public Communicator {
   static int64_t BroadcastBytesSent(int64_t total_bytes, int rank, int root, int size);
 
  private:
+  // AllReduceSum, or AllReduceAverage when `average`.
+  absl::Status AllReduce(torch::Tensor& tensor, bool average);
   class Pending;
 
   NcclCommunicator(int rank, int size, int device_index, absl::Duration timeout, ncclComm* comm,
