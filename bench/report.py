@@ -299,24 +299,27 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
                 return None
             return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
 
-        q = by.get("qsr")
-        if not q:
-            continue
-        for peer in ("ddp", "parallel", "postlocal", "constant_h"):
-            p = by.get(peer)
-            if p and q.get("time_to_target_s"):
-                t = p.get("time_to_target_s")
-                how = "time to target"
-                if t is None:
-                    t = full(p)
-                    how = "its projected full run (target not reached within the cap)"
-                if t:
-                    md.append(f"- {rate:.0f} Mbit/s: {peer} / QSR = **{t / q['time_to_target_s']:.2f}x** "
-                              f"({peer}: {how}, {t:.0f} s; QSR {q['time_to_target_s']:.0f} s)")
         n = by.get("nocomm")
-        if n and full(q) and full(n):
-            md.append(f"- {rate:.0f} Mbit/s: full schedule QSR / no communication = "
-                      f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s)")
+        # "qsr" against every peer; its slow-link variants (qsr_bf16, qsr_h16, ...) against DDP.
+        for name in sorted((m for m in by if m.startswith("qsr")), key=lambda m: (m != "qsr", m)):
+            q = by[name]
+            peers = ("ddp", "parallel", "postlocal", "constant_h") if name == "qsr" else ("ddp",)
+            for peer in peers:
+                p = by.get(peer)
+                if p and q.get("time_to_target_s"):
+                    t = p.get("time_to_target_s")
+                    how = "time to target"
+                    if t is None:
+                        t = full(p)
+                        how = "its projected full run (target not reached within the cap)"
+                    if t:
+                        md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} = "
+                                  f"**{t / q['time_to_target_s']:.2f}x** ({peer}: {how}, {t:.0f} s; "
+                                  f"{name} {q['time_to_target_s']:.0f} s)")
+            if n and full(q) and full(n):
+                md.append(f"- {rate:.0f} Mbit/s: full schedule {name} / no communication = "
+                          f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s; "
+                          f"{name} final accuracy {q.get('final_acc') or 0:.4f})")
     md.append("")
     if gnuplot("""set terminal svg size 700,400
 set output '""" + prefix + """.svg'

@@ -12,6 +12,11 @@
 #               per epoch): the wall-clock of the training with (almost) no communication
 #   ddp         PyTorch DistributedDataParallel (gloo), bench/torch_fmnist_train.py
 #   postlocal   PyTorch PostLocalSGDOptimizer (H = 8 after the warmup), same script
+# and variants of qsr for slow links (same recipe otherwise):
+#   qsr_bf16      QSR, syncs send bfloat16 changes (sync_precision: bf16, half the bytes)
+#   qsr_h16       QSR with H_base = init_h = 16 (fewer syncs early, where the rule gives H < 16)
+#   qsr_h16_bf16  both
+#   constant_h16  constant H = 16, the baseline for qsr_h16
 # Every run has the same recipe (total batch 128, lr 0.1 cosine, 0.5 warmup epochs, EPOCHS
 # epochs, one evaluation per epoch) and is stopped after CAP_S seconds. One JSON line per run:
 #   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (null if
@@ -55,6 +60,15 @@ done
 [ -x "$BIN/qsr-coordinator" ] && [ -x "$BIN/qsr-worker" ] || {
   echo "tta_netns.sh: --bin-dir must hold qsr-coordinator and qsr-worker" >&2; exit 2; }
 [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 16 ] || { echo "tta_netns.sh: --workers in [1, 16]" >&2; exit 2; }
+KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 qsr_h16 qsr_h16_bf16 constant_h16 ddp postlocal"
+IFS=, read -r -a RATE_LIST <<< "$RATES"
+IFS=, read -r -a METHOD_LIST <<< "$METHODS"
+for method in "${METHOD_LIST[@]}"; do
+  case " $KNOWN_METHODS " in
+    *" $method "*) ;;
+    *) echo "tta_netns.sh: unknown method \"$method\" (known: $KNOWN_METHODS)" >&2; exit 2 ;;
+  esac
+done
 
 TAG=$$
 BR=qsrbbr$((TAG % 100000))
@@ -149,6 +163,11 @@ run_qsr() {  # run_qsr METHOD RATE
     parallel) recipe=$RECIPES/cnn-parallel-sgd.yaml ;;
     constant_h) recipe=$RECIPES/cnn-localsgd-constant-h.yaml ;;
     nocomm) recipe=$RECIPES/cnn-localsgd-constant-h.yaml; extra=(--init_h=1000000 --min_h=1000000) ;;
+    qsr_bf16) recipe=$RECIPES/cnn-localsgd-qsr.yaml; extra=(--sync_precision=bf16) ;;
+    qsr_h16) recipe=$RECIPES/cnn-localsgd-qsr.yaml; extra=(--init_h=16 --min_h=16) ;;
+    qsr_h16_bf16) recipe=$RECIPES/cnn-localsgd-qsr.yaml
+      extra=(--init_h=16 --min_h=16 --sync_precision=bf16) ;;
+    constant_h16) recipe=$RECIPES/cnn-localsgd-constant-h.yaml; extra=(--init_h=16 --min_h=16) ;;
   esac
   [ "$SPE" -gt 0 ] && extra+=("--steps_per_epoch=$SPE")
   local dir=$WORK/$method-$rate
@@ -257,16 +276,13 @@ if [ "$NETNS" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "tta_netns.sh: needs root for ip netns and tc (or --no-netns)" >&2; exit 2; }
   setup_net
 fi
-IFS=, read -r -a RATE_LIST <<< "$RATES"
-IFS=, read -r -a METHOD_LIST <<< "$METHODS"
 for rate in "${RATE_LIST[@]}"; do
   [ "$NETNS" = 1 ] && shape "$rate"
   [ "$NETNS" = 1 ] || rate=0
   for method in "${METHOD_LIST[@]}"; do
     case $method in
-      qsr|parallel|constant_h|nocomm) run_qsr "$method" "$rate" ;;
       ddp|postlocal) run_torch "$method" "$rate" ;;
-      *) echo "tta_netns.sh: unknown method $method" >&2; exit 2 ;;
+      *) run_qsr "$method" "$rate" ;;
     esac
   done
 done

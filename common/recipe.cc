@@ -214,6 +214,11 @@ const std::vector<KeyDef>& Keys() {
        &Recipe::precision,
        "forward and loss precision: fp32, or bf16 autocast (CUDA GPUs with bf16, or the CPU)",
        {"fp32", "bf16"}},
+      {"sync_precision",
+       &Recipe::sync_precision,
+       "what a local method's sync sends: fp32 models, or bf16 changes since the last sync (half "
+       "the bytes)",
+       {"fp32", "bf16"}},
       {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
       {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
       {"save_freq", &Recipe::save_freq, "checkpoint every this many epochs (0 = never)", {}},

@@ -48,6 +48,11 @@ uint64_t Fnv1a(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
+ModelAverager::SyncPrecision SyncPrecisionOf(const Recipe& recipe) {
+  return recipe.sync_precision == "bf16" ? ModelAverager::SyncPrecision::kBfloat16
+                                         : ModelAverager::SyncPrecision::kFloat32;
+}
+
 uint64_t ParamsDigest(torch::nn::Module& model) {
   uint64_t h = 1469598103934665603ULL;
   for (const torch::Tensor& p : model.parameters()) {
@@ -189,6 +194,7 @@ absl::Status Worker::Setup() {
   absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
   if (!averager.ok()) return averager.status();
   averager_ = std::make_unique<ModelAverager>(std::move(*averager));
+  averager_->set_sync_precision(SyncPrecisionOf(recipe_));
   return absl::OkStatus();
 }
 
@@ -413,6 +419,7 @@ absl::Status Worker::AverageOptimizerState() {
     absl::StatusOr<ModelAverager> averager = ModelAverager::Create(moments);
     if (!averager.ok()) return averager.status();
     moments_ = std::make_unique<ModelAverager>(std::move(*averager));
+    moments_->set_sync_precision(SyncPrecisionOf(recipe_));
   }
   return moments_->Average(*comm_);
 }

@@ -315,9 +315,9 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
   EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
 
   const auto help = RecipeKeyHelp();
-  // Every key of the table: the issue-3 options, min/max_workers (issue 5), and bucket_mb and
-  // precision (issue 4).
-  EXPECT_EQ(help.size(), 58u);
+  // Every key of the table: the issue-3 options, min/max_workers (issue 5), bucket_mb and
+  // precision (issue 4), and sync_precision (issue 7).
+  EXPECT_EQ(help.size(), 59u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;
@@ -327,6 +327,17 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
     }
   }
   EXPECT_TRUE(found);
+}
+
+TEST(RecipeTest, SyncPrecisionTakesFp32OrBf16) {
+  Recipe recipe;
+  EXPECT_EQ(recipe.sync_precision, "fp32");
+  ASSERT_TRUE(SetRecipeKey(recipe, "sync-precision", "bf16").ok());
+  EXPECT_EQ(recipe.sync_precision, "bf16");
+  absl::StatusOr<Recipe> parsed = ParseRecipeYaml("sync_precision: fp16\n", "test.yaml");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("sync_precision"));
+  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("bf16"));
 }
 
 TEST(RecipeTest, LoadRecipeFile) {

@@ -19,11 +19,16 @@ constexpr char kDataDir[] = "/usr/share/datasets/fashion-mnist";
 struct Case {
   std::string optimizer;
   int workers;
+  std::string sync_precision = "fp32";
 };
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  return absl::StrCat(info.param.optimizer, "_", info.param.workers, "workers");
+  return absl::StrCat(info.param.optimizer, "_", info.param.workers, "workers",
+                      info.param.sync_precision == "fp32" ? "" : "_" + info.param.sync_precision);
 }
+
+// Floats in the `mlp` for 28x28 inputs and 10 classes (784-512-512-10, with biases).
+constexpr int64_t kMlpParams = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10;
 
 class TrainingTest : public ::testing::TestWithParam<Case> {};
 
@@ -46,6 +51,7 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   recipe.init_h = 2;
   recipe.seed = 3;
   recipe.init_model_by_seed = 5;
+  recipe.sync_precision = c.sync_precision;
   ASSERT_TRUE(ResolveRecipe(recipe).ok());
 
   testing::TempDir dir;
@@ -87,6 +93,12 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
     EXPECT_TRUE(r.identical()) << "round " << r.round();
     if (c.workers > 1 && c.optimizer == "localsgd") {
       EXPECT_GT(r.bytes(), 0);
+      // A ring all-reduce of the model sends 2(n-1)/n of it; bf16 syncs send half of that
+      // (evaluation rounds add a little for the accuracy sums).
+      const double fp32_sync = 2.0 * (c.workers - 1) / c.workers * kMlpParams * 4;
+      const double share = c.sync_precision == "bf16" ? 0.5 : 1.0;
+      EXPECT_GE(r.bytes(), 0.99 * share * fp32_sync) << "round " << r.round();
+      EXPECT_LE(r.bytes(), 1.02 * share * fp32_sync) << "round " << r.round();
     }
   }
   if (c.optimizer == "sgd") {
@@ -118,7 +130,7 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
 
 INSTANTIATE_TEST_SUITE_P(Runs, TrainingTest,
                          ::testing::Values(Case{"localsgd", 2}, Case{"localsgd", 3}, Case{"sgd", 2},
-                                           Case{"localadamw", 2}),
+                                           Case{"localadamw", 2}, Case{"localsgd", 3, "bf16"}),
                          CaseName);
 
 }  // namespace

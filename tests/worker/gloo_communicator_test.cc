@@ -202,6 +202,31 @@ TEST_P(GlooCommunicatorTest, AllReduceAverageOfRandomFloatsIsBitIdenticalAndTheM
   }
 }
 
+TEST_P(GlooCommunicatorTest, AllReduceAverageOfBfloat16IsExactWhereBfloat16IsExact) {
+  Comms comms = Connect(size());
+  for (int64_t numel : {int64_t{1}, int64_t{5}, int64_t{1001}, int64_t{1024} * 1024 + 3}) {
+    std::vector<torch::Tensor> tensors(size());
+    for (int r = 0; r < size(); ++r) {
+      // Small integers: every partial sum (< 256) and the mean 2a + n - 1 are exact in bfloat16.
+      tensors[r] =
+          torch::arange(numel, torch::kFloat32).remainder(16).add(r).mul(2).to(torch::kBFloat16);
+    }
+    std::vector<int64_t> before(size());
+    for (int r = 0; r < size(); ++r) before[r] = comms[r]->bytes_sent();
+    ExpectAllOk(OnAllRanks(
+        comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
+    const torch::Tensor expected =
+        torch::arange(numel, torch::kFloat32).remainder(16).mul(2).add(size() - 1);
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_EQ(tensors[r].scalar_type(), torch::kBFloat16);
+      EXPECT_TRUE(torch::equal(tensors[r].to(torch::kFloat32), expected))
+          << "rank " << r << " numel " << numel;
+      EXPECT_EQ(comms[r]->bytes_sent() - before[r],
+                GlooCommunicator::RingAllReduceBytesSent(numel * 2, r, size(), 2));
+    }
+  }
+}
+
 TEST_P(GlooCommunicatorTest, AllReduceBytesSentIsRingTraffic) {
   Comms comms = Connect(size());
   // 2n equal segments of 64 floats: each rank sends exactly 2(n-1)/n * N.

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/store.h"
@@ -239,6 +241,98 @@ TEST_P(ModelAveragerTest, StepsAfterCreationAreAveragedAndTrainingGoesOn) {
     EXPECT_TRUE(torch::equal(ranks[r].dense.detach(), ranks[0].dense.detach()));
     EXPECT_TRUE(torch::equal(ranks[r].channels_last.detach(), ranks[0].channels_last.detach()));
   }
+}
+
+// Per rank: a model whose tensors all start equal (a shared seed), with a float64 tensor that is
+// copied around the flat buffer rather than bound to it.
+struct Bf16Rank {
+  std::vector<torch::Tensor> tensors;
+  std::unique_ptr<ModelAverager> averager;
+};
+
+// Adds a different small change to every rank's tensors; returns the float64 mean of the new
+// states and the largest change.
+std::pair<std::vector<torch::Tensor>, double> Drift(std::vector<Bf16Rank>& ranks, int seed) {
+  double largest = 0;
+  std::vector<torch::Tensor> mean;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    torch::manual_seed(seed * 100 + static_cast<int>(r));
+    for (size_t i = 0; i < ranks[r].tensors.size(); ++i) {
+      torch::Tensor& t = ranks[r].tensors[i];
+      const torch::Tensor change = torch::randn(t.sizes(), t.options()) * 0.01;
+      largest = std::max(largest, change.abs().max().item<double>());
+      t.add_(change);
+      if (r == 0) mean.push_back(torch::zeros_like(t, torch::kFloat64));
+      mean[i] += t.to(torch::kFloat64) / static_cast<double>(ranks.size());
+    }
+  }
+  return {mean, largest};
+}
+
+TEST_P(ModelAveragerTest, Bf16SyncSendsHalfTheBytesAndKeepsRanksIdentical) {
+  auto comms = Connect(size());
+  std::vector<Bf16Rank> ranks(size());
+  for (int r = 0; r < size(); ++r) {
+    torch::manual_seed(7);
+    ranks[r].tensors = {torch::randn({300, 7}), torch::randn({1001}),
+                        torch::randn({5, 5}, torch::kFloat64)};
+    auto averager = ModelAverager::Create(ranks[r].tensors);
+    ASSERT_TRUE(averager.ok()) << averager.status();
+    ranks[r].averager = std::make_unique<ModelAverager>(std::move(*averager));
+    ranks[r].averager->set_sync_precision(ModelAverager::SyncPrecision::kBfloat16);
+  }
+  const int64_t numel = 300 * 7 + 1001 + 25;
+  std::vector<absl::Status> statuses(size());
+  auto average_all = [&](std::vector<std::unique_ptr<GlooCommunicator>>& with) {
+    std::vector<int64_t> sent(size());
+    RunRanks(size(), [&](int r) {
+      const int64_t before = with[r]->bytes_sent();
+      statuses[r] = ranks[r].averager->Average(*with[r]);
+      sent[r] = with[r]->bytes_sent() - before;
+    });
+    for (int r = 0; r < size(); ++r) EXPECT_TRUE(statuses[r].ok()) << statuses[r];
+    return sent;
+  };
+  auto expect_identical_and_near = [&](const std::vector<torch::Tensor>& mean, double tolerance) {
+    for (int r = 0; r < size(); ++r) {
+      for (size_t i = 0; i < mean.size(); ++i) {
+        EXPECT_TRUE(BitIdentical(ranks[r].tensors[i], ranks[0].tensors[i]))
+            << "rank " << r << " tensor " << i;
+        const double error =
+            (ranks[r].tensors[i].to(torch::kFloat64) - mean[i]).abs().max().item<double>();
+        EXPECT_LE(error, tolerance) << "rank " << r << " tensor " << i;
+      }
+    }
+  };
+
+  // No reference yet: the first sync sends float32 and is the exact mean.
+  auto [mean0, change0] = Drift(ranks, 1);
+  std::vector<int64_t> sent = average_all(comms);
+  for (int r = 0; r < size(); ++r) {
+    EXPECT_EQ(sent[r], GlooCommunicator::RingAllReduceBytesSent(numel * 4, r, size(), 4));
+  }
+  expect_identical_and_near(mean0, 1e-6);
+
+  // Then each sync sends the bfloat16 changes: half the bytes, the mean up to the rounding of the
+  // changes (2^-9 relative per rounding: once on each rank, then at each hop of the ring).
+  for (int round = 2; round <= 4; ++round) {
+    auto [mean, largest] = Drift(ranks, round);
+    sent = average_all(comms);
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_EQ(sent[r], GlooCommunicator::RingAllReduceBytesSent(numel * 2, r, size(), 2))
+          << "round " << round;
+    }
+    expect_identical_and_near(mean, size() == 1 ? 1e-7 : largest * size() * 4.0 / 256 + 1e-6);
+  }
+
+  // A new communicator (a new group) has no reference: float32 again, exact again.
+  auto fresh = Connect(size());
+  auto [mean5, change5] = Drift(ranks, 5);
+  sent = average_all(fresh);
+  for (int r = 0; r < size(); ++r) {
+    EXPECT_EQ(sent[r], GlooCommunicator::RingAllReduceBytesSent(numel * 4, r, size(), 4));
+  }
+  expect_identical_and_near(mean5, 1e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes, ModelAveragerTest, ::testing::Values(1, 2, 3),

@@ -20,6 +20,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -44,6 +45,10 @@ class Communicator {
  public:
   virtual ~Communicator() = default;
 
+  // Unique in the process and never reused, unlike the object's address: tells a communicator
+  // from an earlier one (ModelAverager keeps state per communicator).
+  uint64_t instance_id() const { return instance_id_; }
+
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "gloo" or "nccl"
@@ -51,9 +56,9 @@ class Communicator {
   // Sums a contiguous float32 tensor across ranks, in place. Every rank ends with bit-identical
   // values.
   virtual absl::Status AllReduceSum(torch::Tensor& tensor) = 0;
-  // Replaces a contiguous float32 tensor by its mean across ranks, in place; every rank ends
-  // with bit-identical values. Same failure contract as AllReduceSum. Implementations fold the
-  // division into the collective where they can (Gloo's ring, NCCL's ncclAvg).
+  // Replaces a contiguous float32 or bfloat16 tensor by its mean across ranks, in place; every
+  // rank ends with bit-identical values. Same failure contract as AllReduceSum. Implementations
+  // fold the division into the collective where they can (Gloo's ring, NCCL's ncclAvg).
   virtual absl::Status AllReduceAverage(torch::Tensor& tensor) = 0;
   // Starts AllReduceSum(tensor) and returns without waiting for it (see the file comment). Errors
   // known at once (an aborted communicator, a wrong tensor) are returned here; the collective's
@@ -69,6 +74,17 @@ class Communicator {
   // Payload bytes this rank has sent so far (by the algorithm's traffic: a ring all-reduce of N
   // bytes sends 2(n-1)/n * N).
   virtual int64_t bytes_sent() const = 0;
+
+ protected:
+  Communicator() : instance_id_(NextInstanceId()) {}
+
+ private:
+  static uint64_t NextInstanceId() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  const uint64_t instance_id_;
 };
 
 }  // namespace qsr

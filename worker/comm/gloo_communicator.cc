@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <utility>
 
@@ -37,6 +38,36 @@ void SumFloats(void* c, const void* a, const void* b, size_t n) {
     return;
   }
   for (size_t i = 0; i < n; ++i) out[i] = x[i] + y[i];
+}
+
+// bfloat16 as stored: the upper half of a float32, rounded to nearest even (as c10::BFloat16).
+float Bf16ToFloat(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+uint16_t FloatToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// SumFloats for bfloat16 elements: each sum is formed in float32 and rounded once.
+void SumBf16(void* c, const void* a, const void* b, size_t n) {
+  uint16_t* out = static_cast<uint16_t*>(c);
+  const uint16_t* x = static_cast<const uint16_t*>(a);
+  const uint16_t* y = static_cast<const uint16_t*>(b);
+  for (size_t i = 0; i < n; ++i) out[i] = FloatToBf16(Bf16ToFloat(x[i]) + Bf16ToFloat(y[i]));
+}
+
+void SumAndDivideBf16(uint16_t* c, const uint16_t* a, const uint16_t* b, size_t n, float divisor) {
+  for (size_t i = 0; i < n; ++i) {
+    c[i] = FloatToBf16((Bf16ToFloat(a[i]) + Bf16ToFloat(b[i])) / divisor);
+  }
 }
 
 // c[i] = (a[i] + b[i]) / divisor, the last reduction of an averaging ring all-reduce.
@@ -218,10 +249,12 @@ class GlooCommunicator::Pending : public PendingCollective {
 };
 
 absl::Status GlooCommunicator::CheckAllReduceTensor(const torch::Tensor& tensor) {
-  if (!tensor.defined() || tensor.scalar_type() != torch::kFloat32 || !tensor.device().is_cpu() ||
-      !tensor.is_contiguous()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gloo all-reduce needs a contiguous float32 CPU tensor, got ", DescribeTensor(tensor)));
+  if (!tensor.defined() ||
+      (tensor.scalar_type() != torch::kFloat32 && tensor.scalar_type() != torch::kBFloat16) ||
+      !tensor.device().is_cpu() || !tensor.is_contiguous()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gloo all-reduce needs a contiguous float32 or bfloat16 CPU tensor, got ",
+                     DescribeTensor(tensor)));
   }
   return absl::OkStatus();
 }
@@ -298,37 +331,47 @@ absl::Status GlooCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   const int64_t numel = tensor.numel();
   if (size_ == 1 || numel == 0) return absl::OkStatus();
   const char* op = average ? "averaging all-reduce" : "all-reduce";
-  float* const data = tensor.data_ptr<float>();
+  const bool bf16 = tensor.scalar_type() == torch::kBFloat16;
+  const int64_t element_size = bf16 ? 2 : 4;
+  char* const data = static_cast<char*>(tensor.data_ptr());
   int64_t chunk_begin = 0;
   int64_t chunk_end = 0;
   int64_t divided = 0;
   if (average) {
-    const RingLayout layout = GlooRingLayout(numel * 4, size_, 4);
+    const RingLayout layout = GlooRingLayout(numel * element_size, size_, element_size);
     const int64_t chunk_bytes = layout.per_rank * layout.segment;
-    chunk_begin = std::min(numel, rank_ * chunk_bytes / 4);
-    chunk_end = std::min(numel, (rank_ + 1) * chunk_bytes / 4);
+    chunk_begin = std::min(numel, rank_ * chunk_bytes / element_size);
+    chunk_end = std::min(numel, (rank_ + 1) * chunk_bytes / element_size);
   }
   try {
     gloo::AllreduceOptions opts(context_);
     opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
-    opts.setOutput(data, static_cast<size_t>(numel));
+    if (bf16) {
+      opts.setOutput(reinterpret_cast<uint16_t*>(data), static_cast<size_t>(numel));
+    } else {
+      opts.setOutput(reinterpret_cast<float*>(data), static_cast<size_t>(numel));
+    }
     opts.setMaxSegmentSize(kMaxSegmentBytes);
     if (average) {
       const float divisor = static_cast<float>(size_);
       opts.setReduceFunction([&](void* c, const void* a, const void* b, size_t n) {
-        float* out = static_cast<float*>(c);
-        const int64_t begin = out - data;
+        const int64_t begin = (static_cast<char*>(c) - data) / element_size;
         const int64_t end = begin + static_cast<int64_t>(n);
-        if (begin >= chunk_begin && end <= chunk_end) {
-          SumAndDivideFloats(out, static_cast<const float*>(a), static_cast<const float*>(b), n,
-                             divisor);
-          divided += static_cast<int64_t>(n);
-        } else {
-          SumFloats(c, a, b, n);
+        if (begin < chunk_begin || end > chunk_end) {
+          (bf16 ? SumBf16 : SumFloats)(c, a, b, n);
+          return;
         }
+        if (bf16) {
+          SumAndDivideBf16(static_cast<uint16_t*>(c), static_cast<const uint16_t*>(a),
+                           static_cast<const uint16_t*>(b), n, divisor);
+        } else {
+          SumAndDivideFloats(static_cast<float*>(c), static_cast<const float*>(a),
+                             static_cast<const float*>(b), n, divisor);
+        }
+        divided += static_cast<int64_t>(n);
       });
     } else {
-      opts.setReduceFunction(&SumFloats);
+      opts.setReduceFunction(bf16 ? &SumBf16 : &SumFloats);
     }
     opts.setTag(next_tag_++);
     opts.setTimeout(ToMillis(timeout_));
@@ -346,7 +389,7 @@ absl::Status GlooCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
     Abort(reason);
     return absl::InternalError(reason);
   }
-  bytes_sent_ += RingAllReduceBytesSent(numel * 4, rank_, size_, 4);
+  bytes_sent_ += RingAllReduceBytesSent(numel * element_size, rank_, size_, element_size);
   return absl::OkStatus();
 }
 

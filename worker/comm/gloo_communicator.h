@@ -80,7 +80,8 @@ class GlooCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "gloo"; }
 
-  // Ring all-reduce (gloo::allreduce, RING) of a contiguous float32 CPU tensor, in place. Every
+  // Ring all-reduce (gloo::allreduce, RING) of a contiguous float32 or bfloat16 CPU tensor, in
+  // place (bfloat16 sums are formed in float32 and rounded to nearest even at each hop). Every
   // rank ends with bit-identical values: each chunk is summed on one rank and then copied around
   // the ring. INVALID_ARGUMENT (naming dtype/device/layout) for other tensors; size 1 and empty
   // tensors are no-ops.

@@ -87,13 +87,47 @@ void ModelAverager::CopyUnboundOut() {
   }
 }
 
+void ModelAverager::set_sync_precision(SyncPrecision precision) {
+  sync_precision_ = precision;
+  if (precision == SyncPrecision::kFloat32) reference_ = torch::Tensor();
+}
+
+void ModelAverager::KeepReference(const Communicator& comm) {
+  if (sync_precision_ != SyncPrecision::kBfloat16) return;
+  if (reference_.defined()) {
+    reference_.copy_(flat_);
+  } else {
+    reference_ = flat_.clone();
+  }
+  reference_comm_ = comm.instance_id();
+}
+
 absl::Status ModelAverager::Average(Communicator& comm) {
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
   CopyUnboundIn();
+  if (sync_precision_ == SyncPrecision::kBfloat16 && comm.size() > 1 && reference_.defined() &&
+      reference_comm_ == comm.instance_id()) {
+    // The change is formed in float32 and rounded once; the model's memory is not touched until
+    // the collective succeeded.
+    torch::Tensor change = flat_.sub(reference_).to(torch::kBFloat16);
+    absl::Status status = comm.AllReduceAverage(change);
+    if (!status.ok()) {
+      reference_ = torch::Tensor();
+      return status;
+    }
+    reference_.add_(change);
+    flat_.copy_(reference_);
+    CopyUnboundOut();
+    return absl::OkStatus();
+  }
   absl::Status status = comm.AllReduceAverage(flat_);
-  if (!status.ok()) return status;
+  if (!status.ok()) {
+    reference_ = torch::Tensor();
+    return status;
+  }
   CopyUnboundOut();
+  KeepReference(comm);
   return absl::OkStatus();
 }
 
@@ -144,9 +178,13 @@ absl::Status ModelAverager::BroadcastFrom(Communicator& comm, int root) {
   torch::NoGradGuard no_grad;
   if (comm.rank() == root) CopyUnboundIn();
   absl::Status status = comm.Broadcast(flat_, root);
-  if (!status.ok()) return status;
+  if (!status.ok()) {
+    reference_ = torch::Tensor();
+    return status;
+  }
   // Copy back on the root too, so that non-float32 tensors are rounded the same on every rank.
   CopyUnboundOut();
+  KeepReference(comm);
   return absl::OkStatus();
 }
 

@@ -52,9 +52,21 @@ class ModelAverager {
   ModelAverager(ModelAverager&&) = default;
   ModelAverager& operator=(ModelAverager&&) = default;
 
+  // What Average() sends. kFloat32: the tracked tensors themselves. kBfloat16: each rank's change
+  // since the reference (the state all ranks held after this averager's last successful
+  // Average() or BroadcastFrom() on the same communicator), rounded to bfloat16: half the bytes,
+  // for slow links. The result is the reference plus the mean change, so ranks still end
+  // bit-identical; it differs from the float32 mean only by the rounding of the changes (about
+  // 2^-9 of a change, not of a weight). Where there is no reference (the first call, a new
+  // communicator, after a failed collective) Average() sends float32 and keeps its result as the
+  // reference. kBfloat16 keeps one more float32 copy of the tracked state.
+  enum class SyncPrecision { kFloat32, kBfloat16 };
+  void set_sync_precision(SyncPrecision precision);
+
   // Replaces every tracked tensor by its mean across ranks: one AllReduceAverage over the flat
-  // buffer (and copies of the tensors that are not views of it, in and out). All ranks end
-  // bit-identical.
+  // buffer (and copies of the tensors that are not views of it, in and out), or over the
+  // bfloat16 changes (see SyncPrecision). All ranks end bit-identical. After a failure in the
+  // kBfloat16 mode that sent changes leaves the tensors unchanged.
   absl::Status Average(Communicator& comm);
   // Replaces the .grad() of every tracked tensor that requires grad by the mean gradient across
   // ranks (data-parallel training; one all-reduce). An undefined grad counts as zeros; it is then
@@ -64,7 +76,7 @@ class ModelAverager {
   // Overwrites every tracked tensor with `root`'s values (initial model).
   absl::Status BroadcastFrom(Communicator& comm, int root);
 
-  // Bytes that Average() and BroadcastFrom() exchange: 4 per tracked element.
+  // Bytes that BroadcastFrom() and a float32 Average() exchange: 4 per tracked element.
   int64_t bytes() const { return numel_ * 4; }
   // Number of tracked tensors, and how many of them require grad.
   int64_t num_tensors() const { return static_cast<int64_t>(entries_.size()); }
@@ -87,6 +99,9 @@ class ModelAverager {
   static torch::Tensor Slot(const torch::Tensor& buffer, int64_t offset, const torch::Tensor& like);
   void CopyUnboundIn();
   void CopyUnboundOut();
+  // After a successful float32 Average() or BroadcastFrom() on `comm`: in kBfloat16 mode, the
+  // flat buffer becomes the reference for that communicator.
+  void KeepReference(const Communicator& comm);
 
   std::vector<Entry> entries_;
   torch::Tensor flat_;  // float32, 1-D, numel_ elements: the model's own memory where bound.
@@ -96,6 +111,11 @@ class ModelAverager {
   // one has-grad flag per tensor that requires grad.
   torch::Tensor grad_flat_;
   int64_t grad_numel_ = 0;
+  SyncPrecision sync_precision_ = SyncPrecision::kFloat32;
+  // kBfloat16 only: the flat buffer as all ranks of communicator `reference_comm_` last held it
+  // (undefined = none).
+  torch::Tensor reference_;
+  uint64_t reference_comm_ = 0;
 };
 
 }  // namespace qsr

@@ -270,7 +270,19 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
     AbortNcclLocked();
     return AbortedStatus();
   }
-  if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/true); !s.ok()) return s;
+  // Averages also take bfloat16 (a Local SGD sync in bf16), where this NCCL has the type.
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  const bool bf16 = average && tensor.defined() && tensor.scalar_type() == torch::kBFloat16;
+#else
+  const bool bf16 = false;
+#endif
+  if (!bf16) {
+    if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/true); !s.ok()) {
+      return s;
+    }
+  } else if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/false); !s.ok()) {
+    return s;
+  }
   const int64_t numel = tensor.numel();
   if (numel == 0) return absl::OkStatus();
   DeviceGuard guard(device_index_);
@@ -280,9 +292,13 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
   }
-  float* data = static_cast<float*>(tensor.data_ptr());
-  // ncclAvg (NCCL >= 2.10) divides inside the kernel; older NCCLs sum, and the division follows
-  // on the same stream.
+  void* data = tensor.data_ptr();
+  ncclDataType_t type = ncclFloat32;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  if (bf16) type = ncclBfloat16;
+#endif
+    // ncclAvg (NCCL >= 2.10) divides inside the kernel; older NCCLs sum, and the division follows
+    // on the same stream.
 #if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
   const ncclRedOp_t op = average ? ncclAvg : ncclSum;
   const bool divide_after = false;
@@ -290,11 +306,10 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   const ncclRedOp_t op = ncclSum;
   const bool divide_after = average;
 #endif
-  ncclResult_t r =
-      ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, op, comm_, stream);
+  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(numel), type, op, comm_, stream);
   if (absl::Status s = Complete("all-reduce", r, stream); !s.ok()) return s;
   if (divide_after && size_ > 1) tensor.div_(static_cast<double>(size_));
-  bytes_sent_ += RingAllReduceBytesSent(numel * 4, size_);
+  bytes_sent_ += RingAllReduceBytesSent(numel * tensor.element_size(), size_);
   return absl::OkStatus();
 }
 

@@ -92,7 +92,8 @@ class NcclCommunicator : public Communicator {
   // place. Every rank ends with bit-identical values. INVALID_ARGUMENT for other tensors; empty
   // tensors are no-ops. With size 1 the call still goes through NCCL (a local no-op copy).
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
-  // ncclAllReduce with ncclAvg (the division happens in NCCL's kernel); same rules otherwise.
+  // ncclAllReduce with ncclAvg (the division happens in NCCL's kernel); same rules otherwise,
+  // except that bfloat16 tensors are taken too where NCCL >= 2.20 (INVALID_ARGUMENT before).
   absl::Status AllReduceAverage(torch::Tensor& tensor) override;
   // Starts ncclAllReduce (sum) of `tensor` on the communication stream (see above). Same tensor
   // rules as AllReduceSum; empty tensors complete at once.
