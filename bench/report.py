@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "tta", "tta_long", "accuracy"]
+FILES = ["step", "averaging", "coordinator", "tta", "tta_long", "tta_sweep", "accuracy"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long"}
+OPTIONAL = {"tta_long", "tta_sweep"}
 
 
 def load(data_dir, name):
@@ -59,7 +59,7 @@ def check(data):
         need(positive(r.get("rounds_per_s")) and r.get("barriers", 0) > 0 and
              r.get("errors") == 0 and positive(r.get("release_p99_ms")),
              f"coordinator K={r.get('workers')}: no barriers, errors or non-positive rates")
-    for r in (data.get("tta") or []) + (data.get("tta_long") or []):
+    for r in (data.get("tta") or []) + (data.get("tta_long") or []) + (data.get("tta_sweep") or []):
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
@@ -105,7 +105,7 @@ def section_step(recs, fig_dir, md):
     # Medians recomputed from the runs' step_ms (older data rounded samples_per_s to integers,
     # which is too coarse for the slow models).
     for s in sums:
-        for impl in ("cpp", "python"):
+        for impl in ("cpp", "python", "cpp_cl", "python_cl"):
             v = sorted(s["batch"] * 1000.0 / r["step_ms"] for r in recs
                        if r.get("kind") == "run" and r["model"] == s["model"] and r["impl"] == impl)
             if v:
@@ -113,20 +113,27 @@ def section_step(recs, fig_dir, md):
                                               0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2]))
                 s[impl + "_range"] = (v[0], v[-1])
         s["ratio"] = s["cpp_samples_per_s"] / s["python_samples_per_s"]
+        if s.get("python_cl_samples_per_s") and s.get("cpp_cl_samples_per_s"):
+            s["ratio_cl"] = s["cpp_cl_samples_per_s"] / s["python_cl_samples_per_s"]
     r0 = sums[0]
     md.append(f"Same model, batch, SGD settings and synthetic on-device data; "
               f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
               f"median of {r0['repeats']} alternating runs each "
               "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
+    md.append("Both sides in PyTorch's default layout (NCHW), then both in channels_last (the "
+              "recipe's `memory_format: channels_last`; Python: `model.to(memory_format="
+              "torch.channels_last)`), for the models with convolutions.\n")
     md.append("| model | batch | steps | C++ samples/s (min-max) | Python samples/s (min-max) | "
-              "C++ / Python |")
-    md.append("|---|---|---|---|---|---|")
+              "C++ / Python | channels_last: C++ / Python samples/s | C++ / Python |")
+    md.append("|---|---|---|---|---|---|---|---|")
     rows = []
     for i, r in enumerate(sums):
         cr, pr = r.get("cpp_range", (0, 0)), r.get("python_range", (0, 0))
+        cl = (f"{r['cpp_cl_samples_per_s']:.4g} / {r['python_cl_samples_per_s']:.4g} | "
+              f"**{r['ratio_cl']:.3f}**" if r.get("ratio_cl") else "not run | -")
         md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.4g} "
                   f"({cr[0]:.4g}-{cr[1]:.4g}) | {r['python_samples_per_s']:.4g} "
-                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** |")
+                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** | {cl} |")
         rows.append([i, r["model"], r["ratio"]])
     md.append("")
     write_dat(os.path.join(fig_dir, "step.dat"), rows)
@@ -300,8 +307,10 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
             return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
 
         n = by.get("nocomm")
-        # "qsr" against every peer; its slow-link variants (qsr_bf16, qsr_h16, ...) against DDP.
-        for name in sorted((m for m in by if m.startswith("qsr")), key=lambda m: (m != "qsr", m)):
+        # "qsr" against every peer; the slow-link variants (qsr_bf16, qsr_h16, constant_h32_bf16,
+        # ...) and constant_h against DDP; all of them against no communication.
+        variants = (m for m in by if m.startswith("qsr") or m.startswith("constant_h"))
+        for name in sorted(variants, key=lambda m: (m != "qsr", m)):
             q = by[name]
             peers = ("ddp", "parallel", "postlocal", "constant_h") if name == "qsr" else ("ddp",)
             for peer in peers:
@@ -424,6 +433,10 @@ def main():
     if data["tta_long"]:
         section_tta(data["tta_long"], fig_dir, md,
                     "### 4b. The same to the issue's 90% target, 3-epoch schedule", "tta_long")
+    if data["tta_sweep"]:
+        section_tta(data["tta_sweep"], fig_dir, md,
+                    "### 4c. Settings for slow links: H_base and bf16 syncs against no "
+                    "communication", "tta_sweep")
     section_accuracy(data["accuracy"], fig_dir, md)
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")

@@ -52,27 +52,41 @@ def main():
         warmup = max(1, int(warmup * a.scale))
         common = ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup",
                   str(warmup), "--device", a.device, "--threads", str(a.threads)]
-        res = {"cpp": [], "python": []}
+        # Both layouts on both sides (the recipe's memory_format): cpp and python in PyTorch's
+        # default NCHW, cpp_cl and python_cl in channels_last. Models without 4-D tensors (mlp)
+        # run only the default.
+        impls = ["cpp", "python"] + (["cpp_cl", "python_cl"] if model != "mlp" else [])
+        res = {impl: [] for impl in impls}
         for r in range(a.repeats):
-            # Alternate the order so that drifting machine load hits both alike.
-            order = ["cpp", "python"] if r % 2 == 0 else ["python", "cpp"]
+            # Alternate the order so that drifting machine load hits all alike.
+            order = impls if r % 2 == 0 else impls[::-1]
             for impl in order:
-                cmd = ([os.path.join(a.bin_dir, "qsr-bench-step")] if impl == "cpp" else
-                       [a.python, os.path.join(HERE, "train_step_bench.py")]) + common
+                layout = ["--memory-format", "channels_last" if impl.endswith("_cl") else "contiguous"]
+                if impl.startswith("cpp"):
+                    cmd = [os.path.join(a.bin_dir, "qsr-bench-step")] + common + layout
+                else:
+                    cmd = [a.python, os.path.join(HERE, "train_step_bench.py")] + common + layout
                 f = run(cmd, timeout=600)
                 # From step_ms: the printed samples_per_s is rounded to an integer.
                 res[impl].append(batch * 1000.0 / f["step_ms"])
                 print(json.dumps({"bench": "step", "kind": "run", "impl": impl, "model": model,
                                   "batch": batch, "steps": steps, "threads": a.threads,
                                   "device": a.device, "repeat": r, "params": f["params"],
+                                  "memory_format": f.get("memory_format"),
                                   "samples_per_s": batch * 1000.0 / f["step_ms"],
                                   "step_ms": f["step_ms"]}), flush=True)
         cpp, py = statistics.median(res["cpp"]), statistics.median(res["python"])
-        print(json.dumps({"bench": "step", "kind": "summary", "model": model, "batch": batch,
-                          "steps": steps, "threads": a.threads, "device": a.device,
-                          "repeats": a.repeats, "cpp_samples_per_s": cpp,
-                          "python_samples_per_s": py, "ratio": cpp / py,
-                          "cpp_all": res["cpp"], "python_all": res["python"]}), flush=True)
+        summary = {"bench": "step", "kind": "summary", "model": model, "batch": batch,
+                   "steps": steps, "threads": a.threads, "device": a.device,
+                   "repeats": a.repeats, "cpp_samples_per_s": cpp,
+                   "python_samples_per_s": py, "ratio": cpp / py,
+                   "cpp_all": res["cpp"], "python_all": res["python"]}
+        if "cpp_cl" in res:
+            cpp_cl, py_cl = statistics.median(res["cpp_cl"]), statistics.median(res["python_cl"])
+            summary.update({"cpp_cl_samples_per_s": cpp_cl, "python_cl_samples_per_s": py_cl,
+                            "ratio_cl": cpp_cl / py_cl, "cpp_cl_all": res["cpp_cl"],
+                            "python_cl_all": res["python_cl"]})
+        print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

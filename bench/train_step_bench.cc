@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
 #include "worker/foreach_sgd.h"
+#include "worker/model/memory_format.h"
 #include "worker/model/models.h"
 
 namespace qsr {
@@ -114,6 +115,8 @@ int Run(int argc, char** argv) {
   flags.Add("device", "cuda:0", "cpu or cuda:N");
   flags.Add("optimizer", "foreach", "foreach (the worker's SGD) or sgd (LibTorch's)");
   flags.Add("threads", "0", "intra-op threads (0 = LibTorch's default)");
+  flags.Add("memory-format", "contiguous",
+            "contiguous or channels_last (the recipe's memory_format: 4-D weights and inputs)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-bench-step: " << s.message() << "\n";
     return 2;
@@ -156,6 +159,14 @@ int Run(int argc, char** argv) {
   }
   model->to(device);
   model->train();
+  const std::string memory_format = flags.Get("memory-format");
+  if (memory_format != "contiguous" && memory_format != "channels_last") {
+    std::cerr << "qsr-bench-step: --memory-format \"" << memory_format
+              << "\" is not one of: contiguous, channels_last\n";
+    return 2;
+  }
+  const bool channels_last = memory_format == "channels_last";
+  if (channels_last) ConvertToChannelsLast(*model);
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
   // The worker's optimizer (multi-tensor updates, as torch.optim.SGD's default on CUDA); "sgd" is
@@ -177,7 +188,8 @@ int Run(int argc, char** argv) {
   constexpr int kBatches = 8;
   std::vector<torch::Tensor> xs, ys;
   for (int i = 0; i < kBatches; ++i) {
-    xs.push_back(torch::randn(shape, torch::TensorOptions().device(device)));
+    torch::Tensor x = torch::randn(shape, torch::TensorOptions().device(device));
+    xs.push_back(channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x);
     ys.push_back(torch::randint(0, 10, {*batch},
                                 torch::TensorOptions().dtype(torch::kInt64).device(device)));
   }
@@ -197,10 +209,10 @@ int Run(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << absl::StrFormat(
                    "bench impl=cpp model=%s batch=%d steps=%d device=%s params=%d optimizer=%s "
-                   "samples_per_s=%.0f step_ms=%.3f final_loss=%.4f",
+                   "memory_format=%s samples_per_s=%.0f step_ms=%.3f final_loss=%.4f",
                    name, *batch, *steps, device.str(), params, flags.Get("optimizer"),
-                   static_cast<double>(*batch * *steps) / seconds, 1000.0 * seconds / *steps,
-                   loss.item<double>())
+                   memory_format, static_cast<double>(*batch * *steps) / seconds,
+                   1000.0 * seconds / *steps, loss.item<double>())
             << std::endl;
   return 0;
 }

@@ -95,6 +95,7 @@ def main():
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = default)")
+    p.add_argument("--memory-format", default="contiguous", choices=["contiguous", "channels_last"])
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -105,7 +106,9 @@ def main():
     shape = (a.batch, 3, 32, 32) if a.model == "resnet18" else (a.batch, 1, 28, 28)
     params = sum(t.numel() for t in model.parameters())
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    xs = [torch.randn(shape, device=device) for _ in range(8)]
+    fmt = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    xs = [torch.randn(shape, device=device).contiguous(memory_format=fmt) for _ in range(8)]
     ys = [torch.randint(0, 10, (a.batch,), device=device) for _ in range(8)]
 
     def step(i):
@@ -128,7 +131,7 @@ def main():
     sync()
     seconds = time.perf_counter() - start
     print(f"bench impl=python model={a.model} batch={a.batch} steps={a.steps} device={a.device} "
-          f"params={params} samples_per_s={a.batch * a.steps / seconds:.0f} "
+          f"params={params} memory_format={a.memory_format} samples_per_s={a.batch * a.steps / seconds:.0f} "
           f"step_ms={1000 * seconds / a.steps:.3f} final_loss={loss.item():.4f}", flush=True)
 
 

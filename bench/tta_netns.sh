@@ -12,11 +12,11 @@
 #               per epoch): the wall-clock of the training with (almost) no communication
 #   ddp         PyTorch DistributedDataParallel (gloo), bench/torch_fmnist_train.py
 #   postlocal   PyTorch PostLocalSGDOptimizer (H = 8 after the warmup), same script
-# and variants of qsr for slow links (same recipe otherwise):
+# and variants for slow links (same recipe otherwise):
 #   qsr_bf16      QSR, syncs send bfloat16 changes (sync_precision: bf16, half the bytes)
-#   qsr_h16       QSR with H_base = init_h = 16 (fewer syncs early, where the rule gives H < 16)
-#   qsr_h16_bf16  both
-#   constant_h16  constant H = 16, the baseline for qsr_h16
+#   qsr_hN        QSR with H_base = init_h = N (fewer syncs early, where the rule gives H < N)
+#   constant_hN   constant H = N, the baseline for qsr_hN
+#   ..._bf16      either of the two, syncing in bf16 (e.g. qsr_h16_bf16)
 # Every run has the same recipe (total batch 128, lr 0.1 cosine, 0.5 warmup epochs, EPOCHS
 # epochs, one evaluation per epoch) and is stopped after CAP_S seconds. One JSON line per run:
 #   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (null if
@@ -60,13 +60,16 @@ done
 [ -x "$BIN/qsr-coordinator" ] && [ -x "$BIN/qsr-worker" ] || {
   echo "tta_netns.sh: --bin-dir must hold qsr-coordinator and qsr-worker" >&2; exit 2; }
 [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 16 ] || { echo "tta_netns.sh: --workers in [1, 16]" >&2; exit 2; }
-KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 qsr_h16 qsr_h16_bf16 constant_h16 ddp postlocal"
+KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 ddp postlocal"
+VARIANT='^(qsr|constant)_h([1-9][0-9]{0,3})(_bf16)?$'
 IFS=, read -r -a RATE_LIST <<< "$RATES"
 IFS=, read -r -a METHOD_LIST <<< "$METHODS"
 for method in "${METHOD_LIST[@]}"; do
   case " $KNOWN_METHODS " in
     *" $method "*) ;;
-    *) echo "tta_netns.sh: unknown method \"$method\" (known: $KNOWN_METHODS)" >&2; exit 2 ;;
+    *) [[ $method =~ $VARIANT ]] || {
+         echo "tta_netns.sh: unknown method \"$method\" (known: $KNOWN_METHODS, and" \
+              "qsr_hN, constant_hN with N in [1, 9999], either with _bf16)" >&2; exit 2; } ;;
   esac
 done
 
@@ -164,10 +167,12 @@ run_qsr() {  # run_qsr METHOD RATE
     constant_h) recipe=$RECIPES/cnn-localsgd-constant-h.yaml ;;
     nocomm) recipe=$RECIPES/cnn-localsgd-constant-h.yaml; extra=(--init_h=1000000 --min_h=1000000) ;;
     qsr_bf16) recipe=$RECIPES/cnn-localsgd-qsr.yaml; extra=(--sync_precision=bf16) ;;
-    qsr_h16) recipe=$RECIPES/cnn-localsgd-qsr.yaml; extra=(--init_h=16 --min_h=16) ;;
-    qsr_h16_bf16) recipe=$RECIPES/cnn-localsgd-qsr.yaml
-      extra=(--init_h=16 --min_h=16 --sync_precision=bf16) ;;
-    constant_h16) recipe=$RECIPES/cnn-localsgd-constant-h.yaml; extra=(--init_h=16 --min_h=16) ;;
+    *)  # qsr_hN[_bf16], constant_hN[_bf16] (checked up front)
+      [[ $method =~ $VARIANT ]]
+      recipe=$RECIPES/cnn-localsgd-qsr.yaml
+      [ "${BASH_REMATCH[1]}" = constant ] && recipe=$RECIPES/cnn-localsgd-constant-h.yaml
+      extra=("--init_h=${BASH_REMATCH[2]}" "--min_h=${BASH_REMATCH[2]}")
+      [ -n "${BASH_REMATCH[3]}" ] && extra+=(--sync_precision=bf16) ;;
   esac
   [ "$SPE" -gt 0 ] && extra+=("--steps_per_epoch=$SPE")
   local dir=$WORK/$method-$rate

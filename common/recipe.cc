@@ -214,6 +214,11 @@ const std::vector<KeyDef>& Keys() {
        &Recipe::precision,
        "forward and loss precision: fp32, or bf16 autocast (CUDA GPUs with bf16, or the CPU)",
        {"fp32", "bf16"}},
+      {"memory_format",
+       &Recipe::memory_format,
+       "layout of convolution weights and inputs: contiguous (NCHW) or channels_last (NHWC; on "
+       "the CPU the cnn trains ~30% faster, ResNet-18 ~20% slower)",
+       {"contiguous", "channels_last"}},
       {"sync_precision",
        &Recipe::sync_precision,
        "what a local method's sync sends: fp32 models, or bf16 changes since the last sync (half "

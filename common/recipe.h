@@ -79,6 +79,8 @@ struct Recipe {
   double bucket_mb = 25.0;
   // Autocast of forward and loss: fp32 (none) | bf16. Weights and optimizer state stay fp32.
   std::string precision = "fp32";
+  // Layout of 4-D model tensors and inputs: contiguous (NCHW) | channels_last (NHWC).
+  std::string memory_format = "contiguous";
   // What a sync of a local method sends: fp32 (the models) | bf16 (each worker's change since the
   // last sync, in bfloat16: half the bytes; the averaged models stay float32 and identical).
   std::string sync_precision = "fp32";

@@ -24,6 +24,7 @@
 #include "worker/data/batch_loader.h"
 #include "worker/data/datasets.h"
 #include "worker/evaluator.h"
+#include "worker/model/memory_format.h"
 #include "worker/model/models.h"
 #include "worker/optimizer_factory.h"
 #include "worker/precision.h"
@@ -107,6 +108,7 @@ class Worker {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<ModelAverager> averager_;
+  bool channels_last_ = false;              // recipe memory_format on this device
   std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
   // Data-parallel gradients in buckets that overlap with backward (bucket_mb > 0); destroyed
   // before comm_, which it uses.
@@ -190,6 +192,16 @@ absl::Status Worker::Setup() {
   }
   optimizer_ = MakeOptimizer(recipe_, *model_);
   if (absl::Status s = LoadInitialState(); !s.ok()) return s;
+  // After loading (which may replace the tensors' storage with a checkpoint's layout), before the
+  // averager binds the tensors' memory.
+  channels_last_ = recipe_.memory_format == "channels_last";
+  if (channels_last_) {
+    if (absl::Status s = TorchCall("converting the model to channels_last",
+                                   [&] { ConvertToChannelsLast(*model_); });
+        !s.ok()) {
+      return s;
+    }
+  }
 
   absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*model_);
   if (!averager.ok()) return averager.status();
@@ -295,6 +307,11 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     absl::Status s = TorchCall("training step", [&] {
       optimizer_->zero_grad();
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
+      if (channels_last_) {
+        for (torch::Tensor& x : xs) {
+          if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+        }
+      }
       std::vector<torch::Tensor> ys = batch->y.to(device_, /*non_blocking=*/true).chunk(acc);
       for (size_t i = 0; i < xs.size(); ++i) {
         torch::Tensor loss;

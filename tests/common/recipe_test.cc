@@ -316,8 +316,8 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
 
   const auto help = RecipeKeyHelp();
   // Every key of the table: the issue-3 options, min/max_workers (issue 5), bucket_mb and
-  // precision (issue 4), and sync_precision (issue 7).
-  EXPECT_EQ(help.size(), 59u);
+  // precision (issue 4), sync_precision and memory_format (issue 7).
+  EXPECT_EQ(help.size(), 60u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;

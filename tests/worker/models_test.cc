@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "worker/model/memory_format.h"
 
 namespace qsr {
 namespace {
@@ -86,6 +87,43 @@ TEST(ModelsTest, ChannelsLastInputGivesTheSameOutput) {
   const torch::Tensor a = model->forward(x);
   const torch::Tensor b = model->forward(x.contiguous(torch::MemoryFormat::ChannelsLast));
   EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5));
+}
+
+// Every 4-D tensor gets NHWC strides, also conv1's weight with one input channel (where
+// contiguous(ChannelsLast) would keep NCHW strides), in the same TensorImpl; training gives
+// the same results as in NCHW.
+TEST(MemoryFormatTest, ConvertsEvery4DTensorInPlaceAndTrainsTheSame) {
+  torch::manual_seed(9);
+  std::shared_ptr<Model> nchw = Make("cnn", 10);
+  torch::manual_seed(9);
+  std::shared_ptr<Model> nhwc = Make("cnn", 10);
+  std::vector<torch::TensorImpl*> impls;
+  for (const torch::Tensor& p : nhwc->parameters()) impls.push_back(p.unsafeGetTensorImpl());
+  EXPECT_EQ(ConvertToChannelsLast(*nhwc), 2);  // conv1.weight, conv2.weight
+  const std::vector<torch::Tensor> params = nhwc->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(params[i].unsafeGetTensorImpl(), impls[i]) << i;
+    if (params[i].dim() == 4) {
+      EXPECT_TRUE(params[i].is_contiguous(torch::MemoryFormat::ChannelsLast)) << i;
+      EXPECT_EQ(params[i].stride(1), 1) << i;  // channels innermost
+    }
+  }
+  const torch::Tensor x = torch::randn({8, 1, 28, 28});
+  const torch::Tensor y = torch::randint(0, 10, {8}, torch::kInt64);
+  for (auto& model : {nchw, nhwc}) {
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    for (int step = 0; step < 3; ++step) {
+      sgd.zero_grad();
+      torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+      sgd.step();
+    }
+  }
+  const std::vector<torch::Tensor> a = nchw->parameters(), b = nhwc->parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
+  }
+  std::shared_ptr<Model> mlp = Make("mlp", 10);
+  EXPECT_EQ(ConvertToChannelsLast(*mlp), 0);
 }
 
 std::shared_ptr<Model> MakeFor(const std::string& name, int64_t num_classes,

@@ -143,6 +143,29 @@ TEST(NcclCommunicatorGpuTest, AllReduceAndBroadcastWorldOne) {
   EXPECT_FALSE(comm->aborted());
 }
 
+// One rank's mean is itself: this runs ncclAvg, and bfloat16 where NCCL has it, end to end.
+TEST(NcclCommunicatorGpuTest, AllReduceAverageWorldOneKeepsFloatAndBfloat16) {
+  SKIP_WITHOUT_GPU();
+  std::unique_ptr<NcclCommunicator> comm = CreateWorldOne();
+  ASSERT_NE(comm, nullptr);
+  torch::Tensor f = torch::arange(1001, Cuda()).mul_(0.25);
+  const torch::Tensor f_expected = f.clone();
+  ASSERT_TRUE(comm->AllReduceAverage(f).ok());
+  EXPECT_TRUE(torch::equal(f, f_expected));
+  torch::Tensor h = torch::arange(1001, Cuda()).remainder_(64).to(torch::kBFloat16);
+  const torch::Tensor h_expected = h.clone();
+  const absl::Status s = comm->AllReduceAverage(h);
+  if (NcclCommunicator::AveragesBfloat16()) {
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_TRUE(torch::equal(h, h_expected));
+  } else {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  }
+  torch::Tensor f64 = torch::ones({4}, Cuda(torch::kFloat64));
+  EXPECT_EQ(comm->AllReduceAverage(f64).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(comm->aborted());
+}
+
 TEST(NcclCommunicatorGpuTest, RejectsBadTensorsWithoutAborting) {
   SKIP_WITHOUT_GPU();
   std::unique_ptr<NcclCommunicator> comm = CreateWorldOne();

@@ -260,6 +260,14 @@ absl::Status NcclCommunicator::AllReduceSum(torch::Tensor& tensor) {
   return AllReduce(tensor, /*average=*/false);
 }
 
+bool NcclCommunicator::AveragesBfloat16() {
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  return true;
+#else
+  return false;
+#endif
+}
+
 absl::Status NcclCommunicator::AllReduceAverage(torch::Tensor& tensor) {
   return AllReduce(tensor, /*average=*/true);
 }

@@ -93,8 +93,10 @@ class NcclCommunicator : public Communicator {
   // tensors are no-ops. With size 1 the call still goes through NCCL (a local no-op copy).
   absl::Status AllReduceSum(torch::Tensor& tensor) override;
   // ncclAllReduce with ncclAvg (the division happens in NCCL's kernel); same rules otherwise,
-  // except that bfloat16 tensors are taken too where NCCL >= 2.20 (INVALID_ARGUMENT before).
+  // except that it also takes bfloat16 tensors where AveragesBfloat16() (else INVALID_ARGUMENT).
   absl::Status AllReduceAverage(torch::Tensor& tensor) override;
+  // Whether this build's NCCL has ncclBfloat16 for AllReduceAverage (NCCL >= 2.20).
+  static bool AveragesBfloat16();
   // Starts ncclAllReduce (sum) of `tensor` on the communication stream (see above). Same tensor
   // rules as AllReduceSum; empty tensors complete at once.
   absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
