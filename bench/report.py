@@ -155,13 +155,15 @@ def section_averaging(recs, fig_dir, md):
     if not recs:
         md.append("Not run.\n")
         return
-    md.append("One averaging round of qsr (`ModelAverager::Average` over `GlooCommunicator`: the "
-              "model's 16 tensors copied into one flat buffer, ring all-reduce, divide, copy "
-              "back), the communicator alone (`GlooCommunicator::AllReduceSum` of one flat tensor, "
-              "without the averager's copies), a raw `gloo::allreduce` (ring, "
-              "`gloo::sum<float>`) of the same bytes "
-              "and `torch.distributed.all_reduce` (gloo) from Python; processes on one machine over "
-              "loopback, 1 thread each, median of the repetitions after a barrier. *link* is the "
+    md.append("One averaging round of qsr (`ModelAverager::Average` over `GlooCommunicator`: a "
+              "model of 16 tensors that live in one flat buffer, averaged by one ring all-reduce "
+              "with the division folded into it), the communicator alone "
+              "(`GlooCommunicator::AllReduceAverage` of one flat tensor), a raw `gloo::allreduce` "
+              "(ring, `gloo::sum<float>`: a sum, not a mean) of the same bytes "
+              "and `torch.distributed.all_reduce` (gloo, a sum) from Python; processes on one "
+              "machine over loopback, 1 thread each, the implementations taking turns, median of "
+              "the repetitions after a barrier (older data: each implementation's repetitions in "
+              "a row). *link* is the "
               "measured ring-neighbour bandwidth (every rank sends S bytes to its successor while "
               "receiving from its predecessor); the ring bound is 2(n-1)/n * S / link. Aim: qsr "
               "within 5% of raw Gloo.\n")
