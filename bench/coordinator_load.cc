@@ -32,26 +32,23 @@
 // Bounded: every RPC has a deadline, and the whole run --timeout-s.
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/proc_stats.h"
 #include "common/flags.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
@@ -62,44 +59,6 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point origin, Clock::time_point t) {
   return std::chrono::duration<double>(t - origin).count();
-}
-
-// CPU seconds (user + system) and resident set (current, peak) of a process, from /proc.
-struct ProcSample {
-  double cpu_s = 0;
-  double rss_mb = 0;
-  double hwm_mb = 0;
-};
-
-// CPU seconds this process (the load generator) has used.
-double SelfCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-ProcSample SampleProc(int pid) {
-  ProcSample s;
-  if (pid <= 0) return s;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (std::getline(stat, line)) {
-    // Fields after the ")" closing the command name: state is field 3; utime, stime are 14, 15.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string field;
-    double utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stod(field);
-      if (i == 15) stime = std::stod(field);
-    }
-    s.cpu_s = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) s.rss_mb = std::stod(line.substr(6)) / 1024.0;
-    if (line.rfind("VmHWM:", 0) == 0) s.hwm_mb = std::stod(line.substr(6)) / 1024.0;
-  }
-  return s;
 }
 
 class LoadGenerator {
@@ -395,13 +354,6 @@ class LoadGenerator {
   std::atomic<int> heartbeat_interval_ms_{0};
   Clock::time_point deadline_;
 };
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
-  return v[i];
-}
 
 int Main(int argc, char** argv) {
   // As in qsr-coordinator: the distribution's Abseil runs its deadlock detector on every

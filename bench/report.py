@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md (tables, and SVG figures drawn by gnuplot) from the JSON lines the
-benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl, tta.jsonl,
-accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
+benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl,
+release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
 saying so. With --check it only validates the data (the CI smoke): every file present parses, and
 every throughput, time and accuracy is positive and finite; exits 1 naming what is wrong."""
 import argparse
@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "tta", "tta_long", "tta_sweep", "accuracy"]
+FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long", "tta_sweep"}
+OPTIONAL = {"tta_long", "tta_sweep", "tta_100"}
 
 
 def load(data_dir, name):
@@ -59,7 +59,12 @@ def check(data):
         need(positive(r.get("rounds_per_s")) and r.get("barriers", 0) > 0 and
              r.get("errors") == 0 and positive(r.get("release_p99_ms")),
              f"coordinator K={r.get('workers')}: no barriers, errors or non-positive rates")
-    for r in (data.get("tta") or []) + (data.get("tta_long") or []) + (data.get("tta_sweep") or []):
+    for r in data.get("release_floor") or []:
+        need(r.get("transport") in ("tcp", "grpc") and r.get("barriers", 0) > 0 and
+             positive(r.get("all_released_p99_ms")),
+             f"release_floor {r.get('transport')} K={r.get('workers')}: no barriers or latency")
+    tta_names = ("tta", "tta_long", "tta_sweep", "tta_100")
+    for r in [r for name in tta_names for r in data.get(name) or []]:
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
@@ -255,6 +260,36 @@ plot 'coord.dat' using 1:2 with linespoints title 'release p50', 'coord.dat' usi
         md.append("![coordinator](bench/figures/coordinator.svg)\n")
 
 
+def section_release_floor(recs, coord, md):
+    md.append("### 3b. The floor under it: the same release with no coordinator\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    md.append("`qsr-bench-release-floor` times the same thing (K waiters released back to back, "
+              "latency from the last arrival, client-side) with no coordinator logic at all: a "
+              "server process that counts 8-byte arrivals and, at the K-th, sends every worker "
+              "an 8-byte release. `tcp`: plain sockets and epoll, one thread on each side, the "
+              "kernel's own cost. `grpc`: one gRPC bidirectional stream per worker (callback "
+              "API), what a streaming coordinator transport would cost. Both sides share the "
+              "same 2 cores, as in the table above. The last column is the coordinator's all "
+              "released p99 at the same K (table above, its own invocation) over this row's.\n")
+    md.append("| K | transport | release p50 | release p99 | all released p50 | "
+              "all released p99 | server CPU per barrier | client CPU per barrier | "
+              "coordinator p99 / this |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
+    by_k = {r["workers"]: r for r in coord or []}
+    for r in recs:
+        c = by_k.get(r["workers"])
+        ratio = (f"{c['all_released_p99_ms'] / r['all_released_p99_ms']:.1f}x"
+                 if c and positive(r["all_released_p99_ms"]) else "n/a")
+        md.append(f"| {r['workers']} | {r['transport']} | {r['release_p50_ms']:.2f} ms | "
+                  f"{r['release_p99_ms']:.2f} ms | {r['all_released_p50_ms']:.2f} ms | "
+                  f"**{r['all_released_p99_ms']:.2f} ms** | "
+                  f"{r['server_cpu_per_barrier_ms']:.1f} ms | "
+                  f"{r['client_cpu_per_barrier_ms']:.1f} ms | {ratio} |")
+    md.append("")
+
+
 def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constrained network",
                 prefix="tta"):
     md.append(title + "\n")
@@ -431,6 +466,7 @@ def main():
     section_step(data["step"], fig_dir, md)
     section_averaging(data["averaging"], fig_dir, md)
     section_coordinator(data["coordinator"], fig_dir, md)
+    section_release_floor(data["release_floor"], data["coordinator"], md)
     section_tta(data["tta"], fig_dir, md)
     if data["tta_long"]:
         section_tta(data["tta_long"], fig_dir, md,
@@ -439,6 +475,9 @@ def main():
         section_tta(data["tta_sweep"], fig_dir, md,
                     "### 4c. Settings for slow links: H_base and bf16 syncs against no "
                     "communication", "tta_sweep")
+    if data["tta_100"]:
+        section_tta(data["tta_100"], fig_dir, md,
+                    "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
     section_accuracy(data["accuracy"], fig_dir, md)
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")

@@ -81,6 +81,7 @@ class Worker {
   // and joins again. Sets *finished when the run ended meanwhile.
   absl::Status Regroup(const absl::Status& cause, bool* finished);
   bool Recoverable() const;
+  bool ChannelsLast() const { return recipe_.memory_format == "channels_last"; }
   // Heartbeats for the generation just joined, from the moment it formed (setting up the data or
   // the communicator can take longer than the heartbeat timeout).
   void BeatFor(const v1::JoinReply& join) {
@@ -108,7 +109,6 @@ class Worker {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<ModelAverager> averager_;
-  bool channels_last_ = false;              // recipe memory_format on this device
   std::unique_ptr<ModelAverager> moments_;  // AdamW moments, with avg_m / avg_v
   // Data-parallel gradients in buckets that overlap with backward (bucket_mb > 0); destroyed
   // before comm_, which it uses.
@@ -194,8 +194,7 @@ absl::Status Worker::Setup() {
   if (absl::Status s = LoadInitialState(); !s.ok()) return s;
   // After loading (which may replace the tensors' storage with a checkpoint's layout), before the
   // averager binds the tensors' memory.
-  channels_last_ = recipe_.memory_format == "channels_last";
-  if (channels_last_) {
+  if (ChannelsLast()) {
     if (absl::Status s = TorchCall("converting the model to channels_last",
                                    [&] { ConvertToChannelsLast(*model_); });
         !s.ok()) {
@@ -307,7 +306,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     absl::Status s = TorchCall("training step", [&] {
       optimizer_->zero_grad();
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
-      if (channels_last_) {
+      if (ChannelsLast()) {
         for (torch::Tensor& x : xs) {
           if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
         }

@@ -1,5 +1,6 @@
 #include "worker/comm/gloo_communicator.h"
 
+#include <c10/util/BFloat16.h>
 #include <gloo/allreduce.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
@@ -40,21 +41,13 @@ void SumFloats(void* c, const void* a, const void* b, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = x[i] + y[i];
 }
 
-// bfloat16 as stored: the upper half of a float32, rounded to nearest even (as c10::BFloat16).
+// bfloat16 as stored, converted the way c10::BFloat16 does (round to nearest even), so that the
+// collective rounds exactly like a torch bfloat16 tensor operation would.
 float Bf16ToFloat(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
+  return static_cast<float>(c10::BFloat16(h, c10::BFloat16::from_bits()));
 }
 
-uint16_t FloatToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
+uint16_t FloatToBf16(float f) { return c10::BFloat16(f).x; }
 
 // SumFloats for bfloat16 elements: each sum is formed in float32 and rounded once.
 void SumBf16(void* c, const void* a, const void* b, size_t n) {

@@ -110,7 +110,14 @@ absl::Status ModelAverager::Average(Communicator& comm) {
       reference_comm_ == comm.instance_id()) {
     // The change is formed in float32 and rounded once; the model's memory is not touched until
     // the collective succeeded.
-    torch::Tensor change = flat_.sub(reference_).to(torch::kBFloat16);
+    // Kept between rounds: a sync allocates nothing.
+    if (!change_.defined()) {
+      change_ = torch::empty_like(flat_);
+      change_bf16_ = torch::empty_like(flat_, flat_.options().dtype(torch::kBFloat16));
+    }
+    torch::sub_out(change_, flat_, reference_);
+    change_bf16_.copy_(change_);
+    torch::Tensor& change = change_bf16_;
     absl::Status status = comm.AllReduceAverage(change);
     if (!status.ok()) {
       reference_ = torch::Tensor();

@@ -116,6 +116,10 @@ class ModelAverager {
   // (undefined = none).
   torch::Tensor reference_;
   uint64_t reference_comm_ = 0;
+  // kBfloat16 only: the change since the reference, in float32 and as sent (bfloat16); allocated
+  // at the first bf16 sync and reused by every later one.
+  torch::Tensor change_;
+  torch::Tensor change_bf16_;
 };
 
 }  // namespace qsr
