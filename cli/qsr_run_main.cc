@@ -89,14 +89,9 @@ int main(int argc, char** argv) {
     return Fail("unexpected argument \"" + flags.positional()[0] + "\"");
 
   // Validate here too, so a bad recipe fails before anything starts.
-  absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
+  absl::StatusOr<qsr::Recipe> recipe =
+      qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
   if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
-  if (absl::Status s = qsr::ApplyRecipeOverrides(*recipe, flags.recipe_overrides()); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
-  if (absl::Status s = qsr::ResolveRecipe(*recipe); !s.ok()) {
-    return Fail(flags.Get("recipe") + ": " + std::string(s.message()));
-  }
   absl::StatusOr<int64_t> threads = flags.GetInt("threads");
   absl::StatusOr<double> progress_s = flags.GetDouble("progress-s");
   if (!threads.ok() || *threads < 0) return Fail("--threads must be an integer >= 0");

@@ -53,14 +53,9 @@ bool Ended(const qsr::v1::GetStatusReply& s) {
 
 int Plan(const qsr::FlagParser& flags) {
   if (flags.Get("recipe").empty()) return Fail("plan needs --recipe FILE");
-  absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
+  absl::StatusOr<qsr::Recipe> recipe =
+      qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
   if (!recipe.ok()) return Fail(recipe.status());
-  if (absl::Status s = qsr::ApplyRecipeOverrides(*recipe, flags.recipe_overrides()); !s.ok()) {
-    return Fail(s);
-  }
-  if (absl::Status s = qsr::ResolveRecipe(*recipe); !s.ok()) {
-    return Fail(flags.Get("recipe") + ": " + std::string(s.message()));
-  }
   qsr::RoundPlanner planner(*recipe);
   std::vector<qsr::Round> rounds = planner.Plan();
   qsr::PlanSummary summary = qsr::RoundPlanner::Summarize(rounds);

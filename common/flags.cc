@@ -194,4 +194,15 @@ absl::Status ApplyRecipeOverrides(
   return absl::OkStatus();
 }
 
+absl::StatusOr<Recipe> LoadRecipeWithOverrides(
+    const std::string& path, const std::vector<std::pair<std::string, std::string>>& overrides) {
+  absl::StatusOr<Recipe> recipe = LoadRecipeFile(path);
+  if (!recipe.ok()) return recipe.status();
+  if (absl::Status s = ApplyRecipeOverrides(*recipe, overrides); !s.ok()) return s;
+  if (absl::Status s = ResolveRecipe(*recipe); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
+  return recipe;
+}
+
 }  // namespace qsr

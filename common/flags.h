@@ -68,8 +68,13 @@ class FlagParser {
 
 // Applies overrides to a recipe; the first bad one is an error naming the flag.
 struct Recipe;
-absl::Status ApplyRecipeOverrides(Recipe& recipe,
-                                  const std::vector<std::pair<std::string, std::string>>& overrides);
+absl::Status ApplyRecipeOverrides(
+    Recipe& recipe, const std::vector<std::pair<std::string, std::string>>& overrides);
+
+// The recipe a binary runs: the file at `path` (LoadRecipeFile), then `overrides`, then
+// ResolveRecipe. An error names the file, or the flag of the bad override.
+absl::StatusOr<Recipe> LoadRecipeWithOverrides(
+    const std::string& path, const std::vector<std::pair<std::string, std::string>>& overrides);
 
 }  // namespace qsr
 

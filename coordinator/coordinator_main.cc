@@ -90,14 +90,9 @@ int main(int argc, char** argv) {
   }
   if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
 
-  absl::StatusOr<qsr::Recipe> recipe = qsr::LoadRecipeFile(flags.Get("recipe"));
+  absl::StatusOr<qsr::Recipe> recipe =
+      qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
   if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
-  if (absl::Status s = qsr::ApplyRecipeOverrides(*recipe, flags.recipe_overrides()); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
-  if (absl::Status s = qsr::ResolveRecipe(*recipe); !s.ok()) {
-    return Fail(flags.Get("recipe") + ": " + std::string(s.message()));
-  }
   absl::StatusOr<int64_t> timeout_s = flags.GetInt("rendezvous-timeout-s");
   absl::StatusOr<int64_t> batch_steps = flags.GetInt("plan-batch-steps");
   absl::StatusOr<int64_t> linger_s = flags.GetInt("linger-s");

@@ -131,5 +131,24 @@ TEST(FlagsTest, BadOverrideNamesTheFlag) {
   EXPECT_EQ(r.epochs, 3);
 }
 
+TEST(FlagsTest, LoadRecipeWithOverridesAppliesThenResolves) {
+  const std::string path =
+      std::string(QSR_SOURCE_DIR) + "/recipes/fashion-mnist/cnn-localsgd-qsr.yaml";
+  absl::StatusOr<Recipe> r = LoadRecipeWithOverrides(path, {{"workers", "4"}, {"epochs", "2"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->workers, 4);
+  EXPECT_EQ(r->epochs, 2);
+  EXPECT_GT(r->steps_per_epoch, 0);  // resolved
+
+  absl::Status bad_flag = LoadRecipeWithOverrides(path, {{"max_lr", "abc"}}).status();
+  EXPECT_EQ(bad_flag.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad_flag.message()), HasSubstr("flag --max-lr"));
+  // A value that parses but that the resolved recipe rejects: the error names the file.
+  absl::Status bad_value = LoadRecipeWithOverrides(path, {{"workers", "0"}}).status();
+  EXPECT_FALSE(bad_value.ok());
+  EXPECT_THAT(std::string(bad_value.message()), HasSubstr(path));
+  EXPECT_FALSE(LoadRecipeWithOverrides("/nonexistent/recipe.yaml", {}).ok());
+}
+
 }  // namespace
 }  // namespace qsr

@@ -8,30 +8,10 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/test_security.h"
 
 namespace qsr {
 namespace {
-
-ServerSecurity Server(std::string cert, std::string key, std::string client_ca = "",
-                      std::string token = "", bool protect_reads = false) {
-  ServerSecurity s;
-  s.tls_cert = std::move(cert);
-  s.tls_key = std::move(key);
-  s.tls_client_ca = std::move(client_ca);
-  s.token = std::move(token);
-  s.token_protect_reads = protect_reads;
-  return s;
-}
-
-ClientSecurity Client(std::string ca, std::string cert = "", std::string key = "",
-                      std::string token = "") {
-  ClientSecurity s;
-  s.tls_ca = std::move(ca);
-  s.tls_cert = std::move(cert);
-  s.tls_key = std::move(key);
-  s.token = std::move(token);
-  return s;
-}
 
 class ConnectionSecurityTest : public ::testing::Test {
  protected:

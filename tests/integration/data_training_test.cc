@@ -7,11 +7,11 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "cli/process_group.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_util.h"
+#include "tests/integration/worker_processes.h"
 #include "worker/data/jpeg.h"
 
 namespace qsr {
@@ -48,19 +48,11 @@ std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::str
       CoordinatorServer::Start(recipe, options);
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return nullptr;
-  ProcessGroup workers;
-  for (int i = 0; i < recipe.workers; ++i) {
-    EXPECT_TRUE(workers
-                    .Spawn(absl::StrCat("w", i),
-                           {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1",
-                            "--worker-id", absl::StrCat("worker-", i)})
-                    .ok());
+  const std::vector<std::optional<int>> codes = testing::RunWorkers(
+      QSR_WORKER_BIN, (*server)->address(), static_cast<int>(recipe.workers), absl::Seconds(180));
+  for (size_t i = 0; i < codes.size(); ++i) {
+    EXPECT_EQ(codes[i], 0) << "worker " << i << " (nullopt: did not finish within the deadline)";
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(180);
-  while (!workers.AllExited() && absl::Now() < deadline) workers.Pump(absl::Milliseconds(100));
-  EXPECT_TRUE(workers.AllExited()) << "workers did not finish within the deadline";
-  if (!workers.AllExited()) workers.TerminateAll(absl::Seconds(5));
-  for (int i = 0; i < recipe.workers; ++i) EXPECT_EQ(workers.ExitCode(i), 0) << "worker " << i;
   EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
   return std::move(*server);
 }

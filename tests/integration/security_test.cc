@@ -16,6 +16,7 @@
 #include "coordinator/coordinator_client.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/test_security.h"
 #include "tests/integration/fake_workers.h"
 #include "tests/integration/test_util.h"
 
@@ -114,27 +115,6 @@ std::unique_ptr<CoordinatorClient> Worker(const std::string& address,
       NewGrpcCoordinatorClient(address, security);
   EXPECT_TRUE(client.ok()) << client.status();
   return client.ok() ? std::move(*client) : nullptr;
-}
-
-ServerSecurity Server(std::string cert, std::string key, std::string client_ca = "",
-                      std::string token = "", bool protect_reads = false) {
-  ServerSecurity s;
-  s.tls_cert = std::move(cert);
-  s.tls_key = std::move(key);
-  s.tls_client_ca = std::move(client_ca);
-  s.token = std::move(token);
-  s.token_protect_reads = protect_reads;
-  return s;
-}
-
-ClientSecurity Client(std::string ca, std::string cert = "", std::string key = "",
-                      std::string token = "") {
-  ClientSecurity s;
-  s.tls_ca = std::move(ca);
-  s.tls_cert = std::move(cert);
-  s.tls_key = std::move(key);
-  s.token = std::move(token);
-  return s;
 }
 
 ClientSecurity TokenOnly(std::string token) { return Client("", "", "", std::move(token)); }

@@ -4,12 +4,12 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "cli/process_group.h"
 #include "common/checkpoint_manifest.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_util.h"
+#include "tests/integration/worker_processes.h"
 
 namespace qsr {
 namespace {
@@ -64,18 +64,11 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
       CoordinatorServer::Start(recipe, options);
   ASSERT_TRUE(server.ok()) << server.status();
 
-  ProcessGroup workers;
-  for (int i = 0; i < c.workers; ++i) {
-    ASSERT_TRUE(workers
-                    .Spawn(absl::StrCat("w", i),
-                           {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1",
-                            "--worker-id", absl::StrCat("worker-", i)})
-                    .ok());
+  const std::vector<std::optional<int>> codes =
+      testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), c.workers, absl::Seconds(240));
+  for (size_t i = 0; i < codes.size(); ++i) {
+    ASSERT_EQ(codes[i], 0) << "worker " << i << " (nullopt: did not finish within the deadline)";
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(240);
-  while (!workers.AllExited() && absl::Now() < deadline) workers.Pump(absl::Milliseconds(100));
-  ASSERT_TRUE(workers.AllExited()) << "workers did not finish within the deadline";
-  for (int i = 0; i < c.workers; ++i) EXPECT_EQ(workers.ExitCode(i), 0) << "worker " << i;
   ASSERT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
 
   // The rounds trained are exactly the plan `qsrctl plan` prints for this recipe.
@@ -150,19 +143,12 @@ std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::str
       CoordinatorServer::Start(recipe, options);
   EXPECT_TRUE(server.ok()) << server.status();
   if (!server.ok()) return nullptr;
-  ProcessGroup workers;
-  for (int i = 0; i < recipe.workers; ++i) {
-    EXPECT_TRUE(
-        workers
-            .Spawn(absl::StrCat("w", i),
-                   {QSR_WORKER_BIN, "--coordinator", (*server)->address(), "--threads", "1",
-                    "--worker-id", absl::StrCat("worker-", i), "--checkpoint-dir", checkpoint_dir})
-            .ok());
+  const std::vector<std::optional<int>> codes =
+      testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), static_cast<int>(recipe.workers),
+                          absl::Seconds(240), {"--checkpoint-dir", checkpoint_dir});
+  for (size_t i = 0; i < codes.size(); ++i) {
+    EXPECT_EQ(codes[i], 0) << "worker " << i << " (nullopt: did not finish within the deadline)";
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(240);
-  while (!workers.AllExited() && absl::Now() < deadline) workers.Pump(absl::Milliseconds(100));
-  EXPECT_TRUE(workers.AllExited()) << "workers did not finish within the deadline";
-  for (int i = 0; i < recipe.workers; ++i) EXPECT_EQ(workers.ExitCode(i), 0) << "worker " << i;
   EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
   return std::move(*server);
 }

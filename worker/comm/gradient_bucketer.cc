@@ -222,8 +222,10 @@ absl::Status GradientBucketer::Finish() {
   const int size = comm_->size();
   return TorchCall("gradient bucketer: writing mean gradients", [&] {
     torch::NoGradGuard no_grad;
+    // The division by the world size is folded into the copy back to each gradient (one pass
+    // over the bucket, not two); the has-grad flags are only compared with zero.
+    const double divisor = static_cast<double>(size);
     for (Bucket& b : buckets_) {
-      if (size > 1) b.buffer.div_(static_cast<double>(size));
       const int64_t n = static_cast<int64_t>(b.params.size());
       // .cpu() is a view, not a copy, when the buffer is already on the CPU.
       const torch::Tensor flags_cpu = b.buffer.narrow(0, b.numel, n).cpu();
@@ -233,9 +235,9 @@ absl::Status GradientBucketer::Finish() {
         torch::Tensor slot = b.buffer.narrow(0, p.offset, p.tensor.numel()).view(p.tensor.sizes());
         torch::Tensor& grad = p.tensor.mutable_grad();
         if (grad.defined()) {
-          grad.copy_(slot);
+          torch::div_out(grad, slot, divisor);
         } else if (flags[k] > 0.0f) {
-          grad = slot.to(p.tensor.dtype(), /*non_blocking=*/false, /*copy=*/true);
+          grad = slot.div(divisor).to(p.tensor.dtype());
         }
       }
     }
