@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark 5: the accuracy study at small scale. QSR against parallel SGD (H = 1) and constant H
-on Fashion-MNIST (cnn, cosine decay), --seeds seeds each, equal epochs, --workers workers via
+(and QSR with bf16 syncs, method qsr_bf16) on Fashion-MNIST (cnn, cosine decay), --seeds seeds each, equal epochs, --workers workers via
 qsr-run on this machine. One JSON line per run:
   {"bench":"accuracy","kind":"run","method","seed","epochs","test_acc","rounds","syncs",
    "bytes_per_worker","elapsed_s","state"}
@@ -15,8 +15,12 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = {"qsr": "cnn-localsgd-qsr.yaml", "parallel": "cnn-parallel-sgd.yaml",
-           "constant_h": "cnn-localsgd-constant-h.yaml"}
+# method -> (recipe, extra recipe flags). qsr_bf16 differs from qsr only in what a sync sends (the
+# change since the last sync, in bfloat16), so the same seed gives a paired comparison.
+METHODS = {"qsr": ("cnn-localsgd-qsr.yaml", []),
+           "qsr_bf16": ("cnn-localsgd-qsr.yaml", ["--sync_precision=bf16"]),
+           "parallel": ("cnn-parallel-sgd.yaml", []),
+           "constant_h": ("cnn-localsgd-constant-h.yaml", [])}
 
 
 def main():
@@ -35,15 +39,20 @@ def main():
     a = p.parse_args()
     tmp = a.keep_dir or tempfile.mkdtemp(prefix="qsr-bench-acc-")
     seeds = [int(s) for s in a.seeds.split(",")]
+    unknown = [m for m in a.methods.split(",") if m not in METHODS]
+    if unknown:
+        sys.exit(f"accuracy_study: unknown method(s) {', '.join(unknown)}; "
+                 f"known: {', '.join(METHODS)}")
     for method in a.methods.split(","):
         accs, syncs = [], []
         for seed in seeds:
             run_dir = os.path.join(tmp, f"{method}-s{seed}")
             cmd = [os.path.join(a.bin_dir, "qsr-run"), "--workers", str(a.workers), "--recipe",
-                   os.path.join(ROOT, "recipes/fashion-mnist", METHODS[method]),
+                   os.path.join(ROOT, "recipes/fashion-mnist", METHODS[method][0]),
                    "--data-dir", a.data_dir, "--run-dir", run_dir, "--run-id",
                    f"acc-{method}-s{seed}", "--threads", str(a.threads), "--progress-s", "600",
                    f"--epochs={a.epochs}", f"--seed={seed}", f"--init_model_by_seed={seed}"]
+            cmd += METHODS[method][1]
             if a.warmup_epochs >= 0:
                 cmd.append(f"--warmup_epochs={a.warmup_epochs}")
             if a.steps_per_epoch > 0:

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy"]
+FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy", "accuracy_bf16"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long", "tta_sweep", "tta_100"}
+OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "accuracy_bf16"}
 
 
 def load(data_dir, name):
@@ -68,7 +68,7 @@ def check(data):
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
-    for r in data.get("accuracy") or []:
+    for r in (data.get("accuracy") or []) + (data.get("accuracy_bf16") or []):
         if r.get("kind") == "run":
             need(positive(r.get("test_acc")) and r["test_acc"] <= 1 and r.get("syncs", 0) > 0,
                  f"accuracy {r['method']} seed {r['seed']}: bad accuracy or no syncs")
@@ -272,7 +272,8 @@ def section_release_floor(recs, coord, md):
               "kernel's own cost. `grpc`: one gRPC bidirectional stream per worker (callback "
               "API), what a streaming coordinator transport would cost. Both sides share the "
               "same 2 cores, as in the table above. The last column is the coordinator's all "
-              "released p99 at the same K (table above, its own invocation) over this row's.\n")
+              "released p99 at the same K (table above; `run_all.sh --only coordinator` runs "
+              "both in one invocation) over this row's.\n")
     md.append("| K | transport | release p50 | release p99 | all released p50 | "
               "all released p99 | server CPU per barrier | client CPU per barrier | "
               "coordinator p99 / this |")
@@ -378,7 +379,7 @@ plot """ + ", ".join(plots) + f", {r0['target']} with lines dt 2 title 'target'\
         md.append(f"![time to accuracy](bench/figures/{prefix}.svg)\n")
 
 
-def section_accuracy(recs, fig_dir, md):
+def section_accuracy(recs, bf16_recs, fig_dir, md):
     md.append("## 5. Accuracy study (small scale)\n")
     if not recs:
         md.append("Not run.\n")
@@ -404,6 +405,24 @@ def section_accuracy(recs, fig_dir, md):
         md.append(f"| {r['method']} | {r['seed']} | {r['test_acc']:.4f} | {r['syncs']} | "
                   f"{mb(r['bytes_per_worker'])} | {fmt(r['elapsed_s'], '.0f')} s |")
     md.append("")
+    # accuracy_bf16.jsonl (its own invocation) runs qsr and qsr_bf16 on the same seeds, with only
+    # the sync precision changed: the per-seed difference is the paired effect of bf16 syncs.
+    bf16_runs = [r for r in bf16_recs or [] if r.get("kind") == "run"]
+    fp32 = {r["seed"]: r for r in bf16_runs if r["method"] == "qsr"}
+    pairs = [(r, fp32[r["seed"]]) for r in bf16_runs if r["method"] == "qsr_bf16" and
+             r["seed"] in fp32]
+    if pairs:
+        b0 = pairs[0][0]
+        md.append(f"QSR with bf16 syncs against QSR, seed by seed ({b0['epochs']} epoch(s), "
+                  f"{b0['workers']} workers, one invocation of its own; the same seed gives the "
+                  "same initial model and data order, so only what a sync sends differs):\n")
+        md.append("| seed | qsr | qsr_bf16 | difference | bytes/worker, bf16 / fp32 |")
+        md.append("|---|---|---|---|---|")
+        for b, f in pairs:
+            md.append(f"| {b['seed']} | {f['test_acc']:.4f} | {b['test_acc']:.4f} | "
+                      f"{100 * (b['test_acc'] - f['test_acc']):+.2f} points | "
+                      f"{b['bytes_per_worker'] / f['bytes_per_worker']:.2f} |")
+        md.append("")
     series = [r for r in recs if r.get("kind") == "series" and r["method"] == "qsr"]
     if series:
         s = series[0]
@@ -478,7 +497,7 @@ def main():
     if data["tta_100"]:
         section_tta(data["tta_100"], fig_dir, md,
                     "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
-    section_accuracy(data["accuracy"], fig_dir, md)
+    section_accuracy(data["accuracy"], data["accuracy_bf16"], fig_dir, md)
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"report: wrote {a.out}")
