@@ -22,7 +22,8 @@ ProcSample SampleProc(int pid);
 // CPU seconds the calling process has used.
 double SelfCpuSeconds();
 
-// The p-th percentile (0-100, nearest rank) of v; 0 for an empty v.
+// The p-th percentile (0-100) of v: the element at index round(p / 100 * (n - 1)) once sorted, so
+// with fewer than 51 values the 99th is the maximum. 0 for an empty v.
 double Percentile(std::vector<double> v, double p);
 
 }  // namespace qsr

@@ -30,6 +30,7 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -121,12 +122,15 @@ class Timeline {
   std::array<double, 2> cpu_first_{}, cpu_last_{};
 };
 
-void RaiseFdLimit() {
+// Raises the open-file limit to its hard limit; returns the limit now in force.
+rlim_t RaiseFdLimit() {
   rlimit r{};
-  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 0;
+  if (r.rlim_cur < r.rlim_max) {
     r.rlim_cur = r.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &r);
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0) getrlimit(RLIMIT_NOFILE, &r);
   }
+  return r.rlim_cur;
 }
 
 // ---- tcp ------------------------------------------------------------------------------------
@@ -202,8 +206,16 @@ bool RunTcpClients(int port, int workers, int barriers, Timeline* timeline,
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
+  // Linux bounds a blocking connect by the socket's send timeout.
+  const timeval connect_timeout{10, 0};
   for (int w = 0; w < workers; ++w) {
     fds[w] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[w] < 0) {
+      std::cerr << "qsr-bench-release-floor: socket: " << std::strerror(errno) << "\n";
+      close_all();
+      return false;
+    }
+    setsockopt(fds[w], SOL_SOCKET, SO_SNDTIMEO, &connect_timeout, sizeof(connect_timeout));
     if (connect(fds[w], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
       std::cerr << "qsr-bench-release-floor: connect: " << std::strerror(errno) << "\n";
       close_all();
@@ -273,7 +285,8 @@ grpc::ByteBuffer Bytes(uint64_t v) {
 }
 
 // The server's barrier: the reactors of the connected workers and the count of arrivals.
-// Thread-safe.
+// Thread-safe. It owns the reactors for the life of the server process (a benchmark's few
+// thousand), so a release that races with a stream's end never touches freed memory.
 class GrpcBarrier;
 
 class ServerStream : public grpc::ServerGenericBidiReactor {
@@ -282,15 +295,19 @@ class ServerStream : public grpc::ServerGenericBidiReactor {
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnDone() override;
-  // Sends release `b`. The worker's next arrival can reach the server before this write's
-  // OnWriteDone, so a release that finds a write in flight waits for it.
+  // Sends release `b` unless the stream has ended. The worker's next arrival can reach the
+  // server before this write's OnWriteDone, so a release that finds a write in flight is queued
+  // (a worker has one arrival outstanding, so at most one release waits).
   void Release(uint64_t b);
+
+  bool registered = false;  // guarded by the barrier's mutex
 
  private:
   GrpcBarrier* barrier_;
   grpc::ByteBuffer in_, out_;
   std::mutex mu_;
   bool writing_ = false;  // guarded by mu_
+  bool ended_ = false;    // guarded by mu_: Finish called or OnDone reached
   uint64_t queued_ = 0;   // guarded by mu_: a release waiting for the write in flight (0: none)
 };
 
@@ -298,16 +315,20 @@ class GrpcBarrier : public grpc::CallbackGenericService {
  public:
   explicit GrpcBarrier(int workers) : workers_(workers) {}
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
-    return new ServerStream(this);
+    std::lock_guard<std::mutex> lock(mu_);
+    owned_.push_back(std::make_unique<ServerStream>(this));
+    return owned_.back().get();
   }
-  // A worker's arrival; the K-th releases everyone. A worker sends its next arrival only after
-  // its release, so a reactor never has two writes outstanding.
+  // A worker's arrival; the K-th releases everyone.
   void Arrive(ServerStream* s) {
     std::vector<ServerStream*> release;
     uint64_t b;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (std::find(streams_.begin(), streams_.end(), s) == streams_.end()) streams_.push_back(s);
+      if (!s->registered) {
+        s->registered = true;
+        streams_.push_back(s);
+      }
       if (++arrived_ < workers_) return;
       arrived_ = 0;
       b = ++barrier_;
@@ -317,15 +338,18 @@ class GrpcBarrier : public grpc::CallbackGenericService {
   }
   void Gone(ServerStream* s) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!s->registered) return;
+    s->registered = false;
     streams_.erase(std::remove(streams_.begin(), streams_.end(), s), streams_.end());
   }
 
  private:
   const int workers_;
   std::mutex mu_;
-  std::vector<ServerStream*> streams_;
-  int arrived_ = 0;
-  uint64_t barrier_ = 0;
+  std::vector<std::unique_ptr<ServerStream>> owned_;  // guarded by mu_
+  std::vector<ServerStream*> streams_;                // guarded by mu_: those that arrived
+  int arrived_ = 0;                                   // guarded by mu_
+  uint64_t barrier_ = 0;                              // guarded by mu_
 };
 
 ServerStream::ServerStream(GrpcBarrier* barrier) : barrier_(barrier) { StartRead(&in_); }
@@ -333,7 +357,11 @@ ServerStream::ServerStream(GrpcBarrier* barrier) : barrier_(barrier) { StartRead
 void ServerStream::OnReadDone(bool ok) {
   if (!ok) {
     barrier_->Gone(this);
-    Finish(grpc::Status::OK);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ended_) {
+      ended_ = true;
+      Finish(grpc::Status::OK);
+    }
     return;
   }
   barrier_->Arrive(this);
@@ -342,6 +370,7 @@ void ServerStream::OnReadDone(bool ok) {
 
 void ServerStream::Release(uint64_t b) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (ended_) return;
   if (writing_) {
     queued_ = b;
     return;
@@ -352,10 +381,9 @@ void ServerStream::Release(uint64_t b) {
 }
 
 void ServerStream::OnWriteDone(bool ok) {
-  if (!ok) return;  // The stream is over; the failed read finishes it.
   std::lock_guard<std::mutex> lock(mu_);
   writing_ = false;
-  if (queued_ == 0) return;
+  if (!ok || ended_ || queued_ == 0) return;  // A failed write: the failed read ends the stream.
   writing_ = true;
   out_ = Bytes(queued_);
   queued_ = 0;
@@ -364,7 +392,8 @@ void ServerStream::OnWriteDone(bool ok) {
 
 void ServerStream::OnDone() {
   barrier_->Gone(this);
-  delete this;
+  std::lock_guard<std::mutex> lock(mu_);
+  ended_ = true;
 }
 
 int ServeGrpc(int pipe_fd, int workers, Clock::time_point deadline) {
@@ -392,25 +421,50 @@ class ClientStream : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byte
     ctx_.set_deadline(std::chrono::system_clock::now() + (deadline - Clock::now()));
     stub->PrepareBidiStreamingCall(&ctx_, kMethod, grpc::StubOptions(), this);
     StartRead(&in_);
-    Send();
+    Send(0);
     StartCall();
   }
+  // A release can arrive before gRPC has reported the arrival's write done, and a stream takes
+  // one write at a time: the next arrival (or the end of writes) goes out once both the release
+  // of the current barrier has been read and the arrival's write has completed.
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone reports the failure.
-    timeline_->Released(w_, b_);
-    if (++b_ == barriers_) {
-      StartWritesDone();
-      return;
+    int b;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      b = b_;
     }
-    StartRead(&in_);
-    Send();
+    timeline_->Released(w_, b);
+    if (b + 1 < barriers_) StartRead(&in_);
+    Step(/*read=*/true);
   }
-  void OnDone(const grpc::Status& status) override { done_(status.ok() && b_ == barriers_); }
+  void OnWriteDone(bool ok) override {
+    if (ok) Step(/*read=*/false);
+  }
+  void OnDone(const grpc::Status& status) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_(status.ok() && b_ == barriers_);
+  }
 
  private:
-  void Send() {
-    timeline_->Sent(w_, b_);
-    out_ = Bytes(static_cast<uint64_t>(b_));
+  void Step(bool read) {
+    int next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      (read ? released_ : written_) = true;
+      if (!released_ || !written_) return;
+      released_ = written_ = false;
+      next = ++b_;
+    }
+    if (next == barriers_) {
+      StartWritesDone();
+    } else {
+      Send(next);
+    }
+  }
+  void Send(int b) {
+    timeline_->Sent(w_, b);
+    out_ = Bytes(static_cast<uint64_t>(b));
     StartWrite(&out_);
   }
   const int w_, barriers_;
@@ -418,7 +472,10 @@ class ClientStream : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byte
   std::function<void(bool)> done_;
   grpc::ClientContext ctx_;
   grpc::ByteBuffer in_, out_;
-  int b_ = 0;
+  std::mutex mu_;
+  int b_ = 0;              // guarded by mu_: the barrier this worker is in
+  bool released_ = false;  // guarded by mu_: its release was read
+  bool written_ = false;   // guarded by mu_: its arrival's write completed
 };
 
 bool RunGrpcClients(int port, int workers, int channels, int barriers, Timeline* timeline,
@@ -487,16 +544,26 @@ int Main(int argc, char** argv) {
     }
   }
   if ((transport != "tcp" && transport != "grpc") || *workers < 1 || *workers > 16384 ||
-      *barriers < 2 || *channels < 0 || *timeout < 1) {
+      *barriers < 2 || *barriers > 10000 || *channels < 0 || *timeout < 1 || *timeout > 86400) {
     std::cerr << "qsr-bench-release-floor: --transport is tcp or grpc; --workers in [1, 16384], "
-                 "--barriers >= 2, --channels >= 0, --timeout-s >= 1\n";
+                 "--barriers in [2, 10000], --channels >= 0, --timeout-s in [1, 86400]\n";
+    return 2;
+  }
+  if (transport == "tcp" && *channels != 0) {
+    std::cerr << "qsr-bench-release-floor: --channels applies to --transport grpc only (tcp "
+                 "always opens one connection per worker)\n";
     return 2;
   }
   const int k = static_cast<int>(*workers);
   const int b = static_cast<int>(*barriers) + 1;  // barrier 0 warms up
   const int c = *channels == 0 ? k : static_cast<int>(std::min<int64_t>(*channels, k));
   const Clock::time_point deadline = Clock::now() + std::chrono::seconds(*timeout);
-  RaiseFdLimit();
+  // Each process holds K sockets (and gRPC a few more per channel).
+  if (const rlim_t limit = RaiseFdLimit(); limit < static_cast<rlim_t>(k) + 64) {
+    std::cerr << "qsr-bench-release-floor: --workers " << k << " needs " << k + 64
+              << " open files per process; the limit is " << limit << " (ulimit -n)\n";
+    return 2;
+  }
 
   // The listening socket (tcp) or a pipe for the port (grpc) is made before the fork; the
   // server process makes no threads until after it.
@@ -536,7 +603,10 @@ int Main(int argc, char** argv) {
     ok = RunTcpClients(port, k, b, &timeline, deadline);
   } else {
     close(pipe_fds[1]);
-    ok = read(pipe_fds[0], &port, sizeof(port)) == sizeof(port) && port > 0;
+    // The server writes its port once it listens, or exits (the read then sees end of file).
+    pollfd ready{pipe_fds[0], POLLIN, 0};
+    ok = poll(&ready, 1, 30000) == 1 && read(pipe_fds[0], &port, sizeof(port)) == sizeof(port) &&
+         port > 0;
     close(pipe_fds[0]);
     if (!ok) std::cerr << "qsr-bench-release-floor: the gRPC server did not start\n";
     if (ok) ok = RunGrpcClients(port, k, c, b, &timeline, deadline);

@@ -63,7 +63,7 @@ case $MODE in
     STEP=(--repeats 5)
     AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 30)
     COORD=(--workers 16,128,512,1024,2048 --barriers 20)
-    FLOOR=(128,1024,2048 50)
+    FLOOR=(128,1024,2048 20)
     TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
     # The 90% target: a 3-epoch schedule, QSR against DDP and no communication.
     TTA_LONG=(--rates 50 --epochs 3 --target 0.90 --cap-s 900 --methods qsr,qsr_bf16,qsr_h16_bf16,constant_h16,nocomm,ddp)

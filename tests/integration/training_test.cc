@@ -67,7 +67,8 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   const std::vector<std::optional<int>> codes =
       testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), c.workers, absl::Seconds(240));
   for (size_t i = 0; i < codes.size(); ++i) {
-    ASSERT_EQ(codes[i], 0) << "worker " << i << " (nullopt: did not finish within the deadline)";
+    ASSERT_EQ(codes[i], 0) << "worker " << i
+                           << " (nullopt: did not start, or did not finish within the deadline)";
   }
   ASSERT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
 
@@ -147,7 +148,8 @@ std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::str
       testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), static_cast<int>(recipe.workers),
                           absl::Seconds(240), {"--checkpoint-dir", checkpoint_dir});
   for (size_t i = 0; i < codes.size(); ++i) {
-    EXPECT_EQ(codes[i], 0) << "worker " << i << " (nullopt: did not finish within the deadline)";
+    EXPECT_EQ(codes[i], 0) << "worker " << i
+                           << " (nullopt: did not start, or did not finish within the deadline)";
   }
   EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
   return std::move(*server);

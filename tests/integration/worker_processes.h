@@ -17,7 +17,7 @@ namespace testing {
 // Starts `n` workers (`worker_bin --coordinator address --threads 1 --worker-id worker-i`, then
 // `extra_args`) and waits until all have exited or `timeout` passed; those still running then are
 // terminated. Returns each worker's exit code: nullopt for one that did not start or did not exit
-// in time.
+// in time (the test's log shows which: ProcessGroup reports a failed start).
 inline std::vector<std::optional<int>> RunWorkers(const std::string& worker_bin,
                                                   const std::string& address, int n,
                                                   absl::Duration timeout,

@@ -89,7 +89,11 @@ void ModelAverager::CopyUnboundOut() {
 
 void ModelAverager::set_sync_precision(SyncPrecision precision) {
   sync_precision_ = precision;
-  if (precision == SyncPrecision::kFloat32) reference_ = torch::Tensor();
+  if (precision == SyncPrecision::kFloat32) {
+    reference_ = torch::Tensor();
+    change_ = torch::Tensor();
+    change_bf16_ = torch::Tensor();
+  }
 }
 
 void ModelAverager::KeepReference(const Communicator& comm) {
@@ -117,13 +121,15 @@ absl::Status ModelAverager::Average(Communicator& comm) {
     }
     torch::sub_out(change_, flat_, reference_);
     change_bf16_.copy_(change_);
-    torch::Tensor& change = change_bf16_;
-    absl::Status status = comm.AllReduceAverage(change);
+    absl::Status status = comm.AllReduceAverage(change_bf16_);
     if (!status.ok()) {
       reference_ = torch::Tensor();
       return status;
     }
-    reference_.add_(change);
+    // Widened into the float32 scratch first: adding the bfloat16 tensor directly would make
+    // the CPU kernel allocate a float32 copy of it.
+    change_.copy_(change_bf16_);
+    reference_.add_(change_);
     flat_.copy_(reference_);
     CopyUnboundOut();
     return absl::OkStatus();

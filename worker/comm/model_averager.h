@@ -59,7 +59,9 @@ class ModelAverager {
   // bit-identical; it differs from the float32 mean only by the rounding of the changes (about
   // 2^-9 of a change, not of a weight). Where there is no reference (the first call, a new
   // communicator, after a failed collective) Average() sends float32 and keeps its result as the
-  // reference. kBfloat16 keeps one more float32 copy of the tracked state.
+  // reference. Memory: kBfloat16 keeps the reference and a scratch change (two float32 copies of
+  // the tracked state) and the change as sent (a bfloat16 copy), allocated once and reused, so a
+  // sync allocates nothing; set_sync_precision(kFloat32) frees them.
   enum class SyncPrecision { kFloat32, kBfloat16 };
   void set_sync_precision(SyncPrecision precision);
 
