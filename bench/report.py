@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy", "accuracy_bf16"]
+FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy", "accuracy_bf16",
+         "accuracy_long"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "accuracy_bf16"}
+OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "accuracy_bf16", "accuracy_long"}
 
 
 def load(data_dir, name):
@@ -68,7 +69,8 @@ def check(data):
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
-    for r in (data.get("accuracy") or []) + (data.get("accuracy_bf16") or []):
+    for r in [r for name in ("accuracy", "accuracy_bf16", "accuracy_long")
+              for r in data.get(name) or []]:
         if r.get("kind") == "run":
             need(positive(r.get("test_acc")) and r["test_acc"] <= 1 and r.get("syncs", 0) > 0,
                  f"accuracy {r['method']} seed {r['seed']}: bad accuracy or no syncs")
@@ -379,6 +381,47 @@ plot """ + ", ".join(plots) + f", {r0['target']} with lines dt 2 title 'target'\
         md.append(f"![time to accuracy](bench/figures/{prefix}.svg)\n")
 
 
+def accuracy_tables(runs, sums, md):
+    md.append("| method | test acc mean | std | min | max | syncs (mean) |")
+    md.append("|---|---|---|---|---|---|")
+    for r in sums:
+        md.append(f"| {r['method']} | **{r['acc_mean']:.4f}** | {r['acc_std']:.4f} | "
+                  f"{r['acc_min']:.4f} | {r['acc_max']:.4f} | {r['syncs_mean']:.0f} |")
+    md.append("\nPer run:\n")
+    md.append("| method | seed | test acc | syncs | bytes/worker | elapsed |")
+    md.append("|---|---|---|---|---|---|")
+    for r in runs:
+        md.append(f"| {r['method']} | {r['seed']} | {r['test_acc']:.4f} | {r['syncs']} | "
+                  f"{mb(r['bytes_per_worker'])} | {fmt(r['elapsed_s'], '.0f')} s |")
+    md.append("")
+
+
+def section_accuracy_long(recs, md):
+    md.append("### 5c. A longer schedule: QSR against constant H\n")
+    runs = [r for r in recs if r.get("kind") == "run"]
+    sums = [r for r in recs if r.get("kind") == "summary"]
+    if not runs:
+        md.append("Not run.\n")
+        return
+    r0 = runs[0]
+    md.append(f"The setting of section 5 over {r0['epochs']} epochs (warmup "
+              f"{r0['warmup_epochs']} epoch), where QSR's H grows further as the learning rate "
+              f"decays; seeds {sorted({r['seed'] for r in runs})}, one invocation of its own.\n")
+    accuracy_tables(runs, sums, md)
+    by = {(r["method"], r["seed"]): r for r in runs}
+    pairs = [(by[("qsr", s)], by[("constant_h", s)]) for s in sorted({r["seed"] for r in runs})
+             if ("qsr", s) in by and ("constant_h", s) in by]
+    if pairs:
+        md.append("Seed by seed (the same seed: the same initial model and data order):\n")
+        md.append("| seed | qsr | constant H | qsr - constant H | syncs, qsr / constant H |")
+        md.append("|---|---|---|---|---|")
+        for q, c in pairs:
+            md.append(f"| {q['seed']} | {q['test_acc']:.4f} | {c['test_acc']:.4f} | "
+                      f"{100 * (q['test_acc'] - c['test_acc']):+.2f} points | "
+                      f"{q['syncs']} / {c['syncs']} |")
+        md.append("")
+
+
 def section_accuracy(recs, bf16_recs, fig_dir, md):
     md.append("## 5. Accuracy study (small scale)\n")
     if not recs:
@@ -393,18 +436,7 @@ def section_accuracy(recs, bf16_recs, fig_dir, md):
               "one round (one averaging for Local SGD; for parallel SGD one round is one step "
               "with its gradient all-reduce). No CIFAR-format file is on this machine, so "
               "Fashion-MNIST only.\n")
-    md.append("| method | test acc mean | std | min | max | syncs (mean) |")
-    md.append("|---|---|---|---|---|---|")
-    for r in sums:
-        md.append(f"| {r['method']} | **{r['acc_mean']:.4f}** | {r['acc_std']:.4f} | "
-                  f"{r['acc_min']:.4f} | {r['acc_max']:.4f} | {r['syncs_mean']:.0f} |")
-    md.append("\nPer run:\n")
-    md.append("| method | seed | test acc | syncs | bytes/worker | elapsed |")
-    md.append("|---|---|---|---|---|---|")
-    for r in runs:
-        md.append(f"| {r['method']} | {r['seed']} | {r['test_acc']:.4f} | {r['syncs']} | "
-                  f"{mb(r['bytes_per_worker'])} | {fmt(r['elapsed_s'], '.0f')} s |")
-    md.append("")
+    accuracy_tables(runs, sums, md)
     # accuracy_bf16.jsonl (its own invocation) runs qsr and qsr_bf16 on the same seeds, with only
     # the sync precision changed: the per-seed difference is the paired effect of bf16 syncs.
     bf16_runs = [r for r in bf16_recs or [] if r.get("kind") == "run"]
@@ -498,6 +530,8 @@ def main():
         section_tta(data["tta_100"], fig_dir, md,
                     "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
     section_accuracy(data["accuracy"], data["accuracy_bf16"], fig_dir, md)
+    if data["accuracy_long"]:
+        section_accuracy_long(data["accuracy_long"], md)
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"report: wrote {a.out}")

@@ -8,7 +8,7 @@
 #                               output (parsable JSON, positive throughput): the CI smoke
 #                               (ctest -R bench_smoke); writes no BENCHMARKS.md
 # Options: --bin-dir DIR (default build/bin), --out-dir DIR (default bench/data, or a temporary
-# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,accuracy,accuracy_bf16 (re-run some; the report
+# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,accuracy,accuracy_bf16,accuracy_long (re-run some; the report
 # uses whatever data is there), --no-report.
 #
 # Benchmark 4 (tta) needs root for network namespaces and tc; without root (and always in --smoke)
@@ -20,9 +20,10 @@ TTA_LONG=()
 TTA_SWEEP=()
 TTA_100=()
 ACC_BF16=()
+ACC_LONG=()
 BIN=$ROOT/build/bin
 OUT=""
-ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,accuracy,accuracy_bf16
+ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,accuracy,accuracy_bf16,accuracy_long
 REPORT=1
 PY=/usr/bin/python3
 ARGS="$*"
@@ -74,6 +75,8 @@ case $MODE in
     ACC=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3)
     # QSR with and without bf16 syncs on the same seeds: a paired comparison (about 27 minutes).
     ACC_BF16=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3 --methods qsr,qsr_bf16)
+    # A longer schedule, where QSR's H grows: QSR against constant H = 8 (about 30 minutes).
+    ACC_LONG=(--epochs 5 --warmup-epochs 0.5 --seeds 1,2,3 --methods qsr,constant_h)
     ;;
   quick)
     STEP=(--repeats 3 --scale 0.5)
@@ -149,6 +152,9 @@ if wants tta_100 && [ ${#TTA_100[@]} -gt 0 ]; then
   run tta_100 bash "$ROOT/bench/tta_netns.sh" --bin-dir "$BIN" "${NETNS[@]}" "${TTA_100[@]}"
 fi
 wants accuracy && run accuracy $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC[@]}"
+if wants accuracy_long && [ ${#ACC_LONG[@]} -gt 0 ]; then
+  run accuracy_long $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC_LONG[@]}"
+fi
 if wants accuracy_bf16 && [ ${#ACC_BF16[@]} -gt 0 ]; then
   run accuracy_bf16 $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC_BF16[@]}"
 fi
