@@ -9,6 +9,7 @@ one summary line per method (mean, sample std, min, max of test_acc; mean syncs)
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,14 @@ def main():
     p.add_argument("--keep-dir", default="", help="keep the run directories here")
     a = p.parse_args()
     tmp = a.keep_dir or tempfile.mkdtemp(prefix="qsr-bench-acc-")
+    try:
+        run_methods(a, tmp)
+    finally:
+        if not a.keep_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_methods(a, tmp):
     seeds = [int(s) for s in a.seeds.split(",")]
     unknown = [m for m in a.methods.split(",") if m not in METHODS]
     if unknown:
