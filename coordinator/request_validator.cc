@@ -1,6 +1,7 @@
 #include "coordinator/request_validator.h"
 
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +70,20 @@ absl::Status ValidateHeartbeat(const v1::HeartbeatRequest& r) {
 
 absl::Status ValidateNextRounds(const v1::NextRoundsRequest& r) {
   if (absl::Status s = CheckMember(r.worker_id(), r.rank(), r.generation()); !s.ok()) return s;
+  if (r.co_members_size() > L::kMaxCoMembers) {
+    return Invalid(absl::StrCat("co_members has ", r.co_members_size(), " entries; allowed: up to ",
+                                L::kMaxCoMembers));
+  }
+  std::set<int32_t> ranks = {r.rank()};
+  for (const v1::BarrierMember& m : r.co_members()) {
+    if (absl::Status s = CheckMember(m.worker_id(), m.rank(), r.generation()); !s.ok()) {
+      return Invalid(absl::StrCat("co_members: ", s.message()));
+    }
+    if (!ranks.insert(m.rank()).second) {
+      return Invalid(absl::StrCat("co_members: rank ", m.rank(),
+                                  " appears twice in one call; allowed: each rank once"));
+    }
+  }
   return CheckRange("next_round", r.next_round(), 0, L::kMaxRound);
 }
 

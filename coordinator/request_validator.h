@@ -23,6 +23,8 @@ struct RequestLimits {
   static constexpr size_t kMaxHostBytes = 256;
   static constexpr size_t kMaxDeviceBytes = 64;
   static constexpr int32_t kMaxRank = 65535;
+  // Ranks a host agent may bring to the barrier in one NextRounds call besides the caller.
+  static constexpr int kMaxCoMembers = 1024;
   static constexpr int64_t kMaxRound = int64_t{1} << 40;
   static constexpr int64_t kMaxStep = int64_t{1} << 48;
   static constexpr int kMaxRoundReports = 4096;

@@ -317,9 +317,11 @@ absl::Status RunController::ResumeAt(int64_t round) {
 void RunController::ReleaseWaiters(v1::NextRoundsReply reply,
                                    std::vector<Completion>* completions) {
   auto shared = std::make_shared<const v1::NextRoundsReply>(std::move(reply));
-  for (NextRoundsCallback& done : waiters_) {
-    if (!done) continue;
-    completions->push_back([cb = std::move(done), shared] { cb(*shared); });
+  for (const std::shared_ptr<BarrierCall>& call : waiters_) {
+    // A call with co-members sits in several slots: it is answered at the first.
+    if (!call || !call->done) continue;
+    completions->push_back([cb = std::move(call->done), shared] { cb(*shared); });
+    call->done = nullptr;
   }
   waiters_.clear();
   waiting_ = 0;
@@ -384,6 +386,18 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
     absl::StatusOr<Membership::Standing> standing =
         CheckMember(request.worker_id(), request.rank(), request.generation(), now);
     if (!standing.ok()) return standing.status();
+    for (const v1::BarrierMember& m : request.co_members()) {
+      // Ranks within one call are distinct (request_validator); each must be a member of the
+      // caller's generation, standing as the caller does.
+      absl::StatusOr<Membership::Standing> co =
+          CheckMember(m.worker_id(), m.rank(), request.generation(), now);
+      if (!co.ok()) return co.status();
+      if (*co != *standing) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("co-member rank ", m.rank(), " and the caller (rank ", request.rank(),
+                         ") do not stand alike in generation ", request.generation()));
+      }
+    }
     auto answer = [&](v1::Outcome::Code code, const std::string& message) {
       v1::NextRoundsReply reply;
       *reply.mutable_outcome() = MakeOutcome(code, message);
@@ -412,21 +426,32 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
             absl::StrCat("rank ", request.rank(), " asks for round ", request.next_round(),
                          " while the group is at round ", barrier_round_));
       }
-      // CheckMember answered kCurrent: the rank is one of this generation's.
-      const size_t rank = static_cast<size_t>(request.rank());
-      if (waiters_.size() <= rank) waiters_.resize(membership_.members().size());
-      NextRoundsCallback& slot = waiters_[rank];
-      if (slot) {
+      // CheckMember answered kCurrent: the ranks are this generation's.
+      auto call = std::make_shared<BarrierCall>();
+      call->done = std::move(done);
+      call->ranks.reserve(1 + request.co_members_size());
+      call->ranks.push_back(request.rank());
+      for (const v1::BarrierMember& m : request.co_members()) call->ranks.push_back(m.rank());
+      if (waiters_.size() < membership_.members().size()) {
+        waiters_.resize(membership_.members().size());
+      }
+      for (int rank : call->ranks) {
+        std::shared_ptr<BarrierCall> old = waiters_[static_cast<size_t>(rank)];
+        if (!old) continue;
         // A rank already waiting asks again when its call timed out on its side (or its
-        // connection dropped): the newer call replaces the older one.
+        // connection dropped): the newer call replaces the older one, with every rank the older
+        // one carried (those ask again when it is answered TIMEOUT).
+        for (int r : old->ranks) {
+          waiters_[static_cast<size_t>(r)] = nullptr;
+          --waiting_;
+        }
         v1::NextRoundsReply superseded;
         *superseded.mutable_outcome() =
             MakeOutcome(v1::Outcome::TIMEOUT, "superseded by a newer NextRounds call");
-        completions.push_back([cb = std::move(slot), superseded] { cb(superseded); });
-      } else {
-        ++waiting_;
+        completions.push_back([cb = std::move(old->done), superseded] { cb(superseded); });
       }
-      slot = std::move(done);
+      for (int rank : call->ranks) waiters_[static_cast<size_t>(rank)] = call;
+      waiting_ += static_cast<int>(call->ranks.size());
       MaybeReleaseBarrier(now, &completions);
     }
   }

@@ -137,6 +137,11 @@ class RunController {
     JoinCallback done;
   };
   using Completion = std::function<void()>;
+  // One waiting NextRounds call and the ranks it brought to the barrier.
+  struct BarrierCall {
+    NextRoundsCallback done;
+    std::vector<int> ranks;
+  };
 
   const char* StateName() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A restarted coordinator: committed rounds, evaluations and plans served come back from the
@@ -203,9 +208,10 @@ class RunController {
   // Barrier: the round everyone is asking for, and who has asked.
   int64_t barrier_round_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time barrier_deadline_ ABSL_GUARDED_BY(mu_);
-  // The barrier's waiting calls, indexed by rank (empty: that rank has not arrived), so that an
-  // arrival costs O(1), not a scan of the K waiters; and how many are set.
-  std::vector<NextRoundsCallback> waiters_ ABSL_GUARDED_BY(mu_);
+  // The barrier's waiting calls, indexed by rank (null: that rank has not arrived), so that an
+  // arrival costs O(1), not a scan of the K waiters; and how many ranks are waiting. A call that
+  // brings co-members (a host agent's) occupies the slot of every rank it carries.
+  std::vector<std::shared_ptr<BarrierCall>> waiters_ ABSL_GUARDED_BY(mu_);
   int waiting_ ABSL_GUARDED_BY(mu_) = 0;
   bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
   // An operator asked the run to stop (plan_exhausted_ is set with it).

@@ -62,6 +62,27 @@ TEST(RequestValidatorTest, WorkerIdentity) {
   r.set_next_round(-1);
   ExpectRejected(ValidateNextRounds(r), "next_round");
 
+  r.set_next_round(0);
+  v1::BarrierMember* co = r.add_co_members();
+  co->set_worker_id("w4");
+  co->set_rank(4);
+  EXPECT_TRUE(ValidateNextRounds(r).ok());
+  co->set_rank(0);  // the caller's own rank
+  ExpectRejected(ValidateNextRounds(r), "twice");
+  co->set_rank(-2);
+  ExpectRejected(ValidateNextRounds(r), "co_members: rank");
+  co->set_rank(4);
+  co->set_worker_id("");
+  ExpectRejected(ValidateNextRounds(r), "co_members: worker_id");
+  r.clear_co_members();
+  for (int i = 0; i <= RequestLimits::kMaxCoMembers; ++i) {
+    v1::BarrierMember* m = r.add_co_members();
+    m->set_worker_id("m");
+    m->set_rank(i + 1);
+  }
+  ExpectRejected(ValidateNextRounds(r), "co_members has");
+  r.clear_co_members();
+
   v1::HeartbeatRequest h;
   h.set_worker_id("w");
   h.set_generation(2);

@@ -260,6 +260,110 @@ TEST_P(RunControllerTest, ARetriedNextRoundsReplacesTheWaitingCallAndCountsOnce)
   EXPECT_EQ(second_calls, 1);
 }
 
+// A host agent brings several ranks in one call: they count as arrived together, and the call is
+// answered once, with the same plans as everyone else.
+TEST_P(RunControllerTest, CoMembersArriveInOneCallAndItIsAnsweredOnce) {
+  if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
+  v1::NextRoundsRequest group = Ask(0, 0);
+  for (int rank = 1; rank < world_ - 1; ++rank) {
+    v1::BarrierMember* m = group.add_co_members();
+    m->set_worker_id("w" + std::to_string(rank));
+    m->set_rank(rank);
+  }
+  int group_calls = 0;
+  std::optional<v1::NextRoundsReply> group_reply, last_reply;
+  ASSERT_TRUE(controller_
+                  ->NextRounds(group, now_,
+                               [&](const v1::NextRoundsReply& r) {
+                                 ++group_calls;
+                                 group_reply = r;
+                               })
+                  .ok());
+  EXPECT_FALSE(group_reply.has_value());
+  ASSERT_TRUE(controller_
+                  ->NextRounds(Ask(world_ - 1, 0), now_,
+                               [&](const v1::NextRoundsReply& r) { last_reply = r; })
+                  .ok());
+  ASSERT_TRUE(group_reply.has_value());
+  ASSERT_TRUE(last_reply.has_value());
+  EXPECT_EQ(group_calls, 1);
+  EXPECT_EQ(group_reply->outcome().code(), v1::Outcome::OK);
+  EXPECT_EQ(group_reply->SerializeAsString(), last_reply->SerializeAsString());
+
+  // The next barrier: the whole world in one call releases at once.
+  v1::NextRoundsRequest all =
+      Ask(world_ - 1, group_reply->rounds(group_reply->rounds_size() - 1).round() + 1);
+  for (int rank = 0; rank < world_ - 1; ++rank) {
+    v1::BarrierMember* m = all.add_co_members();
+    m->set_worker_id("w" + std::to_string(rank));
+    m->set_rank(rank);
+  }
+  std::optional<v1::NextRoundsReply> all_reply;
+  ASSERT_TRUE(
+      controller_->NextRounds(all, now_, [&](const v1::NextRoundsReply& r) { all_reply = r; })
+          .ok());
+  ASSERT_TRUE(all_reply.has_value());
+  EXPECT_EQ(all_reply->outcome().code(), v1::Outcome::OK);
+}
+
+TEST_P(RunControllerTest, ARetriedCallForOneCoMemberSupersedesTheWholeGroupCall) {
+  if (world_ < 3) GTEST_SKIP() << "needs a group call and a rank outside it";
+  v1::NextRoundsRequest group = Ask(0, 0);
+  v1::BarrierMember* m = group.add_co_members();
+  m->set_worker_id("w1");
+  m->set_rank(1);
+  std::optional<v1::NextRoundsReply> group_reply, retry_reply;
+  ASSERT_TRUE(
+      controller_->NextRounds(group, now_, [&](const v1::NextRoundsReply& r) { group_reply = r; })
+          .ok());
+  ASSERT_TRUE(
+      controller_
+          ->NextRounds(Ask(1, 0), now_, [&](const v1::NextRoundsReply& r) { retry_reply = r; })
+          .ok());
+  ASSERT_TRUE(group_reply.has_value());
+  EXPECT_EQ(group_reply->outcome().code(), v1::Outcome::TIMEOUT);
+  // Rank 0 no longer counts: everyone else arriving does not release the barrier.
+  std::vector<std::optional<v1::NextRoundsReply>> others(world_);
+  for (int rank = 2; rank < world_; ++rank) {
+    ASSERT_TRUE(
+        controller_
+            ->NextRounds(Ask(rank, 0), now_,
+                         [&others, rank](const v1::NextRoundsReply& r) { others[rank] = r; })
+            .ok());
+  }
+  EXPECT_FALSE(retry_reply.has_value());
+  std::optional<v1::NextRoundsReply> zero;
+  ASSERT_TRUE(
+      controller_->NextRounds(Ask(0, 0), now_, [&](const v1::NextRoundsReply& r) { zero = r; })
+          .ok());
+  ASSERT_TRUE(zero.has_value());
+  ASSERT_TRUE(retry_reply.has_value());
+  EXPECT_EQ(zero->outcome().code(), v1::Outcome::OK);
+  EXPECT_EQ(retry_reply->outcome().code(), v1::Outcome::OK);
+}
+
+TEST_P(RunControllerTest, RejectsACoMemberOutsideTheGenerationAndCountsNobody) {
+  if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
+  v1::NextRoundsRequest group = Ask(0, 0);
+  v1::BarrierMember* m = group.add_co_members();
+  m->set_worker_id("impostor");
+  m->set_rank(world_ - 1);
+  bool called = false;
+  absl::Status s =
+      controller_->NextRounds(group, now_, [&](const v1::NextRoundsReply&) { called = true; });
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(called);
+  // Rank 0 was not counted either: the others arriving alone do not release the barrier.
+  std::vector<std::optional<v1::NextRoundsReply>> got(world_);
+  for (int rank = 1; rank < world_; ++rank) {
+    ASSERT_TRUE(controller_
+                    ->NextRounds(Ask(rank, 0), now_,
+                                 [&got, rank](const v1::NextRoundsReply& r) { got[rank] = r; })
+                    .ok());
+  }
+  for (int rank = 1; rank < world_; ++rank) EXPECT_FALSE(got[rank].has_value());
+}
+
 // Found by coordinator_fuzz (fuzz/known/crash-unreleased-barrier-after-leave).
 TEST_P(RunControllerTest, AMemberLeavingBeforeAnyRoundReleasesThoseWaitingForIt) {
   if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
