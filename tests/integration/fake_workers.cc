@@ -52,7 +52,7 @@ absl::Status FakeWorkers::Run(int index) {
   if (!made.ok()) return made.status();
   CoordinatorClient* client = made->get();
   v1::JoinRequest join;
-  join.set_worker_id(absl::StrCat("fake-", index));
+  join.set_worker_id(absl::StrCat(options_.id_prefix, index));
   join.set_host(absl::StrCat("127.0.0.", 10 + index));
   join.set_device("fake");
   absl::StatusOr<v1::JoinReply> joined = client->Join(join, call_deadline());

@@ -27,6 +27,8 @@ class FakeWorkers {
     absl::Duration timeout = absl::Seconds(60);
     // TLS and token for every call (default: plain, no token).
     ClientSecurity security;
+    // Worker ids are this prefix and the index (distinct prefixes for several groups in a run).
+    std::string id_prefix = "fake-";
   };
   FakeWorkers(std::string address, Options options);
   ~FakeWorkers();  // joins the threads (they end by `timeout`)

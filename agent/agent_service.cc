@@ -1,0 +1,319 @@
+#include "agent/agent_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/connection_security.h"
+#include "glog/logging.h"
+
+namespace qsr {
+namespace {
+
+bool EndsGeneration(v1::Outcome::Code code) {
+  return code == v1::Outcome::GENERATION_ENDED || code == v1::Outcome::RUN_FINISHED ||
+         code == v1::Outcome::RUN_FAILED;
+}
+
+// What a local worker sees of an upstream status: a call cancelled by our own shutdown is
+// "unavailable", which the worker retries, not a failure of its own.
+grpc::Status Downstream(const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::CANCELLED) {
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "qsr-agent: the call to the coordinator was cancelled (agent shutting down)");
+  }
+  return s;
+}
+
+const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE, "qsr-agent is shutting down");
+
+}  // namespace
+
+AgentService::AgentService(std::shared_ptr<grpc::Channel> channel, std::string token,
+                           absl::Duration window)
+    : channel_(std::move(channel)),
+      stub_(v1::Coordinator::NewStub(channel_)),
+      token_(std::move(token)),
+      coalescer_(window) {}
+
+AgentService::~AgentService() { Shutdown(); }
+
+std::shared_ptr<grpc::ClientContext> AgentService::Upstream(absl::Time deadline) {
+  auto ctx = std::make_shared<grpc::ClientContext>();
+  ctx->set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + kMaxForward)));
+  AttachToken(token_, ctx.get());
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return nullptr;
+  in_flight_.insert(ctx.get());
+  return ctx;
+}
+
+void AgentService::Unregister(grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(ctx);
+}
+
+template <typename Request, typename Reply, typename Call, typename OnOk>
+grpc::ServerUnaryReactor* AgentService::Forward(grpc::CallbackServerContext* ctx,
+                                                const Request* request, Reply* reply, Call call,
+                                                OnOk on_ok) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::shared_ptr<grpc::ClientContext> upstream = Upstream(absl::FromChrono(ctx->deadline()));
+  if (upstream == nullptr) {
+    reactor->Finish(kShuttingDown);
+    return reactor;
+  }
+  forwarded_calls_.fetch_add(1, std::memory_order_relaxed);
+  grpc::ClientContext* raw = upstream.get();
+  call(raw, request, reply, [this, reactor, request, reply, upstream, on_ok](grpc::Status s) {
+    if (s.ok()) on_ok(*request, *reply);
+    reactor->Finish(Downstream(s));
+    Unregister(upstream.get());  // last: Shutdown's drain waits for it
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Join(grpc::CallbackServerContext* ctx,
+                                             const v1::JoinRequest* request, v1::JoinReply* reply) {
+  return Forward(
+      ctx, request, reply,
+      [this](grpc::ClientContext* c, const v1::JoinRequest* q, v1::JoinReply* p,
+             std::function<void(grpc::Status)> f) { stub_->async()->Join(c, q, p, std::move(f)); },
+      [this](const v1::JoinRequest& q, const v1::JoinReply& p) {
+        if (p.outcome().code() != v1::Outcome::OK) return;
+        absl::MutexLock lock(&mu_);
+        coalescer_.Admitted(q.worker_id(), p.rank(), p.generation());
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::Leave(grpc::CallbackServerContext* ctx,
+                                              const v1::LeaveRequest* request,
+                                              v1::LeaveReply* reply) {
+  return Forward(
+      ctx, request, reply,
+      [this](grpc::ClientContext* c, const v1::LeaveRequest* q, v1::LeaveReply* p,
+             std::function<void(grpc::Status)> f) { stub_->async()->Leave(c, q, p, std::move(f)); },
+      [this](const v1::LeaveRequest& q, const v1::LeaveReply&) {
+        std::vector<Group> ready;
+        {
+          absl::MutexLock lock(&mu_);
+          ready = coalescer_.Left(q.worker_id());
+        }
+        SendAll(std::move(ready));
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                  const v1::HeartbeatRequest* request,
+                                                  v1::HeartbeatReply* reply) {
+  return Forward(
+      ctx, request, reply,
+      [this](grpc::ClientContext* c, const v1::HeartbeatRequest* q, v1::HeartbeatReply* p,
+             std::function<void(grpc::Status)> f) {
+        stub_->async()->Heartbeat(c, q, p, std::move(f));
+      },
+      [this](const v1::HeartbeatRequest& q, const v1::HeartbeatReply& p) {
+        ObserveOutcome(p.outcome(), q.generation());
+      });
+}
+
+// The calls the agent does not interpret.
+#define QSR_AGENT_FORWARD(Method, Request, Reply)                                                \
+  grpc::ServerUnaryReactor* AgentService::Method(grpc::CallbackServerContext* ctx,               \
+                                                 const v1::Request* request, v1::Reply* reply) { \
+    return Forward(                                                                              \
+        ctx, request, reply,                                                                     \
+        [this](grpc::ClientContext* c, const v1::Request* q, v1::Reply* p,                       \
+               std::function<void(grpc::Status)> f) {                                            \
+          stub_->async()->Method(c, q, p, std::move(f));                                         \
+        },                                                                                       \
+        [](const v1::Request&, const v1::Reply&) {});                                            \
+  }
+QSR_AGENT_FORWARD(Report, ReportRequest, ReportReply)
+QSR_AGENT_FORWARD(KvSet, KvSetRequest, KvSetReply)
+QSR_AGENT_FORWARD(KvGet, KvGetRequest, KvGetReply)
+QSR_AGENT_FORWARD(GetStatus, GetStatusRequest, GetStatusReply)
+QSR_AGENT_FORWARD(ListRounds, ListRoundsRequest, ListRoundsReply)
+QSR_AGENT_FORWARD(ListEvals, ListEvalsRequest, ListEvalsReply)
+QSR_AGENT_FORWARD(Stop, StopRequest, StopReply)
+#undef QSR_AGENT_FORWARD
+
+grpc::ServerUnaryReactor* AgentService::NextRounds(grpc::CallbackServerContext* ctx,
+                                                   const v1::NextRoundsRequest* request,
+                                                   v1::NextRoundsReply* reply) {
+  barrier_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (!request->co_members().empty()) {
+    // Already a group (an agent behind an agent): pass it on as it is.
+    upstream_barrier_calls_.fetch_add(1, std::memory_order_relaxed);
+    return Forward(
+        ctx, request, reply,
+        [this](grpc::ClientContext* c, const v1::NextRoundsRequest* q, v1::NextRoundsReply* p,
+               std::function<void(grpc::Status)> f) {
+          stub_->async()->NextRounds(c, q, p, std::move(f));
+        },
+        [this](const v1::NextRoundsRequest& q, const v1::NextRoundsReply& p) {
+          ObserveOutcome(p.outcome(), q.generation());
+        });
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  BarrierCoalescer::Arrival arrival;
+  arrival.worker_id = request->worker_id();
+  arrival.rank = request->rank();
+  arrival.generation = request->generation();
+  arrival.next_round = request->next_round();
+  arrival.deadline = absl::FromChrono(ctx->deadline());
+  std::vector<Group> ready;
+  std::optional<BarrierCall> superseded;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) {
+      reactor->Finish(kShuttingDown);
+      return reactor;
+    }
+    arrival.id = next_id_++;
+    calls_[arrival.id] = BarrierCall{reactor, reply};
+    std::optional<uint64_t> replaced;
+    ready = coalescer_.Arrive(std::move(arrival), absl::Now(), &replaced);
+    if (replaced.has_value()) {
+      auto it = calls_.find(*replaced);
+      superseded = it->second;
+      calls_.erase(it);
+    }
+    ++work_;
+  }
+  if (superseded.has_value()) {
+    superseded_.fetch_add(1, std::memory_order_relaxed);
+    superseded->reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
+    superseded->reply->mutable_outcome()->set_message("superseded by a newer NextRounds call");
+    superseded->reactor->Finish(grpc::Status::OK);
+  }
+  SendAll(std::move(ready));
+  return reactor;
+}
+
+void AgentService::SendAll(std::vector<Group> groups) {
+  for (Group& g : groups) Send(std::move(g), /*split_on_error=*/true);
+}
+
+void AgentService::Send(Group group, bool split_on_error) {
+  if (group.arrivals.empty()) return;
+  auto request = std::make_shared<v1::NextRoundsRequest>();
+  auto reply = std::make_shared<v1::NextRoundsReply>();
+  const BarrierCoalescer::Arrival& first = group.arrivals.front();
+  request->set_worker_id(first.worker_id);
+  request->set_rank(first.rank);
+  request->set_generation(group.generation);
+  request->set_next_round(group.next_round);
+  for (size_t i = 1; i < group.arrivals.size(); ++i) {
+    v1::BarrierMember* m = request->add_co_members();
+    m->set_worker_id(group.arrivals[i].worker_id);
+    m->set_rank(group.arrivals[i].rank);
+  }
+  std::shared_ptr<grpc::ClientContext> upstream = Upstream(group.deadline);
+  auto take_calls = [this](const Group& g) {
+    std::vector<BarrierCall> out;
+    absl::MutexLock lock(&mu_);
+    for (const auto& a : g.arrivals) {
+      auto it = calls_.find(a.id);
+      if (it == calls_.end()) continue;  // superseded meanwhile
+      out.push_back(it->second);
+      calls_.erase(it);
+    }
+    return out;
+  };
+  if (upstream == nullptr) {
+    for (BarrierCall& c : take_calls(group)) c.reactor->Finish(kShuttingDown);
+    return;
+  }
+  upstream_barrier_calls_.fetch_add(1, std::memory_order_relaxed);
+  auto shared_group = std::make_shared<Group>(std::move(group));
+  stub_->async()->NextRounds(
+      upstream.get(), request.get(), reply.get(),
+      [this, upstream, request, reply, shared_group, split_on_error, take_calls](grpc::Status s) {
+        if (!s.ok() && split_on_error && shared_group->arrivals.size() > 1 &&
+            s.error_code() != grpc::StatusCode::CANCELLED) {
+          // One member may be the cause: let each call hear its own verdict.
+          LOG(WARNING) << "coordinator refused a barrier group of " << shared_group->arrivals.size()
+                       << " (" << s.error_message() << "); sending its calls one by one";
+          for (BarrierCoalescer::Arrival& a : shared_group->arrivals) {
+            Group one;
+            one.generation = shared_group->generation;
+            one.next_round = shared_group->next_round;
+            one.deadline = a.deadline;
+            one.arrivals.push_back(std::move(a));
+            Send(std::move(one), /*split_on_error=*/false);
+          }
+        } else {
+          for (BarrierCall& c : take_calls(*shared_group)) {
+            if (s.ok()) *c.reply = *reply;
+            c.reactor->Finish(Downstream(s));
+          }
+          if (s.ok()) ObserveOutcome(reply->outcome(), shared_group->generation);
+        }
+        Unregister(upstream.get());  // last: Shutdown's drain waits for it
+      });
+}
+
+void AgentService::ObserveOutcome(const v1::Outcome& outcome, int64_t generation) {
+  if (!EndsGeneration(outcome.code())) return;
+  std::vector<Group> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    ready = coalescer_.Flush(outcome.code() == v1::Outcome::GENERATION_ENDED
+                                 ? std::optional<int64_t>(generation)
+                                 : std::nullopt);
+  }
+  SendAll(std::move(ready));
+}
+
+absl::Time AgentService::FlushExpired(absl::Time now) {
+  std::vector<Group> ready;
+  absl::Time next;
+  {
+    absl::MutexLock lock(&mu_);
+    ready = coalescer_.Expire(now);
+    next = coalescer_.NextExpiry();
+  }
+  SendAll(std::move(ready));
+  return next;
+}
+
+void AgentService::WaitForWork(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  const int64_t seen = work_;
+  auto changed = [this, seen]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return work_ != seen || shut_down_; };
+  mu_.AwaitWithDeadline(absl::Condition(&changed), std::min(deadline, coalescer_.NextExpiry()));
+}
+
+void AgentService::Shutdown() {
+  std::vector<Group> held;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    ++work_;
+    held = coalescer_.Flush(std::nullopt);
+    for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
+  }
+  // With the door closed, Send answers each held call UNAVAILABLE: its worker asks again.
+  SendAll(std::move(held));
+}
+
+bool AgentService::AwaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_.empty(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+AgentService::Stats AgentService::stats() const {
+  Stats s;
+  s.barrier_calls = barrier_calls_.load();
+  s.upstream_barrier_calls = upstream_barrier_calls_.load();
+  s.forwarded_calls = forwarded_calls_.load();
+  s.superseded = superseded_.load();
+  return s;
+}
+
+}  // namespace qsr

@@ -1,0 +1,142 @@
+// AgentService: the host agent's qsr.v1.Coordinator service (callback API). The workers of one
+// host call it instead of the coordinator; it forwards their calls upstream and coalesces their
+// round barrier.
+//
+// Protocol. Every call but NextRounds is forwarded as it is (same request, same reply, same
+// status; the caller's deadline, capped at kMaxForward, becomes the upstream call's). The agent
+// watches the replies go by: a Join answered OK makes the worker a local member of its generation;
+// a Leave removes it; a Heartbeat answered GENERATION_ENDED, RUN_FINISHED or RUN_FAILED flushes
+// the barrier calls held for that generation, so that the coordinator answers them. NextRounds
+// calls are held by a BarrierCoalescer (see there for when a group goes out) and sent as one call
+// with co_members; its reply answers every call in the group. When the coordinator refuses a
+// group (an error status: one bad member), each call of the group is sent again on its own, so
+// that each worker gets its own verdict. Upstream calls cancelled by Shutdown answer UNAVAILABLE,
+// which workers treat as "retry" (a restarted agent picks them up).
+//
+// The agent serves its own host only: it takes no token from its workers and uses its own
+// credentials (TLS, token) upstream. HostAgent binds it to loopback or a Unix socket.
+//
+// Thread-safe. Lifecycle: construct, serve, Shutdown() (cancels upstream calls, answers held
+// ones), AwaitIdle(), then destroy after the gRPC server has shut down.
+#ifndef QSR_AGENT_AGENT_SERVICE_H_
+#define QSR_AGENT_AGENT_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/barrier_coalescer.h"
+#include "qsr/v1/coordinator.grpc.pb.h"
+
+namespace qsr {
+
+class AgentService final : public v1::Coordinator::CallbackService {
+ public:
+  // Longest an upstream call may take, whatever the caller's deadline.
+  static constexpr absl::Duration kMaxForward = absl::Hours(1);
+
+  struct Stats {
+    int64_t barrier_calls = 0;           // NextRounds calls from local workers
+    int64_t upstream_barrier_calls = 0;  // NextRounds calls sent to the coordinator
+    int64_t forwarded_calls = 0;         // other calls forwarded
+    int64_t superseded = 0;              // held barrier calls replaced by a retry
+  };
+
+  // `channel` leads to the coordinator; `token` (may be empty) goes with every upstream call.
+  AgentService(std::shared_ptr<grpc::Channel> channel, std::string token, absl::Duration window);
+  ~AgentService() override;
+
+  // Sends the held groups whose window has passed; returns when to call again.
+  absl::Time FlushExpired(absl::Time now);
+  // Blocks until something may need flushing (the next expiry, a new held group) or `deadline`.
+  void WaitForWork(absl::Time deadline);
+  // Refuses new calls, answers the held ones UNAVAILABLE (their workers ask again) and cancels
+  // the upstream calls in flight. Idempotent.
+  void Shutdown();
+  // After Shutdown: waits until no upstream callback is running or pending (they use this
+  // object), or `deadline`. Returns whether that happened.
+  bool AwaitIdle(absl::Time deadline);
+  Stats stats() const;
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const v1::JoinRequest* request,
+                                 v1::JoinReply* reply) override;
+  grpc::ServerUnaryReactor* NextRounds(grpc::CallbackServerContext* ctx,
+                                       const v1::NextRoundsRequest* request,
+                                       v1::NextRoundsReply* reply) override;
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
+                                   const v1::ReportRequest* request,
+                                   v1::ReportReply* reply) override;
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* request,
+                                  v1::LeaveReply* reply) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatReply* reply) override;
+  grpc::ServerUnaryReactor* KvSet(grpc::CallbackServerContext* ctx, const v1::KvSetRequest* request,
+                                  v1::KvSetReply* reply) override;
+  grpc::ServerUnaryReactor* KvGet(grpc::CallbackServerContext* ctx, const v1::KvGetRequest* request,
+                                  v1::KvGetReply* reply) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusReply* reply) override;
+  grpc::ServerUnaryReactor* ListRounds(grpc::CallbackServerContext* ctx,
+                                       const v1::ListRoundsRequest* request,
+                                       v1::ListRoundsReply* reply) override;
+  grpc::ServerUnaryReactor* ListEvals(grpc::CallbackServerContext* ctx,
+                                      const v1::ListEvalsRequest* request,
+                                      v1::ListEvalsReply* reply) override;
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* ctx, const v1::StopRequest* request,
+                                 v1::StopReply* reply) override;
+
+ private:
+  // A local NextRounds call held or in flight upstream.
+  struct BarrierCall {
+    grpc::ServerUnaryReactor* reactor;
+    v1::NextRoundsReply* reply;
+  };
+  using Group = BarrierCoalescer::Group;
+
+  // An upstream context with the caller's deadline (capped), the token, and registration for
+  // Shutdown's cancellation. Null after Shutdown.
+  std::shared_ptr<grpc::ClientContext> Upstream(absl::Time deadline);
+  void Unregister(grpc::ClientContext* ctx);
+  // Sends `group` upstream; answers its calls when the reply comes. `split_on_error`: a refused
+  // group of several is sent again call by call.
+  void Send(Group group, bool split_on_error);
+  void SendAll(std::vector<Group> groups);
+  // The reply's outcome ends `generation` for this host: the held calls go to the coordinator.
+  void ObserveOutcome(const v1::Outcome& outcome, int64_t generation);
+  template <typename Request, typename Reply, typename Call, typename OnOk>
+  grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* ctx, const Request* request,
+                                    Reply* reply, Call call, OnOk on_ok);
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::Coordinator::Stub> stub_;
+  const std::string token_;
+
+  mutable absl::Mutex mu_;
+  BarrierCoalescer coalescer_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, BarrierCall> calls_ ABSL_GUARDED_BY(mu_);  // by arrival id
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Bumped whenever the flusher's next expiry may have moved earlier.
+  int64_t work_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::atomic<int64_t> barrier_calls_{0};
+  std::atomic<int64_t> upstream_barrier_calls_{0};
+  std::atomic<int64_t> forwarded_calls_{0};
+  std::atomic<int64_t> superseded_{0};
+};
+
+}  // namespace qsr
+
+#endif  // QSR_AGENT_AGENT_SERVICE_H_

@@ -1,0 +1,252 @@
+// The host agent in-process between real gRPC workers and a real coordinator: whole runs through
+// one or two agents, the barrier window, shutdown, and bad flags. FakeWorkers (no LibTorch) speak
+// the worker protocol; training_test runs qsr-worker processes through qsr-agent.
+#include "agent/host_agent.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "coordinator/coordinator_server.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/test_recipe.h"
+#include "tests/integration/fake_workers.h"
+
+namespace qsr {
+namespace {
+
+constexpr absl::Duration kDeadline = absl::Seconds(60);
+
+std::unique_ptr<CoordinatorServer> StartCoordinator(int workers) {
+  CoordinatorServer::Options options;
+  options.run.run_id = "agent-test";
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(testing::SmallQsrRecipe(workers), options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? std::move(*server) : nullptr;
+}
+
+std::unique_ptr<HostAgent> StartAgent(const std::string& coordinator,
+                                      absl::Duration window = absl::Milliseconds(500)) {
+  HostAgent::Options options;
+  options.coordinator = coordinator;
+  options.window = window;
+  absl::StatusOr<std::unique_ptr<HostAgent>> agent = HostAgent::Start(options);
+  EXPECT_TRUE(agent.ok()) << agent.status();
+  return agent.ok() ? std::move(*agent) : nullptr;
+}
+
+class HostAgentRunTest : public ::testing::TestWithParam<int> {};
+
+// Every worker of the run behind one agent: the run completes, and the coordinator answers one
+// barrier call per barrier instead of one per worker.
+TEST_P(HostAgentRunTest, ARunThroughOneAgentCompletesWithOneBarrierCallPerBarrier) {
+  const int world = GetParam();
+  std::unique_ptr<CoordinatorServer> coordinator = StartCoordinator(world);
+  ASSERT_NE(coordinator, nullptr);
+  std::unique_ptr<HostAgent> agent = StartAgent(coordinator->address());
+  ASSERT_NE(agent, nullptr);
+  testing::FakeWorkers::Options options;
+  options.workers = world;
+  options.timeout = kDeadline;
+  testing::FakeWorkers workers(agent->address(), options);
+  ASSERT_TRUE(workers.Wait().ok());
+  ASSERT_TRUE(coordinator->AwaitDone(absl::Now() + kDeadline));
+  v1::GetStatusReply status = coordinator->controller().Status(absl::Now());
+  EXPECT_EQ(status.state(), "FINISHED") << status.message();
+  EXPECT_EQ(status.step(), testing::SmallQsrRecipe(world).TotalSteps());
+
+  AgentService::Stats stats = agent->stats();
+  RecordProperty("barrier_calls", std::to_string(stats.barrier_calls));
+  RecordProperty("upstream_barrier_calls", std::to_string(stats.upstream_barrier_calls));
+  EXPECT_GT(stats.barrier_calls, 0);
+  EXPECT_GT(stats.forwarded_calls, 0);
+  // Workers that reach a barrier within the window go up together (a slow machine may split a
+  // group, hence no exact count).
+  EXPECT_LE(stats.upstream_barrier_calls * world, stats.barrier_calls * 3 / 2 + world)
+      << stats.upstream_barrier_calls << " upstream for " << stats.barrier_calls << " local";
+  if (world > 1) {
+    EXPECT_LT(stats.upstream_barrier_calls, stats.barrier_calls);
+  }
+}
+
+// Two hosts, each with its agent and half of the workers.
+TEST_P(HostAgentRunTest, ARunAcrossTwoAgentsCompletes) {
+  const int per_host = GetParam();
+  std::unique_ptr<CoordinatorServer> coordinator = StartCoordinator(2 * per_host);
+  ASSERT_NE(coordinator, nullptr);
+  std::unique_ptr<HostAgent> a = StartAgent(coordinator->address());
+  std::unique_ptr<HostAgent> b = StartAgent(coordinator->address());
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  testing::FakeWorkers::Options options;
+  options.workers = per_host;
+  options.timeout = kDeadline;
+  options.id_prefix = "a-";
+  testing::FakeWorkers on_a(a->address(), options);
+  options.id_prefix = "b-";
+  testing::FakeWorkers on_b(b->address(), options);
+  ASSERT_TRUE(on_a.Wait().ok());
+  ASSERT_TRUE(on_b.Wait().ok());
+  ASSERT_TRUE(coordinator->AwaitDone(absl::Now() + kDeadline));
+  EXPECT_EQ(coordinator->controller().Status(absl::Now()).state(), "FINISHED");
+  EXPECT_GT(a->stats().upstream_barrier_calls, 0);
+  EXPECT_GT(b->stats().upstream_barrier_calls, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, HostAgentRunTest, ::testing::Values(1, 2, 4));
+
+// Two workers behind an agent, driven call by call.
+class HostAgentCallTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    coordinator_ = StartCoordinator(2);
+    ASSERT_NE(coordinator_, nullptr);
+    agent_ = StartAgent(coordinator_->address(), absl::Milliseconds(200));
+    ASSERT_NE(agent_, nullptr);
+    stub_ = v1::Coordinator::NewStub(
+        grpc::CreateChannel(agent_->address(), grpc::InsecureChannelCredentials()));
+    // Join blocks until both have joined: one thread each.
+    std::thread other([this] { join_[1] = Join(1); });
+    join_[0] = Join(0);
+    other.join();
+    ASSERT_EQ(join_[0].outcome().code(), v1::Outcome::OK);
+    ASSERT_EQ(join_[1].outcome().code(), v1::Outcome::OK);
+  }
+
+  v1::JoinReply Join(int i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+    v1::JoinRequest request;
+    request.set_worker_id(absl::StrCat("w", i));
+    v1::JoinReply reply;
+    grpc::Status s = stub_->Join(&ctx, request, &reply);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return reply;
+  }
+
+  // NextRounds for worker `i` on a thread of its own; `done` is notified with the result.
+  struct Pending {
+    grpc::ClientContext ctx;
+    v1::NextRoundsReply reply;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  void Ask(int i, int64_t next_round, Pending* p) {
+    v1::NextRoundsRequest request;
+    request.set_worker_id(absl::StrCat("w", i));
+    request.set_rank(join_[i].rank());
+    request.set_generation(join_[i].generation());
+    request.set_next_round(next_round);
+    p->ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+    stub_->async()->NextRounds(&p->ctx, &request, &p->reply, [p](grpc::Status s) {
+      p->status = s;
+      p->done.Notify();
+    });
+  }
+
+  // Polls the agent's counters (they move on gRPC threads) until `pred` holds or the deadline.
+  template <typename Pred>
+  bool AwaitStats(Pred pred) {
+    const absl::Time deadline = absl::Now() + kDeadline;
+    while (!pred(agent_->stats())) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return true;
+  }
+
+  std::unique_ptr<CoordinatorServer> coordinator_;
+  std::unique_ptr<HostAgent> agent_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  v1::JoinReply join_[2];
+};
+
+TEST_F(HostAgentCallTest, AHeldCallGoesUpstreamAfterTheWindowAndIsReleasedWithItsPeer) {
+  Pending first, second;
+  Ask(0, 0, &first);
+  // Alone past the window, rank 0's call goes to the coordinator by itself...
+  ASSERT_TRUE(
+      AwaitStats([](const AgentService::Stats& s) { return s.upstream_barrier_calls == 1; }));
+  // ...and waits there for rank 1, which follows in a call of its own.
+  EXPECT_FALSE(first.done.HasBeenNotified());
+  Ask(1, 0, &second);
+  ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  EXPECT_EQ(first.reply.outcome().code(), v1::Outcome::OK);
+  EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
+  EXPECT_EQ(agent_->stats().upstream_barrier_calls, 2);
+}
+
+TEST_F(HostAgentCallTest, BothWithinTheWindowGoUpAsOneCall) {
+  Pending first, second;
+  Ask(0, 0, &first);
+  Ask(1, 0, &second);
+  ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(first.reply.outcome().code(), v1::Outcome::OK);
+  EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
+  // One call unless this machine took longer than the 200 ms window between the two.
+  EXPECT_GE(agent_->stats().upstream_barrier_calls, 1);
+  EXPECT_EQ(agent_->stats().barrier_calls, 2);
+}
+
+TEST_F(HostAgentCallTest, ACoMemberTheCoordinatorRefusesGetsItsOwnError) {
+  // Rank 1 asks under a worker id that is not its own: the group is refused, then each call is
+  // sent on its own, so rank 0 waits at the barrier while the impostor hears NOT_FOUND or
+  // INVALID_ARGUMENT.
+  Pending good, bad;
+  Ask(0, 0, &good);
+  v1::NextRoundsRequest request;
+  request.set_worker_id("impostor");
+  request.set_rank(join_[1].rank());
+  request.set_generation(join_[1].generation());
+  request.set_next_round(0);
+  bad.ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+  stub_->async()->NextRounds(&bad.ctx, &request, &bad.reply, [&bad](grpc::Status s) {
+    bad.status = s;
+    bad.done.Notify();
+  });
+  ASSERT_TRUE(bad.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_FALSE(bad.status.ok());
+  EXPECT_FALSE(good.done.HasBeenNotified());
+  Pending second;
+  Ask(1, 0, &second);
+  ASSERT_TRUE(good.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(good.reply.outcome().code(), v1::Outcome::OK) << good.status.error_message();
+}
+
+TEST_F(HostAgentCallTest, ShutdownAnswersAHeldCallUnavailable) {
+  Pending held;
+  Ask(0, 0, &held);
+  ASSERT_TRUE(AwaitStats([](const AgentService::Stats& s) { return s.barrier_calls == 1; }));
+  agent_->Shutdown();
+  ASSERT_TRUE(held.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(held.status.error_code(), grpc::StatusCode::UNAVAILABLE) << held.status.error_message();
+}
+
+TEST(HostAgentStartTest, RefusesANonLocalListenAddressAndABadWindow) {
+  HostAgent::Options options;
+  options.coordinator = "127.0.0.1:1";
+  options.listen = "0.0.0.0:0";
+  absl::StatusOr<std::unique_ptr<HostAgent>> agent = HostAgent::Start(options);
+  ASSERT_FALSE(agent.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(agent.status()));
+  EXPECT_NE(agent.status().message().find("allowed"), std::string::npos) << agent.status();
+  options.listen = "127.0.0.1:0";
+  options.window = absl::ZeroDuration();
+  agent = HostAgent::Start(options);
+  ASSERT_FALSE(agent.ok());
+  EXPECT_NE(agent.status().message().find("allowed"), std::string::npos) << agent.status();
+  options.window = absl::Milliseconds(10);
+  options.coordinator = "";
+  EXPECT_FALSE(HostAgent::Start(options).ok());
+}
+
+}  // namespace
+}  // namespace qsr
