@@ -15,6 +15,13 @@
 // that long (a gRPC alarm per worker, no thread), so that releases and arrivals are apart as in a
 // real run and the release latency is the barrier's own.
 //
+// --ranks-per-agent S simulates S workers per host behind a host agent (qsr-agent): each host's
+// Join, Heartbeat, Report and Leave calls go as the agent forwards them (one per worker, over the
+// host's one connection), and its round barrier goes as one NextRounds call carrying the host's S
+// ranks (co_members), sent when the host's last worker arrives (the agent's common case; its local
+// hop runs on each host's own cores and is not simulated). A worker's release is then the time the
+// host's call was answered. --channels defaults to one connection per host.
+//
 // Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
 // the last worker to arrive and the time each worker's reply came back. Release latency of a
 // worker = its reply time - the last arrival; a barrier's "all released" latency = the last
@@ -47,6 +54,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/proc_stats.h"
 #include "common/flags.h"
@@ -66,9 +74,11 @@ class LoadGenerator {
   LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
                 int max_barriers, std::chrono::milliseconds rpc_timeout,
                 std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time,
-                int coordinator_pid)
+                int coordinator_pid, int ranks_per_agent)
       : stubs_(std::move(stubs)),
         workers_(workers),
+        ranks_per_agent_(ranks_per_agent),
+        hosts_((workers + ranks_per_agent - 1) / ranks_per_agent),
         max_barriers_(max_barriers),
         rpc_timeout_(rpc_timeout),
         report_interval_(report_interval),
@@ -143,8 +153,18 @@ class LoadGenerator {
     std::unique_ptr<grpc::Alarm> alarms[2];
   };
 
+  // A host's workers waiting for the rest of the host at the barrier (--ranks-per-agent).
+  struct Host {
+    std::mutex mu;
+    std::vector<Sim*> arrived;
+  };
+
   size_t Index(int b, int w) const { return static_cast<size_t>(b) * workers_ + w; }
-  v1::Coordinator::Stub* StubFor(const Sim& s) { return stubs_[s.id % stubs_.size()].get(); }
+  int HostOf(const Sim& s) const { return s.id / ranks_per_agent_; }
+  int HostSize(int host) const {
+    return std::min(ranks_per_agent_, workers_ - host * ranks_per_agent_);
+  }
+  v1::Coordinator::Stub* StubFor(const Sim& s) { return stubs_[HostOf(s) % stubs_.size()].get(); }
   std::string WorkerId(const Sim& s) const { return absl::StrCat("sim-", s.id); }
 
   std::unique_ptr<grpc::ClientContext> Context() {
@@ -221,40 +241,64 @@ class LoadGenerator {
       std::unique_ptr<grpc::ClientContext> ctx;
       v1::NextRoundsRequest request;
       v1::NextRoundsReply reply;
+      std::vector<Sim*> sims;  // the caller and its co-members
     };
     if (s->barrier >= max_barriers_) return ReportThenLeave(s);
-    auto call = std::make_shared<Call>();
-    call->ctx = Context();
-    call->request.set_worker_id(WorkerId(*s));
-    call->request.set_rank(s->rank);
-    call->request.set_generation(s->generation);
-    call->request.set_next_round(s->next_round);
     sent_[Index(s->barrier, s->id)] = Clock::now();
-    StubFor(*s)->async()->NextRounds(
-        call->ctx.get(), &call->request, &call->reply, [this, s, call](grpc::Status status) {
-          const Clock::time_point now = Clock::now();
-          if (!status.ok()) return Fail(s, "NextRounds: " + status.error_message());
-          const v1::Outcome::Code code = call->reply.outcome().code();
-          if (code == v1::Outcome::RUN_FINISHED) return ReportThenLeave(s);
-          if (code == v1::Outcome::TIMEOUT && !PastDeadline()) return NextRounds(s);
-          if (code != v1::Outcome::OK || call->reply.rounds_size() == 0) {
-            return Fail(s, "NextRounds: " + call->reply.outcome().message());
-          }
-          received_[Index(s->barrier, s->id)] = now;
-          if (released_[s->barrier].fetch_add(1) + 1 == workers_) {
-            // The last worker of this barrier: one /proc read per barrier.
-            cpu_at_release_[s->barrier] = {SampleProc(coordinator_pid_).cpu_s, SelfCpuSeconds()};
-          }
-          ++s->barrier;
-          for (const v1::RoundPlan& p : call->reply.rounds()) s->unreported.push_back(Trained(p));
-          if (now >= s->next_report) {
-            Report(s, nullptr);
-            s->next_report = now + report_interval_;
-          }
-          s->next_round = call->reply.rounds(call->reply.rounds_size() - 1).round() + 1;
-          if (train_time_.count() == 0) return NextRounds(s);
-          Train(s, call->reply.rounds_size());
-        });
+    auto call = std::make_shared<Call>();
+    if (ranks_per_agent_ == 1) {
+      call->sims = {s};
+    } else {
+      // The host's last worker to arrive sends the host's call.
+      Host& host = hosts_[HostOf(*s)];
+      std::lock_guard<std::mutex> lock(host.mu);
+      host.arrived.push_back(s);
+      if (static_cast<int>(host.arrived.size()) < HostSize(HostOf(*s))) return;
+      call->sims.swap(host.arrived);
+    }
+    call->ctx = Context();
+    Sim* caller = call->sims.front();
+    call->request.set_worker_id(WorkerId(*caller));
+    call->request.set_rank(caller->rank);
+    call->request.set_generation(caller->generation);
+    call->request.set_next_round(caller->next_round);
+    for (size_t i = 1; i < call->sims.size(); ++i) {
+      v1::BarrierMember* m = call->request.add_co_members();
+      m->set_worker_id(WorkerId(*call->sims[i]));
+      m->set_rank(call->sims[i]->rank);
+    }
+    StubFor(*caller)->async()->NextRounds(call->ctx.get(), &call->request, &call->reply,
+                                          [this, call](grpc::Status status) {
+                                            const Clock::time_point now = Clock::now();
+                                            for (Sim* sim : call->sims)
+                                              Released(sim, status, call->reply, now);
+                                          });
+  }
+
+  // The barrier answered `s` (alone or with its host).
+  void Released(Sim* s, const grpc::Status& status, const v1::NextRoundsReply& reply,
+                Clock::time_point now) {
+    if (!status.ok()) return Fail(s, "NextRounds: " + status.error_message());
+    const v1::Outcome::Code code = reply.outcome().code();
+    if (code == v1::Outcome::RUN_FINISHED) return ReportThenLeave(s);
+    if (code == v1::Outcome::TIMEOUT && !PastDeadline()) return NextRounds(s);
+    if (code != v1::Outcome::OK || reply.rounds_size() == 0) {
+      return Fail(s, "NextRounds: " + reply.outcome().message());
+    }
+    received_[Index(s->barrier, s->id)] = now;
+    if (released_[s->barrier].fetch_add(1) + 1 == workers_) {
+      // The last worker of this barrier: one /proc read per barrier.
+      cpu_at_release_[s->barrier] = {SampleProc(coordinator_pid_).cpu_s, SelfCpuSeconds()};
+    }
+    ++s->barrier;
+    for (const v1::RoundPlan& p : reply.rounds()) s->unreported.push_back(Trained(p));
+    if (now >= s->next_report) {
+      Report(s, nullptr);
+      s->next_report = now + report_interval_;
+    }
+    s->next_round = reply.rounds(reply.rounds_size() - 1).round() + 1;
+    if (train_time_.count() == 0) return NextRounds(s);
+    Train(s, reply.rounds_size());
   }
 
   // Simulates training `rounds` rounds, then asks for the next ones.
@@ -330,6 +374,8 @@ class LoadGenerator {
 
   std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs_;
   const int workers_;
+  const int ranks_per_agent_;
+  std::vector<Host> hosts_;
   const int max_barriers_;
   const std::chrono::milliseconds rpc_timeout_;
   const std::chrono::milliseconds report_interval_;
@@ -374,6 +420,9 @@ int Main(int argc, char** argv) {
             "send a worker's queued round reports at most this often, as the worker's "
             "ReportSender does (0: one Report per barrier)");
   flags.Add("train-ms", "0", "simulated training time per round (0: none, barriers back to back)");
+  flags.Add("ranks-per-agent", "1",
+            "workers per host behind a host agent: each host's barrier is one NextRounds call "
+            "with its ranks as co_members (1: every worker calls the coordinator itself)");
   flags.Add("timeout-s", "300", "bound on the whole run");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << "qsr-bench-coord: " << s.message() << "\n";
@@ -389,9 +438,10 @@ int Main(int argc, char** argv) {
                           rpc_timeout = flags.GetInt("rpc-timeout-s"),
                           timeout = flags.GetInt("timeout-s"),
                           report_interval = flags.GetInt("report-interval-ms"),
-                          train_ms = flags.GetInt("train-ms");
+                          train_ms = flags.GetInt("train-ms"),
+                          per_agent = flags.GetInt("ranks-per-agent");
   for (const auto* v : {&workers, &barriers, &channels, &pid, &rpc_timeout, &timeout,
-                        &report_interval, &train_ms}) {
+                        &report_interval, &train_ms, &per_agent}) {
     if (!v->ok()) {
       std::cerr << "qsr-bench-coord: " << v->status().message() << "\n";
       return 2;
@@ -399,14 +449,15 @@ int Main(int argc, char** argv) {
   }
   if (flags.Get("coordinator").empty() || *workers < 1 || *workers > 65536 || *barriers < 1 ||
       *channels < 0 || *pid < 0 || *rpc_timeout < 1 || *timeout < 1 || *report_interval < 0 ||
-      *train_ms < 0) {
+      *train_ms < 0 || *per_agent < 1 || *per_agent > 1024) {
     std::cerr << "qsr-bench-coord: --coordinator is required; --workers in [1, 65536], "
                  "--barriers, --rpc-timeout-s and --timeout-s >= 1, --channels, "
-                 "--report-interval-ms and --train-ms >= 0\n";
+                 "--report-interval-ms and --train-ms >= 0, --ranks-per-agent in [1, 1024]\n";
     return 2;
   }
   const int k = static_cast<int>(*workers);
-  const int c = *channels == 0 ? k : static_cast<int>(std::min<int64_t>(*channels, k));
+  const int hosts = static_cast<int>((k + *per_agent - 1) / *per_agent);
+  const int c = *channels == 0 ? hosts : static_cast<int>(std::min<int64_t>(*channels, hosts));
   std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs;
   for (int i = 0; i < c; ++i) {
     grpc::ChannelArguments args;
@@ -416,7 +467,8 @@ int Main(int argc, char** argv) {
   }
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
                     std::chrono::seconds(*rpc_timeout), std::chrono::milliseconds(*report_interval),
-                    std::chrono::milliseconds(*train_ms), static_cast<int>(*pid));
+                    std::chrono::milliseconds(*train_ms), static_cast<int>(*pid),
+                    static_cast<int>(*per_agent));
   const ProcSample before = SampleProc(static_cast<int>(*pid));
   const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();
@@ -469,14 +521,19 @@ int Main(int argc, char** argv) {
                    "\"coordinator_cpu_util\":%.3f,\"coordinator_rss_MB\":%.1f,"
                    "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
                    "\"coordinator_cpu_per_barrier_ms\":%.2f,\"loadgen_cpu_per_barrier_ms\":%.2f,"
-                   "\"report_interval_ms\":%d,\"train_ms\":%d,\"errors\":%d}",
+                   "\"report_interval_ms\":%d,\"train_ms\":%d,\"ranks_per_agent\":%d,"
+                   "\"errors\":%d,\"all_released_ms\":[%s]}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
                    Percentile(all_released_ms, 99), Percentile(all_released_ms, 100),
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
                    after.hwm_mb, self_cpu, gen.heartbeats(), coord_per_barrier_ms,
                    loadgen_per_barrier_ms, static_cast<int>(*report_interval),
-                   static_cast<int>(*train_ms), gen.errors())
+                   static_cast<int>(*train_ms), static_cast<int>(*per_agent), gen.errors(),
+                   absl::StrJoin(all_released_ms, ",",
+                                 [](std::string* out, double v) {
+                                   absl::StrAppend(out, absl::StrFormat("%.3f", v));
+                                 }))
             << std::endl;
   return 0;
 }

@@ -2,7 +2,9 @@
 """Benchmark 3 driver: for each K, starts one qsr-coordinator for K workers (constant H, one round
 per NextRounds: --plan-batch-steps 1, so every round is a barrier) and runs qsr-bench-coord
 against it, which simulates the K workers and measures barrier release latency, rounds/s and the
-coordinator's CPU and memory. Prints qsr-bench-coord's JSON line per K (with "h" added)."""
+coordinator's CPU and memory. With --ranks-per-agent 1,8 each K also runs with the workers grouped
+8 per host behind a host agent (qsr-agent: one barrier call per host). Prints qsr-bench-coord's
+JSON line per K and grouping (with "h" added)."""
 import argparse
 import json
 import os
@@ -14,10 +16,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def one(a, k, tmp):
-    run_dir = os.path.join(tmp, f"coord-{k}")
-    port_file = os.path.join(tmp, f"coord-{k}.port")
-    log = open(os.path.join(tmp, f"coord-{k}.log"), "w")
+def one(a, k, per_agent, tmp):
+    run_dir = os.path.join(tmp, f"coord-{k}-{per_agent}")
+    port_file = os.path.join(tmp, f"coord-{k}-{per_agent}.port")
+    log = open(os.path.join(tmp, f"coord-{k}-{per_agent}.log"), "w")
     coord = subprocess.Popen(
         [os.path.join(a.bin_dir, "qsr-coordinator"), "--recipe",
          os.path.join(ROOT, "recipes/fashion-mnist/cnn-localsgd-constant-h.yaml"),
@@ -38,7 +40,7 @@ def one(a, k, tmp):
              "--workers", str(k), "--barriers", str(a.barriers + 5), "--channels",
              str(a.channels), "--coordinator-pid", str(coord.pid), "--timeout-s",
              str(a.timeout_s), "--report-interval-ms", str(a.report_interval_ms),
-             "--train-ms", str(a.train_ms)],
+             "--train-ms", str(a.train_ms), "--ranks-per-agent", str(per_agent)],
             capture_output=True, text=True, timeout=a.timeout_s + 30)
         if out.returncode != 0:
             sys.exit(f"coordinator_scale: K={k}: qsr-bench-coord failed: {out.stderr[-2000:]}")
@@ -61,7 +63,11 @@ def main():
     p.add_argument("--workers", default="16,128,512,1024,2048")
     p.add_argument("--barriers", type=int, default=40)
     p.add_argument("--h", type=int, default=4)
-    p.add_argument("--channels", type=int, default=0, help="0: one connection per worker")
+    p.add_argument("--channels", type=int, default=0,
+                   help="0: one connection per worker (per host with --ranks-per-agent)")
+    p.add_argument("--ranks-per-agent", default="1",
+                   help="comma list: workers per host agent (1: every worker calls the "
+                        "coordinator itself)")
     p.add_argument("--timeout-s", type=int, default=300)
     p.add_argument("--report-interval-ms", type=int, default=1000,
                    help="how often a simulated worker sends its round reports, as the worker's "
@@ -71,7 +77,8 @@ def main():
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="qsr-bench-coord-") as tmp:
         for k in a.workers.split(","):
-            one(a, int(k), tmp)
+            for per_agent in a.ranks_per_agent.split(","):
+                one(a, int(k), int(per_agent), tmp)
 
 
 if __name__ == "__main__":

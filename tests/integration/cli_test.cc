@@ -1,4 +1,5 @@
 // The command-line tools against a live coordinator process on an OS-chosen loopback port.
+#include <csignal>
 #include <filesystem>
 #include <set>
 
@@ -59,6 +60,60 @@ TEST(CliTest, StatusJsonShowsALiveCoordinator) {
   EXPECT_EQ(rounds.exit_code, 0) << rounds.output;
   EXPECT_TRUE(rounds.output.empty()) << "no round has completed yet: " << rounds.output;
   coordinator.TerminateAll(absl::Seconds(5));
+}
+
+// qsr-agent relays a host's calls: qsrctl reaches the run through it, and the agent exits 0 on
+// SIGTERM.
+TEST(CliTest, QsrctlReachesTheRunThroughQsrAgent) {
+  testing::TempDir dir;
+  ProcessGroup group;
+  const std::string coord_port_file = dir.path() + "/coord.port";
+  const std::string agent_port_file = dir.path() + "/agent.port";
+  ASSERT_TRUE(group
+                  .Spawn("coord", {kBin + "/qsr-coordinator", "--recipe", kRecipe, "--listen",
+                                   "127.0.0.1:0", "--port-file", coord_port_file, "--run-dir",
+                                   dir.path() + "/run", "--workers", "2", "--epochs", "1"})
+                  .ok());
+  auto await_port = [&](const std::string& file) {
+    std::string port;
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (port.empty() && absl::Now() < deadline) {
+      group.Pump(absl::Milliseconds(50));
+      port = testing::ReadFile(file);
+    }
+    port.erase(port.find_last_not_of("\n") + 1);
+    return port;
+  };
+  const std::string coord_port = await_port(coord_port_file);
+  ASSERT_FALSE(coord_port.empty()) << "the coordinator did not write its port";
+  absl::StatusOr<int> agent =
+      group.Spawn("agent", {kBin + "/qsr-agent", "--coordinator", "127.0.0.1:" + coord_port,
+                            "--listen", "127.0.0.1:0", "--port-file", agent_port_file});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  const std::string agent_port = await_port(agent_port_file);
+  ASSERT_FALSE(agent_port.empty()) << "the agent did not write its port";
+
+  testing::CommandResult status = testing::RunCommand(
+      {kBin + "/qsrctl", "--coordinator", "127.0.0.1:" + agent_port, "status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_EQ(testing::JsonField(status.output, "state"), "WAITING") << status.output;
+
+  group.Signal(*agent, SIGTERM);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!group.ExitCode(*agent).has_value() && absl::Now() < deadline) {
+    group.Pump(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(group.ExitCode(*agent), 0);
+}
+
+TEST(CliTest, QsrAgentRefusesANonLocalListenAddress) {
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsr-agent", "--coordinator", "127.0.0.1:1", "--listen", "0.0.0.0:0"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("is not local; allowed"), std::string::npos) << r.output;
+  r = testing::RunCommand({kBin + "/qsr-agent", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--coordinator"), std::string::npos) << r.output;
 }
 
 TEST(CliTest, StatusNamesAnUnreachableCoordinator) {

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "agent/host_agent.h"
 #include "common/checkpoint_manifest.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
@@ -20,11 +21,14 @@ struct Case {
   std::string optimizer;
   int workers;
   std::string sync_precision = "fp32";
+  // The workers reach the coordinator through one host agent (qsr-agent), as on one host.
+  bool via_agent = false;
 };
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   return absl::StrCat(info.param.optimizer, "_", info.param.workers, "workers",
-                      info.param.sync_precision == "fp32" ? "" : "_" + info.param.sync_precision);
+                      info.param.sync_precision == "fp32" ? "" : "_" + info.param.sync_precision,
+                      info.param.via_agent ? "_via_agent" : "");
 }
 
 // Floats in the `mlp` for 28x28 inputs and 10 classes (784-512-512-10, with biases).
@@ -63,9 +67,18 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(recipe, options);
   ASSERT_TRUE(server.ok()) << server.status();
+  std::unique_ptr<HostAgent> agent;
+  if (c.via_agent) {
+    HostAgent::Options agent_options;
+    agent_options.coordinator = (*server)->address();
+    absl::StatusOr<std::unique_ptr<HostAgent>> started = HostAgent::Start(agent_options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    agent = std::move(*started);
+  }
 
   const std::vector<std::optional<int>> codes =
-      testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), c.workers, absl::Seconds(240));
+      testing::RunWorkers(QSR_WORKER_BIN, agent ? agent->address() : (*server)->address(),
+                          c.workers, absl::Seconds(240));
   for (size_t i = 0; i < codes.size(); ++i) {
     ASSERT_EQ(codes[i], 0) << "worker " << i
                            << " (nullopt: did not start, or did not finish within the deadline)";
@@ -120,11 +133,20 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
             std::string::npos);
   EXPECT_EQ(testing::JsonField(testing::ReadFile(options.run_dir + "/summary.json"), "state"),
             "FINISHED");
+  if (agent) {
+    // The barrier went up once per host, not once per worker (a group split by a slow machine
+    // past the agent's window still leaves far fewer calls).
+    const AgentService::Stats stats = agent->stats();
+    EXPECT_GT(stats.barrier_calls, 0);
+    EXPECT_LE(stats.upstream_barrier_calls * 2, stats.barrier_calls)
+        << stats.upstream_barrier_calls << " upstream for " << stats.barrier_calls << " local";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Runs, TrainingTest,
                          ::testing::Values(Case{"localsgd", 2}, Case{"localsgd", 3}, Case{"sgd", 2},
-                                           Case{"localadamw", 2}, Case{"localsgd", 3, "bf16"}),
+                                           Case{"localadamw", 2}, Case{"localsgd", 3, "bf16"},
+                                           Case{"localsgd", 3, "fp32", true}),
                          CaseName);
 
 }  // namespace
