@@ -70,6 +70,10 @@ absl::Status ValidateHeartbeat(const v1::HeartbeatRequest& r) {
 
 absl::Status ValidateNextRounds(const v1::NextRoundsRequest& r) {
   if (absl::Status s = CheckMember(r.worker_id(), r.rank(), r.generation()); !s.ok()) return s;
+  if (absl::Status s = CheckRange("next_round", r.next_round(), 0, L::kMaxRound); !s.ok()) {
+    return s;
+  }
+  if (r.co_members().empty()) return absl::OkStatus();  // a worker's own call
   if (r.co_members_size() > L::kMaxCoMembers) {
     return Invalid(absl::StrCat("co_members has ", r.co_members_size(), " entries; allowed: up to ",
                                 L::kMaxCoMembers));
@@ -84,7 +88,7 @@ absl::Status ValidateNextRounds(const v1::NextRoundsRequest& r) {
                                   " appears twice in one call; allowed: each rank once"));
     }
   }
-  return CheckRange("next_round", r.next_round(), 0, L::kMaxRound);
+  return absl::OkStatus();
 }
 
 absl::Status ValidateReport(const v1::ReportRequest& r) {
