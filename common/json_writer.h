@@ -14,7 +14,9 @@ class JsonObject {
   JsonObject& Add(const std::string& key, const std::string& value);
   JsonObject& Add(const std::string& key, const char* value);
   JsonObject& Add(const std::string& key, int64_t value);
-  JsonObject& Add(const std::string& key, int value) { return Add(key, static_cast<int64_t>(value)); }
+  JsonObject& Add(const std::string& key, int value) {
+    return Add(key, static_cast<int64_t>(value));
+  }
   JsonObject& Add(const std::string& key, double value);
   JsonObject& Add(const std::string& key, bool value);
   // `json` must already be valid JSON (an object or array built elsewhere).

@@ -19,7 +19,8 @@ class LrSchedule {
   // REQUIRES: `recipe` resolved (ResolveRecipe returned OK).
   explicit LrSchedule(const Recipe& recipe);
 
-  // The LR of global step `step` (0-based). Steps past T keep min_lr (or the last step-decay value).
+  // The LR of global step `step` (0-based). Steps past T keep min_lr (or the last step-decay
+  // value).
   double At(int64_t step) const;
 
  private:

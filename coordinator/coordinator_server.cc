@@ -49,8 +49,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
         stats->Observe(round);
         if (user) user(round);
       };
-  server->controller_ = std::make_unique<RunController>(
-      recipe, options.run, std::move(log), options.journal, options.recovered);
+  server->controller_ = std::make_unique<RunController>(recipe, options.run, std::move(log),
+                                                        options.journal, options.recovered);
   server->store_ = std::make_unique<KvStore>();
   server->guard_ =
       std::make_unique<TokenGuard>(options.security.token, options.security.token_protect_reads);

@@ -30,7 +30,7 @@
 namespace qsr {
 
 struct TrainerOptions {
-  std::string worker_id;         // unique per process
+  std::string worker_id;           // unique per process
   std::string host = "127.0.0.1";  // address peers reach this worker's Gloo transport on
   std::string device = "cpu";
   std::string data_dir;  // overrides the recipe's data_dir when set
