@@ -26,6 +26,14 @@ grpc::Status Downstream(const grpc::Status& s) {
   return s;
 }
 
+// The coordinator understood the group and refused it: one member may be the cause. (Transport
+// errors concern the whole group alike and are passed on as they are.)
+bool IsRefusal(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+         s.error_code() == grpc::StatusCode::NOT_FOUND ||
+         s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+}
+
 const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE, "qsr-agent is shutting down");
 
 }  // namespace
@@ -35,6 +43,7 @@ AgentService::AgentService(std::shared_ptr<grpc::Channel> channel, std::string t
     : channel_(std::move(channel)),
       stub_(v1::Coordinator::NewStub(channel_)),
       token_(std::move(token)),
+      barrier_stream_(stub_.get(), token_),
       coalescer_(window) {}
 
 AgentService::~AgentService() { Shutdown(); }
@@ -198,61 +207,54 @@ void AgentService::SendAll(std::vector<Group> groups) {
 
 void AgentService::Send(Group group, bool split_on_error) {
   if (group.arrivals.empty()) return;
-  auto request = std::make_shared<v1::NextRoundsRequest>();
-  auto reply = std::make_shared<v1::NextRoundsReply>();
+  v1::NextRoundsRequest request;
   const BarrierCoalescer::Arrival& first = group.arrivals.front();
-  request->set_worker_id(first.worker_id);
-  request->set_rank(first.rank);
-  request->set_generation(group.generation);
-  request->set_next_round(group.next_round);
+  request.set_worker_id(first.worker_id);
+  request.set_rank(first.rank);
+  request.set_generation(group.generation);
+  request.set_next_round(group.next_round);
   for (size_t i = 1; i < group.arrivals.size(); ++i) {
-    v1::BarrierMember* m = request->add_co_members();
+    v1::BarrierMember* m = request.add_co_members();
     m->set_worker_id(group.arrivals[i].worker_id);
     m->set_rank(group.arrivals[i].rank);
   }
-  std::shared_ptr<grpc::ClientContext> upstream = Upstream(group.deadline);
-  auto take_calls = [this](const Group& g) {
-    std::vector<BarrierCall> out;
-    absl::MutexLock lock(&mu_);
-    for (const auto& a : g.arrivals) {
-      auto it = calls_.find(a.id);
-      if (it == calls_.end()) continue;  // superseded meanwhile
-      out.push_back(it->second);
-      calls_.erase(it);
-    }
-    return out;
-  };
-  if (upstream == nullptr) {
-    for (BarrierCall& c : take_calls(group)) c.reactor->Finish(kShuttingDown);
-    return;
-  }
   upstream_barrier_calls_.fetch_add(1, std::memory_order_relaxed);
+  const absl::Time deadline = std::min(group.deadline, absl::Now() + kMaxForward);
   auto shared_group = std::make_shared<Group>(std::move(group));
-  stub_->async()->NextRounds(
-      upstream.get(), request.get(), reply.get(),
-      [this, upstream, request, reply, shared_group, split_on_error, take_calls](grpc::Status s) {
-        if (!s.ok() && split_on_error && shared_group->arrivals.size() > 1 &&
-            s.error_code() != grpc::StatusCode::CANCELLED) {
-          // One member may be the cause: let each call hear its own verdict.
-          LOG(WARNING) << "coordinator refused a barrier group of " << shared_group->arrivals.size()
-                       << " (" << s.error_message() << "); sending its calls one by one";
-          for (BarrierCoalescer::Arrival& a : shared_group->arrivals) {
-            Group one;
-            one.generation = shared_group->generation;
-            one.next_round = shared_group->next_round;
-            one.deadline = a.deadline;
-            one.arrivals.push_back(std::move(a));
-            Send(std::move(one), /*split_on_error=*/false);
-          }
-        } else {
-          for (BarrierCall& c : take_calls(*shared_group)) {
-            if (s.ok()) *c.reply = *reply;
-            c.reactor->Finish(Downstream(s));
-          }
-          if (s.ok()) ObserveOutcome(reply->outcome(), shared_group->generation);
-        }
-        Unregister(upstream.get());  // last: Shutdown's drain waits for it
-      });
+  barrier_stream_.Call(request, deadline,
+                       [this, shared_group, split_on_error](const grpc::Status& s,
+                                                            const v1::NextRoundsReply& reply) {
+                         if (split_on_error && shared_group->arrivals.size() > 1 && IsRefusal(s)) {
+                           // One member may be the cause: let each call hear its own verdict.
+                           LOG(WARNING) << "coordinator refused a barrier group of "
+                                        << shared_group->arrivals.size() << " ("
+                                        << s.error_message() << "); sending its calls one by one";
+                           for (BarrierCoalescer::Arrival& a : shared_group->arrivals) {
+                             Group one;
+                             one.generation = shared_group->generation;
+                             one.next_round = shared_group->next_round;
+                             one.deadline = a.deadline;
+                             one.arrivals.push_back(std::move(a));
+                             Send(std::move(one), /*split_on_error=*/false);
+                           }
+                           return;
+                         }
+                         std::vector<BarrierCall> calls;
+                         {
+                           absl::MutexLock lock(&mu_);
+                           for (const auto& a : shared_group->arrivals) {
+                             auto it = calls_.find(a.id);
+                             if (it == calls_.end()) continue;  // superseded meanwhile
+                             calls.push_back(it->second);
+                             calls_.erase(it);
+                           }
+                         }
+                         for (BarrierCall& c : calls) {
+                           if (s.ok()) *c.reply = reply;
+                           c.reactor->Finish(s);
+                         }
+                         if (s.ok()) ObserveOutcome(reply.outcome(), shared_group->generation);
+                       });
 }
 
 void AgentService::ObserveOutcome(const v1::Outcome& outcome, int64_t generation) {
@@ -276,7 +278,7 @@ absl::Time AgentService::FlushExpired(absl::Time now) {
     next = coalescer_.NextExpiry();
   }
   SendAll(std::move(ready));
-  return next;
+  return std::min(next, barrier_stream_.Expire(now));
 }
 
 void AgentService::WaitForWork(absl::Time deadline) {
@@ -297,11 +299,14 @@ void AgentService::Shutdown() {
     held = coalescer_.Flush(std::nullopt);
     for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
   }
-  // With the door closed, Send answers each held call UNAVAILABLE: its worker asks again.
+  // With the stream shut, each held or waiting barrier call is answered UNAVAILABLE: its worker
+  // asks again.
+  barrier_stream_.Shutdown();
   SendAll(std::move(held));
 }
 
 bool AgentService::AwaitIdle(absl::Time deadline) {
+  if (!barrier_stream_.AwaitIdle(deadline)) return false;
   absl::MutexLock lock(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_.empty(); };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);

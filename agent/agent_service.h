@@ -8,10 +8,12 @@
 // a Leave removes it; a Heartbeat answered GENERATION_ENDED, RUN_FINISHED or RUN_FAILED flushes
 // the barrier calls held for that generation, so that the coordinator answers them. NextRounds
 // calls are held by a BarrierCoalescer (see there for when a group goes out) and sent as one call
-// with co_members; its reply answers every call in the group. When the coordinator refuses a
-// group (an error status: one bad member), each call of the group is sent again on its own, so
-// that each worker gets its own verdict. Upstream calls cancelled by Shutdown answer UNAVAILABLE,
-// which workers treat as "retry" (a restarted agent picks them up).
+// with co_members, over one long-lived stream (BarrierStream); its answer answers every call in the
+// group. When the coordinator refuses a
+// group (INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION: one bad member may be the cause),
+// each call of the group is sent again on its own, so that each worker gets its own verdict;
+// transport errors go to every call of the group as they are. Upstream calls cancelled by Shutdown
+// answer UNAVAILABLE, which workers treat as "retry" (a restarted agent picks them up).
 //
 // The agent serves its own host only: it takes no token from its workers and uses its own
 // credentials (TLS, token) upstream. HostAgent binds it to loopback or a Unix socket.
@@ -35,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/barrier_coalescer.h"
+#include "agent/barrier_stream.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
@@ -55,7 +58,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
   AgentService(std::shared_ptr<grpc::Channel> channel, std::string token, absl::Duration window);
   ~AgentService() override;
 
-  // Sends the held groups whose window has passed; returns when to call again.
+  // Sends the held groups whose window has passed and fails barrier calls past their deadline;
+  // returns when to call again.
   absl::Time FlushExpired(absl::Time now);
   // Blocks until something may need flushing (the next expiry, a new held group) or `deadline`.
   void WaitForWork(absl::Time deadline);
@@ -108,8 +112,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
   // Shutdown's cancellation. Null after Shutdown.
   std::shared_ptr<grpc::ClientContext> Upstream(absl::Time deadline);
   void Unregister(grpc::ClientContext* ctx);
-  // Sends `group` upstream; answers its calls when the reply comes. `split_on_error`: a refused
-  // group of several is sent again call by call.
+  // Sends `group` upstream on the barrier stream; answers its calls when the answer comes.
+  // `split_on_error`: a refused group of several is sent again call by call.
   void Send(Group group, bool split_on_error);
   void SendAll(std::vector<Group> groups);
   // The reply's outcome ends `generation` for this host: the held calls go to the coordinator.
@@ -121,6 +125,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::Coordinator::Stub> stub_;
   const std::string token_;
+  // The host's barrier calls go up over one stream (NextRoundsStream), not one call each.
+  BarrierStream barrier_stream_;
 
   mutable absl::Mutex mu_;
   BarrierCoalescer coalescer_ ABSL_GUARDED_BY(mu_);

@@ -5,22 +5,26 @@
 // per worker): Join, then NextRounds (the round barrier) for round 0, NextRounds for the next
 // round, and so on until the coordinator answers RUN_FINISHED, then a last Report and Leave.
 // Reports go like the worker's ReportSender (worker/report_sender.h): the rounds trained queue up
-// and one Report carries them at most once per --report-interval-ms (1 s, the worker's default),
-// sent without waiting for the reply; --report-interval-ms 0 sends one Report per barrier (what
-// this generator did before: twice the worker's RPCs). Like a real worker, each also calls
-// Heartbeat every heartbeat interval the Join reply names (from one ticker thread for all of
-// them). Join and NextRounds answered TIMEOUT are asked again. By default training takes no time,
-// so the coordinator sees barriers back to back: the worst case for it (the replies of one
-// barrier compete with the arrivals at the next for the CPU). --train-ms makes each round take
-// that long (a gRPC alarm per worker, no thread), so that releases and arrivals are apart as in a
-// real run and the release latency is the barrier's own.
+// and one Report carries them about once per --report-interval-ms (1 s, the worker's default;
+// 0.75-1.25 of it at random, as the worker waits), sent without waiting for the reply;
+// --report-interval-ms 0 sends one Report per barrier (twice the worker's RPCs). Like a real
+// worker, each also calls Heartbeat every 0.75-1.25 of the heartbeat interval the Join reply names
+// (from one ticker thread for all of them). Before session 6 every worker sent its heartbeat at
+// the same moment and its reports at a fixed interval: bursts of K calls that the worker's own
+// Heartbeater never sent. Join and NextRounds answered TIMEOUT are asked again. By default training
+// takes no time, so the coordinator sees barriers back to back: the worst case for it (the replies
+// of one barrier compete with the arrivals at the next for the CPU). --train-ms makes each round
+// take that long (a gRPC alarm per worker, no thread), so that releases and arrivals are apart as
+// in a real run and the release latency is the barrier's own.
 //
 // --ranks-per-agent S simulates S workers per host behind a host agent (qsr-agent): each host's
 // Join, Heartbeat, Report and Leave calls go as the agent forwards them (one per worker, over the
 // host's one connection), and its round barrier goes as one NextRounds call carrying the host's S
 // ranks (co_members), sent when the host's last worker arrives (the agent's common case; its local
-// hop runs on each host's own cores and is not simulated). A worker's release is then the time the
-// host's call was answered. --channels defaults to one connection per host.
+// hop runs on each host's own cores and is not simulated), over the host's NextRoundsStream with
+// the agent's own client (BarrierStream; --agent-transport unary: a unary call each). A worker's
+// release is then the time the host's call was answered. --channels defaults to one connection per
+// host.
 //
 // Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
 // the last worker to arrive and the time each worker's reply came back. Release latency of a
@@ -49,6 +53,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -56,6 +61,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/barrier_stream.h"
 #include "bench/proc_stats.h"
 #include "common/flags.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
@@ -74,7 +80,7 @@ class LoadGenerator {
   LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
                 int max_barriers, std::chrono::milliseconds rpc_timeout,
                 std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time,
-                int coordinator_pid, int ranks_per_agent)
+                int coordinator_pid, int ranks_per_agent, bool agent_stream)
       : stubs_(std::move(stubs)),
         workers_(workers),
         ranks_per_agent_(ranks_per_agent),
@@ -89,7 +95,16 @@ class LoadGenerator {
         coordinator_pid_(coordinator_pid),
         released_(max_barriers),
         cpu_at_release_(max_barriers) {
-    for (int i = 0; i < workers; ++i) sims_[i].id = i;
+    if (ranks_per_agent > 1 && agent_stream) {
+      for (size_t h = 0; h < hosts_.size(); ++h) {
+        hosts_[h].stream =
+            std::make_unique<BarrierStream>(stubs_[h % stubs_.size()].get(), std::string());
+      }
+    }
+    for (int i = 0; i < workers; ++i) {
+      sims_[i].id = i;
+      sims_[i].random.seed(static_cast<unsigned>(i) + 1);
+    }
     for (auto& n : released_) n.store(0);
   }
 
@@ -99,19 +114,27 @@ class LoadGenerator {
     deadline_ = deadline;
     for (Sim& s : sims_) Join(&s);
     std::unique_lock<std::mutex> lock(mu_);
-    // The heartbeat ticker: this thread, between checks for the end of the run.
-    Clock::time_point next_beat = Clock::now();
+    // The heartbeat ticker: this thread, between checks for the end of the run. Each worker beats
+    // on its own clock, every 0.75-1.25 of the interval at random, as the worker's Heartbeater
+    // does (so a group's beats spread out instead of arriving as one burst).
+    std::mt19937 random(1);
+    std::uniform_real_distribution<double> jitter(0.75, 1.25);
     while (finished_ != workers_ && Clock::now() < deadline) {
       const int interval_ms = heartbeat_interval_ms_.load();
-      if (interval_ms > 0 && Clock::now() >= next_beat) {
+      if (interval_ms > 0) {
         lock.unlock();
+        const Clock::time_point now = Clock::now();
         for (Sim& s : sims_) {
-          if (s.joined.load(std::memory_order_acquire) && !s.done.load()) Heartbeat(&s);
+          if (!s.joined.load(std::memory_order_acquire) || s.done.load()) continue;
+          const bool first = s.next_beat == Clock::time_point();
+          if (!first && now < s.next_beat) continue;
+          if (!first) Heartbeat(&s);
+          s.next_beat = now + std::chrono::microseconds(
+                                  static_cast<int64_t>(1e3 * interval_ms * jitter(random)));
         }
         lock.lock();
-        next_beat = Clock::now() + std::chrono::milliseconds(interval_ms);
       }
-      done_cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)));
+      done_cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(10)));
     }
     return finished_ == workers_;
   }
@@ -144,6 +167,8 @@ class LoadGenerator {
     int64_t next_round = 0;
     std::atomic<bool> joined{false};  // rank and generation are set (for the ticker)
     std::atomic<bool> done{false};
+    Clock::time_point next_beat;  // the ticker's only
+    std::mt19937 random;          // the worker's callback chain's only (report jitter)
     // Rounds trained and not yet reported, and when the next Report may go (ReportSender's
     // interval). Touched by the worker's own callback chain only.
     std::vector<v1::RoundReport> unreported;
@@ -157,6 +182,8 @@ class LoadGenerator {
   struct Host {
     std::mutex mu;
     std::vector<Sim*> arrived;
+    // The host's barrier stream to the coordinator (the agent's own client; null: unary calls).
+    std::unique_ptr<BarrierStream> stream;
   };
 
   size_t Index(int b, int w) const { return static_cast<size_t>(b) * workers_ + w; }
@@ -183,6 +210,12 @@ class LoadGenerator {
   }
 
   bool PastDeadline() const { return Clock::now() >= deadline_; }
+
+  // 0.75-1.25 of --report-interval-ms at random, as the worker's ReportSender waits.
+  Clock::duration ReportInterval(Sim* s) {
+    std::uniform_real_distribution<double> jitter(0.75, 1.25);
+    return std::chrono::duration_cast<Clock::duration>(report_interval_ * jitter(s->random));
+  }
 
   void Heartbeat(Sim* s) {
     struct Call {
@@ -231,7 +264,7 @@ class LoadGenerator {
           s->generation = call->reply.generation();
           heartbeat_interval_ms_.store(static_cast<int>(call->reply.heartbeat_interval_ms()));
           s->joined.store(true, std::memory_order_release);
-          s->next_report = Clock::now() + report_interval_;
+          s->next_report = Clock::now() + ReportInterval(s);
           NextRounds(s);
         });
   }
@@ -267,6 +300,14 @@ class LoadGenerator {
       m->set_worker_id(WorkerId(*call->sims[i]));
       m->set_rank(call->sims[i]->rank);
     }
+    if (BarrierStream* stream = hosts_[HostOf(*caller)].stream.get()) {
+      stream->Call(call->request, absl::Now() + absl::FromChrono(rpc_timeout_),
+                   [this, call](const grpc::Status& status, const v1::NextRoundsReply& reply) {
+                     const Clock::time_point now = Clock::now();
+                     for (Sim* sim : call->sims) Released(sim, status, reply, now);
+                   });
+      return;
+    }
     StubFor(*caller)->async()->NextRounds(call->ctx.get(), &call->request, &call->reply,
                                           [this, call](grpc::Status status) {
                                             const Clock::time_point now = Clock::now();
@@ -294,7 +335,7 @@ class LoadGenerator {
     for (const v1::RoundPlan& p : reply.rounds()) s->unreported.push_back(Trained(p));
     if (now >= s->next_report) {
       Report(s, nullptr);
-      s->next_report = now + report_interval_;
+      s->next_report = now + ReportInterval(s);
     }
     s->next_round = reply.rounds(reply.rounds_size() - 1).round() + 1;
     if (train_time_.count() == 0) return NextRounds(s);
@@ -420,6 +461,9 @@ int Main(int argc, char** argv) {
             "send a worker's queued round reports at most this often, as the worker's "
             "ReportSender does (0: one Report per barrier)");
   flags.Add("train-ms", "0", "simulated training time per round (0: none, barriers back to back)");
+  flags.Add("agent-transport", "stream",
+            "with --ranks-per-agent > 1, how a host's barrier call travels: stream (one "
+            "NextRoundsStream per host, as qsr-agent does) or unary (one NextRounds call each)");
   flags.Add("ranks-per-agent", "1",
             "workers per host behind a host agent: each host's barrier is one NextRounds call "
             "with its ranks as co_members (1: every worker calls the coordinator itself)");
@@ -455,6 +499,11 @@ int Main(int argc, char** argv) {
                  "--report-interval-ms and --train-ms >= 0, --ranks-per-agent in [1, 1024]\n";
     return 2;
   }
+  if (flags.Get("agent-transport") != "stream" && flags.Get("agent-transport") != "unary") {
+    std::cerr << "qsr-bench-coord: --agent-transport is " << flags.Get("agent-transport")
+              << "; allowed: stream, unary\n";
+    return 2;
+  }
   const int k = static_cast<int>(*workers);
   const int hosts = static_cast<int>((k + *per_agent - 1) / *per_agent);
   const int c = *channels == 0 ? hosts : static_cast<int>(std::min<int64_t>(*channels, hosts));
@@ -468,7 +517,7 @@ int Main(int argc, char** argv) {
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
                     std::chrono::seconds(*rpc_timeout), std::chrono::milliseconds(*report_interval),
                     std::chrono::milliseconds(*train_ms), static_cast<int>(*pid),
-                    static_cast<int>(*per_agent));
+                    static_cast<int>(*per_agent), flags.Get("agent-transport") == "stream");
   const ProcSample before = SampleProc(static_cast<int>(*pid));
   const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();
@@ -522,6 +571,7 @@ int Main(int argc, char** argv) {
                    "\"coordinator_hwm_MB\":%.1f,\"loadgen_cpu_s\":%.3f,\"heartbeats\":%d,"
                    "\"coordinator_cpu_per_barrier_ms\":%.2f,\"loadgen_cpu_per_barrier_ms\":%.2f,"
                    "\"report_interval_ms\":%d,\"train_ms\":%d,\"ranks_per_agent\":%d,"
+                   "\"agent_transport\":\"%s\","
                    "\"errors\":%d,\"all_released_ms\":[%s]}",
                    k, c, b, gen.reports(), wall, rounds_per_s, Percentile(release_ms, 50),
                    Percentile(release_ms, 99), Percentile(all_released_ms, 50),
@@ -529,7 +579,9 @@ int Main(int argc, char** argv) {
                    after.cpu_s - before.cpu_s, (after.cpu_s - before.cpu_s) / wall, after.rss_mb,
                    after.hwm_mb, self_cpu, gen.heartbeats(), coord_per_barrier_ms,
                    loadgen_per_barrier_ms, static_cast<int>(*report_interval),
-                   static_cast<int>(*train_ms), static_cast<int>(*per_agent), gen.errors(),
+                   static_cast<int>(*train_ms), static_cast<int>(*per_agent),
+                   *per_agent > 1 ? flags.Get("agent-transport") : std::string("none"),
+                   gen.errors(),
                    absl::StrJoin(all_released_ms, ",",
                                  [](std::string* out, double v) {
                                    absl::StrAppend(out, absl::StrFormat("%.3f", v));

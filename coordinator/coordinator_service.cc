@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/connection_security.h"
+#include "coordinator/next_rounds_stream.h"
 #include "coordinator/request_validator.h"
 
 namespace qsr {
@@ -35,17 +36,19 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+absl::Status CoordinatorService::CheckToken(grpc::CallbackServerContext* ctx, Access access) const {
+  if (guard_ == nullptr || !guard_->enabled()) return absl::OkStatus();
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find(kTokenMetadataKey);
+  absl::string_view presented;
+  if (it != metadata.end()) presented = absl::string_view(it->second.data(), it->second.size());
+  return guard_->Check(it == metadata.end() ? nullptr : &presented, access);
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::Refuse(grpc::CallbackServerContext* ctx,
                                                      Access access,
                                                      const absl::Status& validation) const {
-  absl::Status refusal;
-  if (guard_ != nullptr && guard_->enabled()) {
-    const auto& metadata = ctx->client_metadata();
-    auto it = metadata.find(kTokenMetadataKey);
-    absl::string_view presented;
-    if (it != metadata.end()) presented = absl::string_view(it->second.data(), it->second.size());
-    refusal = guard_->Check(it == metadata.end() ? nullptr : &presented, access);
-  }
+  absl::Status refusal = CheckToken(ctx, access);
   if (refusal.ok()) refusal = validation;
   if (refusal.ok()) return nullptr;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -92,6 +95,11 @@ grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerCon
                                            });
   if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
   return reactor;
+}
+
+grpc::ServerBidiReactor<v1::NextRoundsCall, v1::NextRoundsAnswer>*
+CoordinatorService::NextRoundsStream(grpc::CallbackServerContext* ctx) {
+  return new qsr::NextRoundsStream(controller_, CheckToken(ctx, Access::kChange));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,

@@ -5,9 +5,9 @@
 // hands the request to the RunController (membership, barrier, reports) or the KvStore
 // (rendezvous), maps an error Status to the gRPC status, and finishes the reactor. Waiting handlers
 // (NextRounds, KvGet) keep their reactor and finish it from the callback, so no gRPC thread ever
-// blocks. Join is a long poll: it waits for the
-// caller's generation to form, and answers TIMEOUT shortly before the caller's deadline (at most
-// kJoinPoll) so that the worker asks again rather than seeing its call fail.
+// blocks; NextRoundsStream does the same per message (next_rounds_stream.h). Join is a long poll:
+// it waits for the caller's generation to form, and answers TIMEOUT shortly before the caller's
+// deadline (at most kJoinPoll) so that the worker asks again rather than seeing its call fail.
 //
 // Thread-safe; the controller, store and guard it points to must outlive it.
 #ifndef QSR_COORDINATOR_COORDINATOR_SERVICE_H_
@@ -36,6 +36,9 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* NextRounds(grpc::CallbackServerContext* ctx,
                                        const v1::NextRoundsRequest* request,
                                        v1::NextRoundsReply* reply) override;
+  // One NextRoundsStream per stream (it deletes itself when done).
+  grpc::ServerBidiReactor<v1::NextRoundsCall, v1::NextRoundsAnswer>* NextRoundsStream(
+      grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
                                    const v1::ReportRequest* request,
                                    v1::ReportReply* reply) override;
@@ -61,6 +64,8 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                  v1::StopReply* reply) override;
 
  private:
+  // The call's token, checked for `access` (UNAUTHENTICATED when missing or wrong).
+  absl::Status CheckToken(grpc::CallbackServerContext* ctx, TokenGuard::Access access) const;
   // The call's token and `validation` checked: null when the call may go on, else a reactor
   // already finished with the refusal.
   grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx, TokenGuard::Access access,

@@ -1,5 +1,6 @@
 // The host agent in-process between real gRPC workers and a real coordinator: whole runs through
-// one or two agents, the barrier window, shutdown, and bad flags. FakeWorkers (no LibTorch) speak
+// one or two agents, the barrier window, shutdown, bad flags, and the barrier stream between an
+// agent and the coordinator. FakeWorkers (no LibTorch) speak
 // the worker protocol; training_test runs qsr-worker processes through qsr-agent.
 #include "agent/host_agent.h"
 
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "agent/barrier_stream.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/test_recipe.h"
@@ -228,6 +230,139 @@ TEST_F(HostAgentCallTest, ShutdownAnswersAHeldCallUnavailable) {
   agent_->Shutdown();
   ASSERT_TRUE(held.done.WaitForNotificationWithTimeout(kDeadline));
   EXPECT_EQ(held.status.error_code(), grpc::StatusCode::UNAVAILABLE) << held.status.error_message();
+}
+
+TEST_F(HostAgentCallTest, ShutdownAnswersACallWaitingAtTheCoordinatorUnavailable) {
+  Pending waiting;
+  Ask(0, 0, &waiting);
+  // Past the window, the call waits at the coordinator (on the agent's stream) for rank 1.
+  ASSERT_TRUE(
+      AwaitStats([](const AgentService::Stats& s) { return s.upstream_barrier_calls == 1; }));
+  agent_->Shutdown();
+  ASSERT_TRUE(waiting.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(waiting.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << waiting.status.error_message();
+}
+
+// The coordinator's end of the stream, driven by the agent's client end directly.
+class BarrierStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    coordinator_ = StartCoordinator(2);
+    ASSERT_NE(coordinator_, nullptr);
+    stub_ = v1::Coordinator::NewStub(
+        grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < 2; ++i) {
+      v1::JoinRequest join;
+      join.set_worker_id(absl::StrCat("w", i));
+      ASSERT_TRUE(coordinator_->controller().JoinNow(join, absl::Now()).ok());
+    }
+  }
+
+  struct Answer {
+    grpc::Status status;
+    v1::NextRoundsReply reply;
+    absl::Notification done;
+  };
+  BarrierStream::Done Into(Answer* a) {
+    return [a](const grpc::Status& s, const v1::NextRoundsReply& r) {
+      a->status = s;
+      a->reply = r;
+      a->done.Notify();
+    };
+  }
+  static v1::NextRoundsRequest Ask(int rank) {
+    v1::NextRoundsRequest r;
+    r.set_worker_id(absl::StrCat("w", rank));
+    r.set_rank(rank);
+    r.set_generation(1);
+    r.set_next_round(0);
+    return r;
+  }
+
+  std::unique_ptr<CoordinatorServer> coordinator_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+};
+
+TEST_F(BarrierStreamTest, ErrorsTravelPerCallAndTheStreamGoesOn) {
+  BarrierStream stream(stub_.get(), "");
+  Answer bad, group;
+  v1::NextRoundsRequest wrong = Ask(1);
+  wrong.set_worker_id("impostor");
+  stream.Call(wrong, absl::Now() + kDeadline, Into(&bad));
+  ASSERT_TRUE(bad.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << bad.status.error_message();
+  // Both ranks in one call, on the same stream: the barrier completes.
+  v1::NextRoundsRequest both = Ask(0);
+  v1::BarrierMember* m = both.add_co_members();
+  m->set_worker_id("w1");
+  m->set_rank(1);
+  stream.Call(both, absl::Now() + kDeadline, Into(&group));
+  ASSERT_TRUE(group.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(group.status.ok()) << group.status.error_message();
+  EXPECT_EQ(group.reply.outcome().code(), v1::Outcome::OK);
+  EXPECT_GT(group.reply.rounds_size(), 0);
+  EXPECT_EQ(stream.streams_opened(), 1);
+}
+
+TEST_F(BarrierStreamTest, AnswersArriveOutOfOrderAndAPastDeadlineExpires) {
+  BarrierStream stream(stub_.get(), "");
+  Answer first, second, late;
+  // Rank 0 waits for rank 1; a third call with a deadline already past expires meanwhile.
+  stream.Call(Ask(0), absl::Now() + kDeadline, Into(&first));
+  v1::NextRoundsRequest bad = Ask(5);
+  stream.Call(bad, absl::Now() - absl::Seconds(1), Into(&late));
+  stream.Expire(absl::Now());
+  ASSERT_TRUE(late.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_TRUE(late.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+              late.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+      << late.status.error_message();
+  EXPECT_FALSE(first.done.HasBeenNotified());
+  stream.Call(Ask(1), absl::Now() + kDeadline, Into(&second));
+  ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
+}
+
+TEST_F(BarrierStreamTest, AStreamThatEndsAnswersItsCallsUnavailableAndTheNextCallReopens) {
+  BarrierStream stream(stub_.get(), "");
+  Answer waiting;
+  stream.Call(Ask(0), absl::Now() + kDeadline, Into(&waiting));
+  // The coordinator goes away while rank 0 waits on the stream.
+  coordinator_->Shutdown();
+  ASSERT_TRUE(waiting.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(waiting.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << waiting.status.error_message();
+  Answer again;
+  stream.Call(Ask(1), absl::Now() + absl::Seconds(5), Into(&again));
+  ASSERT_TRUE(again.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_FALSE(again.status.ok());
+  EXPECT_EQ(stream.streams_opened(), 2);
+}
+
+TEST(BarrierStreamTokenTest, AStreamWithoutTheTokenIsRefused) {
+  CoordinatorServer::Options options;
+  options.security.token = "s3cret";
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> coordinator =
+      CoordinatorServer::Start(testing::SmallQsrRecipe(1), options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  auto stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel((*coordinator)->address(), grpc::InsecureChannelCredentials()));
+  BarrierStream stream(stub.get(), "wrong");
+  absl::Notification done;
+  grpc::Status status;
+  v1::NextRoundsRequest r;
+  r.set_worker_id("w0");
+  r.set_generation(1);
+  stream.Call(r, absl::Now() + kDeadline, [&](const grpc::Status& s, const v1::NextRoundsReply&) {
+    status = s;
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.error_message().find("token"), std::string::npos) << status.error_message();
 }
 
 TEST(HostAgentStartTest, RefusesANonLocalListenAddressAndABadWindow) {
