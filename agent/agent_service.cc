@@ -93,6 +93,10 @@ grpc::ServerUnaryReactor* AgentService::Join(grpc::CallbackServerContext* ctx,
         if (p.outcome().code() != v1::Outcome::OK) return;
         absl::MutexLock lock(&mu_);
         coalescer_.Admitted(q.worker_id(), p.rank(), p.generation());
+        if (p.heartbeat_interval_ms() > 0) {
+          heartbeat_interval_ = absl::Milliseconds(p.heartbeat_interval_ms());
+        }
+        refused_beats_.erase(q.worker_id());
       });
 }
 
@@ -116,15 +120,100 @@ grpc::ServerUnaryReactor* AgentService::Leave(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* AgentService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                   const v1::HeartbeatRequest* request,
                                                   v1::HeartbeatReply* reply) {
-  return Forward(
-      ctx, request, reply,
-      [this](grpc::ClientContext* c, const v1::HeartbeatRequest* q, v1::HeartbeatReply* p,
-             std::function<void(grpc::Status)> f) {
-        stub_->async()->Heartbeat(c, q, p, std::move(f));
-      },
-      [this](const v1::HeartbeatRequest& q, const v1::HeartbeatReply& p) {
-        ObserveOutcome(p.outcome(), q.generation());
-      });
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  local_heartbeats_.fetch_add(1, std::memory_order_relaxed);
+  grpc::Status status = grpc::Status::OK;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) {
+      status = kShuttingDown;
+    } else if (auto refused = refused_beats_.find(request->worker_id());
+               refused != refused_beats_.end()) {
+      // The coordinator refused this worker's last beat: it hears that now, once.
+      status = refused->second;
+      refused_beats_.erase(refused);
+    } else {
+      beats_[request->worker_id()] = Beat{request->rank(), request->generation(), request->step()};
+      auto known = outcomes_.find(request->generation());
+      if (known != outcomes_.end()) {
+        *reply->mutable_outcome() = known->second;
+      } else {
+        reply->mutable_outcome()->set_code(v1::Outcome::OK);
+      }
+      if (next_beat_ == absl::InfiniteFuture()) {
+        next_beat_ = absl::Now() + heartbeat_interval_;
+        ++work_;
+      }
+    }
+  }
+  reactor->Finish(status);
+  return reactor;
+}
+
+absl::Time AgentService::BeatUpstream(absl::Time now) {
+  std::map<int64_t, std::vector<std::pair<std::string, Beat>>> by_generation;
+  absl::Duration interval;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_ || now < next_beat_) return next_beat_;
+    for (auto& [worker_id, beat] : beats_) {
+      by_generation[beat.generation].emplace_back(worker_id, beat);
+    }
+    beats_.clear();
+    next_beat_ = absl::InfiniteFuture();  // the next local beat sets it again
+    interval = heartbeat_interval_;
+  }
+  for (auto& [generation, beats] : by_generation) {
+    SendBeat(generation, std::move(beats), interval, /*split_on_error=*/true);
+  }
+  return absl::InfiniteFuture();
+}
+
+void AgentService::SendBeat(int64_t generation, std::vector<std::pair<std::string, Beat>> beats,
+                            absl::Duration interval, bool split_on_error) {
+  if (beats.empty()) return;
+  auto request = std::make_shared<v1::HeartbeatRequest>();
+  auto reply = std::make_shared<v1::HeartbeatReply>();
+  request->set_worker_id(beats.front().first);
+  request->set_rank(beats.front().second.rank);
+  request->set_generation(generation);
+  request->set_step(beats.front().second.step);
+  for (size_t i = 1; i < beats.size(); ++i) {
+    v1::CoMember* m = request->add_co_members();
+    m->set_worker_id(beats[i].first);
+    m->set_rank(beats[i].second.rank);
+  }
+  std::shared_ptr<grpc::ClientContext> upstream =
+      Upstream(absl::Now() + std::max(2 * interval, absl::Seconds(1)));
+  if (upstream == nullptr) return;
+  upstream_heartbeats_.fetch_add(1, std::memory_order_relaxed);
+  auto shared_beats = std::make_shared<std::vector<std::pair<std::string, Beat>>>(std::move(beats));
+  stub_->async()->Heartbeat(upstream.get(), request.get(), reply.get(),
+                            [this, upstream, request, reply, shared_beats, generation, interval,
+                             split_on_error](grpc::Status s) {
+                              if (s.ok()) {
+                                {
+                                  absl::MutexLock lock(&mu_);
+                                  outcomes_[generation] = reply->outcome();
+                                }
+                                ObserveOutcome(reply->outcome(), generation);
+                              } else if (IsRefusal(s)) {
+                                if (split_on_error && shared_beats->size() > 1) {
+                                  for (auto& beat : *shared_beats) {
+                                    SendBeat(generation, {beat}, interval,
+                                             /*split_on_error=*/false);
+                                  }
+                                } else {
+                                  // This worker's own refusal: its next local beat hears it (its
+                                  // Heartbeater then treats the generation as ended).
+                                  absl::MutexLock lock(&mu_);
+                                  refused_beats_[shared_beats->front().first] = s;
+                                }
+                              }
+                              // Transport errors: the next beat tries again, as the worker's own
+                              // Heartbeater would.
+                              Unregister(upstream.get());  // last: Shutdown's drain waits for it
+                            });
 }
 
 // The calls the agent does not interpret.
@@ -214,7 +303,7 @@ void AgentService::Send(Group group, bool split_on_error) {
   request.set_generation(group.generation);
   request.set_next_round(group.next_round);
   for (size_t i = 1; i < group.arrivals.size(); ++i) {
-    v1::BarrierMember* m = request.add_co_members();
+    v1::CoMember* m = request.add_co_members();
     m->set_worker_id(group.arrivals[i].worker_id);
     m->set_rank(group.arrivals[i].rank);
   }
@@ -278,6 +367,7 @@ absl::Time AgentService::FlushExpired(absl::Time now) {
     next = coalescer_.NextExpiry();
   }
   SendAll(std::move(ready));
+  next = std::min(next, BeatUpstream(now));
   return std::min(next, barrier_stream_.Expire(now));
 }
 
@@ -318,6 +408,8 @@ AgentService::Stats AgentService::stats() const {
   s.upstream_barrier_calls = upstream_barrier_calls_.load();
   s.forwarded_calls = forwarded_calls_.load();
   s.superseded = superseded_.load();
+  s.local_heartbeats = local_heartbeats_.load();
+  s.upstream_heartbeats = upstream_heartbeats_.load();
   return s;
 }
 

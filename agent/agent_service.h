@@ -2,11 +2,18 @@
 // host call it instead of the coordinator; it forwards their calls upstream and coalesces their
 // round barrier.
 //
-// Protocol. Every call but NextRounds is forwarded as it is (same request, same reply, same
-// status; the caller's deadline, capped at kMaxForward, becomes the upstream call's). The agent
-// watches the replies go by: a Join answered OK makes the worker a local member of its generation;
-// a Leave removes it; a Heartbeat answered GENERATION_ENDED, RUN_FINISHED or RUN_FAILED flushes
-// the barrier calls held for that generation, so that the coordinator answers them. NextRounds
+// Protocol. Every call but NextRounds and Heartbeat is forwarded as it is (same request, same
+// reply, same status; the caller's deadline, capped at kMaxForward, becomes the upstream call's).
+// The agent watches the replies go by: a Join answered OK makes the worker a local member of its
+// generation (and names the heartbeat interval); a Leave removes it.
+// Heartbeats are answered at once, with the outcome the coordinator last gave the caller's
+// generation. Once per heartbeat interval the agent beats upstream for the workers that beat it
+// since its last beat, one call per generation with co_members: a worker that stops beating the
+// agent stops being reported alive, so the coordinator's timeout still finds it. An outcome that
+// ends the generation or the run (GENERATION_ENDED, RUN_FINISHED, RUN_FAILED) reaches each
+// worker at its next beat, and flushes the barrier calls held for that generation, so that the
+// coordinator answers them. A refused group beat is sent again worker by worker; a worker whose
+// own beat was refused hears that error at its next beat. NextRounds
 // calls are held by a BarrierCoalescer (see there for when a group goes out) and sent as one call
 // with co_members, over one long-lived stream (BarrierStream); its answer answers every call in the
 // group. When the coordinator refuses a
@@ -52,6 +59,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
     int64_t upstream_barrier_calls = 0;  // NextRounds calls sent to the coordinator
     int64_t forwarded_calls = 0;         // other calls forwarded
     int64_t superseded = 0;              // held barrier calls replaced by a retry
+    int64_t local_heartbeats = 0;        // Heartbeat calls from local workers
+    int64_t upstream_heartbeats = 0;     // Heartbeat calls sent to the coordinator
   };
 
   // `channel` leads to the coordinator; `token` (may be empty) goes with every upstream call.
@@ -116,6 +125,16 @@ class AgentService final : public v1::Coordinator::CallbackService {
   // `split_on_error`: a refused group of several is sent again call by call.
   void Send(Group group, bool split_on_error);
   void SendAll(std::vector<Group> groups);
+  struct Beat {
+    int rank = 0;
+    int64_t generation = 0;
+    int64_t step = 0;
+  };
+  // Sends one heartbeat per generation for the workers that beat since the last one, once the
+  // interval since the first of them has passed; returns when to call again.
+  absl::Time BeatUpstream(absl::Time now);
+  void SendBeat(int64_t generation, std::vector<std::pair<std::string, Beat>> beats,
+                absl::Duration interval, bool split_on_error);
   // The reply's outcome ends `generation` for this host: the held calls go to the coordinator.
   void ObserveOutcome(const v1::Outcome& outcome, int64_t generation);
   template <typename Request, typename Reply, typename Call, typename OnOk>
@@ -134,6 +153,15 @@ class AgentService final : public v1::Coordinator::CallbackService {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Heartbeats: the local workers that beat since the last upstream beat (by worker id), when the
+  // next upstream beat is due, the interval (from the Join replies), the last outcome the
+  // coordinator gave each generation (what local beats are answered), and refusals of single
+  // workers' beats, to hand to each once.
+  std::map<std::string, Beat> beats_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_beat_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  std::map<int64_t, v1::Outcome> outcomes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, grpc::Status> refused_beats_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the flusher's next expiry may have moved earlier.
   int64_t work_ ABSL_GUARDED_BY(mu_) = 0;
 
@@ -141,6 +169,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
   std::atomic<int64_t> upstream_barrier_calls_{0};
   std::atomic<int64_t> forwarded_calls_{0};
   std::atomic<int64_t> superseded_{0};
+  std::atomic<int64_t> local_heartbeats_{0};
+  std::atomic<int64_t> upstream_heartbeats_{0};
 };
 
 }  // namespace qsr

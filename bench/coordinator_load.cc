@@ -18,8 +18,9 @@
 // in a real run and the release latency is the barrier's own.
 //
 // --ranks-per-agent S simulates S workers per host behind a host agent (qsr-agent): each host's
-// Join, Heartbeat, Report and Leave calls go as the agent forwards them (one per worker, over the
-// host's one connection), and its round barrier goes as one NextRounds call carrying the host's S
+// Join, Report and Leave calls go as the agent forwards them (one per worker, over the host's one
+// connection), its heartbeat goes once per interval for all of its workers (co_members, as the
+// agent beats), and its round barrier goes as one NextRounds call carrying the host's S
 // ranks (co_members), sent when the host's last worker arrives (the agent's common case; its local
 // hop runs on each host's own cores and is not simulated), over the host's NextRoundsStream with
 // the agent's own client (BarrierStream; --agent-transport unary: a unary call each). A worker's
@@ -126,6 +127,8 @@ class LoadGenerator {
         const Clock::time_point now = Clock::now();
         for (Sim& s : sims_) {
           if (!s.joined.load(std::memory_order_acquire) || s.done.load()) continue;
+          // Behind an agent, the host beats once for its workers (on its first worker's clock).
+          if (s.id % ranks_per_agent_ != 0) continue;
           const bool first = s.next_beat == Clock::time_point();
           if (!first && now < s.next_beat) continue;
           if (!first) Heartbeat(&s);
@@ -228,6 +231,16 @@ class LoadGenerator {
     call->request.set_worker_id(WorkerId(*s));
     call->request.set_rank(s->rank);
     call->request.set_generation(s->generation);
+    if (ranks_per_agent_ > 1) {
+      const int host = HostOf(*s);
+      for (int i = host * ranks_per_agent_ + 1; i < host * ranks_per_agent_ + HostSize(host); ++i) {
+        const Sim& peer = sims_[i];
+        if (!peer.joined.load(std::memory_order_acquire) || peer.done.load()) continue;
+        v1::CoMember* m = call->request.add_co_members();
+        m->set_worker_id(WorkerId(peer));
+        m->set_rank(peer.rank);
+      }
+    }
     StubFor(*s)->async()->Heartbeat(call->ctx.get(), &call->request, &call->reply,
                                     [this, call](grpc::Status status) {
                                       if (status.ok()) heartbeats_.fetch_add(1);
@@ -296,7 +309,7 @@ class LoadGenerator {
     call->request.set_generation(caller->generation);
     call->request.set_next_round(caller->next_round);
     for (size_t i = 1; i < call->sims.size(); ++i) {
-      v1::BarrierMember* m = call->request.add_co_members();
+      v1::CoMember* m = call->request.add_co_members();
       m->set_worker_id(WorkerId(*call->sims[i]));
       m->set_rank(call->sims[i]->rank);
     }

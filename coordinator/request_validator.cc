@@ -46,6 +46,28 @@ absl::Status CheckMember(const std::string& worker_id, int32_t rank, int64_t gen
   return CheckRange("generation", generation, 0, INT64_MAX);
 }
 
+// The members a host agent brings along with the caller: bounded, well-formed, and each rank
+// (the caller's included) once.
+absl::Status CheckCoMembers(int32_t caller_rank, int64_t generation,
+                            const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members) {
+  if (co_members.empty()) return absl::OkStatus();  // a worker's own call
+  if (co_members.size() > L::kMaxCoMembers) {
+    return Invalid(absl::StrCat("co_members has ", co_members.size(), " entries; allowed: up to ",
+                                L::kMaxCoMembers));
+  }
+  std::set<int32_t> ranks = {caller_rank};
+  for (const v1::CoMember& m : co_members) {
+    if (absl::Status s = CheckMember(m.worker_id(), m.rank(), generation); !s.ok()) {
+      return Invalid(absl::StrCat("co_members: ", s.message()));
+    }
+    if (!ranks.insert(m.rank()).second) {
+      return Invalid(absl::StrCat("co_members: rank ", m.rank(),
+                                  " appears twice in one call; allowed: each rank once"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateJoin(const v1::JoinRequest& r) {
@@ -65,7 +87,8 @@ absl::Status ValidateJoin(const v1::JoinRequest& r) {
 
 absl::Status ValidateHeartbeat(const v1::HeartbeatRequest& r) {
   if (absl::Status s = CheckMember(r.worker_id(), r.rank(), r.generation()); !s.ok()) return s;
-  return CheckRange("step", r.step(), 0, L::kMaxStep);
+  if (absl::Status s = CheckRange("step", r.step(), 0, L::kMaxStep); !s.ok()) return s;
+  return CheckCoMembers(r.rank(), r.generation(), r.co_members());
 }
 
 absl::Status ValidateNextRounds(const v1::NextRoundsRequest& r) {
@@ -73,22 +96,7 @@ absl::Status ValidateNextRounds(const v1::NextRoundsRequest& r) {
   if (absl::Status s = CheckRange("next_round", r.next_round(), 0, L::kMaxRound); !s.ok()) {
     return s;
   }
-  if (r.co_members().empty()) return absl::OkStatus();  // a worker's own call
-  if (r.co_members_size() > L::kMaxCoMembers) {
-    return Invalid(absl::StrCat("co_members has ", r.co_members_size(), " entries; allowed: up to ",
-                                L::kMaxCoMembers));
-  }
-  std::set<int32_t> ranks = {r.rank()};
-  for (const v1::BarrierMember& m : r.co_members()) {
-    if (absl::Status s = CheckMember(m.worker_id(), m.rank(), r.generation()); !s.ok()) {
-      return Invalid(absl::StrCat("co_members: ", s.message()));
-    }
-    if (!ranks.insert(m.rank()).second) {
-      return Invalid(absl::StrCat("co_members: rank ", m.rank(),
-                                  " appears twice in one call; allowed: each rank once"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckCoMembers(r.rank(), r.generation(), r.co_members());
 }
 
 absl::Status ValidateReport(const v1::ReportRequest& r) {

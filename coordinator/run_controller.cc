@@ -357,11 +357,30 @@ absl::StatusOr<Membership::Standing> RunController::CheckMember(const std::strin
   return membership_.Check(worker_id, rank, generation, now);
 }
 
+absl::StatusOr<Membership::Standing> RunController::CheckMembers(
+    const std::string& worker_id, int rank, int64_t generation,
+    const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members, absl::Time now) {
+  absl::StatusOr<Membership::Standing> standing = CheckMember(worker_id, rank, generation, now);
+  if (!standing.ok()) return standing;
+  for (const v1::CoMember& m : co_members) {
+    // Ranks within one call are distinct (request_validator); each must be a member of the
+    // caller's generation, standing as the caller does.
+    absl::StatusOr<Membership::Standing> co = CheckMember(m.worker_id(), m.rank(), generation, now);
+    if (!co.ok()) return co;
+    if (*co != *standing) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("co-member rank ", m.rank(), " and the caller (rank ", rank,
+                       ") do not stand alike in generation ", generation));
+    }
+  }
+  return standing;
+}
+
 absl::StatusOr<v1::HeartbeatReply> RunController::Heartbeat(const v1::HeartbeatRequest& request,
                                                             absl::Time now) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Membership::Standing> standing =
-      CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+  absl::StatusOr<Membership::Standing> standing = CheckMembers(
+      request.worker_id(), request.rank(), request.generation(), request.co_members(), now);
   if (!standing.ok()) return standing.status();
   v1::HeartbeatReply reply;
   if (state_ == State::kFailed || state_ == State::kFinished) {
@@ -383,21 +402,9 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
   std::vector<Completion> completions;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Membership::Standing> standing =
-        CheckMember(request.worker_id(), request.rank(), request.generation(), now);
+    absl::StatusOr<Membership::Standing> standing = CheckMembers(
+        request.worker_id(), request.rank(), request.generation(), request.co_members(), now);
     if (!standing.ok()) return standing.status();
-    for (const v1::BarrierMember& m : request.co_members()) {
-      // Ranks within one call are distinct (request_validator); each must be a member of the
-      // caller's generation, standing as the caller does.
-      absl::StatusOr<Membership::Standing> co =
-          CheckMember(m.worker_id(), m.rank(), request.generation(), now);
-      if (!co.ok()) return co.status();
-      if (*co != *standing) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("co-member rank ", m.rank(), " and the caller (rank ", request.rank(),
-                         ") do not stand alike in generation ", request.generation()));
-      }
-    }
     auto answer = [&](v1::Outcome::Code code, const std::string& message) {
       v1::NextRoundsReply reply;
       *reply.mutable_outcome() = MakeOutcome(code, message);
@@ -431,7 +438,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
       call->done = std::move(done);
       call->ranks.reserve(1 + request.co_members_size());
       call->ranks.push_back(request.rank());
-      for (const v1::BarrierMember& m : request.co_members()) call->ranks.push_back(m.rank());
+      for (const v1::CoMember& m : request.co_members()) call->ranks.push_back(m.rank());
       if (waiters_.size() < membership_.members().size()) {
         waiters_.resize(membership_.members().size());
       }

@@ -96,7 +96,8 @@ class RunController {
   absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& request, absl::Time now);
 
   // The round barrier (see the proto). Errors in the request are returned and `done` is not
-  // called; otherwise `done` is called exactly once.
+  // called; otherwise `done` is called exactly once. Heartbeat and NextRounds take co-members
+  // (a host agent's workers): each must be a member of the caller's generation.
   absl::Status NextRounds(const v1::NextRoundsRequest& request, absl::Time now,
                           NextRoundsCallback done);
 
@@ -153,6 +154,11 @@ class RunController {
   // Checks a member's call against the membership: kEnded means "answer GENERATION_ENDED".
   absl::StatusOr<Membership::Standing> CheckMember(const std::string& worker_id, int rank,
                                                    int64_t generation, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CheckMember for the caller and each co-member (a host agent's call); they must stand alike.
+  absl::StatusOr<Membership::Standing> CheckMembers(
+      const std::string& worker_id, int rank, int64_t generation,
+      const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JoinReply MemberReply(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Answers everyone waiting at the barrier with `reply` and empties it. The reply is built once

@@ -63,7 +63,7 @@ TEST(RequestValidatorTest, WorkerIdentity) {
   ExpectRejected(ValidateNextRounds(r), "next_round");
 
   r.set_next_round(0);
-  v1::BarrierMember* co = r.add_co_members();
+  v1::CoMember* co = r.add_co_members();
   co->set_worker_id("w4");
   co->set_rank(4);
   EXPECT_TRUE(ValidateNextRounds(r).ok());
@@ -76,7 +76,7 @@ TEST(RequestValidatorTest, WorkerIdentity) {
   ExpectRejected(ValidateNextRounds(r), "co_members: worker_id");
   r.clear_co_members();
   for (int i = 0; i <= RequestLimits::kMaxCoMembers; ++i) {
-    v1::BarrierMember* m = r.add_co_members();
+    v1::CoMember* m = r.add_co_members();
     m->set_worker_id("m");
     m->set_rank(i + 1);
   }
@@ -87,6 +87,13 @@ TEST(RequestValidatorTest, WorkerIdentity) {
   h.set_worker_id("w");
   h.set_generation(2);
   EXPECT_TRUE(ValidateHeartbeat(h).ok());
+  v1::CoMember* beat_co = h.add_co_members();
+  beat_co->set_worker_id("w1");
+  beat_co->set_rank(1);
+  EXPECT_TRUE(ValidateHeartbeat(h).ok());
+  beat_co->set_rank(0);
+  ExpectRejected(ValidateHeartbeat(h), "twice");
+  h.clear_co_members();
   h.set_step(-4);
   ExpectRejected(ValidateHeartbeat(h), "step");
 

@@ -266,7 +266,7 @@ TEST_P(RunControllerTest, CoMembersArriveInOneCallAndItIsAnsweredOnce) {
   if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
   v1::NextRoundsRequest group = Ask(0, 0);
   for (int rank = 1; rank < world_ - 1; ++rank) {
-    v1::BarrierMember* m = group.add_co_members();
+    v1::CoMember* m = group.add_co_members();
     m->set_worker_id("w" + std::to_string(rank));
     m->set_rank(rank);
   }
@@ -294,7 +294,7 @@ TEST_P(RunControllerTest, CoMembersArriveInOneCallAndItIsAnsweredOnce) {
   v1::NextRoundsRequest all =
       Ask(world_ - 1, group_reply->rounds(group_reply->rounds_size() - 1).round() + 1);
   for (int rank = 0; rank < world_ - 1; ++rank) {
-    v1::BarrierMember* m = all.add_co_members();
+    v1::CoMember* m = all.add_co_members();
     m->set_worker_id("w" + std::to_string(rank));
     m->set_rank(rank);
   }
@@ -309,7 +309,7 @@ TEST_P(RunControllerTest, CoMembersArriveInOneCallAndItIsAnsweredOnce) {
 TEST_P(RunControllerTest, ARetriedCallForOneCoMemberSupersedesTheWholeGroupCall) {
   if (world_ < 3) GTEST_SKIP() << "needs a group call and a rank outside it";
   v1::NextRoundsRequest group = Ask(0, 0);
-  v1::BarrierMember* m = group.add_co_members();
+  v1::CoMember* m = group.add_co_members();
   m->set_worker_id("w1");
   m->set_rank(1);
   std::optional<v1::NextRoundsReply> group_reply, retry_reply;
@@ -345,7 +345,7 @@ TEST_P(RunControllerTest, ARetriedCallForOneCoMemberSupersedesTheWholeGroupCall)
 TEST_P(RunControllerTest, RejectsACoMemberOutsideTheGenerationAndCountsNobody) {
   if (world_ == 1) GTEST_SKIP() << "a single worker never waits for peers";
   v1::NextRoundsRequest group = Ask(0, 0);
-  v1::BarrierMember* m = group.add_co_members();
+  v1::CoMember* m = group.add_co_members();
   m->set_worker_id("impostor");
   m->set_rank(world_ - 1);
   bool called = false;
@@ -362,6 +362,35 @@ TEST_P(RunControllerTest, RejectsACoMemberOutsideTheGenerationAndCountsNobody) {
                     .ok());
   }
   for (int rank = 1; rank < world_; ++rank) EXPECT_FALSE(got[rank].has_value());
+}
+
+// A host agent beats once for its workers: the beat keeps every rank it names alive.
+TEST_P(RunControllerTest, AHeartbeatWithCoMembersKeepsThemAllAlive) {
+  if (world_ == 1) GTEST_SKIP() << "no co-members in a world of one";
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id("w0");
+  beat.set_rank(0);
+  beat.set_generation(generation_);
+  for (int rank = 1; rank < world_; ++rank) {
+    v1::CoMember* m = beat.add_co_members();
+    m->set_worker_id("w" + std::to_string(rank));
+    m->set_rank(rank);
+  }
+  absl::StatusOr<v1::HeartbeatReply> reply = controller_->Heartbeat(beat, now_ + absl::Seconds(50));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->outcome().code(), v1::Outcome::OK);
+  // 60 s after the Join, 20 s after the beat: everyone is alive (the timeout is 60 s).
+  controller_->Tick(now_ + absl::Seconds(70));
+  EXPECT_EQ(controller_->Status(now_ + absl::Seconds(70)).state(), "RUNNING");
+  // 61 s after the beat, everyone has missed it: nobody is left to go on.
+  controller_->Tick(now_ + absl::Seconds(111));
+  v1::GetStatusReply status = controller_->Status(now_ + absl::Seconds(111));
+  EXPECT_EQ(status.state(), "FAILED");
+  EXPECT_NE(status.message().find("missed heartbeats"), std::string::npos) << status.message();
+
+  // A co-member that is not a member refuses the whole beat.
+  beat.mutable_co_members(0)->set_worker_id("impostor");
+  EXPECT_FALSE(controller_->Heartbeat(beat, now_ + absl::Seconds(112)).ok());
 }
 
 // Found by coordinator_fuzz (fuzz/known/crash-unreleased-barrier-after-leave).

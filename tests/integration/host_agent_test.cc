@@ -149,6 +149,16 @@ class HostAgentCallTest : public ::testing::Test {
     });
   }
 
+  grpc::Status Beat(int i, v1::HeartbeatReply* reply) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+    v1::HeartbeatRequest request;
+    request.set_worker_id(absl::StrCat("w", i));
+    request.set_rank(join_[i].rank());
+    request.set_generation(join_[i].generation());
+    return stub_->Heartbeat(&ctx, request, reply);
+  }
+
   // Polls the agent's counters (they move on gRPC threads) until `pred` holds or the deadline.
   template <typename Pred>
   bool AwaitStats(Pred pred) {
@@ -244,6 +254,46 @@ TEST_F(HostAgentCallTest, ShutdownAnswersACallWaitingAtTheCoordinatorUnavailable
       << waiting.status.error_message();
 }
 
+TEST_F(HostAgentCallTest, HeartbeatsAreAnsweredLocallyAndGoUpOncePerIntervalForTheHost) {
+  // Three beats from each worker, back to back: answered at once by the agent.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 2; ++i) {
+      v1::HeartbeatReply reply;
+      grpc::Status s = Beat(i, &reply);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      EXPECT_EQ(reply.outcome().code(), v1::Outcome::OK);
+    }
+  }
+  EXPECT_EQ(agent_->stats().local_heartbeats, 6);
+  // One heartbeat interval (1 s, from the Join replies) after the first, one call goes up for both.
+  ASSERT_TRUE(AwaitStats([](const AgentService::Stats& s) { return s.upstream_heartbeats >= 1; }));
+  EXPECT_EQ(agent_->stats().upstream_heartbeats, 1);
+}
+
+TEST_F(HostAgentCallTest, AnEndedGenerationReachesAWorkerThroughItsNextBeat) {
+  // Worker 1 fails (it leaves with an error): the coordinator ends generation 1.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+    v1::LeaveRequest leave;
+    leave.set_worker_id("w1");
+    leave.set_rank(join_[1].rank());
+    leave.set_generation(join_[1].generation());
+    leave.set_error("simulated failure");
+    v1::LeaveReply reply;
+    ASSERT_TRUE(stub_->Leave(&ctx, leave, &reply).ok());
+  }
+  // Worker 0 keeps beating the agent; within about an interval it hears GENERATION_ENDED.
+  const absl::Time deadline = absl::Now() + kDeadline;
+  v1::HeartbeatReply reply;
+  while (absl::Now() < deadline) {
+    ASSERT_TRUE(Beat(0, &reply).ok());
+    if (reply.outcome().code() != v1::Outcome::OK) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(reply.outcome().code(), v1::Outcome::GENERATION_ENDED) << reply.outcome().message();
+}
+
 // The coordinator's end of the stream, driven by the agent's client end directly.
 class BarrierStreamTest : public ::testing::Test {
  protected:
@@ -295,7 +345,7 @@ TEST_F(BarrierStreamTest, ErrorsTravelPerCallAndTheStreamGoesOn) {
       << bad.status.error_message();
   // Both ranks in one call, on the same stream: the barrier completes.
   v1::NextRoundsRequest both = Ask(0);
-  v1::BarrierMember* m = both.add_co_members();
+  v1::CoMember* m = both.add_co_members();
   m->set_worker_id("w1");
   m->set_rank(1);
   stream.Call(both, absl::Now() + kDeadline, Into(&group));
