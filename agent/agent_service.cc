@@ -43,6 +43,7 @@ AgentService::AgentService(std::shared_ptr<grpc::Channel> channel, std::string t
     : channel_(std::move(channel)),
       stub_(v1::Coordinator::NewStub(channel_)),
       token_(std::move(token)),
+      window_(window),
       barrier_stream_(stub_.get(), token_),
       coalescer_(window) {}
 
@@ -228,7 +229,6 @@ void AgentService::SendBeat(int64_t generation, std::vector<std::pair<std::strin
         },                                                                                       \
         [](const v1::Request&, const v1::Reply&) {});                                            \
   }
-QSR_AGENT_FORWARD(Report, ReportRequest, ReportReply)
 QSR_AGENT_FORWARD(KvSet, KvSetRequest, KvSetReply)
 QSR_AGENT_FORWARD(KvGet, KvGetRequest, KvGetReply)
 QSR_AGENT_FORWARD(GetStatus, GetStatusRequest, GetStatusReply)
@@ -288,6 +288,70 @@ grpc::ServerUnaryReactor* AgentService::NextRounds(grpc::CallbackServerContext* 
   }
   SendAll(std::move(ready));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Report(grpc::CallbackServerContext* ctx,
+                                               const v1::ReportRequest* request,
+                                               v1::ReportReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  local_reports_.fetch_add(1, std::memory_order_relaxed);
+  std::vector<HeldReport> batch;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) {
+      reactor->Finish(kShuttingDown);
+      return reactor;
+    }
+    if (held_reports_.empty()) {
+      reports_since_ = absl::Now();
+      ++work_;
+    }
+    held_reports_.push_back(HeldReport{reactor, request, reply, absl::FromChrono(ctx->deadline())});
+    // Every local worker has a report waiting (at the end of a run they all flush at once):
+    // nothing more to wait for.
+    if (static_cast<int>(held_reports_.size()) >= coalescer_.KnownWorkers()) {
+      batch.swap(held_reports_);
+    }
+  }
+  SendReports(std::move(batch));
+  return reactor;
+}
+
+void AgentService::SendReports(std::vector<HeldReport> batch) {
+  if (batch.empty()) return;
+  auto request = std::make_shared<v1::ReportBatchRequest>();
+  auto reply = std::make_shared<v1::ReportBatchReply>();
+  absl::Time deadline = absl::InfiniteFuture();
+  for (const HeldReport& h : batch) {
+    *request->add_reports() = *h.request;
+    deadline = std::min(deadline, h.deadline);
+  }
+  auto held = std::make_shared<std::vector<HeldReport>>(std::move(batch));
+  std::shared_ptr<grpc::ClientContext> upstream = Upstream(deadline);
+  if (upstream == nullptr) {
+    for (HeldReport& h : *held) h.reactor->Finish(kShuttingDown);
+    return;
+  }
+  upstream_report_batches_.fetch_add(1, std::memory_order_relaxed);
+  stub_->async()->ReportBatch(
+      upstream.get(), request.get(), reply.get(),
+      [this, upstream, request, reply, held](grpc::Status s) {
+        for (size_t i = 0; i < held->size(); ++i) {
+          HeldReport& h = (*held)[i];
+          if (s.ok() && static_cast<int>(i) < reply->results_size()) {
+            const v1::ReportResult& r = reply->results(static_cast<int>(i));
+            *h.reply = r.reply();
+            h.reactor->Finish(
+                grpc::Status(static_cast<grpc::StatusCode>(r.status_code()), r.status_message()));
+          } else if (s.ok()) {
+            h.reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL,
+                                           "the coordinator's report batch reply is short"));
+          } else {
+            h.reactor->Finish(Downstream(s));
+          }
+        }
+        Unregister(upstream.get());  // last: Shutdown's drain waits for it
+      });
 }
 
 void AgentService::SendAll(std::vector<Group> groups) {
@@ -367,6 +431,18 @@ absl::Time AgentService::FlushExpired(absl::Time now) {
     next = coalescer_.NextExpiry();
   }
   SendAll(std::move(ready));
+  std::vector<HeldReport> reports;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!held_reports_.empty()) {
+      if (now - reports_since_ >= window_) {
+        reports.swap(held_reports_);
+      } else {
+        next = std::min(next, reports_since_ + window_);
+      }
+    }
+  }
+  SendReports(std::move(reports));
   next = std::min(next, BeatUpstream(now));
   return std::min(next, barrier_stream_.Expire(now));
 }
@@ -381,14 +457,18 @@ void AgentService::WaitForWork(absl::Time deadline) {
 
 void AgentService::Shutdown() {
   std::vector<Group> held;
+  std::vector<HeldReport> reports;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     shut_down_ = true;
     ++work_;
     held = coalescer_.Flush(std::nullopt);
+    reports.swap(held_reports_);
     for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
   }
+  // Held reports: UNAVAILABLE, so that their senders keep them and try again.
+  SendReports(std::move(reports));
   // With the stream shut, each held or waiting barrier call is answered UNAVAILABLE: its worker
   // asks again.
   barrier_stream_.Shutdown();
@@ -409,6 +489,8 @@ AgentService::Stats AgentService::stats() const {
   s.forwarded_calls = forwarded_calls_.load();
   s.superseded = superseded_.load();
   s.local_heartbeats = local_heartbeats_.load();
+  s.local_reports = local_reports_.load();
+  s.upstream_report_batches = upstream_report_batches_.load();
   s.upstream_heartbeats = upstream_heartbeats_.load();
   return s;
 }

@@ -2,25 +2,27 @@
 // host call it instead of the coordinator; it forwards their calls upstream and coalesces their
 // round barrier.
 //
-// Protocol. Every call but NextRounds and Heartbeat is forwarded as it is (same request, same
-// reply, same status; the caller's deadline, capped at kMaxForward, becomes the upstream call's).
-// The agent watches the replies go by: a Join answered OK makes the worker a local member of its
-// generation (and names the heartbeat interval); a Leave removes it.
-// Heartbeats are answered at once, with the outcome the coordinator last gave the caller's
-// generation. Once per heartbeat interval the agent beats upstream for the workers that beat it
-// since its last beat, one call per generation with co_members: a worker that stops beating the
-// agent stops being reported alive, so the coordinator's timeout still finds it. An outcome that
-// ends the generation or the run (GENERATION_ENDED, RUN_FINISHED, RUN_FAILED) reaches each
-// worker at its next beat, and flushes the barrier calls held for that generation, so that the
-// coordinator answers them. A refused group beat is sent again worker by worker; a worker whose
-// own beat was refused hears that error at its next beat. NextRounds
-// calls are held by a BarrierCoalescer (see there for when a group goes out) and sent as one call
-// with co_members, over one long-lived stream (BarrierStream); its answer answers every call in the
-// group. When the coordinator refuses a
-// group (INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION: one bad member may be the cause),
-// each call of the group is sent again on its own, so that each worker gets its own verdict;
-// transport errors go to every call of the group as they are. Upstream calls cancelled by Shutdown
-// answer UNAVAILABLE, which workers treat as "retry" (a restarted agent picks them up).
+// Protocol. Every call but NextRounds, Heartbeat and Report is forwarded as it is (same request,
+// same reply, same status; the caller's deadline, capped at kMaxForward, becomes the upstream
+// call's). The agent watches the replies go by: a Join answered OK makes the worker a local member
+// of its generation (and names the heartbeat interval); a Leave removes it. Heartbeats are answered
+// at once, with the outcome the coordinator last gave the caller's generation. Once per heartbeat
+// interval the agent beats upstream for the workers that beat it since its last beat, one call per
+// generation with co_members: a worker that stops beating the agent stops being reported alive, so
+// the coordinator's timeout still finds it. An outcome that ends the generation or the run
+// (GENERATION_ENDED, RUN_FINISHED, RUN_FAILED) reaches each worker at its next beat, and flushes
+// the barrier calls held for that generation, so that the coordinator answers them. A refused group
+// beat is sent again worker by worker; a worker whose own beat was refused hears that error at its
+// next beat. Reports are held (at most the window) and sent as one ReportBatch when every local
+// worker has one waiting or the window has passed; each call is answered with its own result, so a
+// report is acknowledged only once the coordinator has it (a worker that flushes before it leaves
+// still knows its rounds are in). NextRounds calls are held by a BarrierCoalescer (see there for
+// when a group goes out) and sent as one call with co_members, over one long-lived stream
+// (BarrierStream); its answer answers every call in the group. When the coordinator refuses a group
+// (INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION: one bad member may be the cause), each call
+// of the group is sent again on its own, so that each worker gets its own verdict; transport errors
+// go to every call of the group as they are. Upstream calls cancelled by Shutdown answer
+// UNAVAILABLE, which workers treat as "retry" (a restarted agent picks them up).
 //
 // The agent serves its own host only: it takes no token from its workers and uses its own
 // credentials (TLS, token) upstream. HostAgent binds it to loopback or a Unix socket.
@@ -55,12 +57,14 @@ class AgentService final : public v1::Coordinator::CallbackService {
   static constexpr absl::Duration kMaxForward = absl::Hours(1);
 
   struct Stats {
-    int64_t barrier_calls = 0;           // NextRounds calls from local workers
-    int64_t upstream_barrier_calls = 0;  // NextRounds calls sent to the coordinator
-    int64_t forwarded_calls = 0;         // other calls forwarded
-    int64_t superseded = 0;              // held barrier calls replaced by a retry
-    int64_t local_heartbeats = 0;        // Heartbeat calls from local workers
-    int64_t upstream_heartbeats = 0;     // Heartbeat calls sent to the coordinator
+    int64_t barrier_calls = 0;            // NextRounds calls from local workers
+    int64_t upstream_barrier_calls = 0;   // NextRounds calls sent to the coordinator
+    int64_t forwarded_calls = 0;          // other calls forwarded
+    int64_t superseded = 0;               // held barrier calls replaced by a retry
+    int64_t local_heartbeats = 0;         // Heartbeat calls from local workers
+    int64_t upstream_heartbeats = 0;      // Heartbeat calls sent to the coordinator
+    int64_t local_reports = 0;            // Report calls from local workers
+    int64_t upstream_report_batches = 0;  // ReportBatch calls sent to the coordinator
   };
 
   // `channel` leads to the coordinator; `token` (may be empty) goes with every upstream call.
@@ -125,6 +129,15 @@ class AgentService final : public v1::Coordinator::CallbackService {
   // `split_on_error`: a refused group of several is sent again call by call.
   void Send(Group group, bool split_on_error);
   void SendAll(std::vector<Group> groups);
+  // A local Report call waiting to go up in a batch.
+  struct HeldReport {
+    grpc::ServerUnaryReactor* reactor;
+    const v1::ReportRequest* request;
+    v1::ReportReply* reply;
+    absl::Time deadline;
+  };
+  // Sends `batch` as one ReportBatch; answers each call with its own result.
+  void SendReports(std::vector<HeldReport> batch);
   struct Beat {
     int rank = 0;
     int64_t generation = 0;
@@ -144,6 +157,7 @@ class AgentService final : public v1::Coordinator::CallbackService {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::Coordinator::Stub> stub_;
   const std::string token_;
+  const absl::Duration window_;
   // The host's barrier calls go up over one stream (NextRoundsStream), not one call each.
   BarrierStream barrier_stream_;
 
@@ -162,6 +176,9 @@ class AgentService final : public v1::Coordinator::CallbackService {
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   std::map<int64_t, v1::Outcome> outcomes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, grpc::Status> refused_beats_ ABSL_GUARDED_BY(mu_);
+  // Reports held for a batch, and when the first of them came.
+  std::vector<HeldReport> held_reports_ ABSL_GUARDED_BY(mu_);
+  absl::Time reports_since_ ABSL_GUARDED_BY(mu_);
   // Bumped whenever the flusher's next expiry may have moved earlier.
   int64_t work_ ABSL_GUARDED_BY(mu_) = 0;
 
@@ -171,6 +188,8 @@ class AgentService final : public v1::Coordinator::CallbackService {
   std::atomic<int64_t> superseded_{0};
   std::atomic<int64_t> local_heartbeats_{0};
   std::atomic<int64_t> upstream_heartbeats_{0};
+  std::atomic<int64_t> local_reports_{0};
+  std::atomic<int64_t> upstream_report_batches_{0};
 };
 
 }  // namespace qsr

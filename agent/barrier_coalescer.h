@@ -74,6 +74,8 @@ class BarrierCoalescer {
   int held() const;
   // Local members of `generation` known to the agent.
   int LocalMembers(int64_t generation) const;
+  // Local workers known in any generation.
+  int KnownWorkers() const { return static_cast<int>(members_.size()); }
 
  private:
   struct Held {

@@ -30,39 +30,56 @@ class BarrierStream::Reactor final
     StartCall();
   }
 
-  void Write(v1::NextRoundsCall call) {
+  // False when the stream has ended (nothing was sent). Each write holds the stream open until
+  // it completes, so no write ever starts on a finished stream.
+  bool Write(v1::NextRoundsCall call) {
     {
       absl::MutexLock lock(&mu_);
+      if (reading_ended_) return false;
+      AddHold();
       if (writing_) {
         queue_.push_back(std::move(call));
-        return;
+        return true;
       }
       writing_ = true;
       write_ = std::move(call);
     }
     StartWrite(&write_);
+    return true;
   }
 
   void Close() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
+    size_t dropped = 0;
+    bool more = false;
     {
       absl::MutexLock lock(&mu_);
-      if (!ok || queue_.empty()) {
-        // A failed write means the stream is ending: OnReadDone and OnDone follow.
+      if (!ok) {
+        // The stream is ending: OnReadDone and OnDone follow; queued writes will not go.
+        dropped = queue_.size();
+        queue_.clear();
         writing_ = false;
-        if (!ok) queue_.clear();
-        return;
+      } else if (queue_.empty()) {
+        writing_ = false;
+      } else {
+        write_ = std::move(queue_.front());
+        queue_.pop_front();
+        more = true;
       }
-      write_ = std::move(queue_.front());
-      queue_.pop_front();
     }
-    StartWrite(&write_);
+    if (more) StartWrite(&write_);
+    for (size_t i = 0; i < dropped; ++i) RemoveHold();
+    RemoveHold();  // this write's; last, as it may let OnDone come
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      RemoveHold();  // the stream is over: let OnDone come
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ended_ = true;
+      }
+      RemoveHold();  // the stream is over: let OnDone come once the writes have completed
       return;
     }
     owner_->Answered(answer_);
@@ -80,6 +97,7 @@ class BarrierStream::Reactor final
   v1::NextRoundsAnswer answer_;  // the read in progress
   absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ended_ ABSL_GUARDED_BY(mu_) = false;
   v1::NextRoundsCall write_;  // the write in progress
   std::deque<v1::NextRoundsCall> queue_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Reactor> self_;
@@ -117,8 +135,25 @@ void BarrierStream::Call(const v1::NextRoundsRequest& request, absl::Time deadli
     return;
   }
   *call.mutable_request() = request;
+  const uint64_t id = call.id();
   if (opened) stream->Start(stream);
-  stream->Write(std::move(call));
+  if (stream->Write(std::move(call))) return;
+  // The stream ended before the call could go: answer it here unless Ended already did.
+  Done orphan;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(id);
+    if (it != pending_.end()) {
+      orphan = std::move(it->second.done);
+      pending_.erase(it);
+    }
+    if (current_ == stream) current_.reset();  // the next call opens a new stream
+  }
+  if (orphan) {
+    orphan(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "the barrier stream to the coordinator ended"),
+        v1::NextRoundsReply());
+  }
 }
 
 void BarrierStream::Answered(const v1::NextRoundsAnswer& answer) {

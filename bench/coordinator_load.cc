@@ -18,14 +18,15 @@
 // in a real run and the release latency is the barrier's own.
 //
 // --ranks-per-agent S simulates S workers per host behind a host agent (qsr-agent): each host's
-// Join, Report and Leave calls go as the agent forwards them (one per worker, over the host's one
+// Join and Leave calls go as the agent forwards them (one per worker, over the host's one
 // connection), its heartbeat goes once per interval for all of its workers (co_members, as the
-// agent beats), and its round barrier goes as one NextRounds call carrying the host's S
-// ranks (co_members), sent when the host's last worker arrives (the agent's common case; its local
-// hop runs on each host's own cores and is not simulated), over the host's NextRoundsStream with
-// the agent's own client (BarrierStream; --agent-transport unary: a unary call each). A worker's
-// release is then the time the host's call was answered. --channels defaults to one connection per
-// host.
+// agent beats), its reports go in batches (ReportBatch: when every worker of the host has one
+// waiting, or 500 ms after the first, as the agent batches them), and its round barrier goes as one
+// NextRounds call carrying the host's S ranks (co_members), sent when the host's last worker
+// arrives (the agent's common case; its local hop runs on each host's own cores and is not
+// simulated), over the host's NextRoundsStream with the agent's own client (BarrierStream;
+// --agent-transport unary: a unary call each). A worker's release is then the time the host's call
+// was answered. --channels defaults to one connection per host.
 //
 // Measured, per barrier b (the b-th NextRounds of every worker): the client-side send time of
 // the last worker to arrive and the time each worker's reply came back. Release latency of a
@@ -81,10 +82,11 @@ class LoadGenerator {
   LoadGenerator(std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs, int workers,
                 int max_barriers, std::chrono::milliseconds rpc_timeout,
                 std::chrono::milliseconds report_interval, std::chrono::milliseconds train_time,
-                int coordinator_pid, int ranks_per_agent, bool agent_stream)
+                int coordinator_pid, int ranks_per_agent, bool agent_stream, bool batch_reports)
       : stubs_(std::move(stubs)),
         workers_(workers),
         ranks_per_agent_(ranks_per_agent),
+        batch_reports_(batch_reports),
         hosts_((workers + ranks_per_agent - 1) / ranks_per_agent),
         max_barriers_(max_barriers),
         rpc_timeout_(rpc_timeout),
@@ -137,6 +139,11 @@ class LoadGenerator {
         }
         lock.lock();
       }
+      if (ranks_per_agent_ > 1 && batch_reports_) {
+        lock.unlock();
+        FlushReports(Clock::now());
+        lock.lock();
+      }
       done_cv_.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(10)));
     }
     return finished_ == workers_;
@@ -181,8 +188,17 @@ class LoadGenerator {
     std::unique_ptr<grpc::Alarm> alarms[2];
   };
 
-  // A host's workers waiting for the rest of the host at the barrier (--ranks-per-agent).
+  // A worker's report held by its host's agent.
+  struct HeldReport {
+    Sim* sim;
+    v1::ReportRequest request;
+    std::function<void()> then;
+  };
+  // A host's workers waiting for the rest of the host at the barrier (--ranks-per-agent), and
+  // its reports waiting for a batch.
   struct Host {
+    std::vector<HeldReport> reports;
+    Clock::time_point reports_since;
     std::mutex mu;
     std::vector<Sim*> arrived;
     // The host's barrier stream to the coordinator (the agent's own client; null: unary calls).
@@ -400,6 +416,20 @@ class LoadGenerator {
     call->request.set_generation(s->generation);
     for (v1::RoundReport& r : s->unreported) *call->request.add_rounds() = std::move(r);
     s->unreported.clear();
+    if (ranks_per_agent_ > 1 && batch_reports_) {
+      // The agent holds the host's reports and sends them as one batch.
+      Host& host = hosts_[HostOf(*s)];
+      std::vector<HeldReport> batch;
+      {
+        std::lock_guard<std::mutex> lock(host.mu);
+        if (host.reports.empty()) host.reports_since = Clock::now();
+        host.reports.push_back(HeldReport{s, std::move(call->request), std::move(then)});
+        if (static_cast<int>(host.reports.size()) >= HostSize(HostOf(*s))) {
+          batch.swap(host.reports);
+        }
+      }
+      return SendReports(*s, std::move(batch));
+    }
     StubFor(*s)->async()->Report(call->ctx.get(), &call->request, &call->reply,
                                  [this, s, call, then = std::move(then)](grpc::Status status) {
                                    if (status.ok()) reports_.fetch_add(1);
@@ -408,6 +438,51 @@ class LoadGenerator {
                                      return Fail(s, "Report: " + status.error_message());
                                    then();
                                  });
+  }
+
+  // Sends a host's held reports as one ReportBatch (as qsr-agent does); each `then` runs with
+  // its own result.
+  void SendReports(const Sim& any, std::vector<HeldReport> batch) {
+    if (batch.empty()) return;
+    struct Call {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::ReportBatchRequest request;
+      v1::ReportBatchReply reply;
+      std::vector<HeldReport> held;
+    };
+    auto call = std::make_shared<Call>();
+    call->ctx = Context();
+    for (HeldReport& h : batch) *call->request.add_reports() = std::move(h.request);
+    call->held = std::move(batch);
+    StubFor(any)->async()->ReportBatch(
+        call->ctx.get(), &call->request, &call->reply, [this, call](grpc::Status status) {
+          for (size_t i = 0; i < call->held.size(); ++i) {
+            HeldReport& h = call->held[i];
+            const bool ok = status.ok() && static_cast<int>(i) < call->reply.results_size() &&
+                            call->reply.results(static_cast<int>(i)).status_code() == 0;
+            if (ok) reports_.fetch_add(1);
+            if (!h.then) continue;
+            if (!ok) {
+              Fail(h.sim, "Report (batch): " +
+                              (status.ok() ? std::string("refused") : status.error_message()));
+              continue;
+            }
+            h.then();
+          }
+        });
+  }
+
+  // Batches whose window (--report-window-ms, as qsr-agent's) has passed go out.
+  void FlushReports(Clock::time_point now) {
+    for (size_t i = 0; i < hosts_.size(); ++i) {
+      std::vector<HeldReport> batch;
+      {
+        std::lock_guard<std::mutex> lock(hosts_[i].mu);
+        if (hosts_[i].reports.empty() || now - hosts_[i].reports_since < report_window_) continue;
+        batch.swap(hosts_[i].reports);
+      }
+      SendReports(sims_[i * ranks_per_agent_], std::move(batch));
+    }
   }
 
   void Leave(Sim* s) {
@@ -429,11 +504,14 @@ class LoadGenerator {
   std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs_;
   const int workers_;
   const int ranks_per_agent_;
+  const bool batch_reports_;
   std::vector<Host> hosts_;
   const int max_barriers_;
   const std::chrono::milliseconds rpc_timeout_;
   const std::chrono::milliseconds report_interval_;
   const std::chrono::milliseconds train_time_;
+  // How long an agent holds a report for a batch (qsr-agent's --window-ms default).
+  const std::chrono::milliseconds report_window_{500};
   Clock::time_point origin_;
   // [barrier][worker]; each slot is written by its worker's callback chain only, and read after
   // Run() returns (the mutex in Finish orders the writes before the read).
@@ -477,6 +555,9 @@ int Main(int argc, char** argv) {
   flags.Add("agent-transport", "stream",
             "with --ranks-per-agent > 1, how a host's barrier call travels: stream (one "
             "NextRoundsStream per host, as qsr-agent does) or unary (one NextRounds call each)");
+  flags.AddBool("agent-reports-unbatched",
+                "with --ranks-per-agent > 1, send each worker's reports on their own instead of "
+                "in the agent's batches (for comparison)");
   flags.Add("ranks-per-agent", "1",
             "workers per host behind a host agent: each host's barrier is one NextRounds call "
             "with its ranks as co_members (1: every worker calls the coordinator itself)");
@@ -530,7 +611,8 @@ int Main(int argc, char** argv) {
   LoadGenerator gen(std::move(stubs), k, static_cast<int>(*barriers),
                     std::chrono::seconds(*rpc_timeout), std::chrono::milliseconds(*report_interval),
                     std::chrono::milliseconds(*train_ms), static_cast<int>(*pid),
-                    static_cast<int>(*per_agent), flags.Get("agent-transport") == "stream");
+                    static_cast<int>(*per_agent), flags.Get("agent-transport") == "stream",
+                    !flags.GetBool("agent-reports-unbatched"));
   const ProcSample before = SampleProc(static_cast<int>(*pid));
   const double self_before = SelfCpuSeconds();
   const Clock::time_point start = Clock::now();

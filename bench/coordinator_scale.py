@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def one(a, k, per_agent, tmp):
+    barriers = a.agent_barriers if per_agent > 1 and a.agent_barriers else a.barriers
     run_dir = os.path.join(tmp, f"coord-{k}-{per_agent}")
     port_file = os.path.join(tmp, f"coord-{k}-{per_agent}.port")
     log = open(os.path.join(tmp, f"coord-{k}-{per_agent}.log"), "w")
@@ -26,7 +27,7 @@ def one(a, k, per_agent, tmp):
          "--listen", "127.0.0.1:0", "--run-dir", run_dir, "--run-id", f"bench-coord-{k}",
          "--port-file", port_file, "--plan-batch-steps", "1", "--rendezvous-timeout-s", "120",
          f"--workers={k}", f"--total_batch_size={k}", "--epochs=1",
-         f"--steps_per_epoch={a.barriers * a.h}", f"--init_h={a.h}", f"--min_h={a.h}",
+         f"--steps_per_epoch={barriers * a.h}", f"--init_h={a.h}", f"--min_h={a.h}",
          "--warmup_epochs=0"], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 30
@@ -37,7 +38,7 @@ def one(a, k, per_agent, tmp):
         port = open(port_file).read().strip()
         out = subprocess.run(
             [os.path.join(a.bin_dir, "qsr-bench-coord"), "--coordinator", f"127.0.0.1:{port}",
-             "--workers", str(k), "--barriers", str(a.barriers + 5), "--channels",
+             "--workers", str(k), "--barriers", str(barriers + 5), "--channels",
              str(a.channels), "--coordinator-pid", str(coord.pid), "--timeout-s",
              str(a.timeout_s), "--report-interval-ms", str(a.report_interval_ms),
              "--train-ms", str(a.train_ms), "--ranks-per-agent", str(per_agent)],
@@ -65,6 +66,10 @@ def main():
     p.add_argument("--h", type=int, default=4)
     p.add_argument("--channels", type=int, default=0,
                    help="0: one connection per worker (per host with --ranks-per-agent)")
+    p.add_argument("--agent-barriers", type=int, default=0,
+                   help="barriers for the rows behind host agents (0: --barriers). Through agents "
+                        "a barrier takes milliseconds, so 20 of them end before the first "
+                        "heartbeat or report is due; 200 run for seconds, as the direct rows do")
     p.add_argument("--ranks-per-agent", default="1",
                    help="comma list: workers per host agent (1: every worker calls the "
                         "coordinator itself)")

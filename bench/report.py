@@ -236,19 +236,25 @@ def section_coordinator(recs, fig_dir, md):
               "cores. Aim: p99 < 20 ms at 1,024 workers.\n")
     if agents:
         md.append("Rows with S workers per host agent: the workers are grouped S to a host behind "
-                  "a host agent (`qsr-agent`), one connection per host. Their Join, Heartbeat, "
-                  "Report and Leave calls go to the coordinator one per worker, as the agent "
-                  "forwards them; their round barrier goes as one NextRounds call per host, "
-                  "carrying the host's ranks (`co_members`), sent when the host's last worker "
-                  "arrives. The agent's local hop runs on each host's own cores and is not "
-                  "simulated; a worker's release is the moment its host's call is answered.\n")
+                  "a host agent (`qsr-agent`), one connection per host, and the host's calls go "
+                  "as the agent sends them. Its round barrier goes as one call carrying the "
+                  "host's ranks (`co_members`) when the host's last worker arrives, over the "
+                  "host's `NextRoundsStream` (the column says `stream`; `unary`: one call each). Its "
+                  "heartbeat goes once per interval for all of its workers. Its reports go in "
+                  "`ReportBatch` calls: when every worker of the host has one waiting, or 500 ms "
+                  "after the first. Join and Leave go one per worker. The agent's local hop runs "
+                  "on each host's own cores and is not simulated; a worker's release is the "
+                  "moment its host's call is answered. These rows run more barriers (see the "
+                  "column) so that they last seconds and include the periodic heartbeats and "
+                  "reports, as the direct rows do.\n")
     md.append("| K | workers per host agent | barriers | rounds/s | release p50 | release p99 | "
               "all released p50 | all released p99 | coordinator CPU (cores) | coordinator CPU "
               "per barrier | load generator CPU per barrier | coordinator RSS / peak |")
     md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in direct + agents:
         per_host = r.get("ranks_per_agent", 1)
-        md.append(f"| {r['workers']} | {per_host if per_host > 1 else '- (direct)'} | "
+        agent = f"{per_host} ({r.get('agent_transport', 'unary')})" if per_host > 1 else "- (direct)"
+        md.append(f"| {r['workers']} | {agent} | "
                   f"{r['barriers']} | {r['rounds_per_s']:.1f} | "
                   f"{r['release_p50_ms']:.2f} ms | {r['release_p99_ms']:.2f} ms | "
                   f"{r['all_released_p50_ms']:.2f} ms | **{r['all_released_p99_ms']:.2f} ms** | "

@@ -63,7 +63,7 @@ case $MODE in
   full)
     STEP=(--repeats 5)
     AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 30)
-    COORD=(--workers 16,128,512,1024,2048 --barriers 20 --ranks-per-agent 1,8)
+    COORD=(--workers 16,128,512,1024,2048 --barriers 20 --ranks-per-agent 1,8 --agent-barriers 200)
     FLOOR=(128,1024,2048 20)
     TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
     # The 90% target: a 3-epoch schedule, QSR against DDP and no communication.
@@ -81,7 +81,7 @@ case $MODE in
   quick)
     STEP=(--repeats 3 --scale 0.5)
     AVG=(--workers 2,4 --sizes-mb 1,10 --iters 5)
-    COORD=(--workers 16,256,1024 --barriers 20 --ranks-per-agent 1,8)
+    COORD=(--workers 16,256,1024 --barriers 20 --ranks-per-agent 1,8 --agent-barriers 100)
     FLOOR=(1024 20)
     TTA=(--rates 50 --epochs 1 --target 0.85 --cap-s 180 --methods qsr,nocomm,ddp)
     ACC=(--epochs 1 --seeds 1,2 --steps-per-epoch 100)

@@ -109,6 +109,30 @@ grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext
   return FinishWith(ctx, reply, controller_->Report(*request, absl::Now()));
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::ReportBatch(grpc::CallbackServerContext* ctx,
+                                                          const v1::ReportBatchRequest* request,
+                                                          v1::ReportBatchReply* reply) {
+  if (auto* r = Refuse(ctx, Access::kChange, ValidateReportBatch(*request))) return r;
+  const absl::Time now = absl::Now();
+  for (const v1::ReportRequest& report : request->reports()) {
+    v1::ReportResult* result = reply->add_results();
+    absl::Status s = ValidateReport(report);
+    if (s.ok()) {
+      absl::StatusOr<v1::ReportReply> one = controller_->Report(report, now);
+      if (one.ok()) {
+        *result->mutable_reply() = std::move(*one);
+      } else {
+        s = one.status();
+      }
+    }
+    result->set_status_code(static_cast<int>(s.code()));
+    result->set_status_message(std::string(s.message()));
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::Leave(grpc::CallbackServerContext* ctx,
                                                     const v1::LeaveRequest* request,
                                                     v1::LeaveReply* reply) {

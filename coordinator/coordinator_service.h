@@ -42,6 +42,9 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
                                    const v1::ReportRequest* request,
                                    v1::ReportReply* reply) override;
+  grpc::ServerUnaryReactor* ReportBatch(grpc::CallbackServerContext* ctx,
+                                        const v1::ReportBatchRequest* request,
+                                        v1::ReportBatchReply* reply) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* request,
                                   v1::LeaveReply* reply) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,

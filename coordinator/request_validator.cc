@@ -136,6 +136,14 @@ absl::Status ValidateReport(const v1::ReportRequest& r) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateReportBatch(const v1::ReportBatchRequest& r) {
+  if (r.reports_size() > L::kMaxCoMembers + 1) {
+    return Invalid(absl::StrCat("report batch has ", r.reports_size(), " reports; allowed: up to ",
+                                L::kMaxCoMembers + 1));
+  }
+  return absl::OkStatus();  // each report is validated as a Report of its own
+}
+
 absl::Status ValidateLeave(const v1::LeaveRequest& r) {
   if (absl::Status s = CheckMember(r.worker_id(), r.rank(), r.generation()); !s.ok()) return s;
   return CheckSize("error", r.error(), 0, L::kMaxErrorBytes);

@@ -41,6 +41,8 @@ absl::Status ValidateJoin(const v1::JoinRequest& request);
 absl::Status ValidateHeartbeat(const v1::HeartbeatRequest& request);
 absl::Status ValidateNextRounds(const v1::NextRoundsRequest& request);
 absl::Status ValidateReport(const v1::ReportRequest& request);
+// The batch's size only: each report in it is validated as a Report of its own.
+absl::Status ValidateReportBatch(const v1::ReportBatchRequest& request);
 absl::Status ValidateLeave(const v1::LeaveRequest& request);
 // KvGet's wait; its keys, like KvSet's key and value, are bounded by the KvStore's Limits.
 absl::Status ValidateKvGet(const v1::KvGetRequest& request);

@@ -294,6 +294,52 @@ TEST_F(HostAgentCallTest, AnEndedGenerationReachesAWorkerThroughItsNextBeat) {
   EXPECT_EQ(reply.outcome().code(), v1::Outcome::GENERATION_ENDED) << reply.outcome().message();
 }
 
+TEST_F(HostAgentCallTest, ReportsGoUpInOneBatchAndEachHearsItsOwnResult) {
+  struct Sent {
+    grpc::ClientContext ctx;
+    v1::ReportRequest request;
+    v1::ReportReply reply;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  Sent good, bad;
+  good.request.set_worker_id("w0");
+  good.request.set_rank(join_[0].rank());
+  good.request.set_generation(join_[0].generation());
+  bad.request = good.request;
+  bad.request.set_worker_id("impostor");
+  for (Sent* s : {&good, &bad}) {
+    s->ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+    stub_->async()->Report(&s->ctx, &s->request, &s->reply, [s](grpc::Status status) {
+      s->status = status;
+      s->done.Notify();
+    });
+  }
+  ASSERT_TRUE(good.done.WaitForNotificationWithTimeout(kDeadline));
+  ASSERT_TRUE(bad.done.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_TRUE(good.status.ok()) << good.status.error_message();
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << bad.status.error_message();
+  EXPECT_EQ(agent_->stats().local_reports, 2);
+  // Both local workers had a report waiting: one batch, without waiting for the window.
+  EXPECT_EQ(agent_->stats().upstream_report_batches, 1);
+}
+
+TEST_F(HostAgentCallTest, ALoneReportGoesUpWhenTheWindowPasses) {
+  v1::ReportRequest request;
+  request.set_worker_id("w1");
+  request.set_rank(join_[1].rank());
+  request.set_generation(join_[1].generation());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+  v1::ReportReply reply;
+  const absl::Time start = absl::Now();
+  grpc::Status s = stub_->Report(&ctx, request, &reply);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));  // held for the 200 ms window
+  EXPECT_EQ(agent_->stats().upstream_report_batches, 1);
+}
+
 // The coordinator's end of the stream, driven by the agent's client end directly.
 class BarrierStreamTest : public ::testing::Test {
  protected:
