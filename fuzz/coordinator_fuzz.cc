@@ -223,6 +223,7 @@ void WriteSeeds(const std::string& dir) {
     j.set_device("cpu");
     Append(&run, kJoin, j);
   }
+  const std::string joined = run;
   for (int rank = 0; rank < 2; ++rank) {
     v1::KvSetRequest set;
     set.set_key(absl::StrCat("fuzz/g1/c0/", rank));
@@ -272,8 +273,25 @@ void WriteSeeds(const std::string& dir) {
   std::string tick = run;
   tick.push_back(static_cast<char>(0xf0 | kTick));
   tick.push_back(0);
+  // A host agent's calls: both ranks beat and reach the barrier in one call each.
+  std::string grouped = joined;
+  for (size_t i = 0; i < plan.size() && i < 2; ++i) {
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id("w0");
+    beat.set_generation(1);
+    v1::CoMember* peer = beat.add_co_members();
+    peer->set_worker_id("w1");
+    peer->set_rank(1);
+    Append(&grouped, kHeartbeatValidate, beat);
+    v1::NextRoundsRequest n;
+    n.set_worker_id("w0");
+    n.set_generation(1);
+    n.set_next_round(static_cast<int64_t>(i));
+    *n.add_co_members() = *peer;
+    Append(&grouped, kNextRounds, n);
+  }
   int n = 0;
-  for (const std::string* seed : {&run, &stopped, &tick}) {
+  for (const std::string* seed : {&run, &stopped, &tick, &grouped}) {
     std::ofstream(absl::StrCat(dir, "/seed-", n++), std::ios::binary) << *seed;
   }
 }
