@@ -55,7 +55,7 @@ std::shared_ptr<grpc::ClientContext> AgentService::Upstream(absl::Time deadline)
   AttachToken(token_, ctx.get());
   absl::MutexLock lock(&mu_);
   if (shut_down_) return nullptr;
-  in_flight_.insert(ctx.get());
+  in_flight_[ctx.get()] = ctx;
   return ctx;
 }
 
@@ -458,6 +458,7 @@ void AgentService::WaitForWork(absl::Time deadline) {
 void AgentService::Shutdown() {
   std::vector<Group> held;
   std::vector<HeldReport> reports;
+  std::vector<std::shared_ptr<grpc::ClientContext>> cancel;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
@@ -465,8 +466,12 @@ void AgentService::Shutdown() {
     ++work_;
     held = coalescer_.Flush(std::nullopt);
     reports.swap(held_reports_);
-    for (grpc::ClientContext* ctx : in_flight_) ctx->TryCancel();
+    for (auto& [raw, weak] : in_flight_) {
+      if (std::shared_ptr<grpc::ClientContext> ctx = weak.lock()) cancel.push_back(std::move(ctx));
+    }
   }
+  // Outside the lock: gRPC may run the cancelled calls' callbacks (which take it) inline.
+  for (const auto& ctx : cancel) ctx->TryCancel();
   // Held reports: UNAVAILABLE, so that their senders keep them and try again.
   SendReports(std::move(reports));
   // With the stream shut, each held or waiting barrier call is answered UNAVAILABLE: its worker

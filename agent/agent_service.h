@@ -39,7 +39,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -165,7 +164,9 @@ class AgentService final : public v1::Coordinator::CallbackService {
   BarrierCoalescer coalescer_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, BarrierCall> calls_ ABSL_GUARDED_BY(mu_);  // by arrival id
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Upstream calls in flight (their callbacks own them), for Shutdown to cancel.
+  std::map<grpc::ClientContext*, std::weak_ptr<grpc::ClientContext>> in_flight_
+      ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   // Heartbeats: the local workers that beat since the last upstream beat (by worker id), when the
   // next upstream beat is due, the interval (from the Join replies), the last outcome the

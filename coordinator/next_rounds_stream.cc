@@ -8,11 +8,16 @@ namespace qsr {
 
 NextRoundsStream::NextRoundsStream(RunController* controller, const absl::Status& refusal)
     : controller_(controller), shared_(std::make_shared<Shared>()) {
-  absl::MutexLock lock(&shared_->mu);
-  shared_->stream = this;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->stream = this;
+    if (!refusal.ok()) {
+      shared_->finishing = true;
+      shared_->reading = false;
+    }
+  }
+  // No lock is held across a call into gRPC: it may run this stream's reactions inline.
   if (!refusal.ok()) {
-    shared_->finishing = true;
-    shared_->reading = false;
     Finish(grpc::Status(static_cast<grpc::StatusCode>(refusal.code()),
                         std::string(refusal.message())));
     return;
@@ -22,12 +27,16 @@ NextRoundsStream::NextRoundsStream(RunController* controller, const absl::Status
 
 void NextRoundsStream::OnReadDone(bool ok) {
   if (!ok) {
-    // The agent closed its side (or the stream broke): answer what is ready, then finish. Calls
-    // still waiting at the barrier are dropped; the agent answers them itself.
-    absl::MutexLock lock(&shared_->mu);
-    shared_->reading = false;
-    shared_->queue.clear();
-    Pump();
+    // The agent closed its side (or the stream broke): answer what is being written, then
+    // finish. Calls still waiting at the barrier are dropped; the agent answers them itself.
+    Action action;
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reading = false;
+      shared_->queue.clear();
+      action = NextAction();
+    }
+    Act(action);
     return;
   }
   const uint64_t id = call_.id();
@@ -54,38 +63,65 @@ void NextRoundsStream::OnReadDone(bool ok) {
 }
 
 void NextRoundsStream::Send(const std::shared_ptr<Shared>& shared, v1::NextRoundsAnswer answer) {
-  absl::MutexLock lock(&shared->mu);
-  if (shared->stream == nullptr || shared->finishing) return;  // the stream is gone
-  shared->queue.push_back(std::move(answer));
-  shared->stream->Pump();
+  NextRoundsStream* stream;
+  Action action;
+  {
+    absl::MutexLock lock(&shared->mu);
+    if (shared->stream == nullptr || shared->finishing) return;  // the stream is gone
+    shared->queue.push_back(std::move(answer));
+    stream = shared->stream;
+    action = stream->NextAction();
+  }
+  // `stream` stays alive: with a write due and none started, nothing can finish it.
+  stream->Act(action);
 }
 
-void NextRoundsStream::Pump() {
-  if (shared_->writing || shared_->finishing) return;
+NextRoundsStream::Action NextRoundsStream::NextAction() {
+  if (shared_->writing || shared_->finishing) return Action::kNone;
   if (!shared_->queue.empty()) {
     answer_ = std::move(shared_->queue.front());
     shared_->queue.pop_front();
     shared_->writing = true;
-    StartWrite(&answer_);
-    return;
+    return Action::kWrite;
   }
   if (!shared_->reading) {
     shared_->finishing = true;
-    Finish(grpc::Status::OK);
+    return Action::kFinish;
+  }
+  return Action::kNone;
+}
+
+void NextRoundsStream::Act(Action action) {
+  switch (action) {
+    case Action::kNone:
+      return;
+    case Action::kWrite:
+      StartWrite(&answer_);
+      return;
+    case Action::kFinish:
+      Finish(grpc::Status::OK);
+      return;
+    case Action::kFinishBroken:
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
   }
 }
 
 void NextRoundsStream::OnWriteDone(bool ok) {
-  absl::MutexLock lock(&shared_->mu);
-  shared_->writing = false;
-  if (!ok) {
-    // The stream broke: nothing more can be written.
-    shared_->queue.clear();
-    shared_->finishing = true;
-    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-    return;
+  Action action;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->writing = false;
+    if (!ok) {
+      // The stream broke: nothing more can be written.
+      shared_->queue.clear();
+      shared_->finishing = true;
+      action = Action::kFinishBroken;
+    } else {
+      action = NextAction();
+    }
   }
-  Pump();
+  Act(action);
 }
 
 void NextRoundsStream::OnDone() {

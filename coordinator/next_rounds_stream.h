@@ -44,10 +44,15 @@ class NextRoundsStream final
     std::deque<v1::NextRoundsAnswer> queue ABSL_GUARDED_BY(mu);
   };
 
+  // What to ask of gRPC next. Decided under Shared's lock, done outside it: gRPC may run this
+  // stream's reactions inline in StartWrite or Finish, and they take the lock.
+  enum class Action { kNone, kWrite, kFinish, kFinishBroken };
+
   // Queues `answer` and starts writing if no write is outstanding.
   static void Send(const std::shared_ptr<Shared>& shared, v1::NextRoundsAnswer answer);
-  // Under shared->mu: writes the next queued answer, or finishes once reading has ended.
-  void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu);
+  // The next queued answer to write, or finishing once reading has ended.
+  Action NextAction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared_->mu);
+  void Act(Action action);
 
   RunController* const controller_;
   const std::shared_ptr<Shared> shared_;
