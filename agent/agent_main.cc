@@ -40,11 +40,7 @@ int main(int argc, char** argv) {
             "longest a worker's barrier call is held for the rest of its host before it goes to "
             "the coordinator on its own");
   qsr::AddClientSecurityFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (flags.Get("coordinator").empty())
     return Fail("--coordinator HOST:PORT is required (see --help)");
   absl::StatusOr<int64_t> window_ms = flags.GetInt("window-ms");

@@ -281,14 +281,7 @@ int Main(int argc, char** argv) {
   flags.Add("impls", "qsr,comm,gloo,link", "which of qsr, comm, gloo, link to run");
   flags.Add("host", "127.0.0.1", "address the ranks bind and meet on");
   flags.Add("timeout-s", "300", "bound on the whole benchmark");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-bench-avg: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   Config c;
   absl::StatusOr<int64_t> workers = flags.GetInt("workers"), iters = flags.GetInt("iters"),
                           warmup = flags.GetInt("warmup"), tensors = flags.GetInt("tensors"),

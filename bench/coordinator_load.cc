@@ -562,14 +562,7 @@ int Main(int argc, char** argv) {
             "workers per host behind a host agent: each host's barrier is one NextRounds call "
             "with its ranks as co_members (1: every worker calls the coordinator itself)");
   flags.Add("timeout-s", "300", "bound on the whole run");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-bench-coord: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   absl::StatusOr<int64_t> workers = flags.GetInt("workers"), barriers = flags.GetInt("barriers"),
                           channels = flags.GetInt("channels"),
                           pid = flags.GetInt("coordinator-pid"),

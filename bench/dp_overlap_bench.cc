@@ -123,14 +123,7 @@ int Main(int argc, char** argv) {
   flags.Add("warmup", "2", "untimed steps per mode first");
   flags.Add("bucket-mb", "25", "bucket size of the overlapped mode, MiB");
   flags.Add("threads", "1", "intra-op threads (shared by both ranks)");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-bench-dp-overlap: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   Config config;
   config.model = flags.Get("model");
   absl::StatusOr<int64_t> image = flags.GetInt("image"), batch = flags.GetInt("batch"),

@@ -526,14 +526,7 @@ int Main(int argc, char** argv) {
   flags.Add("barriers", "50", "barriers to time (one more is run first, not counted)");
   flags.Add("channels", "0", "grpc only: channels (TCP connections) the streams share; 0 = K");
   flags.Add("timeout-s", "120", "bound on the whole run");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-bench-release-floor: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   const std::string transport = flags.Get("transport");
   absl::StatusOr<int64_t> workers = flags.GetInt("workers"), barriers = flags.GetInt("barriers"),
                           channels = flags.GetInt("channels"), timeout = flags.GetInt("timeout-s");

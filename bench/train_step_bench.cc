@@ -117,14 +117,7 @@ int Run(int argc, char** argv) {
   flags.Add("threads", "0", "intra-op threads (0 = LibTorch's default)");
   flags.Add("memory-format", "contiguous",
             "contiguous or channels_last (the recipe's memory_format: 4-D weights and inputs)");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-bench-step: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   absl::StatusOr<int64_t> batch = flags.GetInt("batch");
   absl::StatusOr<int64_t> steps = flags.GetInt("steps");
   absl::StatusOr<int64_t> warmup = flags.GetInt("warmup");

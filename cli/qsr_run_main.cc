@@ -79,11 +79,7 @@ int main(int argc, char** argv) {
   flags.Add("token-file", "", "file with the run's shared token (default: $QSR_TOKEN)");
   flags.AddBool("token-protect-reads", "the coordinator requires the token for status reads too");
   flags.AcceptRecipeOverrides();
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
   if (!flags.positional().empty())
     return Fail("unexpected argument \"" + flags.positional()[0] + "\"");

@@ -279,10 +279,10 @@ int main(int argc, char** argv) {
   flags.Add("run-dir", "", "plot: read this run directory instead of asking the coordinator");
   qsr::AddClientSecurityFlags(flags);
   flags.AcceptRecipeOverrides();
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
-  if (flags.help_requested() || flags.positional().empty()) {
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
+  if (flags.positional().empty()) {
     std::cout << flags.Help();
-    return flags.help_requested() ? 0 : 2;
+    return 2;
   }
   const std::string command = flags.positional()[0];
   if (flags.positional().size() > 1) {

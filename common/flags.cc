@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +59,18 @@ void AppendHelpLine(std::string& out, const std::string& name, const std::string
 
 FlagParser::FlagParser(std::string program, std::string usage)
     : program_(std::move(program)), usage_(std::move(usage)) {}
+
+std::optional<int> FlagParser::ParseForMain(int argc, const char* const* argv) {
+  if (absl::Status s = Parse(argc, argv); !s.ok()) {
+    std::cerr << program_ << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (help_requested_) {
+    std::cout << Help();
+    return 0;
+  }
+  return std::nullopt;
+}
 
 void FlagParser::Add(const std::string& name, const std::string& default_value,
                      const std::string& help) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,9 @@ class FlagParser {
   void AcceptRecipeOverrides();
 
   absl::Status Parse(int argc, const char* const* argv);
+  // Parse for a main(): returns the exit code when the program should stop now (0 after printing
+  // --help to stdout, 2 after printing "<program>: <error>" to stderr), or nullopt to go on.
+  std::optional<int> ParseForMain(int argc, const char* const* argv);
 
   bool help_requested() const { return help_requested_; }
   // Usage, every declared flag with its default and help, and the recipe keys when accepted.

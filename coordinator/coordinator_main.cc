@@ -83,11 +83,7 @@ int main(int argc, char** argv) {
             "(default: $QSR_TOKEN; none: open)");
   flags.AddBool("token-protect-reads", "require the token for status reads too");
   flags.AcceptRecipeOverrides();
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
 
   absl::StatusOr<qsr::Recipe> recipe =

@@ -32,14 +32,7 @@ int main(int argc, char** argv) {
   flags.Add("regroup-timeout-s", "600",
             "after a failure, how long to keep asking to join the re-formed group");
   qsr::AddClientSecurityFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << "qsr-worker: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   absl::StatusOr<int64_t> threads = flags.GetInt("threads");
   absl::StatusOr<int64_t> connect = flags.GetInt("connect-timeout-s");
   absl::StatusOr<int64_t> regroup = flags.GetInt("regroup-timeout-s");

@@ -1,6 +1,8 @@
 #include "common/flags.h"
 
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -55,6 +57,31 @@ TEST(FlagsTest, NegativeNumberIsAValue) {
   FlagParser p = MakeParser();
   ASSERT_TRUE(ParseArgs(p, {"--port", "-1"}).ok());
   EXPECT_EQ(*p.GetInt("port"), -1);
+}
+
+// What every main() does with its command line: go on, print help and exit 0, or name the error
+// and exit 2.
+TEST(FlagsTest, ParseForMainSaysWhetherToGoOnAndWithWhichExitCode) {
+  auto run = [](std::vector<const char*> args) {
+    FlagParser p = MakeParser();
+    args.insert(args.begin(), "prog");
+    ::testing::internal::CaptureStdout();
+    ::testing::internal::CaptureStderr();
+    std::optional<int> code = p.ParseForMain(static_cast<int>(args.size()), args.data());
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    return std::make_tuple(code, out, err);
+  };
+  auto [go_on, out0, err0] = run({"--port", "80"});
+  EXPECT_FALSE(go_on.has_value());
+  EXPECT_TRUE(out0.empty() && err0.empty());
+  auto [help, out1, err1] = run({"--help"});
+  EXPECT_EQ(help, 0);
+  EXPECT_THAT(out1, HasSubstr("--port"));
+  auto [bad, out2, err2] = run({"--bogus"});
+  EXPECT_EQ(bad, 2);
+  EXPECT_THAT(err2, HasSubstr("qsrctl: "));
+  EXPECT_THAT(err2, HasSubstr("bogus"));
 }
 
 TEST(FlagsTest, Help) {
