@@ -28,17 +28,18 @@ int main(int argc, char** argv) {
   qsr::FlagParser flags(
       "qsr-agent",
       "qsr-agent --coordinator HOST:PORT [--listen 127.0.0.1:PORT | unix:PATH] [--window-ms N]\n"
-      "Relays the calls of this host's workers to the coordinator and sends their round barrier "
-      "as one call per host. Point each worker's --coordinator at --listen. Runs until SIGINT or "
-      "SIGTERM, then prints its counters as one JSON line.");
+      "Relays this host's workers to the coordinator over one connection: their round barrier "
+      "as one message per host on a stream, one heartbeat per interval, reports in batches. "
+      "Point each worker's --coordinator at --listen. Runs until SIGINT or SIGTERM, then prints "
+      "its counters as one JSON line.");
   flags.Add("coordinator", "", "the coordinator's HOST:PORT (required)");
   flags.Add("listen", "127.0.0.1:7071",
             "where this host's workers reach the agent: loopback HOST:PORT (port 0: the OS "
             "chooses) or unix:PATH");
   flags.Add("port-file", "", "write the bound port to this file once serving");
   flags.Add("window-ms", "500",
-            "longest a worker's barrier call is held for the rest of its host before it goes to "
-            "the coordinator on its own");
+            "longest a worker's barrier call (or report) is held for the rest of its host before "
+            "it goes to the coordinator without them");
   qsr::AddClientSecurityFlags(flags);
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (flags.Get("coordinator").empty())
@@ -80,8 +81,12 @@ int main(int argc, char** argv) {
   qsr::AgentService::Stats s = (*agent)->stats();
   std::cout << absl::StrFormat(
                    "{\"agent\":\"stats\",\"barrier_calls\":%d,\"upstream_barrier_calls\":%d,"
-                   "\"forwarded_calls\":%d,\"superseded\":%d}",
-                   s.barrier_calls, s.upstream_barrier_calls, s.forwarded_calls, s.superseded)
+                   "\"forwarded_calls\":%d,\"superseded\":%d,\"local_heartbeats\":%d,"
+                   "\"upstream_heartbeats\":%d,\"local_reports\":%d,"
+                   "\"upstream_report_batches\":%d}",
+                   s.barrier_calls, s.upstream_barrier_calls, s.forwarded_calls, s.superseded,
+                   s.local_heartbeats, s.upstream_heartbeats, s.local_reports,
+                   s.upstream_report_batches)
             << std::endl;
   return 0;
 }

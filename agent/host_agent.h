@@ -1,12 +1,13 @@
 // HostAgent: a running qsr-agent, the per-host relay between a host's workers and the
 // coordinator (as torchelastic's agent or Ray's raylet sit between a host's processes and the
-// head). The workers of the host point --coordinator at it; it forwards their calls and sends
-// their round barrier as one call per host (AgentService), so a coordinator with 1,024 workers on
-// 128 hosts answers 128 barrier calls instead of 1,024.
+// head). The workers of the host point --coordinator at it, and the coordinator hears from the
+// host over one connection (AgentService): the round barrier as one message per host, one
+// heartbeat per interval, reports in batches. A coordinator with 1,024 workers on 128 hosts then
+// answers 128 barrier messages instead of 1,024 calls.
 //
-// Lifecycle: Start() binds and serves, and starts the thread that flushes held barrier calls when
-// their window passes; Shutdown() (also run by the destructor) answers what it holds, stops
-// serving and waits for upstream callbacks to drain (bounded).
+// Lifecycle: Start() binds and serves, and starts the thread that flushes held barrier calls and
+// reports when their window passes and beats upstream; Shutdown() (also run by the destructor)
+// answers what it holds, stops serving and waits for upstream callbacks to drain (bounded).
 //
 // Thread-safe.
 #ifndef QSR_AGENT_HOST_AGENT_H_
@@ -35,7 +36,7 @@ class HostAgent {
     // Where the host's workers reach the agent: a loopback HOST:PORT (port 0: the OS chooses) or
     // unix:PATH. Nothing else: the agent trusts its callers and sends its own token upstream.
     std::string listen = "127.0.0.1:0";
-    // How long a held barrier call waits for the rest of its host (BarrierCoalescer).
+    // How long a held barrier call or report waits for the rest of its host.
     absl::Duration window = absl::Milliseconds(500);
   };
 
