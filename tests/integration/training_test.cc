@@ -140,6 +140,11 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
     EXPECT_GT(stats.barrier_calls, 0);
     EXPECT_LE(stats.upstream_barrier_calls * 2, stats.barrier_calls)
         << stats.upstream_barrier_calls << " upstream for " << stats.barrier_calls << " local";
+    // The workers' reports went up in batches, each acknowledged (every round above committed
+    // with all workers' reports), and no more often than they were sent.
+    EXPECT_GT(stats.local_reports, 0);
+    EXPECT_GT(stats.upstream_report_batches, 0);
+    EXPECT_LE(stats.upstream_report_batches, stats.local_reports);
   }
 }
 
