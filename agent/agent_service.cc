@@ -40,8 +40,7 @@ const grpc::Status kShuttingDown(grpc::StatusCode::UNAVAILABLE, "qsr-agent is sh
 
 AgentService::AgentService(std::shared_ptr<grpc::Channel> channel, std::string token,
                            absl::Duration window)
-    : channel_(std::move(channel)),
-      stub_(v1::Coordinator::NewStub(channel_)),
+    : stub_(v1::Coordinator::NewStub(channel)),  // the stub keeps the channel
       token_(std::move(token)),
       window_(window),
       barrier_stream_(stub_.get(), token_),

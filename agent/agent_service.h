@@ -153,7 +153,6 @@ class AgentService final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* ctx, const Request* request,
                                     Reply* reply, Call call, OnOk on_ok);
 
-  const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::Coordinator::Stub> stub_;
   const std::string token_;
   const absl::Duration window_;

@@ -80,6 +80,11 @@ def main():
     p.add_argument("--train-ms", type=int, default=0,
                    help="simulated training time per round (0: barriers back to back)")
     a = p.parse_args()
+    if a.barriers < 1 or a.agent_barriers < 0 or a.h < 1:
+        p.error("--barriers and --h must be >= 1, --agent-barriers >= 0 (0: --barriers)")
+    if not all(x.isdigit() and int(x) >= 1 for x in a.ranks_per_agent.split(",")):
+        p.error(f"--ranks-per-agent is {a.ranks_per_agent!r}; allowed: a comma list of integers "
+                ">= 1 (workers per host agent; 1: no agent)")
     with tempfile.TemporaryDirectory(prefix="qsr-bench-coord-") as tmp:
         for k in a.workers.split(","):
             for per_agent in a.ranks_per_agent.split(","):
