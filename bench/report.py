@@ -112,7 +112,7 @@ def section_step(recs, fig_dir, md):
     # Medians recomputed from the runs' step_ms (older data rounded samples_per_s to integers,
     # which is too coarse for the slow models).
     for s in sums:
-        for impl in ("cpp", "python", "cpp_cl", "python_cl"):
+        for impl in ("cpp", "python", "cpp_system", "python_keep", "cpp_cl", "python_cl"):
             v = sorted(s["batch"] * 1000.0 / r["step_ms"] for r in recs
                        if r.get("kind") == "run" and r["model"] == s["model"] and r["impl"] == impl)
             if v:
@@ -120,6 +120,9 @@ def section_step(recs, fig_dir, md):
                                               0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2]))
                 s[impl + "_range"] = (v[0], v[-1])
         s["ratio"] = s["cpp_samples_per_s"] / s["python_samples_per_s"]
+        if s.get("cpp_system_samples_per_s") and s.get("python_keep_samples_per_s"):
+            s["ratio_same_heap"] = s["cpp_samples_per_s"] / s["python_keep_samples_per_s"]
+            s["ratio_system_heap"] = s["cpp_system_samples_per_s"] / s["python_samples_per_s"]
         if s.get("python_cl_samples_per_s") and s.get("cpp_cl_samples_per_s"):
             s["ratio_cl"] = s["cpp_cl_samples_per_s"] / s["python_cl_samples_per_s"]
     r0 = sums[0]
@@ -127,20 +130,28 @@ def section_step(recs, fig_dir, md):
               f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
               f"median of {r0['repeats']} alternating runs each "
               "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
-    md.append("Both sides in PyTorch's default layout (NCHW), then both in channels_last (the "
-              "recipe's `memory_format: channels_last`; Python: `model.to(memory_format="
-              "torch.channels_last)`), for the models with convolutions.\n")
+    md.append("C++ runs as qsr-worker does, with its heap policy (`--heap keep`: memory a step "
+              "frees is reused instead of being unmapped and faulted in again, "
+              "common/heap_policy.h); Python runs as a user runs it, with glibc's default heap. "
+              "The same-heap columns show what the language alone is worth: both sides with the "
+              "worker's heap (Python given it through `GLIBC_TUNABLES`), and both with glibc's "
+              "default. Then both in channels_last (the recipe's `memory_format: channels_last`; "
+              "Python: `model.to(memory_format=torch.channels_last)`), both with the worker's "
+              "heap, for the models with convolutions.\n")
     md.append("| model | batch | steps | C++ samples/s (min-max) | Python samples/s (min-max) | "
-              "C++ / Python | channels_last: C++ / Python samples/s | C++ / Python |")
-    md.append("|---|---|---|---|---|---|---|---|")
+              "C++ / Python | same heap, keep: C++ / Python | same heap, glibc default: C++ / "
+              "Python | channels_last: C++ / Python samples/s | C++ / Python |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for i, r in enumerate(sums):
         cr, pr = r.get("cpp_range", (0, 0)), r.get("python_range", (0, 0))
         cl = (f"{r['cpp_cl_samples_per_s']:.4g} / {r['python_cl_samples_per_s']:.4g} | "
               f"**{r['ratio_cl']:.3f}**" if r.get("ratio_cl") else "not run | -")
+        heaps = (f"{r['ratio_same_heap']:.3f} | {r['ratio_system_heap']:.3f}"
+                 if r.get("ratio_same_heap") else "not run | not run")
         md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.4g} "
                   f"({cr[0]:.4g}-{cr[1]:.4g}) | {r['python_samples_per_s']:.4g} "
-                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** | {cl} |")
+                  f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** | {heaps} | {cl} |")
         rows.append([i, r["model"], r["ratio"]])
     md.append("")
     write_dat(os.path.join(fig_dir, "step.dat"), rows)

@@ -4,6 +4,16 @@ loop in Python PyTorch (train_step_bench.py), same model, batch, thread count an
 alternately --repeats times. Prints one JSON line per run and one summary line per model:
   {"bench":"step","kind":"summary","model":..,"cpp_samples_per_s":median,"python_samples_per_s":
    median,"ratio":cpp/python,"repeats":n,...}
+
+The columns (impl):
+  cpp          qsr-bench-step as qsr-worker runs: --heap keep (common/heap_policy.h)
+  python       the Python twin as a user runs it: glibc's default heap
+  cpp_system   C++ with glibc's default heap (--heap system)
+  python_keep  Python with the worker's heap, given through GLIBC_TUNABLES
+  cpp_cl, python_cl  both in channels_last, both with the worker's heap
+so that "ratio" (the product against Python as shipped) can be read next to the ratios with the
+same heap on both sides (ratio_same_heap: keep, ratio_system_heap: glibc's default), which are
+what the language alone is worth.
 """
 import argparse
 import json
@@ -15,6 +25,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 # model -> (batch, steps, warmup) for a CPU run; --quick divides the steps.
 SIZES = {"mlp": (128, 200, 20), "cnn": (128, 40, 5), "resnet18": (16, 8, 2)}
+# The environment that gives a process qsr-worker's --heap keep (common/heap_policy.h).
+KEEP_HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615"
 
 
 def parse(line):
@@ -26,9 +38,12 @@ def parse(line):
     return fields
 
 
-def run(cmd, timeout):
+def run(cmd, timeout, keep_heap=False):
     env = dict(os.environ)
     env.pop("LD_LIBRARY_PATH", None)
+    env.pop("GLIBC_TUNABLES", None)
+    if keep_heap:
+        env["GLIBC_TUNABLES"] = KEEP_HEAP_TUNABLES
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [l for l in out.stdout.splitlines() if l.startswith("bench ")]
     if out.returncode != 0 or not lines:
@@ -52,10 +67,10 @@ def main():
         warmup = max(1, int(warmup * a.scale))
         common = ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup",
                   str(warmup), "--device", a.device, "--threads", str(a.threads)]
-        # Both layouts on both sides (the recipe's memory_format): cpp and python in PyTorch's
-        # default NCHW, cpp_cl and python_cl in channels_last. Models without 4-D tensors (mlp)
-        # run only the default.
-        impls = ["cpp", "python"] + (["cpp_cl", "python_cl"] if model != "mlp" else [])
+        # Both heaps on both sides, then both layouts (the recipe's memory_format): channels_last
+        # only for the models with 4-D tensors.
+        impls = ["cpp", "python", "cpp_system", "python_keep"] + (
+            ["cpp_cl", "python_cl"] if model != "mlp" else [])
         res = {impl: [] for impl in impls}
         for r in range(a.repeats):
             # Alternate the order so that drifting machine load hits all alike.
@@ -63,13 +78,16 @@ def main():
             for impl in order:
                 layout = ["--memory-format", "channels_last" if impl.endswith("_cl") else "contiguous"]
                 if impl.startswith("cpp"):
-                    cmd = [os.path.join(a.bin_dir, "qsr-bench-step")] + common + layout
+                    heap = ["--heap", "system" if impl == "cpp_system" else "keep"]
+                    cmd = [os.path.join(a.bin_dir, "qsr-bench-step")] + common + layout + heap
+                    f = run(cmd, timeout=600)
                 else:
                     cmd = [a.python, os.path.join(HERE, "train_step_bench.py")] + common + layout
-                f = run(cmd, timeout=600)
+                    f = run(cmd, timeout=600, keep_heap=impl in ("python_keep", "python_cl"))
                 # From step_ms: the printed samples_per_s is rounded to an integer.
                 res[impl].append(batch * 1000.0 / f["step_ms"])
                 print(json.dumps({"bench": "step", "kind": "run", "impl": impl, "model": model,
+                                  "heap": "system" if impl in ("cpp_system", "python") else "keep",
                                   "batch": batch, "steps": steps, "threads": a.threads,
                                   "device": a.device, "repeat": r, "params": f["params"],
                                   "memory_format": f.get("memory_format"),
@@ -81,6 +99,11 @@ def main():
                    "repeats": a.repeats, "cpp_samples_per_s": cpp,
                    "python_samples_per_s": py, "ratio": cpp / py,
                    "cpp_all": res["cpp"], "python_all": res["python"]}
+        med = {impl: statistics.median(v) for impl, v in res.items()}
+        summary.update({"cpp_system_samples_per_s": med["cpp_system"],
+                        "python_keep_samples_per_s": med["python_keep"],
+                        "ratio_same_heap": cpp / med["python_keep"],
+                        "ratio_system_heap": med["cpp_system"] / py})
         if "cpp_cl" in res:
             cpp_cl, py_cl = statistics.median(res["cpp_cl"]), statistics.median(res["python_cl"])
             summary.update({"cpp_cl_samples_per_s": cpp_cl, "python_cl_samples_per_s": py_cl,

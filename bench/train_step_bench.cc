@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
+#include "common/heap_policy.h"
 #include "worker/foreach_sgd.h"
 #include "worker/model/memory_format.h"
 #include "worker/model/models.h"
@@ -117,7 +118,19 @@ int Run(int argc, char** argv) {
   flags.Add("threads", "0", "intra-op threads (0 = LibTorch's default)");
   flags.Add("memory-format", "contiguous",
             "contiguous or channels_last (the recipe's memory_format: 4-D weights and inputs)");
+  flags.Add("heap", "keep",
+            "keep (qsr-worker's default: freed memory is reused) or system (glibc's defaults); "
+            "see common/heap_policy.h");
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
+  absl::StatusOr<HeapPolicy> heap = ParseHeapPolicy(flags.Get("heap"));
+  if (!heap.ok()) {
+    std::cerr << "qsr-bench-step: --heap: " << heap.status().message() << "\n";
+    return 2;
+  }
+  if (absl::Status s = ApplyHeapPolicy(*heap); !s.ok()) {
+    std::cerr << "qsr-bench-step: " << s.message() << "\n";
+    return 1;
+  }
   absl::StatusOr<int64_t> batch = flags.GetInt("batch");
   absl::StatusOr<int64_t> steps = flags.GetInt("steps");
   absl::StatusOr<int64_t> warmup = flags.GetInt("warmup");
@@ -202,9 +215,9 @@ int Run(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << absl::StrFormat(
                    "bench impl=cpp model=%s batch=%d steps=%d device=%s params=%d optimizer=%s "
-                   "memory_format=%s samples_per_s=%.0f step_ms=%.3f final_loss=%.4f",
+                   "memory_format=%s heap=%s samples_per_s=%.0f step_ms=%.3f final_loss=%.4f",
                    name, *batch, *steps, device.str(), params, flags.Get("optimizer"),
-                   memory_format, static_cast<double>(*batch * *steps) / seconds,
+                   memory_format, flags.Get("heap"), static_cast<double>(*batch * *steps) / seconds,
                    1000.0 * seconds / *steps, loss.item<double>())
             << std::endl;
   return 0;

@@ -17,6 +17,7 @@
 #include "cli/status_format.h"
 #include "cli/worker_devices.h"
 #include "common/flags.h"
+#include "common/heap_policy.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_client.h"
 
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
   flags.Add("device", "cpu",
             "cpu; cuda (worker i on cuda:i); or one cuda:N per worker, comma-separated");
   flags.Add("progress-s", "5", "seconds between progress lines");
+  flags.Add("heap", "keep",
+            "the workers' heap: keep (memory a step frees is reused) or system (glibc's "
+            "defaults); passed to every worker");
   flags.Add("bin-dir", "", "where qsr-coordinator and qsr-worker are (default: beside qsr-run)");
   // Security, passed through: the coordinator's side, then the workers' (and qsr-run's own).
   flags.Add("tls-cert", "", "the coordinator's PEM certificate (turns on TLS; with --tls-key)");
@@ -92,6 +96,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<double> progress_s = flags.GetDouble("progress-s");
   if (!threads.ok() || *threads < 0) return Fail("--threads must be an integer >= 0");
   if (!progress_s.ok() || *progress_s <= 0) return Fail("--progress-s must be a number > 0");
+  if (absl::StatusOr<qsr::HeapPolicy> heap = qsr::ParseHeapPolicy(flags.Get("heap")); !heap.ok())
+    return Fail("--heap: " + std::string(heap.status().message()));
   const int workers = static_cast<int>(recipe->workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int64_t per_worker = *threads > 0 ? *threads : std::max(1, cores / workers);
@@ -193,7 +199,9 @@ int main(int argc, char** argv) {
                                   "--worker-id",
                                   absl::StrCat(run_id, "-w", i),
                                   "--device",
-                                  (*devices)[i]};
+                                  (*devices)[i],
+                                  "--heap",
+                                  flags.Get("heap")};
     if (!flags.Get("data-dir").empty()) {
       w.push_back("--data-dir");
       w.push_back(flags.Get("data-dir"));

@@ -145,6 +145,17 @@ TEST(CliTest, PlanJsonMatchesThePlanner) {
   EXPECT_EQ(testing::JsonField(lines.back(), "total_steps"), "936");
 }
 
+TEST(CliTest, BadHeapPolicyExitsTwoNamingTheChoices) {
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kBin + "/qsr-worker", "--heap", "reuse"},
+        std::vector<std::string>{kBin + "/qsr-run", "--recipe", kRecipe, "--heap", "reuse"}}) {
+    testing::CommandResult r = testing::RunCommand(argv, 30);
+    EXPECT_EQ(r.exit_code, 2) << argv[0] << ": " << r.output;
+    EXPECT_NE(r.output.find("'reuse' is not one of: keep"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("system"), std::string::npos) << r.output;
+  }
+}
+
 TEST(CliTest, MalformedRecipeExitsNonZeroNamingTheKey) {
   testing::TempDir dir;
   const std::string bad = dir.path() + "/bad.yaml";
