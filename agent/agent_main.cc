@@ -83,10 +83,10 @@ int main(int argc, char** argv) {
                    "{\"agent\":\"stats\",\"barrier_calls\":%d,\"upstream_barrier_calls\":%d,"
                    "\"forwarded_calls\":%d,\"superseded\":%d,\"local_heartbeats\":%d,"
                    "\"upstream_heartbeats\":%d,\"local_reports\":%d,"
-                   "\"upstream_report_batches\":%d}",
+                   "\"upstream_report_batches\":%d,\"known_workers\":%d}",
                    s.barrier_calls, s.upstream_barrier_calls, s.forwarded_calls, s.superseded,
                    s.local_heartbeats, s.upstream_heartbeats, s.local_reports,
-                   s.upstream_report_batches)
+                   s.upstream_report_batches, s.known_workers)
             << std::endl;
   return 0;
 }

@@ -195,6 +195,11 @@ void AgentService::SendBeat(int64_t generation, std::vector<std::pair<std::strin
                                 {
                                   absl::MutexLock lock(&mu_);
                                   outcomes_[generation] = reply->outcome();
+                                  if (reply->outcome().code() == v1::Outcome::OK) {
+                                    for (const auto& [worker_id, beat] : *shared_beats) {
+                                      coalescer_.Confirmed(worker_id, beat.rank, generation);
+                                    }
+                                  }
                                 }
                                 ObserveOutcome(reply->outcome(), generation);
                               } else if (IsRefusal(s)) {
@@ -373,40 +378,42 @@ void AgentService::Send(Group group, bool split_on_error) {
   upstream_barrier_calls_.fetch_add(1, std::memory_order_relaxed);
   const absl::Time deadline = std::min(group.deadline, absl::Now() + kMaxForward);
   auto shared_group = std::make_shared<Group>(std::move(group));
-  barrier_stream_.Call(request, deadline,
-                       [this, shared_group, split_on_error](const grpc::Status& s,
-                                                            const v1::NextRoundsReply& reply) {
-                         if (split_on_error && shared_group->arrivals.size() > 1 && IsRefusal(s)) {
-                           // One member may be the cause: let each call hear its own verdict.
-                           LOG(WARNING) << "coordinator refused a barrier group of "
-                                        << shared_group->arrivals.size() << " ("
-                                        << s.error_message() << "); sending its calls one by one";
-                           for (BarrierCoalescer::Arrival& a : shared_group->arrivals) {
-                             Group one;
-                             one.generation = shared_group->generation;
-                             one.next_round = shared_group->next_round;
-                             one.deadline = a.deadline;
-                             one.arrivals.push_back(std::move(a));
-                             Send(std::move(one), /*split_on_error=*/false);
-                           }
-                           return;
-                         }
-                         std::vector<BarrierCall> calls;
-                         {
-                           absl::MutexLock lock(&mu_);
-                           for (const auto& a : shared_group->arrivals) {
-                             auto it = calls_.find(a.id);
-                             if (it == calls_.end()) continue;  // superseded meanwhile
-                             calls.push_back(it->second);
-                             calls_.erase(it);
-                           }
-                         }
-                         for (BarrierCall& c : calls) {
-                           if (s.ok()) *c.reply = reply;
-                           c.reactor->Finish(s);
-                         }
-                         if (s.ok()) ObserveOutcome(reply.outcome(), shared_group->generation);
-                       });
+  barrier_stream_.Call(
+      request, deadline,
+      [this, shared_group, split_on_error](const grpc::Status& s,
+                                           const v1::NextRoundsReply& reply) {
+        if (split_on_error && shared_group->arrivals.size() > 1 && IsRefusal(s)) {
+          // One member may be the cause: let each call hear its own verdict.
+          LOG(WARNING) << "coordinator refused a barrier group of " << shared_group->arrivals.size()
+                       << " (" << s.error_message() << "); sending its calls one by one";
+          for (BarrierCoalescer::Arrival& a : shared_group->arrivals) {
+            Group one;
+            one.generation = shared_group->generation;
+            one.next_round = shared_group->next_round;
+            one.deadline = a.deadline;
+            one.arrivals.push_back(std::move(a));
+            Send(std::move(one), /*split_on_error=*/false);
+          }
+          return;
+        }
+        std::vector<BarrierCall> calls;
+        {
+          absl::MutexLock lock(&mu_);
+          const bool confirmed = s.ok() && reply.outcome().code() == v1::Outcome::OK;
+          for (const auto& a : shared_group->arrivals) {
+            if (confirmed) coalescer_.Confirmed(a.worker_id, a.rank, a.generation);
+            auto it = calls_.find(a.id);
+            if (it == calls_.end()) continue;  // superseded meanwhile
+            calls.push_back(it->second);
+            calls_.erase(it);
+          }
+        }
+        for (BarrierCall& c : calls) {
+          if (s.ok()) *c.reply = reply;
+          c.reactor->Finish(s);
+        }
+        if (s.ok()) ObserveOutcome(reply.outcome(), shared_group->generation);
+      });
 }
 
 void AgentService::ObserveOutcome(const v1::Outcome& outcome, int64_t generation) {
@@ -496,6 +503,8 @@ AgentService::Stats AgentService::stats() const {
   s.local_reports = local_reports_.load();
   s.upstream_report_batches = upstream_report_batches_.load();
   s.upstream_heartbeats = upstream_heartbeats_.load();
+  absl::MutexLock lock(&mu_);
+  s.known_workers = coalescer_.KnownWorkers();
   return s;
 }
 

@@ -5,7 +5,9 @@
 // Protocol. Every call but NextRounds, Heartbeat and Report is forwarded as it is (same request,
 // same reply, same status; the caller's deadline, capped at kMaxForward, becomes the upstream
 // call's). The agent watches the replies go by: a Join answered OK makes the worker a local member
-// of its generation (and names the heartbeat interval); a Leave removes it. Heartbeats are answered
+// of its generation (and names the heartbeat interval); so does an OK answer to a heartbeat or a
+// barrier call that carried it (an agent that restarts mid-run relearns its host that way); a
+// Leave removes it. Heartbeats are answered
 // at once, with the outcome the coordinator last gave the caller's generation. Once per heartbeat
 // interval the agent beats upstream for the workers that beat it since its last beat, one call per
 // generation with co_members: a worker that stops beating the agent stops being reported alive, so
@@ -64,6 +66,7 @@ class AgentService final : public v1::Coordinator::CallbackService {
     int64_t upstream_heartbeats = 0;      // Heartbeat calls sent to the coordinator
     int64_t local_reports = 0;            // Report calls from local workers
     int64_t upstream_report_batches = 0;  // ReportBatch calls sent to the coordinator
+    int64_t known_workers = 0;            // local workers the agent knows as members (now)
   };
 
   // `channel` leads to the coordinator; `token` (may be empty) goes with every upstream call.

@@ -15,6 +15,13 @@ void BarrierCoalescer::Admitted(const std::string& worker_id, int rank, int64_t 
   ++members_per_generation_[generation];
 }
 
+void BarrierCoalescer::Confirmed(const std::string& worker_id, int rank, int64_t generation) {
+  auto it = members_.find(worker_id);
+  // Known in this generation or a later one (a Join seen since the answer was sent): keep that.
+  if (it != members_.end() && it->second.generation >= generation) return;
+  Admitted(worker_id, rank, generation);
+}
+
 std::vector<BarrierCoalescer::Group> BarrierCoalescer::Left(const std::string& worker_id) {
   std::vector<Group> ready;
   auto it = members_.find(worker_id);
@@ -51,11 +58,23 @@ std::vector<BarrierCoalescer::Group> BarrierCoalescer::Arrive(Arrival arrival, a
     if (a.empty()) held_.erase(h);
     break;
   }
+  // A worker the agent does not know as this rank of this generation is not held: it is not
+  // counted among the members a group waits for, so holding it could only delay the others.
+  auto member = members_.find(arrival.worker_id);
+  if (member == members_.end() || member->second.generation != arrival.generation ||
+      member->second.rank != arrival.rank) {
+    Group alone;
+    alone.generation = arrival.generation;
+    alone.next_round = arrival.next_round;
+    alone.deadline = arrival.deadline;
+    alone.arrivals.push_back(std::move(arrival));
+    ready.push_back(std::move(alone));
+    return ready;
+  }
   const int local = LocalMembers(arrival.generation);
   auto [it, inserted] = held_.try_emplace(key);
   if (inserted) it->second.first_arrival = now;
   it->second.arrivals.push_back(std::move(arrival));
-  // Unknown generation (local == 0): nothing to wait for.
   if (static_cast<int>(it->second.arrivals.size()) >= local) ready.push_back(Take(it));
   return ready;
 }

@@ -9,13 +9,16 @@
 //   - when the oldest held arrival has waited `window`: a local worker that is slow, dead or
 //     gone must not hide the others from the coordinator, whose straggler and failure handling
 //     needs to know who has arrived; the late ones go out in a group of their own;
-//   - at once for a generation the agent knows nothing about (no Join seen through this agent,
-//     e.g. after the agent restarted): nothing to wait for;
+//   - at once, alone, for a worker the agent does not know as that rank of that generation (no
+//     Join seen through this agent, e.g. after the agent restarted): it is not among the members
+//     a group waits for;
 //   - on Flush(generation), when the agent learns that the generation has ended or the run is
 //     over: the coordinator answers the held calls with the authoritative outcome.
-// Local members are learned from the Join replies the agent forwards (Admitted) and from Leave
-// (Left). A worker that asks again while its earlier arrival is still held replaces it (the
-// older call is returned as superseded, to be answered TIMEOUT, as the coordinator would).
+// Local members are learned from the Join replies the agent forwards (Admitted), from the
+// coordinator's OK answers to the host's heartbeats and barrier calls (Confirmed: a restarted
+// agent relearns its host within a heartbeat interval or one barrier), and from Leave (Left). A
+// worker that asks again while its earlier arrival is still held replaces it (the older call is
+// returned as superseded, to be answered TIMEOUT, as the coordinator would).
 //
 // Not thread-safe: the agent calls it under its own lock. Arrivals are identified by an id the
 // caller chooses (unique among held arrivals).
@@ -57,6 +60,9 @@ class BarrierCoalescer {
   // `worker_id` is rank `rank` of `generation` (its Join was answered OK through this agent).
   // A worker belongs to one generation at a time: this replaces what it was before.
   void Admitted(const std::string& worker_id, int rank, int64_t generation);
+  // The coordinator answered OK for `worker_id` as rank `rank` of `generation` (a heartbeat or a
+  // barrier call): as Admitted, unless the agent already knows it in this or a later generation.
+  void Confirmed(const std::string& worker_id, int rank, int64_t generation);
   // `worker_id` left the run. Returns groups that are complete without it.
   std::vector<Group> Left(const std::string& worker_id);
 

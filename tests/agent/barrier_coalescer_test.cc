@@ -117,6 +117,45 @@ TEST(BarrierCoalescerUnknownTest, AGenerationTheAgentHasNotSeenIsNotHeld) {
   EXPECT_EQ(out[0].arrivals.size(), 1u);
 }
 
+// A worker the agent does not know in this generation (it joined through another route, or
+// before the agent restarted) goes out alone at once, and the members' group is not held for it.
+TEST_P(BarrierCoalescerTest, AnUnknownWorkerIsNotHeldAndDoesNotCountForTheGroup) {
+  BarrierCoalescer::Arrival stranger = At(100, local_, 1, 0);
+  stranger.worker_id = "stranger";
+  std::vector<BarrierCoalescer::Group> out = c_.Arrive(stranger, now_, &superseded_);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].arrivals.size(), 1u);
+  EXPECT_EQ(out[0].arrivals[0].worker_id, "stranger");
+  EXPECT_EQ(c_.held(), 0);
+  // The members still go out together, when the last of them arrives.
+  for (int r = 0; r < local_; ++r) {
+    out = c_.Arrive(At(r + 1, r, 1, 0), now_, &superseded_);
+    ASSERT_EQ(out.size(), r + 1 == local_ ? 1u : 0u) << r;
+  }
+  EXPECT_EQ(out[0].arrivals.size(), static_cast<size_t>(local_));
+}
+
+TEST_P(BarrierCoalescerTest, ConfirmedWorkersAreHeldWithTheMembersButNotMovedBack) {
+  // Confirmed by the coordinator (an OK heartbeat or barrier answer): now a member.
+  c_.Confirmed("late", local_, 1);
+  EXPECT_EQ(c_.LocalMembers(1), local_ + 1);
+  std::vector<BarrierCoalescer::Group> out;
+  for (int r = 0; r < local_; ++r) {
+    out = c_.Arrive(At(r + 1, r, 1, 0), now_, &superseded_);
+    EXPECT_TRUE(out.empty()) << r;
+  }
+  BarrierCoalescer::Arrival late = At(100, local_, 1, 0);
+  late.worker_id = "late";
+  out = c_.Arrive(late, now_, &superseded_);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].arrivals.size(), static_cast<size_t>(local_ + 1));
+  // An answer about an older generation does not take a worker back from a newer one.
+  c_.Admitted("w0", 0, 2);
+  c_.Confirmed("w0", 0, 1);
+  EXPECT_EQ(c_.LocalMembers(2), 1);
+  EXPECT_EQ(c_.LocalMembers(1), local_);
+}
+
 INSTANTIATE_TEST_SUITE_P(LocalMembers, BarrierCoalescerTest, ::testing::Values(1, 2, 8));
 
 }  // namespace

@@ -103,13 +103,24 @@ INSTANTIATE_TEST_SUITE_P(Workers, HostAgentRunTest, ::testing::Values(1, 2, 4));
 // Two workers behind an agent, driven call by call.
 class HostAgentCallTest : public ::testing::Test {
  protected:
+  // The agent's barrier window.
+  virtual absl::Duration Window() const { return absl::Milliseconds(200); }
+  // Whether the workers join through the agent (false: straight to the coordinator, as they did
+  // before an agent restarted; the agent has then seen no Join).
+  virtual bool JoinThroughAgent() const { return true; }
+
   void SetUp() override {
     coordinator_ = StartCoordinator(2);
     ASSERT_NE(coordinator_, nullptr);
-    agent_ = StartAgent(coordinator_->address(), absl::Milliseconds(200));
+    agent_ = StartAgent(coordinator_->address(), Window());
     ASSERT_NE(agent_, nullptr);
     stub_ = v1::Coordinator::NewStub(
         grpc::CreateChannel(agent_->address(), grpc::InsecureChannelCredentials()));
+    join_stub_ = JoinThroughAgent()
+                     ? stub_.get()
+                     : (direct_stub_ = v1::Coordinator::NewStub(grpc::CreateChannel(
+                            coordinator_->address(), grpc::InsecureChannelCredentials())))
+                           .get();
     // Join blocks until both have joined: one thread each.
     std::thread other([this] { join_[1] = Join(1); });
     join_[0] = Join(0);
@@ -124,7 +135,7 @@ class HostAgentCallTest : public ::testing::Test {
     v1::JoinRequest request;
     request.set_worker_id(absl::StrCat("w", i));
     v1::JoinReply reply;
-    grpc::Status s = stub_->Join(&ctx, request, &reply);
+    grpc::Status s = join_stub_->Join(&ctx, request, &reply);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return reply;
   }
@@ -173,7 +184,36 @@ class HostAgentCallTest : public ::testing::Test {
   std::unique_ptr<CoordinatorServer> coordinator_;
   std::unique_ptr<HostAgent> agent_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
+  std::unique_ptr<v1::Coordinator::Stub> direct_stub_;
+  v1::Coordinator::Stub* join_stub_ = nullptr;
   v1::JoinReply join_[2];
+};
+
+// The window is longer than any test: a group goes up only when every member has arrived.
+class HostAgentLongWindowTest : public HostAgentCallTest {
+ protected:
+  absl::Duration Window() const override { return absl::Hours(1); }
+};
+
+// The workers joined before this agent started (it restarted): it must learn its members from the
+// coordinator's answers.
+class HostAgentRestartTest : public HostAgentLongWindowTest {
+ protected:
+  bool JoinThroughAgent() const override { return false; }
+
+  // Both workers' barrier for `round` through the agent; returns the upstream calls it took.
+  int64_t Barrier(int64_t round) {
+    const int64_t before = agent_->stats().upstream_barrier_calls;
+    Pending first, second;
+    Ask(0, round, &first);
+    Ask(1, round, &second);
+    EXPECT_TRUE(first.done.WaitForNotificationWithTimeout(kDeadline));
+    EXPECT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
+    EXPECT_TRUE(first.status.ok()) << first.status.error_message();
+    EXPECT_EQ(first.reply.outcome().code(), v1::Outcome::OK);
+    EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
+    return agent_->stats().upstream_barrier_calls - before;
+  }
 };
 
 TEST_F(HostAgentCallTest, AHeldCallGoesUpstreamAfterTheWindowAndIsReleasedWithItsPeer) {
@@ -194,7 +234,7 @@ TEST_F(HostAgentCallTest, AHeldCallGoesUpstreamAfterTheWindowAndIsReleasedWithIt
   EXPECT_EQ(agent_->stats().upstream_barrier_calls, 2);
 }
 
-TEST_F(HostAgentCallTest, BothWithinTheWindowGoUpAsOneCall) {
+TEST_F(HostAgentLongWindowTest, BothMembersGoUpAsOneCall) {
   Pending first, second;
   Ask(0, 0, &first);
   Ask(1, 0, &second);
@@ -202,9 +242,29 @@ TEST_F(HostAgentCallTest, BothWithinTheWindowGoUpAsOneCall) {
   ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
   EXPECT_EQ(first.reply.outcome().code(), v1::Outcome::OK);
   EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
-  // One call unless this machine took longer than the 200 ms window between the two.
-  EXPECT_GE(agent_->stats().upstream_barrier_calls, 1);
+  EXPECT_EQ(agent_->stats().upstream_barrier_calls, 1);
   EXPECT_EQ(agent_->stats().barrier_calls, 2);
+}
+
+TEST_F(HostAgentRestartTest, MembersAreRelearnedFromTheFirstBarriersAnswer) {
+  EXPECT_EQ(agent_->stats().known_workers, 0);
+  // Strangers to the agent: each call goes up on its own, at once (none waits for the window).
+  EXPECT_EQ(Barrier(0), 2);
+  // The coordinator's OK made them members: the next barrier is one call.
+  EXPECT_EQ(agent_->stats().known_workers, 2);
+  EXPECT_EQ(Barrier(1), 1);
+}
+
+TEST_F(HostAgentRestartTest, MembersAreRelearnedFromAnAcceptedHeartbeat) {
+  for (int i = 0; i < 2; ++i) {
+    v1::HeartbeatReply reply;
+    grpc::Status s = Beat(i, &reply);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  // One interval later the agent beats for both, and the coordinator's OK makes them members.
+  ASSERT_TRUE(AwaitStats([](const AgentService::Stats& s) { return s.known_workers == 2; }));
+  EXPECT_EQ(agent_->stats().upstream_heartbeats, 1);
+  EXPECT_EQ(Barrier(0), 1);
 }
 
 TEST_F(HostAgentCallTest, ACoMemberTheCoordinatorRefusesGetsItsOwnError) {
