@@ -66,6 +66,7 @@
 #include "agent/barrier_stream.h"
 #include "bench/proc_stats.h"
 #include "common/flags.h"
+#include "common/jitter.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
@@ -121,7 +122,6 @@ class LoadGenerator {
     // on its own clock, every 0.75-1.25 of the interval at random, as the worker's Heartbeater
     // does (so a group's beats spread out instead of arriving as one burst).
     std::mt19937 random(1);
-    std::uniform_real_distribution<double> jitter(0.75, 1.25);
     while (finished_ != workers_ && Clock::now() < deadline) {
       const int interval_ms = heartbeat_interval_ms_.load();
       if (interval_ms > 0) {
@@ -134,8 +134,8 @@ class LoadGenerator {
           const bool first = s.next_beat == Clock::time_point();
           if (!first && now < s.next_beat) continue;
           if (!first) Heartbeat(&s);
-          s.next_beat = now + std::chrono::microseconds(
-                                  static_cast<int64_t>(1e3 * interval_ms * jitter(random)));
+          s.next_beat =
+              now + absl::ToChronoNanoseconds(Jittered(absl::Milliseconds(interval_ms), random));
         }
         lock.lock();
       }
@@ -232,8 +232,8 @@ class LoadGenerator {
 
   // 0.75-1.25 of --report-interval-ms at random, as the worker's ReportSender waits.
   Clock::duration ReportInterval(Sim* s) {
-    std::uniform_real_distribution<double> jitter(0.75, 1.25);
-    return std::chrono::duration_cast<Clock::duration>(report_interval_ * jitter(s->random));
+    return std::chrono::duration_cast<Clock::duration>(
+        absl::ToChronoNanoseconds(Jittered(absl::FromChrono(report_interval_), s->random)));
   }
 
   void Heartbeat(Sim* s) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/random/random.h"
+#include "common/jitter.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -44,11 +45,7 @@ void Heartbeater::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wake_; };
-      // Every member of a group gets its Join answer at the same moment, so beats at a fixed
-      // interval would reach the coordinator as one burst of K calls per interval, for ever
-      // (at 1,024 workers such a burst costs it ~100 ms). A random 0.75-1.25 of the interval
-      // spreads them out within a few beats; the coordinator's timeout is many intervals.
-      mu_.AwaitWithTimeout(absl::Condition(&woken), interval_ * absl::Uniform(random, 0.75, 1.25));
+      mu_.AwaitWithTimeout(absl::Condition(&woken), Jittered(interval_, random));
       if (stop_) return;
       wake_ = false;
       request = request_;

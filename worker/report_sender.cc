@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "common/jitter.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -75,12 +76,7 @@ void ReportSender::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
-      // Every worker of a group starts its sender at the same moment (the Join answers come
-      // together), so a fixed interval would bring the coordinator K reports at once, every
-      // interval, for ever (~100 ms of its CPU at 1,024 workers, in one burst). A random 0.75-1.25
-      // of the interval spreads them out within a few sends, as the Heartbeater does.
-      mu_.AwaitWithTimeout(absl::Condition(&stopped),
-                           interval_ * absl::Uniform(random, 0.75, 1.25));
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), Jittered(interval_, random));
       if (stop_) return;
     }
     absl::Status s = SendOnce();
