@@ -5,9 +5,9 @@
 #   - validates each object against the Kubernetes schemas, with no unknown field, and the
 #     PodMonitor against prometheus-operator's (deploy/tools/validate.js, npm packages in
 #     deploy/tools/node_modules);
-#   - checks that every --flag the manifests pass to qsr-coordinator / qsr-worker is in that
-#     binary's --help, that their $(VARS) are defined, and that the worker Job has as many pods
-#     as the run has workers;
+#   - checks that every --flag the manifests pass to qsr-coordinator / qsr-worker / qsr-agent is
+#     in that binary's --help, that their $(VARS) are defined, and that the worker Job's pods
+#     times its worker containers are the run's workers;
 #   - plans the manifests' recipe with qsrctl, parses the Prometheus scrape config and the Grafana
 #     dashboard, and checks that every qsr_* metric the dashboard queries is one the coordinator
 #     serves;
@@ -41,7 +41,7 @@ if [ ! -d "$DEPLOY/tools/node_modules/kubernetes-models" ]; then
        "(or: npm ci --prefix deploy/tools)" >&2
   exit 1
 fi
-for b in qsr-coordinator qsr-worker qsrctl; do
+for b in qsr-coordinator qsr-worker qsr-agent qsrctl; do
   [ -x "$BIN/$b" ] || { echo "deploy-check: $BIN/$b not built (--bin-dir?)" >&2; exit 1; }
 done
 
@@ -49,6 +49,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 "$BIN/qsr-coordinator" --help > "$TMP/qsr-coordinator.help"
 "$BIN/qsr-worker" --help > "$TMP/qsr-worker.help"
+"$BIN/qsr-agent" --help > "$TMP/qsr-agent.help"
 
 # 1. Render.
 rendered=()
@@ -67,6 +68,7 @@ done
 if (cd "$DEPLOY/tools" && node validate.js \
       --help-file "qsr-coordinator=$TMP/qsr-coordinator.help" \
       --help-file "qsr-worker=$TMP/qsr-worker.help" \
+      --help-file "qsr-agent=$TMP/qsr-agent.help" \
       "${rendered[@]}" "$DEPLOY/prometheus/podmonitor.yaml") > "$TMP/validate.out"; then
   pass "$(tail -1 "$TMP/validate.out" | sed 's/^validate: //') (schemas, fields, flags)"
 else

@@ -9,7 +9,8 @@
 //  3. flags: every `--flag` a container passes to a qsr binary is one that binary's --help lists,
 //     and every $(VAR) in its arguments is defined in its env (Kubernetes leaves an undefined one
 //     as literal text);
-//  4. consistency: the worker Job runs as many pods as the recipe has workers.
+//  4. consistency: the worker Job's pods times the qsr-worker containers in each equal the run's
+//     workers (the recipe's, or the coordinator's --workers).
 //
 // Usage: node validate.js [--help-file BINARY=FILE ...] MANIFEST.yaml...
 // Prints one line per problem and exits 1 when there is any.
@@ -358,7 +359,12 @@ function main(argv) {
       if (obj.kind === 'ConfigMap' && obj.data && obj.data['recipe.yaml']) {
         recipes.push(yaml.load(obj.data['recipe.yaml']));
       }
-      if (obj.kind === 'Job' && /qsr-worker/.test(name)) jobs.push({ where, spec: obj.spec });
+      if (obj.kind === 'Job' && /qsr-worker/.test(name)) {
+        // Each pod runs one worker per container that runs qsr-worker (several behind an agent).
+        const perPod = ((podSpecOf(obj) || {}).containers || []).filter(
+          (c) => path.basename((c.command || [])[0] || '') === 'qsr-worker').length;
+        jobs.push({ where, spec: obj.spec, perPod });
+      }
       // A coordinator's --workers=N overrides the recipe's.
       for (const c of ((podSpecOf(obj) || {}).containers || [])) {
         if (path.basename((c.command || [])[0] || '') !== 'qsr-coordinator') continue;
@@ -372,9 +378,11 @@ function main(argv) {
     for (const job of jobs) {
       for (const recipe of overrides.length ? overrides : recipes) {
         const n = recipe && recipe.workers;
-        if (job.spec.parallelism !== n || job.spec.completions !== n) {
+        const pods = job.perPod > 0 ? n / job.perPod : NaN;
+        if (job.spec.parallelism !== pods || job.spec.completions !== pods) {
           problems.push(`${job.where}: parallelism ${job.spec.parallelism} and completions ` +
-                        `${job.spec.completions} must equal the run's workers (${n}, from ` +
+                        `${job.spec.completions}, times ${job.perPod} qsr-worker container(s) ` +
+                        `per pod, must equal the run's workers (${n}, from ` +
                         `${recipe.override ? "the coordinator's --workers" : 'the recipe'})`);
         }
       }
