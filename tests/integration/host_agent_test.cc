@@ -403,12 +403,14 @@ TEST_F(HostAgentCallTest, ALoneReportGoesUpWhenTheWindowPasses) {
 // The coordinator's end of the stream, driven by the agent's client end directly.
 class BarrierStreamTest : public ::testing::Test {
  protected:
+  virtual int Workers() const { return 2; }
+
   void SetUp() override {
-    coordinator_ = StartCoordinator(2);
+    coordinator_ = StartCoordinator(Workers());
     ASSERT_NE(coordinator_, nullptr);
     stub_ = v1::Coordinator::NewStub(
         grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials()));
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < Workers(); ++i) {
       v1::JoinRequest join;
       join.set_worker_id(absl::StrCat("w", i));
       ASSERT_TRUE(coordinator_->controller().JoinNow(join, absl::Now()).ok());
@@ -462,24 +464,32 @@ TEST_F(BarrierStreamTest, ErrorsTravelPerCallAndTheStreamGoesOn) {
   EXPECT_EQ(stream.streams_opened(), 1);
 }
 
-TEST_F(BarrierStreamTest, AnswersArriveOutOfOrderAndAPastDeadlineExpires) {
+class BarrierStreamThreeTest : public BarrierStreamTest {
+ protected:
+  int Workers() const override { return 3; }
+};
+
+TEST_F(BarrierStreamThreeTest, AnswersArriveOutOfOrderAndAPastDeadlineExpires) {
   BarrierStream stream(stub_.get(), "");
   Answer first, second, late;
-  // Rank 0 waits for rank 1; a third call with a deadline already past expires meanwhile.
+  // Rank 0 waits at the coordinator for ranks 1 and 2. Rank 2's call, with a deadline already
+  // past, waits there too, so only the stream's own expiry can end it.
   stream.Call(Ask(0), absl::Now() + kDeadline, Into(&first));
-  v1::NextRoundsRequest bad = Ask(5);
-  stream.Call(bad, absl::Now() - absl::Seconds(1), Into(&late));
+  stream.Call(Ask(2), absl::Now() - absl::Seconds(1), Into(&late));
   stream.Expire(absl::Now());
   ASSERT_TRUE(late.done.WaitForNotificationWithTimeout(kDeadline));
-  EXPECT_TRUE(late.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-              late.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << late.status.error_message();
   EXPECT_FALSE(first.done.HasBeenNotified());
+  // Rank 1 completes the barrier: the coordinator answers all three; the expired call's answer
+  // finds no one waiting and is dropped, and the other two get theirs.
   stream.Call(Ask(1), absl::Now() + kDeadline, Into(&second));
   ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(kDeadline));
   ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(kDeadline));
   EXPECT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_EQ(first.reply.outcome().code(), v1::Outcome::OK);
   EXPECT_EQ(first.reply.SerializeAsString(), second.reply.SerializeAsString());
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
 
 TEST_F(BarrierStreamTest, AStreamThatEndsAnswersItsCallsUnavailableAndTheNextCallReopens) {
