@@ -9,7 +9,8 @@
 //  3. flags: every `--flag` a container passes to a qsr binary is one that binary's --help lists,
 //     and every $(VAR) in its arguments is defined in its env (Kubernetes leaves an undefined one
 //     as literal text);
-//  4. consistency: the worker Job's pods times the qsr-worker containers in each equal the run's
+//  4. images: in an overlay, every container's image has a tag or a digest;
+//  5. consistency: the worker Job's pods times the qsr-worker containers in each equal the run's
 //     workers (the recipe's, or the coordinator's --workers).
 //
 // Usage: node validate.js [--help-file BINARY=FILE ...] MANIFEST.yaml...
@@ -356,6 +357,16 @@ function main(argv) {
       if (!found) problems.push(`${where}: no field declarations for ${obj.kind} (${mod})`);
       else checkFields(obj, found.type, found.file, where, problems);
       checkFlags(obj, where, helps, problems);
+      // An overlay is what gets applied: each container's image must say which build it is (a
+      // container an overlay adds after its `images:` list would otherwise run `:latest`).
+      if (path.basename(file) !== 'base.yaml') {
+        const pod = podSpecOf(obj) || {};
+        for (const c of [...(pod.initContainers || []), ...(pod.containers || [])]) {
+          if (c.image && !/[:@]/.test(c.image.split('/').pop())) {
+            problems.push(`${where} container ${c.name}: image ${c.image} has no tag or digest`);
+          }
+        }
+      }
       if (obj.kind === 'ConfigMap' && obj.data && obj.data['recipe.yaml']) {
         recipes.push(yaml.load(obj.data['recipe.yaml']));
       }
