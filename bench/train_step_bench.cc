@@ -122,14 +122,9 @@ int Run(int argc, char** argv) {
             "keep (qsr-worker's default: freed memory is reused) or system (glibc's defaults); "
             "see common/heap_policy.h");
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
-  absl::StatusOr<HeapPolicy> heap = ParseHeapPolicy(flags.Get("heap"));
-  if (!heap.ok()) {
-    std::cerr << "qsr-bench-step: --heap: " << heap.status().message() << "\n";
-    return 2;
-  }
-  if (absl::Status s = ApplyHeapPolicy(*heap); !s.ok()) {
-    std::cerr << "qsr-bench-step: " << s.message() << "\n";
-    return 1;
+  if (absl::Status s = ApplyHeapPolicy(flags.Get("heap")); !s.ok()) {
+    std::cerr << "qsr-bench-step: --heap: " << s.message() << "\n";
+    return absl::IsInvalidArgument(s) ? 2 : 1;
   }
   absl::StatusOr<int64_t> batch = flags.GetInt("batch");
   absl::StatusOr<int64_t> steps = flags.GetInt("steps");

@@ -22,4 +22,10 @@ absl::Status ApplyHeapPolicy(HeapPolicy policy) {
   return absl::OkStatus();
 }
 
+absl::Status ApplyHeapPolicy(const std::string& name) {
+  absl::StatusOr<HeapPolicy> policy = ParseHeapPolicy(name);
+  if (!policy.ok()) return policy.status();
+  return ApplyHeapPolicy(*policy);
+}
+
 }  // namespace qsr

@@ -32,6 +32,10 @@ enum class HeapPolicy {
 // "keep" or "system"; anything else is INVALID_ARGUMENT naming the allowed values.
 absl::StatusOr<HeapPolicy> ParseHeapPolicy(const std::string& name);
 
+// Parses `name` and applies it: what a main() does with its --heap flag. INVALID_ARGUMENT for a
+// bad name (exit 2), INTERNAL if libc refuses (exit 1).
+absl::Status ApplyHeapPolicy(const std::string& name);
+
 // Applies `policy` to this process. kSystem changes nothing. INTERNAL if libc refuses a setting.
 // Another process gets the same heap as kKeep from the environment:
 //   GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615

@@ -37,14 +37,9 @@ int main(int argc, char** argv) {
             "on reuse; the resident size stays at its peak); system: glibc's defaults");
   qsr::AddClientSecurityFlags(flags);
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
-  absl::StatusOr<qsr::HeapPolicy> heap = qsr::ParseHeapPolicy(flags.Get("heap"));
-  if (!heap.ok()) {
-    std::cerr << "qsr-worker: --heap: " << heap.status().message() << "\n";
-    return 2;
-  }
-  if (absl::Status s = qsr::ApplyHeapPolicy(*heap); !s.ok()) {
-    std::cerr << "qsr-worker: " << s.message() << "\n";
-    return 1;
+  if (absl::Status s = qsr::ApplyHeapPolicy(flags.Get("heap")); !s.ok()) {
+    std::cerr << "qsr-worker: --heap: " << s.message() << "\n";
+    return absl::IsInvalidArgument(s) ? 2 : 1;
   }
   absl::StatusOr<int64_t> threads = flags.GetInt("threads");
   absl::StatusOr<int64_t> connect = flags.GetInt("connect-timeout-s");
