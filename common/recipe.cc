@@ -224,6 +224,11 @@ const std::vector<KeyDef>& Keys() {
        "what a local method's sync sends: fp32 models, or bf16 changes since the last sync (half "
        "the bytes)",
        {"fp32", "bf16"}},
+      {"sync_overlap",
+       &Recipe::sync_overlap,
+       "a local method's sync runs while the next round trains, and is applied one round late "
+       "(hides the sync behind compute on slow links)",
+       {}},
       {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
       {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
       {"save_freq", &Recipe::save_freq, "checkpoint every this many epochs (0 = never)", {}},
@@ -561,6 +566,9 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(
       !(r.avg_m || r.avg_v) || r.Adam(), "avg_m", r.avg_m || r.avg_v,
       "false unless the optimizer is adamw or localadamw (avg_m and avg_v average Adam moments)");
+  c.Require(!r.sync_overlap || !r.DataParallel(), "sync_overlap", r.sync_overlap,
+            "false with a data-parallel optimizer (sgd, adamw: bucket_mb already overlaps their "
+            "gradients with backward); true needs localsgd or localadamw");
   c.Require(r.base > 1, "base", r.base, "> 1");
   c.Require(r.bn_batches >= 1, "bn_batches", r.bn_batches, ">= 1");
   c.Require(r.post_local_epoch == -1 || (r.post_local_epoch >= 0 && r.post_local_epoch <= r.epochs),
@@ -715,6 +723,7 @@ const std::map<std::string, std::string>& AllowedText() {
       {"gradient_clipping", ">= 0"},
       {"avg_m", "`true` only with `adamw` / `localadamw`"},
       {"avg_v", "`true` only with `adamw` / `localadamw`"},
+      {"sync_overlap", "`true` only with `localsgd` / `localadamw`"},
       {"base", "> 1"},
       {"bn_batches", ">= 1"},
       {"post_local_epoch", "0 to `epochs`, or -1; local optimizers only"},
@@ -747,9 +756,8 @@ std::string RecipeKeysMarkdown() {
     if (!def.allowed.empty()) {
       allowed = "`" + absl::StrJoin(def.allowed, "`, `") + "`";
     } else if (std::holds_alternative<bool Recipe::*>(def.field)) {
-      allowed = std::string(def.name) == "avg_m" || std::string(def.name) == "avg_v"
-                    ? AllowedText().at(def.name)
-                    : "`true`, `false`";
+      auto it = AllowedText().find(def.name);
+      allowed = it != AllowedText().end() ? it->second : "`true`, `false`";
     } else if (auto it = AllowedText().find(def.name); it != AllowedText().end()) {
       allowed = it->second;
     }

@@ -93,6 +93,14 @@ class Worker {
   absl::Status TrainRound(const v1::RoundPlan& plan);
   absl::Status Evaluate(int64_t step);
   absl::Status AverageOptimizerState();
+  // AdamW's moments' averager (avg_m / avg_v), created at the first sync after AdamW made its
+  // state; null when they are not averaged (or not there yet).
+  absl::StatusOr<ModelAverager*> Moments();
+  // sync_overlap: start this round's sync of the model (and moments) in the background, finish
+  // the one in flight (a no-op when none is), or forget it after the communicator was aborted.
+  absl::Status StartOverlappedSync();
+  absl::Status FinishOverlappedSync();
+  void AbandonOverlappedSync();
   absl::Status LoadInitialState();
   absl::Status MaybeCheckpoint(const v1::RoundPlan& plan);
   std::string CheckpointDir() const;
@@ -122,6 +130,8 @@ class Worker {
   const std::string incarnation_ = absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())),
                                                 "-", absl::ToUnixNanos(absl::Now()));
   int64_t bytes_before_comm_ = 0;  // sent by the communicators of earlier generations
+  // sync_overlap: comm_'s bytes when the last round's report counted them (after a sync finished).
+  int64_t overlap_bytes_mark_ = 0;
   // This generation's split of the global batch.
   int64_t local_batch_ = 0;
   int64_t accumulation_ = 1;
@@ -272,12 +282,13 @@ absl::Status Worker::FormGroup() {
   identity.set_rank(join_.rank());
   identity.set_generation(join_.generation());
   reports_ = std::make_unique<ReportSender>(client_, identity);
+  overlap_bytes_mark_ = comm_->bytes_sent();
   return snapshot_.Capture(*model_, *optimizer_, join_.start_round());
 }
 
 absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   const absl::Time start = absl::Now();
-  const int64_t bytes_before = comm_->bytes_sent();
+  int64_t bytes_before = comm_->bytes_sent();
   const int64_t acc = accumulation_;
   // The loss is summed on the device and read once per round: reading it every micro-batch
   // (item()) would make the host wait for the GPU at every step.
@@ -290,6 +301,11 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
                     });
       !s.ok()) {
     return s;
+  }
+  if (plan.data_parallel()) {
+    // Its gradients use the communicator synchronously (never pending in practice: data-parallel
+    // rounds come before local ones).
+    if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
   }
   model_->train();
   for (int64_t t = plan.start_step(); t < plan.start_step() + plan.h(); ++t) {
@@ -349,20 +365,40 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       return s;
     }
   }
-  // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
-  // matter only for evaluation, so they are averaged before evaluating (and at the end).
-  if (!plan.data_parallel() || plan.eval_after()) {
+  // Whether every member holds the same state when this round ends.
+  bool synced = false;
+  if (!plan.data_parallel() && recipe_.sync_overlap) {
+    // The previous round's sync has travelled while this round trained: apply it, send this
+    // round's, and train on. Evaluation and checkpoints need the averaged model, so those rounds
+    // (the last one among them) wait for their own sync.
+    // A sync's bytes are counted once it finished, and so in the round that finished it: the
+    // same round on every member, whenever the collective completed in the background.
+    if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
+    int64_t counted = comm_->bytes_sent();
+    if (absl::Status s = StartOverlappedSync(); !s.ok()) return s;
+    if (plan.eval_after() || plan.checkpoint_after()) {
+      if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
+      counted = comm_->bytes_sent();
+      synced = true;
+    }
+    bytes_before = overlap_bytes_mark_;
+    overlap_bytes_mark_ = counted;
+  } else if (!plan.data_parallel() || plan.eval_after()) {
+    // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
+    // matter only for evaluation, so they are averaged before evaluating (and at the end).
     if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
     if (!plan.data_parallel()) {
       if (absl::Status s = AverageOptimizerState(); !s.ok()) return s;
     }
+    synced = true;
   }
   double train_loss = 0;
   if (absl::Status s = TorchCall("reading the loss", [&] { train_loss = loss_sum.item<double>(); });
       !s.ok()) {
     return s;
   }
-  // Every member now holds the same averaged state: the point to return to if the group fails.
+  // The point to return to if the group fails: the averaged state every member holds, or with
+  // sync_overlap this member's own (the next group starts from rank 0's in any case).
   if (absl::Status s = snapshot_.Capture(*model_, *optimizer_, plan.round() + 1); !s.ok()) {
     return s;
   }
@@ -375,8 +411,10 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   report.set_train_loss(train_loss / static_cast<double>(plan.h()));
   report.set_samples(plan.h() * local_batch_);
   report.set_seconds(seconds);
-  report.set_bytes_sent(comm_->bytes_sent() - bytes_before);
-  if (!plan.data_parallel() || plan.eval_after()) report.set_params_digest(ParamsDigest(*model_));
+  report.set_bytes_sent(
+      (recipe_.sync_overlap && !plan.data_parallel() ? overlap_bytes_mark_ : comm_->bytes_sent()) -
+      bytes_before);
+  if (synced) report.set_params_digest(ParamsDigest(*model_));
   reports_->AddRound(report);
   result_.rounds++;
   result_.steps = plan.start_step() + plan.h();
@@ -425,19 +463,44 @@ absl::Status Worker::Evaluate(int64_t step) {
   return absl::OkStatus();
 }
 
-absl::Status Worker::AverageOptimizerState() {
-  if (!recipe_.avg_m && !recipe_.avg_v) return absl::OkStatus();
+absl::StatusOr<ModelAverager*> Worker::Moments() {
+  if (!recipe_.avg_m && !recipe_.avg_v) return nullptr;
   if (moments_ == nullptr) {
     // AdamW creates its state at the first step; from then on the tensors are updated in place.
     std::vector<torch::Tensor> moments =
         AdamMoments(*optimizer_, model_->parameters(), recipe_.avg_m, recipe_.avg_v);
-    if (moments.empty()) return absl::OkStatus();
+    if (moments.empty()) return nullptr;
     absl::StatusOr<ModelAverager> averager = ModelAverager::Create(moments);
     if (!averager.ok()) return averager.status();
     moments_ = std::make_unique<ModelAverager>(std::move(*averager));
     moments_->set_sync_precision(SyncPrecisionOf(recipe_));
   }
-  return moments_->Average(*comm_);
+  return moments_.get();
+}
+
+absl::Status Worker::AverageOptimizerState() {
+  absl::StatusOr<ModelAverager*> moments = Moments();
+  if (!moments.ok()) return moments.status();
+  return *moments == nullptr ? absl::OkStatus() : (*moments)->Average(*comm_);
+}
+
+absl::Status Worker::StartOverlappedSync() {
+  if (absl::Status s = averager_->StartAverage(*comm_); !s.ok()) return s;
+  absl::StatusOr<ModelAverager*> moments = Moments();
+  if (!moments.ok()) return moments.status();
+  return *moments == nullptr ? absl::OkStatus() : (*moments)->StartAverage(*comm_);
+}
+
+absl::Status Worker::FinishOverlappedSync() {
+  if (averager_ == nullptr) return absl::OkStatus();
+  absl::Status status = averager_->FinishAverage();
+  if (moments_ != nullptr) status.Update(moments_->FinishAverage());
+  return status;
+}
+
+void Worker::AbandonOverlappedSync() {
+  if (averager_ != nullptr) averager_->AbandonAverage();
+  if (moments_ != nullptr) moments_->AbandonAverage();
 }
 
 std::string Worker::CheckpointDir() const {
@@ -565,6 +628,13 @@ absl::Status Worker::TrainGeneration() {
       case v1::Outcome::OK:
         break;
       case v1::Outcome::RUN_FINISHED:
+        // Stopped by the operator after a round whose sync is still in flight: every member
+        // was told the same, after the same round, so each can complete it.
+        if (absl::Status s = FinishOverlappedSync(); !s.ok()) {
+          LOG(WARNING) << "the last overlapped sync did not complete; this worker ends with its "
+                          "own model: "
+                       << s;
+        }
         return absl::OkStatus();
       case v1::Outcome::TIMEOUT:
         continue;  // superseded or timed out on the coordinator's side: ask again
@@ -595,6 +665,7 @@ absl::Status Worker::Regroup(const absl::Status& cause, bool* finished) {
     live_comm_ = nullptr;
   }
   bucketer_.reset();  // removes its hooks; its collectives fail fast on the aborted communicator
+  AbandonOverlappedSync();
   // Reports of the rounds this group finished still count: deliver them before joining again.
   if (reports_) {
     if (absl::Status s = reports_->Flush(absl::Now() + absl::Seconds(10)); !s.ok()) {

@@ -316,8 +316,8 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
 
   const auto help = RecipeKeyHelp();
   // Every key of the table: the issue-3 options, min/max_workers (issue 5), bucket_mb and
-  // precision (issue 4), sync_precision and memory_format (issue 7).
-  EXPECT_EQ(help.size(), 60u);
+  // precision (issue 4), sync_precision, memory_format and sync_overlap (issue 7).
+  EXPECT_EQ(help.size(), 61u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;
@@ -338,6 +338,25 @@ TEST(RecipeTest, SyncPrecisionTakesFp32OrBf16) {
   ASSERT_FALSE(parsed.ok());
   EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("sync_precision"));
   EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("bf16"));
+}
+
+TEST(RecipeTest, SyncOverlapNeedsALocalMethod) {
+  absl::StatusOr<Recipe> parsed =
+      ParseRecipeYaml("optimizer: localsgd\nsync_overlap: true\n", "test.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->sync_overlap);
+  EXPECT_TRUE(ResolveRecipe(*parsed).ok());
+  for (const char* optimizer : {"sgd", "adamw"}) {
+    Recipe recipe;
+    recipe.optimizer = optimizer;
+    recipe.sync_overlap = true;
+    const absl::Status status = ResolveRecipe(recipe);
+    ASSERT_FALSE(status.ok()) << optimizer;
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("sync_overlap"));
+    EXPECT_THAT(std::string(status.message()), HasSubstr("localsgd or localadamw"));
+  }
+  EXPECT_THAT(RecipeKeysMarkdown(), HasSubstr("`true` only with `localsgd` / `localadamw`"));
 }
 
 TEST(RecipeTest, LoadRecipeFile) {

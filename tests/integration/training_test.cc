@@ -23,12 +23,15 @@ struct Case {
   std::string sync_precision = "fp32";
   // The workers reach the coordinator through one host agent (qsr-agent), as on one host.
   bool via_agent = false;
+  // sync_overlap (with avg_m / avg_v for Adam, so that the moments' sync overlaps too).
+  bool overlap = false;
 };
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   return absl::StrCat(info.param.optimizer, "_", info.param.workers, "workers",
                       info.param.sync_precision == "fp32" ? "" : "_" + info.param.sync_precision,
-                      info.param.via_agent ? "_via_agent" : "");
+                      info.param.via_agent ? "_via_agent" : "",
+                      info.param.overlap ? "_overlap" : "");
 }
 
 // Floats in the `mlp` for 28x28 inputs and 10 classes (784-512-512-10, with biases).
@@ -56,6 +59,8 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   recipe.seed = 3;
   recipe.init_model_by_seed = 5;
   recipe.sync_precision = c.sync_precision;
+  recipe.sync_overlap = c.overlap;
+  recipe.avg_m = recipe.avg_v = c.overlap && adam;
   ASSERT_TRUE(ResolveRecipe(recipe).ok());
 
   testing::TempDir dir;
@@ -89,27 +94,38 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   std::vector<Round> plan = RoundPlanner(recipe).Plan();
   v1::ListRoundsReply rounds = (*server)->controller().Rounds(v1::ListRoundsRequest());
   ASSERT_EQ(rounds.rounds_size(), static_cast<int>(plan.size()));
+  const double fp32_sync = 2.0 * (c.workers - 1) / c.workers * kMlpParams * 4;
+  const double share = c.sync_precision == "bf16" ? 0.5 : 1.0;
+  double total_bytes = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     const v1::RoundRecord& r = rounds.rounds(static_cast<int>(i));
+    total_bytes += static_cast<double>(r.bytes());
     EXPECT_EQ(r.round(), plan[i].index);
     EXPECT_EQ(r.step(), plan[i].start_step);
     EXPECT_EQ(r.h(), plan[i].h);
     EXPECT_DOUBLE_EQ(r.lr(), plan[i].lr);
     EXPECT_EQ(r.workers(), c.workers);
-    // Every worker reported the same parameter digest after the round's averaging.
+    // Every worker reported the same parameter digest after the round's averaging (with
+    // sync_overlap: after the rounds that evaluate, the only ones that report a digest).
     EXPECT_TRUE(r.identical()) << "round " << r.round();
-    if (c.workers > 1 && c.optimizer == "localsgd") {
+    if (c.workers > 1 && c.optimizer == "localsgd" && !c.overlap) {
       EXPECT_GT(r.bytes(), 0);
       // A ring all-reduce of the model sends 2(n-1)/n of it; bf16 syncs send half of that
       // (evaluation rounds add a little for the accuracy sums).
-      const double fp32_sync = 2.0 * (c.workers - 1) / c.workers * kMlpParams * 4;
-      const double share = c.sync_precision == "bf16" ? 0.5 : 1.0;
       EXPECT_GE(r.bytes(), 0.99 * share * fp32_sync) << "round " << r.round();
       EXPECT_LE(r.bytes(), 1.02 * share * fp32_sync) << "round " << r.round();
     }
   }
   if (c.optimizer == "sgd") {
     for (const Round& r : plan) EXPECT_EQ(r.h, 1);
+  }
+  if (c.overlap && c.workers > 1) {
+    // A round's overlapped sync completes during the next one, so its bytes count there; over
+    // the run every round sent one sync (Adam's also its two moments, as large as the model),
+    // and the evaluations their accuracy sums.
+    const double per_round = (adam ? 3.0 : share) * fp32_sync;
+    EXPECT_GE(total_bytes, 0.99 * per_round * plan.size());
+    EXPECT_LE(total_bytes, 1.02 * per_round * plan.size());
   }
 
   // The loss falls and the accuracy is far above chance (10%).
@@ -151,7 +167,9 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
 INSTANTIATE_TEST_SUITE_P(Runs, TrainingTest,
                          ::testing::Values(Case{"localsgd", 2}, Case{"localsgd", 3}, Case{"sgd", 2},
                                            Case{"localadamw", 2}, Case{"localsgd", 3, "bf16"},
-                                           Case{"localsgd", 3, "fp32", true}),
+                                           Case{"localsgd", 3, "fp32", true},
+                                           Case{"localsgd", 3, "bf16", false, true},
+                                           Case{"localadamw", 2, "fp32", false, true}),
                          CaseName);
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -333,6 +334,136 @@ TEST_P(ModelAveragerTest, Bf16SyncSendsHalfTheBytesAndKeepsRanksIdentical) {
     EXPECT_EQ(sent[r], GlooCommunicator::RingAllReduceBytesSent(numel * 4, r, size(), 4));
   }
   expect_identical_and_near(mean5, 1e-6);
+}
+
+// Overlapped averaging in both sync precisions: a rank's steps between StartAverage() and
+// FinishAverage() stay on top of the mean of the states at the start; a start and finish with no
+// step between settle every rank on the mean, bit for bit.
+class OverlappedAverageTest
+    : public ::testing::TestWithParam<std::tuple<int, ModelAverager::SyncPrecision>> {
+ protected:
+  int size() const { return std::get<0>(GetParam()); }
+  ModelAverager::SyncPrecision precision() const { return std::get<1>(GetParam()); }
+};
+
+TEST_P(OverlappedAverageTest, KeepsEachRanksProgressOnTheMeanAndSettlesIdentical) {
+  auto comms = Connect(size());
+  const bool bf16 = precision() == ModelAverager::SyncPrecision::kBfloat16;
+  std::vector<Bf16Rank> ranks(size());
+  for (int r = 0; r < size(); ++r) {
+    torch::manual_seed(7);  // one starting model, as after the group's broadcast
+    ranks[r].tensors = {torch::randn({300, 7}), torch::randn({1001}),
+                        torch::randn({5, 5}, torch::kFloat64)};  // float64: copied, not bound
+    auto averager = ModelAverager::Create(ranks[r].tensors);
+    ASSERT_TRUE(averager.ok()) << averager.status();
+    ranks[r].averager = std::make_unique<ModelAverager>(std::move(*averager));
+    ranks[r].averager->set_sync_precision(precision());
+  }
+  const int64_t numel = 300 * 7 + 1001 + 25;
+  std::vector<absl::Status> statuses(size());
+  auto for_all = [&](const std::function<absl::Status(int)>& fn) {
+    RunRanks(size(), [&](int r) { statuses[r] = fn(r); });
+    for (int r = 0; r < size(); ++r)
+      ASSERT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+  };
+  // The group's starting broadcast gives bf16 its reference.
+  for_all([&](int r) { return ranks[r].averager->BroadcastFrom(*comms[r], 0); });
+
+  for (int round = 1; round <= 3; ++round) {
+    auto [mean, largest] = Drift(ranks, round);
+    std::vector<int64_t> before(size());
+    for_all([&](int r) {
+      before[r] = comms[r]->bytes_sent();
+      return ranks[r].averager->StartAverage(*comms[r]);
+    });
+    for (int r = 0; r < size(); ++r) EXPECT_TRUE(ranks[r].averager->average_pending());
+    // A second start, or a synchronous average, while one is in flight is refused.
+    EXPECT_EQ(ranks[0].averager->StartAverage(*comms[0]).code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ranks[0].averager->Average(*comms[0]).code(), absl::StatusCode::kFailedPrecondition);
+    // Training goes on meanwhile: each rank moves by its own step.
+    std::vector<std::vector<torch::Tensor>> steps(size());
+    for (int r = 0; r < size(); ++r) {
+      for (torch::Tensor& t : ranks[r].tensors) {
+        steps[r].push_back(torch::full_like(t, 0.001 * (r + 1) * round));
+        t.add_(steps[r].back());
+      }
+    }
+    for_all([&](int r) { return ranks[r].averager->FinishAverage(); });
+    const int64_t element = bf16 && size() > 1 ? 2 : 4;
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_FALSE(ranks[r].averager->average_pending());
+      EXPECT_EQ(comms[r]->bytes_sent() - before[r],
+                GlooCommunicator::RingAllReduceBytesSent(numel * element, r, size(), element))
+          << "round " << round;
+      for (size_t i = 0; i < mean.size(); ++i) {
+        const torch::Tensor want = mean[i] + steps[r][i].to(torch::kFloat64);
+        const double error =
+            (ranks[r].tensors[i].to(torch::kFloat64) - want).abs().max().item<double>();
+        const double tolerance = bf16 && size() > 1 ? largest * size() * 4.0 / 256 + 1e-5 : 1e-5;
+        EXPECT_LE(error, tolerance) << "round " << round << " rank " << r << " tensor " << i;
+      }
+    }
+  }
+
+  // Settling: a start and a finish with no step between leave every rank on the same mean.
+  std::vector<torch::Tensor> mean(ranks[0].tensors.size());
+  for (size_t i = 0; i < mean.size(); ++i) {
+    mean[i] = torch::zeros_like(ranks[0].tensors[i], torch::kFloat64);
+    for (int r = 0; r < size(); ++r) mean[i] += ranks[r].tensors[i].to(torch::kFloat64) / size();
+  }
+  for_all([&](int r) { return ranks[r].averager->StartAverage(*comms[r]); });
+  for_all([&](int r) { return ranks[r].averager->FinishAverage(); });
+  for (int r = 0; r < size(); ++r) {
+    for (size_t i = 0; i < mean.size(); ++i) {
+      EXPECT_TRUE(BitIdentical(ranks[r].tensors[i], ranks[0].tensors[i]))
+          << "rank " << r << " tensor " << i;
+      const double error =
+          (ranks[r].tensors[i].to(torch::kFloat64) - mean[i]).abs().max().item<double>();
+      EXPECT_LE(error, bf16 && size() > 1 ? 0.01 * size() * 4.0 / 256 + 1e-5 : 1e-5)
+          << "rank " << r << " tensor " << i;
+    }
+  }
+  // A synchronous average works again once nothing is pending.
+  for_all([&](int r) { return ranks[r].averager->Average(*comms[r]); });
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    WorldSizesAndPrecisions, OverlappedAverageTest,
+    ::testing::Combine(::testing::Values(1, 2, 3),
+                       ::testing::Values(ModelAverager::SyncPrecision::kFloat32,
+                                         ModelAverager::SyncPrecision::kBfloat16)),
+    [](const ::testing::TestParamInfo<std::tuple<int, ModelAverager::SyncPrecision>>& info) {
+      return "size" + std::to_string(std::get<0>(info.param)) +
+             (std::get<1>(info.param) == ModelAverager::SyncPrecision::kBfloat16 ? "_bf16"
+                                                                                 : "_fp32");
+    });
+
+// A peer that never joins the collective: after the communicator is aborted, finishing returns
+// the error and abandoning returns at once, and the tensors keep this rank's own values.
+TEST(OverlappedAverageFailureTest, AFailedOrAbandonedSyncLeavesTheTensorsAlone) {
+  for (bool abandon : {false, true}) {
+    auto comms = Connect(2);
+    torch::manual_seed(3);
+    std::vector<torch::Tensor> tensors = {torch::randn({64}), torch::randn({4, 4})};
+    auto averager = ModelAverager::Create(tensors);
+    ASSERT_TRUE(averager.ok()) << averager.status();
+    ASSERT_TRUE(averager->StartAverage(*comms[0]).ok());
+    tensors[0].add_(1.0);  // a step taken meanwhile
+    const std::vector<torch::Tensor> mine = {tensors[0].clone(), tensors[1].clone()};
+    comms[0]->Abort("the peer is gone");
+    const absl::Time start = absl::Now();
+    if (abandon) {
+      averager->AbandonAverage();
+    } else {
+      const absl::Status status = averager->FinishAverage();
+      EXPECT_FALSE(status.ok());
+    }
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+    EXPECT_FALSE(averager->average_pending());
+    EXPECT_TRUE(torch::equal(tensors[0], mine[0]));
+    EXPECT_TRUE(torch::equal(tensors[1], mine[1]));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes, ModelAveragerTest, ::testing::Values(1, 2, 3),

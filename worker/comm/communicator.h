@@ -60,9 +60,11 @@ class Communicator {
   // rank ends with bit-identical values. Same failure contract as AllReduceSum. Implementations
   // fold the division into the collective where they can (Gloo's ring, NCCL's ncclAvg).
   virtual absl::Status AllReduceAverage(torch::Tensor& tensor) = 0;
-  // Starts AllReduceSum(tensor) and returns without waiting for it (see the file comment). Errors
-  // known at once (an aborted communicator, a wrong tensor) are returned here; the collective's
-  // own failure is returned by Wait() and aborts the communicator as AllReduceSum would.
+  // Starts AllReduceSum(tensor) and returns without waiting for it (see the file comment); the
+  // tensor may also be bfloat16 (Gloo; NCCL 2.20 and later), summed as AllReduceAverage sums it.
+  // Errors known at once (an aborted communicator, a wrong tensor) are returned here; the
+  // collective's own failure is returned by Wait() and aborts the communicator as AllReduceSum
+  // would.
   virtual absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(
       torch::Tensor tensor) = 0;
   // Copies `root`'s tensor to every rank, in place.

@@ -106,7 +106,15 @@ void ModelAverager::KeepReference(const Communicator& comm) {
   reference_comm_ = comm.instance_id();
 }
 
+absl::Status ModelAverager::PendingError(const char* call) const {
+  return absl::FailedPreconditionError(
+      absl::StrCat("model averager: ", call,
+                   " while an overlapped average is pending (FinishAverage() or "
+                   "AbandonAverage() it first)"));
+}
+
 absl::Status ModelAverager::Average(Communicator& comm) {
+  if (pending_ != nullptr) return PendingError("Average()");
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
   CopyUnboundIn();
@@ -142,6 +150,81 @@ absl::Status ModelAverager::Average(Communicator& comm) {
   CopyUnboundOut();
   KeepReference(comm);
   return absl::OkStatus();
+}
+
+absl::Status ModelAverager::StartAverage(Communicator& comm) {
+  if (pending_ != nullptr) return PendingError("StartAverage()");
+  if (numel_ == 0) return absl::OkStatus();
+  torch::NoGradGuard no_grad;
+  CopyUnboundIn();
+  if (!start_state_.defined()) start_state_ = torch::empty_like(flat_);
+  start_state_.copy_(flat_);
+  const bool changes = sync_precision_ == SyncPrecision::kBfloat16 && comm.size() > 1 &&
+                       reference_.defined() && reference_comm_ == comm.instance_id();
+  if (changes) {
+    if (!change_.defined()) {
+      change_ = torch::empty_like(flat_);
+      change_bf16_ = torch::empty_like(flat_, flat_.options().dtype(torch::kBFloat16));
+    }
+    torch::sub_out(change_, flat_, reference_);
+    change_bf16_.copy_(change_);
+  } else {
+    if (!sent_.defined()) sent_ = torch::empty_like(flat_);
+    sent_.copy_(flat_);
+  }
+  // A sum, divided when applied: the asynchronous collective of both backends is a sum.
+  absl::StatusOr<std::unique_ptr<PendingCollective>> started =
+      comm.StartAllReduceSum(changes ? change_bf16_ : sent_);
+  if (!started.ok()) {
+    reference_ = torch::Tensor();
+    return started.status();
+  }
+  pending_ = std::move(*started);
+  pending_sent_changes_ = changes;
+  pending_world_ = comm.size();
+  pending_comm_ = comm.instance_id();
+  return absl::OkStatus();
+}
+
+absl::Status ModelAverager::FinishAverage() {
+  if (pending_ == nullptr) return absl::OkStatus();
+  const std::unique_ptr<PendingCollective> pending = std::move(pending_);
+  if (absl::Status status = pending->Wait(); !status.ok()) {
+    reference_ = torch::Tensor();
+    return status;
+  }
+  torch::NoGradGuard no_grad;
+  const double inverse = 1.0 / pending_world_;
+  if (pending_sent_changes_) {
+    // The mean of the states at the start: the reference plus the mean change.
+    change_.copy_(change_bf16_);
+    reference_.add_(change_, inverse);
+  } else if (sync_precision_ == SyncPrecision::kBfloat16) {
+    if (!reference_.defined()) reference_ = torch::empty_like(flat_);
+    torch::mul_out(reference_, sent_, inverse);
+    reference_comm_ = pending_comm_;
+  }
+  if (pending_world_ == 1) return absl::OkStatus();  // the mean is the start: nothing moves
+  CopyUnboundIn();
+  // x - x_start first: it is exactly zero where no step ran since the start, so that the
+  // result is then the mean itself, bit for bit on every rank.
+  flat_.sub_(start_state_);
+  if (sync_precision_ == SyncPrecision::kBfloat16) {
+    flat_.add_(reference_);  // the mean, kept above as the next reference
+  } else {
+    flat_.add_(sent_, inverse);
+  }
+  CopyUnboundOut();
+  return absl::OkStatus();
+}
+
+void ModelAverager::AbandonAverage() {
+  if (pending_ == nullptr) return;
+  // Waited for, so that the buffer in flight is free for the next start; after an abort this
+  // returns at once.
+  pending_->Wait().IgnoreError();
+  pending_.reset();
+  reference_ = torch::Tensor();
 }
 
 absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
@@ -187,6 +270,7 @@ absl::Status ModelAverager::AllReduceGradients(Communicator& comm) {
 }
 
 absl::Status ModelAverager::BroadcastFrom(Communicator& comm, int root) {
+  if (pending_ != nullptr) return PendingError("BroadcastFrom()");
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
   if (comm.rank() == root) CopyUnboundIn();

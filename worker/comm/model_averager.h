@@ -33,6 +33,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -70,6 +71,32 @@ class ModelAverager {
   // bfloat16 changes (see SyncPrecision). All ranks end bit-identical. After a failure in the
   // kBfloat16 mode that sent changes leaves the tensors unchanged.
   absl::Status Average(Communicator& comm);
+  // Overlapped averaging (recipe sync_overlap): the average of this rank's state at
+  // StartAverage() travels in the background (Communicator::StartAllReduceSum) while the caller
+  // trains on; FinishAverage() waits for it and moves every tracked tensor by what averaging
+  // would have changed at the start: x += mean - x_start. A rank keeps its own progress since the
+  // start on top of the mean, so a round's sync costs no waiting as long as the collective is
+  // shorter than the next round. With no step in between, the tensors become exactly the mean,
+  // bit-identical on every rank (how a run settles before evaluating, checkpointing or ending).
+  // In kBfloat16 mode with a reference, what travels is the change since the reference rounded
+  // to bfloat16, and the mean becomes the next reference (all ranks agree on it); otherwise it is
+  // the float32 state.
+  //
+  // At most one average is pending: StartAverage() while one is, or a synchronous call of this
+  // averager or the communicator before FinishAverage(), is a caller error (FAILED_PRECONDITION
+  // here; the communicator's contract forbids the latter). Collectives started by several
+  // averagers on one communicator run in start order; finish them in any order. Errors at
+  // start are the communicator's; FinishAverage() returns the collective's error and then leaves
+  // the tensors unchanged (so unlike Average(), nothing needs restoring). AbandonAverage()
+  // forgets a pending average without applying it: abort the communicator first, or it waits
+  // for the collective (bounded by the communicator's timeout). Memory: a float32 copy of the
+  // state at the start and the buffer sent (float32, or bfloat16 plus a float32 scratch),
+  // allocated at the first start and reused.
+  absl::Status StartAverage(Communicator& comm);
+  absl::Status FinishAverage();
+  void AbandonAverage();
+  bool average_pending() const { return pending_ != nullptr; }
+
   // Replaces the .grad() of every tracked tensor that requires grad by the mean gradient across
   // ranks (data-parallel training; one all-reduce). An undefined grad counts as zeros; it is then
   // set to the mean if any rank had a gradient for that tensor, and left undefined if none had,
@@ -104,6 +131,7 @@ class ModelAverager {
   // After a successful float32 Average() or BroadcastFrom() on `comm`: in kBfloat16 mode, the
   // flat buffer becomes the reference for that communicator.
   void KeepReference(const Communicator& comm);
+  absl::Status PendingError(const char* call) const;
 
   std::vector<Entry> entries_;
   torch::Tensor flat_;  // float32, 1-D, numel_ elements: the model's own memory where bound.
@@ -122,6 +150,15 @@ class ModelAverager {
   // at the first bf16 sync and reused by every later one.
   torch::Tensor change_;
   torch::Tensor change_bf16_;
+  // Overlapped averaging: the state at StartAverage(), the buffer in flight (float32 state, or
+  // change_bf16_), and its collective; `pending_sent_changes_` when what travels is a change
+  // from reference_.
+  torch::Tensor start_state_;
+  torch::Tensor sent_;
+  std::unique_ptr<PendingCollective> pending_;
+  bool pending_sent_changes_ = false;
+  int pending_world_ = 1;
+  uint64_t pending_comm_ = 0;
 };
 
 }  // namespace qsr

@@ -445,9 +445,19 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
     AbortNcclLocked();
     return AbortedStatus();
   }
-  if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/true); !s.ok()) return s;
+  // bfloat16 too (an overlapped bf16 sync), where this NCCL has the type.
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  const bool bf16 = tensor.defined() && tensor.scalar_type() == torch::kBFloat16;
+#else
+  const bool bf16 = false;
+#endif
+  if (absl::Status s = CheckTensor(tensor, "all-reduce", /*need_float=*/!bf16); !s.ok()) return s;
   const int64_t numel = tensor.numel();
   if (numel == 0) return std::unique_ptr<PendingCollective>(new Pending(this, nullptr, 0));
+  ncclDataType_t type = ncclFloat32;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  if (bf16) type = ncclBfloat16;
+#endif
   const char* op = "asynchronous all-reduce";
   DeviceGuard guard(device_index_);
   cudaStream_t compute = nullptr;
@@ -481,9 +491,9 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
     return Fail(absl::StatusCode::kInternal, op,
                 absl::StrCat("ordering after the compute stream: ", cudaGetErrorString(e)));
   }
-  float* data = static_cast<float*>(tensor.data_ptr());
-  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(numel), ncclFloat32, ncclSum,
-                                 comm_, comm_stream_);
+  void* data = tensor.data_ptr();
+  ncclResult_t r =
+      ncclAllReduce(data, data, static_cast<size_t>(numel), type, ncclSum, comm_, comm_stream_);
   absl::Status s = Enqueued(op, r, absl::Now() + timeout_);
   if (s.ok()) {
     if (cudaError_t re = cudaEventRecord(done, comm_stream_); re != cudaSuccess) {
@@ -495,7 +505,8 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
     cudaEventDestroy(done);
     return s;
   }
-  return std::unique_ptr<PendingCollective>(new Pending(this, done, numel * 4));
+  return std::unique_ptr<PendingCollective>(
+      new Pending(this, done, numel * static_cast<int64_t>(tensor.element_size())));
 }
 
 absl::Status NcclCommunicator::WaitStarted(CUevent_st* event, int64_t bytes) {
