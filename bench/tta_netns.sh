@@ -17,6 +17,8 @@
 #   qsr_hN        QSR with H_base = init_h = N (fewer syncs early, where the rule gives H < N)
 #   constant_hN   constant H = N, the baseline for qsr_hN
 #   ..._bf16      either of the two, syncing in bf16 (e.g. qsr_h16_bf16)
+#   ..._overlap   any qsr or constant-H method with sync_overlap: true (each sync travels while
+#                 the next round trains; e.g. qsr_overlap, qsr_bf16_overlap)
 # Every run has the same recipe (total batch 128, lr 0.1 cosine, 0.5 warmup epochs, EPOCHS
 # epochs, one evaluation per epoch) and is stopped after CAP_S seconds. One JSON line per run:
 #   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (null if
@@ -64,12 +66,20 @@ KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 ddp postlocal"
 VARIANT='^(qsr|constant)_h([1-9][0-9]{0,3})(_bf16)?$'
 IFS=, read -r -a RATE_LIST <<< "$RATES"
 IFS=, read -r -a METHOD_LIST <<< "$METHODS"
+OVERLAPPABLE='^(qsr|qsr_bf16|constant_h|(qsr|constant)_h[1-9][0-9]{0,3}(_bf16)?)$'
 for method in "${METHOD_LIST[@]}"; do
+  base=${method%_overlap}
+  if [ "$base" != "$method" ]; then
+    [[ $base =~ $OVERLAPPABLE ]] || {
+      echo "tta_netns.sh: \"$method\": _overlap goes with qsr, qsr_bf16, constant_h, qsr_hN or" \
+           "constant_hN (local methods)" >&2; exit 2; }
+  fi
   case " $KNOWN_METHODS " in
-    *" $method "*) ;;
-    *) [[ $method =~ $VARIANT ]] || {
+    *" $base "*) ;;
+    *) [[ $base =~ $VARIANT ]] || {
          echo "tta_netns.sh: unknown method \"$method\" (known: $KNOWN_METHODS, and" \
-              "qsr_hN, constant_hN with N in [1, 9999], either with _bf16)" >&2; exit 2; } ;;
+              "qsr_hN, constant_hN with N in [1, 9999], either with _bf16; local ones with" \
+              "_overlap)" >&2; exit 2; } ;;
   esac
 done
 
@@ -161,19 +171,21 @@ RECIPES=$ROOT/recipes/fashion-mnist
 if [ "$SPE" -gt 0 ]; then export TTA_TOTAL_STEPS=$((EPOCHS * SPE)); else export TTA_TOTAL_STEPS=$((EPOCHS * 468)); fi
 run_qsr() {  # run_qsr METHOD RATE
   local method=$1 rate=$2 recipe extra=()
-  case $method in
+  local base=${method%_overlap}
+  case $base in
     qsr) recipe=$RECIPES/cnn-localsgd-qsr.yaml ;;
     parallel) recipe=$RECIPES/cnn-parallel-sgd.yaml ;;
     constant_h) recipe=$RECIPES/cnn-localsgd-constant-h.yaml ;;
     nocomm) recipe=$RECIPES/cnn-localsgd-constant-h.yaml; extra=(--init_h=1000000 --min_h=1000000) ;;
     qsr_bf16) recipe=$RECIPES/cnn-localsgd-qsr.yaml; extra=(--sync_precision=bf16) ;;
     *)  # qsr_hN[_bf16], constant_hN[_bf16] (checked up front)
-      [[ $method =~ $VARIANT ]]
+      [[ $base =~ $VARIANT ]]
       recipe=$RECIPES/cnn-localsgd-qsr.yaml
       [ "${BASH_REMATCH[1]}" = constant ] && recipe=$RECIPES/cnn-localsgd-constant-h.yaml
       extra=("--init_h=${BASH_REMATCH[2]}" "--min_h=${BASH_REMATCH[2]}")
       [ -n "${BASH_REMATCH[3]}" ] && extra+=(--sync_precision=bf16) ;;
   esac
+  [ "$base" != "$method" ] && extra+=(--sync_overlap=true)
   [ "$SPE" -gt 0 ] && extra+=("--steps_per_epoch=$SPE")
   local dir=$WORK/$method-$rate
   mkdir -p "$dir"
