@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark 5: the accuracy study at small scale. QSR against parallel SGD (H = 1) and constant H
-(and QSR with bf16 syncs, method qsr_bf16) on Fashion-MNIST (cnn, cosine decay), --seeds seeds each, equal epochs, --workers workers via
+(and QSR with bf16 syncs, method qsr_bf16, and with overlapped syncs, qsr_overlap and
+qsr_bf16_overlap) on Fashion-MNIST (cnn, cosine decay), --seeds seeds each, equal epochs, --workers workers via
 qsr-run on this machine. One JSON line per run:
   {"bench":"accuracy","kind":"run","method","seed","epochs","test_acc","rounds","syncs",
    "bytes_per_worker","elapsed_s","state"}
@@ -20,6 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # change since the last sync, in bfloat16), so the same seed gives a paired comparison.
 METHODS = {"qsr": ("cnn-localsgd-qsr.yaml", []),
            "qsr_bf16": ("cnn-localsgd-qsr.yaml", ["--sync_precision=bf16"]),
+           # Overlapped syncs (sync_overlap): each sync travels during the next round and is
+           # applied one round late; the same seed again gives a paired comparison with qsr.
+           "qsr_overlap": ("cnn-localsgd-qsr.yaml", ["--sync_overlap=true"]),
+           "qsr_bf16_overlap": ("cnn-localsgd-qsr.yaml",
+                                ["--sync_precision=bf16", "--sync_overlap=true"]),
            "parallel": ("cnn-parallel-sgd.yaml", []),
            "constant_h": ("cnn-localsgd-constant-h.yaml", [])}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md (tables, and SVG figures drawn by gnuplot) from the JSON lines the
 benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl,
-release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
+release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100, tta_overlap), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
 saying so. With --check it only validates the data (the CI smoke): every file present parses, and
 every throughput, time and accuracy is positive and finite; exits 1 naming what is wrong."""
 import argparse
@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "accuracy", "accuracy_bf16",
+FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "tta_overlap", "accuracy",
+         "accuracy_bf16",
          "accuracy_long"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "accuracy_bf16", "accuracy_long"}
+OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "accuracy_bf16", "accuracy_long",
+            "accuracy_overlap"}
 
 
 def load(data_dir, name):
@@ -64,12 +66,12 @@ def check(data):
         need(r.get("transport") in ("tcp", "grpc") and r.get("barriers", 0) > 0 and
              positive(r.get("all_released_p99_ms")),
              f"release_floor {r.get('transport')} K={r.get('workers')}: no barriers or latency")
-    tta_names = ("tta", "tta_long", "tta_sweep", "tta_100")
+    tta_names = ("tta", "tta_long", "tta_sweep", "tta_100", "tta_overlap")
     for r in [r for name in tta_names for r in data.get(name) or []]:
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
-    for r in [r for name in ("accuracy", "accuracy_bf16", "accuracy_long")
+    for r in [r for name in ("accuracy", "accuracy_bf16", "accuracy_long", "accuracy_overlap")
               for r in data.get(name) or []]:
         if r.get("kind") == "run":
             need(positive(r.get("test_acc")) and r["test_acc"] <= 1 and r.get("syncs", 0) > 0,
@@ -398,6 +400,12 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
                         md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} = "
                                   f"**{t / q['time_to_target_s']:.2f}x** ({peer}: {how}, {t:.0f} s; "
                                   f"{name} {q['time_to_target_s']:.0f} s)")
+            base = by.get(name[:-len("_overlap")]) if name.endswith("_overlap") else None
+            if base and full(base) and full(q):
+                md.append(f"- {rate:.0f} Mbit/s: full schedule {name[:-len('_overlap')]} / "
+                          f"{name} = **{full(base) / full(q):.2f}x** ({full(base):.0f} s vs "
+                          f"{full(q):.0f} s; final accuracy {base.get('final_acc') or 0:.4f} vs "
+                          f"{q.get('final_acc') or 0:.4f})")
             if n and full(q) and full(n):
                 md.append(f"- {rate:.0f} Mbit/s: full schedule {name} / no communication = "
                           f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s; "
@@ -455,7 +463,7 @@ def section_accuracy_long(recs, md):
         md.append("")
 
 
-def section_accuracy(recs, bf16_recs, fig_dir, md):
+def section_accuracy(recs, bf16_recs, overlap_recs, fig_dir, md):
     md.append("## 5. Accuracy study (small scale)\n")
     if not recs:
         md.append("Not run.\n")
@@ -487,6 +495,28 @@ def section_accuracy(recs, bf16_recs, fig_dir, md):
             md.append(f"| {b['seed']} | {f['test_acc']:.4f} | {b['test_acc']:.4f} | "
                       f"{100 * (b['test_acc'] - f['test_acc']):+.2f} points | "
                       f"{b['bytes_per_worker'] / f['bytes_per_worker']:.2f} |")
+        md.append("")
+    # accuracy_overlap.jsonl (its own invocation): qsr and its overlapped variants, paired by seed.
+    over = [r for r in overlap_recs or [] if r.get("kind") == "run"]
+    base = {(r["method"], r["seed"]): r for r in over}
+    opairs = [(r, base[(r["method"][:-len("_overlap")], r["seed"])]) for r in over
+              if r["method"].endswith("_overlap") and
+              (r["method"][:-len("_overlap")], r["seed"]) in base]
+    if opairs:
+        o0 = opairs[0][0]
+        md.append(f"Overlapped syncs (`sync_overlap: true`) against the same method without, seed "
+                  f"by seed ({o0['epochs']} epoch(s), {o0['workers']} workers on loopback, one "
+                  "invocation of its own; only when a sync is applied differs: one round late, "
+                  "on top of each worker's own progress):\n")
+        md.append("| seed | method | without overlap | with overlap | difference |")
+        md.append("|---|---|---|---|---|")
+        for o, b in sorted(opairs, key=lambda p: (p[1]["method"], p[0]["seed"])):
+            md.append(f"| {o['seed']} | {b['method']} | {b['test_acc']:.4f} | "
+                      f"{o['test_acc']:.4f} | {100 * (o['test_acc'] - b['test_acc']):+.2f} points |")
+        for m in sorted({b["method"] for _, b in opairs}):
+            d = [100 * (o["test_acc"] - b["test_acc"]) for o, b in opairs if b["method"] == m]
+            md.append(f"\n{m}: mean difference with overlap **{sum(d) / len(d):+.2f} points** "
+                      f"over {len(d)} seeds (range {min(d):+.2f} to {max(d):+.2f}).")
         md.append("")
     series = [r for r in recs if r.get("kind") == "series" and r["method"] == "qsr"]
     if series:
@@ -562,7 +592,12 @@ def main():
     if data["tta_100"]:
         section_tta(data["tta_100"], fig_dir, md,
                     "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
-    section_accuracy(data["accuracy"], data["accuracy_bf16"], fig_dir, md)
+    if data["tta_overlap"]:
+        section_tta(data["tta_overlap"], fig_dir, md,
+                    "### 4e. Overlapped syncs (sync_overlap) at 100 Mbit/s, the paper's H_base",
+                    "tta_overlap")
+    section_accuracy(data["accuracy"], data["accuracy_bf16"], data["accuracy_overlap"], fig_dir,
+                     md)
     if data["accuracy_long"]:
         section_accuracy_long(data["accuracy_long"], md)
     with open(a.out, "w") as f:

@@ -8,7 +8,7 @@
 #                               output (parsable JSON, positive throughput): the CI smoke
 #                               (ctest -R bench_smoke); writes no BENCHMARKS.md
 # Options: --bin-dir DIR (default build/bin), --out-dir DIR (default bench/data, or a temporary
-# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long (re-run some; the report
+# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap (re-run some; the report
 # uses whatever data is there), --no-report.
 #
 # Benchmark 4 (tta) needs root for network namespaces and tc; without root (and always in --smoke)
@@ -22,9 +22,10 @@ TTA_100=()
 TTA_OVERLAP=()
 ACC_BF16=()
 ACC_LONG=()
+ACC_OVERLAP=()
 BIN=$ROOT/build/bin
 OUT=""
-ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long
+ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap
 REPORT=1
 PY=/usr/bin/python3
 ARGS="$*"
@@ -80,6 +81,8 @@ case $MODE in
     ACC=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3)
     # QSR with and without bf16 syncs on the same seeds: a paired comparison (about 27 minutes).
     ACC_BF16=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3 --methods qsr,qsr_bf16)
+    # Overlapped syncs against the same method without, paired by seed (about 11 minutes).
+    ACC_OVERLAP=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3 --methods qsr,qsr_overlap,qsr_bf16,qsr_bf16_overlap)
     # A longer schedule, where QSR's H grows: QSR against constant H = 8 (about 30 minutes).
     ACC_LONG=(--epochs 5 --warmup-epochs 0.5 --seeds 1,2,3 --methods qsr,constant_h)
     ;;
@@ -165,6 +168,9 @@ if wants accuracy_long && [ ${#ACC_LONG[@]} -gt 0 ]; then
 fi
 if wants accuracy_bf16 && [ ${#ACC_BF16[@]} -gt 0 ]; then
   run accuracy_bf16 $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC_BF16[@]}"
+fi
+if wants accuracy_overlap && [ ${#ACC_OVERLAP[@]} -gt 0 ]; then
+  run accuracy_overlap $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC_OVERLAP[@]}"
 fi
 
 # Every invocation (several with --only) is listed in the report with its own date and load.
