@@ -11,9 +11,8 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep", "tta_100", "tta_overlap", "accuracy",
-         "accuracy_bf16",
-         "accuracy_long"]
+FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep",
+         "tta_100", "tta_overlap", "accuracy", "accuracy_bf16", "accuracy_long", "accuracy_overlap"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
 OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "accuracy_bf16", "accuracy_long",
             "accuracy_overlap"}

@@ -251,6 +251,20 @@ struct Bf16Rank {
   std::unique_ptr<ModelAverager> averager;
 };
 
+// Every rank's tensors bit-identical to rank 0's, and within `tolerance` of the float64 `mean`.
+void ExpectIdenticalAndNear(const std::vector<Bf16Rank>& ranks,
+                            const std::vector<torch::Tensor>& mean, double tolerance) {
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    for (size_t i = 0; i < mean.size(); ++i) {
+      EXPECT_TRUE(BitIdentical(ranks[r].tensors[i], ranks[0].tensors[i]))
+          << "rank " << r << " tensor " << i;
+      const double error =
+          (ranks[r].tensors[i].to(torch::kFloat64) - mean[i]).abs().max().item<double>();
+      EXPECT_LE(error, tolerance) << "rank " << r << " tensor " << i;
+    }
+  }
+}
+
 // Adds a different small change to every rank's tensors; returns the float64 mean of the new
 // states and the largest change.
 std::pair<std::vector<torch::Tensor>, double> Drift(std::vector<Bf16Rank>& ranks, int seed) {
@@ -295,15 +309,7 @@ TEST_P(ModelAveragerTest, Bf16SyncSendsHalfTheBytesAndKeepsRanksIdentical) {
     return sent;
   };
   auto expect_identical_and_near = [&](const std::vector<torch::Tensor>& mean, double tolerance) {
-    for (int r = 0; r < size(); ++r) {
-      for (size_t i = 0; i < mean.size(); ++i) {
-        EXPECT_TRUE(BitIdentical(ranks[r].tensors[i], ranks[0].tensors[i]))
-            << "rank " << r << " tensor " << i;
-        const double error =
-            (ranks[r].tensors[i].to(torch::kFloat64) - mean[i]).abs().max().item<double>();
-        EXPECT_LE(error, tolerance) << "rank " << r << " tensor " << i;
-      }
-    }
+    ExpectIdenticalAndNear(ranks, mean, tolerance);
   };
 
   // No reference yet: the first sync sends float32 and is the exact mean.
@@ -414,16 +420,7 @@ TEST_P(OverlappedAverageTest, KeepsEachRanksProgressOnTheMeanAndSettlesIdentical
   }
   for_all([&](int r) { return ranks[r].averager->StartAverage(*comms[r]); });
   for_all([&](int r) { return ranks[r].averager->FinishAverage(); });
-  for (int r = 0; r < size(); ++r) {
-    for (size_t i = 0; i < mean.size(); ++i) {
-      EXPECT_TRUE(BitIdentical(ranks[r].tensors[i], ranks[0].tensors[i]))
-          << "rank " << r << " tensor " << i;
-      const double error =
-          (ranks[r].tensors[i].to(torch::kFloat64) - mean[i]).abs().max().item<double>();
-      EXPECT_LE(error, bf16 && size() > 1 ? 0.01 * size() * 4.0 / 256 + 1e-5 : 1e-5)
-          << "rank " << r << " tensor " << i;
-    }
-  }
+  ExpectIdenticalAndNear(ranks, mean, bf16 && size() > 1 ? 0.01 * size() * 4.0 / 256 + 1e-5 : 1e-5);
   // A synchronous average works again once nothing is pending.
   for_all([&](int r) { return ranks[r].averager->Average(*comms[r]); });
 }
