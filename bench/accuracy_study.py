@@ -21,11 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # change since the last sync, in bfloat16), so the same seed gives a paired comparison.
 METHODS = {"qsr": ("cnn-localsgd-qsr.yaml", []),
            "qsr_bf16": ("cnn-localsgd-qsr.yaml", ["--sync_precision=bf16"]),
-           # Overlapped syncs (sync_overlap): each sync travels during the next round and is
-           # applied one round late; the same seed again gives a paired comparison with qsr.
-           "qsr_overlap": ("cnn-localsgd-qsr.yaml", ["--sync_overlap=true"]),
+           # Overlapped syncs (sync_overlap: 0.5): each sync travels through the first half of
+           # the next round; the same seed again gives a paired comparison with qsr.
+           "qsr_overlap": ("cnn-localsgd-qsr.yaml", ["--sync_overlap=0.5"]),
            "qsr_bf16_overlap": ("cnn-localsgd-qsr.yaml",
-                                ["--sync_precision=bf16", "--sync_overlap=true"]),
+                                ["--sync_precision=bf16", "--sync_overlap=0.5"]),
            "parallel": ("cnn-parallel-sgd.yaml", []),
            "constant_h": ("cnn-localsgd-constant-h.yaml", [])}
 

@@ -503,10 +503,10 @@ def section_accuracy(recs, bf16_recs, overlap_recs, fig_dir, md):
               (r["method"][:-len("_overlap")], r["seed"]) in base]
     if opairs:
         o0 = opairs[0][0]
-        md.append(f"Overlapped syncs (`sync_overlap: true`) against the same method without, seed "
+        md.append(f"Overlapped syncs (`sync_overlap: 0.5`) against the same method without, seed "
                   f"by seed ({o0['epochs']} epoch(s), {o0['workers']} workers on loopback, one "
-                  "invocation of its own; only when a sync is applied differs: one round late, "
-                  "on top of each worker's own progress):\n")
+                  "invocation of its own; only when a sync is applied differs: halfway through "
+                  "the next round, on top of each worker's own progress):\n")
         md.append("| seed | method | without overlap | with overlap | difference |")
         md.append("|---|---|---|---|---|")
         for o, b in sorted(opairs, key=lambda p: (p[1]["method"], p[0]["seed"])):
@@ -593,7 +593,7 @@ def main():
                     "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
     if data["tta_overlap"]:
         section_tta(data["tta_overlap"], fig_dir, md,
-                    "### 4e. Overlapped syncs (sync_overlap) at 100 Mbit/s, the paper's H_base",
+                    "### 4e. Overlapped syncs (sync_overlap: 0.5) at 100 Mbit/s, the paper's H_base",
                     "tta_overlap")
     section_accuracy(data["accuracy"], data["accuracy_bf16"], data["accuracy_overlap"], fig_dir,
                      md)

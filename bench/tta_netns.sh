@@ -17,8 +17,8 @@
 #   qsr_hN        QSR with H_base = init_h = N (fewer syncs early, where the rule gives H < N)
 #   constant_hN   constant H = N, the baseline for qsr_hN
 #   ..._bf16      either of the two, syncing in bf16 (e.g. qsr_h16_bf16)
-#   ..._overlap   any qsr or constant-H method with sync_overlap: true (each sync travels while
-#                 the next round trains; e.g. qsr_overlap, qsr_bf16_overlap)
+#   ..._overlap   any qsr or constant-H method with sync_overlap: 0.5 (each sync travels through
+#                 the first half of the next round; e.g. qsr_overlap, qsr_bf16_overlap)
 # Every run has the same recipe (total batch 128, lr 0.1 cosine, 0.5 warmup epochs, EPOCHS
 # epochs, one evaluation per epoch) and is stopped after CAP_S seconds. One JSON line per run:
 #   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (null if
@@ -185,7 +185,7 @@ run_qsr() {  # run_qsr METHOD RATE
       extra=("--init_h=${BASH_REMATCH[2]}" "--min_h=${BASH_REMATCH[2]}")
       [ -n "${BASH_REMATCH[3]}" ] && extra+=(--sync_precision=bf16) ;;
   esac
-  [ "$base" != "$method" ] && extra+=(--sync_overlap=true)
+  [ "$base" != "$method" ] && extra+=(--sync_overlap=0.5)
   [ "$SPE" -gt 0 ] && extra+=("--steps_per_epoch=$SPE")
   local dir=$WORK/$method-$rate
   mkdir -p "$dir"

@@ -226,8 +226,8 @@ const std::vector<KeyDef>& Keys() {
        {"fp32", "bf16"}},
       {"sync_overlap",
        &Recipe::sync_overlap,
-       "a local method's sync runs while the next round trains, and is applied one round late "
-       "(hides the sync behind compute on slow links)",
+       "share of the next round a local method's sync may travel through, applied after that "
+       "many of its steps (hides the sync behind compute on slow links; 0 = off)",
        {}},
       {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
       {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
@@ -566,9 +566,11 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(
       !(r.avg_m || r.avg_v) || r.Adam(), "avg_m", r.avg_m || r.avg_v,
       "false unless the optimizer is adamw or localadamw (avg_m and avg_v average Adam moments)");
-  c.Require(!r.sync_overlap || !r.DataParallel(), "sync_overlap", r.sync_overlap,
-            "false with a data-parallel optimizer (sgd, adamw: bucket_mb already overlaps their "
-            "gradients with backward); true needs localsgd or localadamw");
+  c.Require(r.sync_overlap >= 0 && r.sync_overlap <= 1, "sync_overlap", r.sync_overlap,
+            "in [0, 1] (the share of the next round a sync may travel through; 0 = off)");
+  c.Require(r.sync_overlap == 0 || !r.DataParallel(), "sync_overlap", r.sync_overlap,
+            "0 with a data-parallel optimizer (sgd, adamw: bucket_mb already overlaps their "
+            "gradients with backward); > 0 needs localsgd or localadamw");
   c.Require(r.base > 1, "base", r.base, "> 1");
   c.Require(r.bn_batches >= 1, "bn_batches", r.bn_batches, ">= 1");
   c.Require(r.post_local_epoch == -1 || (r.post_local_epoch >= 0 && r.post_local_epoch <= r.epochs),
@@ -723,7 +725,7 @@ const std::map<std::string, std::string>& AllowedText() {
       {"gradient_clipping", ">= 0"},
       {"avg_m", "`true` only with `adamw` / `localadamw`"},
       {"avg_v", "`true` only with `adamw` / `localadamw`"},
-      {"sync_overlap", "`true` only with `localsgd` / `localadamw`"},
+      {"sync_overlap", "0 to 1; > 0 only with `localsgd` / `localadamw`"},
       {"base", "> 1"},
       {"bn_batches", ">= 1"},
       {"post_local_epoch", "0 to `epochs`, or -1; local optimizers only"},

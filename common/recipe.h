@@ -84,10 +84,12 @@ struct Recipe {
   // What a sync of a local method sends: fp32 (the models) | bf16 (each worker's change since the
   // last sync, in bfloat16: half the bytes; the averaged models stay float32 and identical).
   std::string sync_precision = "fp32";
-  // A local method's sync runs in the background while the next round trains; each worker then
-  // moves its model by what the average changed, one round late (ModelAverager::StartAverage).
-  // Rounds that evaluate, checkpoint or end the run still end with the models identical.
-  bool sync_overlap = false;
+  // A local method's sync runs in the background while the next round trains, for at most this
+  // share of its steps: after ceil(sync_overlap * H) of them each worker waits for it and moves
+  // its model by what the average changed (ModelAverager::StartAverage). 0 = off (a round waits
+  // for its own sync); 1 = applied at the next round's end. Rounds that evaluate, checkpoint or
+  // end the run still end with the models identical.
+  double sync_overlap = 0.0;
   // Data loading.
   int64_t nw = 2;            // loader threads that prepare batches ahead of the step
   double mixup_alpha = 0.0;  // 0 = no mixup

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -307,8 +308,17 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     // rounds come before local ones).
     if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
   }
+  // sync_overlap: the step before which the previous round's sync is applied. Applying it as
+  // soon as it arrived would depend on the link's timing; a fixed step keeps runs reproducible.
+  const int64_t apply_at =
+      plan.start_step() +
+      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(recipe_.sync_overlap * plan.h())), 1,
+                          plan.h());
   model_->train();
   for (int64_t t = plan.start_step(); t < plan.start_step() + plan.h(); ++t) {
+    if (t == apply_at && recipe_.sync_overlap > 0) {
+      if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
+    }
     if (ended_generation_.load() == join_.generation()) {
       return absl::AbortedError("the coordinator ended this generation");
     }
@@ -367,10 +377,10 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   }
   // Whether every member holds the same state when this round ends.
   bool synced = false;
-  if (!plan.data_parallel() && recipe_.sync_overlap) {
-    // The previous round's sync has travelled while this round trained: apply it, send this
-    // round's, and train on. Evaluation and checkpoints need the averaged model, so those rounds
-    // (the last one among them) wait for their own sync.
+  if (!plan.data_parallel() && recipe_.sync_overlap > 0) {
+    // The previous round's sync has travelled while this round trained (applied above, or now
+    // when sync_overlap is 1): send this round's, and train on. Evaluation and checkpoints need
+    // the averaged model, so those rounds (the last one among them) wait for their own sync.
     // A sync's bytes are counted once it finished, and so in the round that finished it: the
     // same round on every member, whenever the collective completed in the background.
     if (absl::Status s = FinishOverlappedSync(); !s.ok()) return s;
@@ -411,9 +421,9 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   report.set_train_loss(train_loss / static_cast<double>(plan.h()));
   report.set_samples(plan.h() * local_batch_);
   report.set_seconds(seconds);
-  report.set_bytes_sent(
-      (recipe_.sync_overlap && !plan.data_parallel() ? overlap_bytes_mark_ : comm_->bytes_sent()) -
-      bytes_before);
+  report.set_bytes_sent((recipe_.sync_overlap > 0 && !plan.data_parallel() ? overlap_bytes_mark_
+                                                                           : comm_->bytes_sent()) -
+                        bytes_before);
   if (synced) report.set_params_digest(ParamsDigest(*model_));
   reports_->AddRound(report);
   result_.rounds++;

@@ -9,8 +9,9 @@
 //      rounds); train each round's H steps with the schedule's LR at every step (data-parallel
 //      optimizers all-reduce gradients every step); average parameters and BatchNorm buffers
 //      with one flat all-reduce; evaluate when the plan says so; queue the round's report.
-//      With sync_overlap that all-reduce runs while the next round trains and is applied at its
-//      end (ModelAverager::StartAverage); rounds that evaluate or checkpoint wait for their own.
+//      With sync_overlap that all-reduce runs while the next round trains and is applied after
+//      ceil(sync_overlap * H) of its steps (ModelAverager::StartAverage); rounds that evaluate
+//      or checkpoint wait for their own.
 //   4. When the coordinator says the run is finished: flush reports and leave.
 // Recovery: a heartbeat thread keeps the coordinator informed. When the coordinator ends the
 // generation (a peer failed, or new workers are admitted) or a collective fails, the worker

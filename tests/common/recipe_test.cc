@@ -340,23 +340,32 @@ TEST(RecipeTest, SyncPrecisionTakesFp32OrBf16) {
   EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("bf16"));
 }
 
-TEST(RecipeTest, SyncOverlapNeedsALocalMethod) {
+TEST(RecipeTest, SyncOverlapIsAShareInZeroOneForLocalMethods) {
   absl::StatusOr<Recipe> parsed =
-      ParseRecipeYaml("optimizer: localsgd\nsync_overlap: true\n", "test.yaml");
+      ParseRecipeYaml("optimizer: localsgd\nsync_overlap: 0.5\n", "test.yaml");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_TRUE(parsed->sync_overlap);
+  EXPECT_EQ(parsed->sync_overlap, 0.5);
   EXPECT_TRUE(ResolveRecipe(*parsed).ok());
+  for (double bad : {-0.1, 1.5}) {
+    Recipe recipe;
+    recipe.optimizer = "localsgd";
+    recipe.sync_overlap = bad;
+    const absl::Status status = ResolveRecipe(recipe);
+    ASSERT_FALSE(status.ok()) << bad;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("sync_overlap"));
+    EXPECT_THAT(std::string(status.message()), HasSubstr("in [0, 1]"));
+  }
   for (const char* optimizer : {"sgd", "adamw"}) {
     Recipe recipe;
     recipe.optimizer = optimizer;
-    recipe.sync_overlap = true;
+    recipe.sync_overlap = 1;
     const absl::Status status = ResolveRecipe(recipe);
     ASSERT_FALSE(status.ok()) << optimizer;
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(status.message()), HasSubstr("sync_overlap"));
     EXPECT_THAT(std::string(status.message()), HasSubstr("localsgd or localadamw"));
   }
-  EXPECT_THAT(RecipeKeysMarkdown(), HasSubstr("`true` only with `localsgd` / `localadamw`"));
+  EXPECT_THAT(RecipeKeysMarkdown(), HasSubstr("0 to 1; > 0 only with `localsgd` / `localadamw`"));
 }
 
 TEST(RecipeTest, LoadRecipeFile) {

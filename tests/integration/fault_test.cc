@@ -148,7 +148,7 @@ TEST_F(FaultTest, KillingOneOfThreeWorkersMidRunLosesNothing) {
 // in the next generation, and the rounds that evaluate still end identical.
 TEST_F(FaultTest, KillingAWorkerWhileOverlappedSyncsTravelLosesNothing) {
   Recipe recipe = FaultRecipe(3, 1, 3);
-  recipe.sync_overlap = true;
+  recipe.sync_overlap = 0.5;
   Start(recipe, "overlap");
   for (int i = 0; i < 3; ++i) Spawn(absl::StrCat("o", i));
   ASSERT_TRUE(WaitFor([&] { return Status().round() >= 10; }, absl::Seconds(120)));

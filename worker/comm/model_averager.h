@@ -73,14 +73,14 @@ class ModelAverager {
   absl::Status Average(Communicator& comm);
   // Overlapped averaging (recipe sync_overlap): the average of this rank's state at
   // StartAverage() travels in the background (Communicator::StartAllReduceSum) while the caller
-  // trains on; FinishAverage() waits for it and moves every tracked tensor by what averaging
-  // would have changed at the start: x += mean - x_start. A rank keeps its own progress since the
-  // start on top of the mean, so a round's sync costs no waiting as long as the collective is
-  // shorter than the next round. With no step in between, the tensors become exactly the mean,
-  // bit-identical on every rank (how a run settles before evaluating, checkpointing or ending).
-  // In kBfloat16 mode with a reference, what travels is the change since the reference rounded
-  // to bfloat16, and the mean becomes the next reference (all ranks agree on it); otherwise it is
-  // the float32 state.
+  // trains on; FinishAverage(), at any later point, waits for it and moves every tracked tensor by
+  // what averaging would have changed at the start: x += mean - x_start. A rank keeps its own
+  // progress since the start on top of the mean, so a round's sync costs no waiting as long as the
+  // collective is shorter than the next round. With no step in between, the tensors become exactly
+  // the mean, bit-identical on every rank (how a run settles before evaluating, checkpointing or
+  // ending). In kBfloat16 mode with a reference, what travels is the change since the reference
+  // rounded to bfloat16, and the mean becomes the next reference (all ranks agree on it); otherwise
+  // it is the float32 state.
   //
   // At most one average is pending: StartAverage() while one is, or a synchronous call of this
   // averager or the communicator before FinishAverage(), is a caller error (FAILED_PRECONDITION
