@@ -237,6 +237,44 @@ TEST(NcclCommunicatorGpuTest, ModelAveragerOverNccl) {
   }
 }
 
+// sync_overlap over NCCL: the copy sent, the model trained on meanwhile, the result applied; and
+// the asynchronous sum in bfloat16 where NCCL has the type.
+TEST(NcclCommunicatorGpuTest, OverlappedAverageAndBfloat16StartedSumWorldOne) {
+  SKIP_WITHOUT_GPU();
+  std::unique_ptr<NcclCommunicator> comm = CreateWorldOne();
+  ASSERT_NE(comm, nullptr);
+  torch::manual_seed(4);
+  torch::nn::Linear net(16, 8);
+  net->to(torch::Device(torch::kCUDA, 0));
+  absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(*net);
+  ASSERT_TRUE(averager.ok()) << averager.status();
+  ASSERT_TRUE(averager->StartAverage(*comm).ok());
+  std::vector<torch::Tensor> expected;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->parameters()) {
+      p.add_(0.5);  // a step taken while the sync travels
+      expected.push_back(p.detach().clone());
+    }
+  }
+  ASSERT_TRUE(averager->FinishAverage().ok());
+  std::vector<torch::Tensor> params = net->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(torch::equal(params[i].detach(), expected[i])) << "parameter " << i;
+  }
+  torch::Tensor h = torch::arange(1001, Cuda()).remainder_(64).to(torch::kBFloat16);
+  const torch::Tensor h_expected = h.clone();
+  absl::StatusOr<std::unique_ptr<PendingCollective>> started = comm->StartAllReduceSum(h);
+  if (NcclCommunicator::AveragesBfloat16()) {
+    ASSERT_TRUE(started.ok()) << started.status();
+    ASSERT_TRUE((*started)->Wait().ok());
+    EXPECT_TRUE(torch::equal(h, h_expected));
+  } else {
+    EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument) << started.status();
+  }
+  EXPECT_FALSE(comm->aborted());
+}
+
 TEST(NcclCommunicatorGpuTest, StartedAllReducesCompleteInOrderWorldOne) {
   SKIP_WITHOUT_GPU();
   std::unique_ptr<NcclCommunicator> comm = CreateWorldOne();
