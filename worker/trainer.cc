@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/random/random.h"
@@ -289,7 +290,7 @@ absl::Status Worker::FormGroup() {
 
 absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   const absl::Time start = absl::Now();
-  int64_t bytes_before = comm_->bytes_sent();
+  const int64_t bytes_before = comm_->bytes_sent();
   const int64_t acc = accumulation_;
   // The loss is summed on the device and read once per round: reading it every micro-batch
   // (item()) would make the host wait for the GPU at every step.
@@ -377,6 +378,8 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   }
   // Whether every member holds the same state when this round ends.
   bool synced = false;
+  // What this round's report says it sent; set below where overlapped syncs count differently.
+  std::optional<int64_t> round_bytes;
   if (!plan.data_parallel() && recipe_.sync_overlap > 0) {
     // The previous round's sync has travelled while this round trained (applied above, or now
     // when sync_overlap is 1): send this round's, and train on. Evaluation and checkpoints need
@@ -391,7 +394,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
       counted = comm_->bytes_sent();
       synced = true;
     }
-    bytes_before = overlap_bytes_mark_;
+    round_bytes = counted - overlap_bytes_mark_;
     overlap_bytes_mark_ = counted;
   } else if (!plan.data_parallel() || plan.eval_after()) {
     // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
@@ -421,9 +424,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   report.set_train_loss(train_loss / static_cast<double>(plan.h()));
   report.set_samples(plan.h() * local_batch_);
   report.set_seconds(seconds);
-  report.set_bytes_sent((recipe_.sync_overlap > 0 && !plan.data_parallel() ? overlap_bytes_mark_
-                                                                           : comm_->bytes_sent()) -
-                        bytes_before);
+  report.set_bytes_sent(round_bytes.value_or(comm_->bytes_sent() - bytes_before));
   if (synced) report.set_params_digest(ParamsDigest(*model_));
   reports_->AddRound(report);
   result_.rounds++;

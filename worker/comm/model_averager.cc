@@ -106,6 +106,16 @@ void ModelAverager::KeepReference(const Communicator& comm) {
   reference_comm_ = comm.instance_id();
 }
 
+void ModelAverager::FormBf16Change() {
+  // Kept between rounds: a sync allocates nothing.
+  if (!change_.defined()) {
+    change_ = torch::empty_like(flat_);
+    change_bf16_ = torch::empty_like(flat_, flat_.options().dtype(torch::kBFloat16));
+  }
+  torch::sub_out(change_, flat_, reference_);
+  change_bf16_.copy_(change_);
+}
+
 absl::Status ModelAverager::PendingError(const char* call) const {
   return absl::FailedPreconditionError(
       absl::StrCat("model averager: ", call,
@@ -122,13 +132,7 @@ absl::Status ModelAverager::Average(Communicator& comm) {
       reference_comm_ == comm.instance_id()) {
     // The change is formed in float32 and rounded once; the model's memory is not touched until
     // the collective succeeded.
-    // Kept between rounds: a sync allocates nothing.
-    if (!change_.defined()) {
-      change_ = torch::empty_like(flat_);
-      change_bf16_ = torch::empty_like(flat_, flat_.options().dtype(torch::kBFloat16));
-    }
-    torch::sub_out(change_, flat_, reference_);
-    change_bf16_.copy_(change_);
+    FormBf16Change();
     absl::Status status = comm.AllReduceAverage(change_bf16_);
     if (!status.ok()) {
       reference_ = torch::Tensor();
@@ -162,12 +166,7 @@ absl::Status ModelAverager::StartAverage(Communicator& comm) {
   const bool changes = sync_precision_ == SyncPrecision::kBfloat16 && comm.size() > 1 &&
                        reference_.defined() && reference_comm_ == comm.instance_id();
   if (changes) {
-    if (!change_.defined()) {
-      change_ = torch::empty_like(flat_);
-      change_bf16_ = torch::empty_like(flat_, flat_.options().dtype(torch::kBFloat16));
-    }
-    torch::sub_out(change_, flat_, reference_);
-    change_bf16_.copy_(change_);
+    FormBf16Change();
   } else {
     if (!sent_.defined()) sent_ = torch::empty_like(flat_);
     sent_.copy_(flat_);

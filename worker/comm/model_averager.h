@@ -132,6 +132,8 @@ class ModelAverager {
   // flat buffer becomes the reference for that communicator.
   void KeepReference(const Communicator& comm);
   absl::Status PendingError(const char* call) const;
+  // change_bf16_ = the flat buffer minus reference_, formed in float32 and rounded once.
+  void FormBf16Change();
 
   std::vector<Entry> entries_;
   torch::Tensor flat_;  // float32, 1-D, numel_ elements: the model's own memory where bound.
