@@ -154,6 +154,7 @@ std::string RoundRecordJson(const v1::RoundRecord& r) {
       .Add("train_loss", r.train_loss())
       .Add("samples", r.samples())
       .Add("identical", r.identical())
+      .Add("digest_checked", r.digest_checked())
       .str();
 }
 

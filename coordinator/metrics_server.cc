@@ -79,6 +79,7 @@ void RoundStats::Observe(const v1::RoundRecord& round) {
   ++s_.count;
   s_.sum += round.seconds();
   s_.samples += round.samples();
+  if (round.digest_checked()) ++s_.checked_rounds;
   if (!round.identical()) ++s_.mismatched_rounds;
 }
 
@@ -139,6 +140,8 @@ std::string RenderMetrics(const v1::GetStatusReply& s, const RoundStats::Snapsho
         "Worker failures seen (a worker failed or left early, a barrier timed out).", s.failures());
   p.One("qsr_regroups_total", "counter", "Times the group was re-formed (new generation).",
         s.generation() > 0 ? s.generation() - 1 : 0);
+  p.One("qsr_param_checked_rounds_total", "counter",
+        "Rounds after which the workers compared their parameters' digests.", r.checked_rounds);
   p.One("qsr_param_mismatch_rounds_total", "counter",
         "Rounds after which the workers' parameters differed (should stay 0).",
         r.mismatched_rounds);

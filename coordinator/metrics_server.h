@@ -38,6 +38,7 @@ class RoundStats {
     int64_t count = 0;
     double sum = 0;
     int64_t samples = 0;
+    int64_t checked_rounds = 0;     // rounds after which the workers compared parameters
     int64_t mismatched_rounds = 0;  // rounds whose workers' parameters differed
   };
 

@@ -602,10 +602,14 @@ void RunController::Commit(const PendingRound& p) {
   rec.set_workers(workers);
   double loss = 0, seconds = 0;
   int64_t bytes = 0, samples = 0;
-  bool identical = true;
+  // A worker that ends a round synced reports a digest (0 means none); every member decides
+  // that from the same plan, so a round where only some report one is a mismatch too.
   const uint64_t digest = workers > 0 ? p.reports.begin()->second.params_digest() : 0;
+  bool identical = true;
+  int with_digest = 0;
   for (const auto& [id, r] : p.reports) {
     identical = identical && r.params_digest() == digest;
+    with_digest += r.params_digest() != 0 ? 1 : 0;
     loss += r.train_loss();
     seconds = std::max(seconds, r.seconds());
     bytes = std::max(bytes, r.bytes_sent());
@@ -616,6 +620,7 @@ void RunController::Commit(const PendingRound& p) {
   rec.set_bytes(bytes);
   rec.set_samples(samples);
   rec.set_identical(identical);
+  rec.set_digest_checked(with_digest > 0);
   if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
   if (workers < p.expected) {
     LOG(WARNING) << "round " << rec.round() << " committed with " << workers << " of " << p.expected
@@ -645,6 +650,7 @@ void RunController::Commit(const PendingRound& p) {
                           .Add("train_loss", rec.train_loss())
                           .Add("samples", rec.samples())
                           .Add("identical", rec.identical())
+                          .Add("digest_checked", rec.digest_checked())
                           .str());
   }
 }

@@ -78,7 +78,9 @@ class RunControllerTest : public ::testing::TestWithParam<int> {
     return out;
   }
 
-  void ReportAll(const v1::RoundPlan& plan, uint64_t digest) {
+  // Every rank reports `plan`; the last rank's parameter digest is `digest`, the others' `others`
+  // (0: no digest, as a worker whose round ended without an averaging sends).
+  void ReportAll(const v1::RoundPlan& plan, uint64_t digest, uint64_t others = 7) {
     for (int rank = 0; rank < world_; ++rank) {
       v1::ReportRequest r;
       r.set_worker_id("w" + std::to_string(rank));
@@ -92,7 +94,7 @@ class RunControllerTest : public ::testing::TestWithParam<int> {
       rr->set_samples(plan.h() * 32);
       rr->set_seconds(0.5);
       rr->set_bytes_sent(1000);
-      rr->set_params_digest(rank == world_ - 1 ? digest : 7);
+      rr->set_params_digest(rank == world_ - 1 ? digest : others);
       ASSERT_TRUE(controller_->Report(r, now_).ok());
     }
   }
@@ -149,6 +151,7 @@ TEST_P(RunControllerTest, ServesThePlannersRoundsAndCommitsThem) {
   EXPECT_EQ(rounds.rounds(0).bytes(), 1000);
   EXPECT_DOUBLE_EQ(rounds.rounds(0).train_loss(), 1.0 + (world_ - 1) / 2.0);
   EXPECT_TRUE(rounds.rounds(0).identical());
+  EXPECT_TRUE(rounds.rounds(0).digest_checked());
 
   v1::GetStatusReply status = controller_->Status(now_);
   EXPECT_EQ(status.state(), "RUNNING");
@@ -167,6 +170,26 @@ TEST_P(RunControllerTest, FlagsWorkersWhoseParametersDiffer) {
   ReportAll(replies[0].rounds(0), /*digest of the last rank=*/8);
   v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
   ASSERT_EQ(rounds.rounds_size(), 1);
+  EXPECT_FALSE(rounds.rounds(0).identical());
+  EXPECT_TRUE(rounds.rounds(0).digest_checked());
+}
+
+TEST_P(RunControllerTest, RoundsWithoutDigestsAreNotChecked) {
+  std::vector<v1::NextRoundsReply> replies = Barrier(0);
+  ReportAll(replies[0].rounds(0), /*digest=*/0, /*others=*/0);
+  v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), 1);
+  EXPECT_FALSE(rounds.rounds(0).digest_checked());
+  EXPECT_TRUE(rounds.rounds(0).identical()) << "nothing was compared, so nothing differed";
+}
+
+TEST_P(RunControllerTest, OneWorkerWithoutADigestAmongOthersWithOneIsAMismatch) {
+  if (world_ == 1) GTEST_SKIP() << "needs a worker with a digest and one without";
+  std::vector<v1::NextRoundsReply> replies = Barrier(0);
+  ReportAll(replies[0].rounds(0), /*digest of the last rank=*/0, /*others=*/7);
+  v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), 1);
+  EXPECT_TRUE(rounds.rounds(0).digest_checked());
   EXPECT_FALSE(rounds.rounds(0).identical());
 }
 

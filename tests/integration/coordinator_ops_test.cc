@@ -246,6 +246,7 @@ TEST(MetricsTest, ServesAFinishedRun) {
   EXPECT_EQ(m["qsr_workers{state=\"left\"}"], 2);
   EXPECT_EQ(m["qsr_worker_failures_total"], 0);
   EXPECT_EQ(m["qsr_regroups_total"], 0);
+  EXPECT_EQ(m["qsr_param_checked_rounds_total"], rounds);
   EXPECT_EQ(m["qsr_param_mismatch_rounds_total"], 0);
   EXPECT_GT(m["qsr_learning_rate"], 0);
   EXPECT_GE(m["qsr_sync_period_h"], 1);

@@ -98,6 +98,7 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
   const double fp32_sync = 2.0 * (c.workers - 1) / c.workers * kMlpParams * 4;
   const double share = c.sync_precision == "bf16" ? 0.5 : 1.0;
   double total_bytes = 0;
+  int checked = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     const v1::RoundRecord& r = rounds.rounds(static_cast<int>(i));
     total_bytes += static_cast<double>(r.bytes());
@@ -109,6 +110,7 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
     // Every worker reported the same parameter digest after the round's averaging (with
     // sync_overlap: after the rounds that evaluate, the only ones that report a digest).
     EXPECT_TRUE(r.identical()) << "round " << r.round();
+    checked += r.digest_checked() ? 1 : 0;
     if (c.workers > 1 && c.optimizer == "localsgd" && c.overlap == 0) {
       EXPECT_GT(r.bytes(), 0);
       // A ring all-reduce of the model sends 2(n-1)/n of it; bf16 syncs send half of that
@@ -117,6 +119,13 @@ TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
       EXPECT_LE(r.bytes(), 1.02 * share * fp32_sync) << "round " << r.round();
     }
   }
+  // Local methods compare after every round's averaging; data-parallel training (whose
+  // BatchNorm statistics are averaged only to evaluate) and overlapped syncs (which settle only
+  // where the model is looked at) after the rounds that evaluate, one per epoch, the last one
+  // among them.
+  const bool local = c.optimizer == "localsgd" || c.optimizer == "localadamw";
+  EXPECT_EQ(checked, local && c.overlap == 0 ? static_cast<int>(plan.size()) : recipe.epochs);
+  EXPECT_TRUE(rounds.rounds(rounds.rounds_size() - 1).digest_checked());
   if (c.optimizer == "sgd") {
     for (const Round& r : plan) EXPECT_EQ(r.h, 1);
   }
