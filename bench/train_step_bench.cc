@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
 #include "common/heap_policy.h"
+#include "worker/clear_gradients.h"
 #include "worker/foreach_sgd.h"
 #include "worker/model/memory_format.h"
 #include "worker/model/models.h"
@@ -196,7 +197,7 @@ int Run(int argc, char** argv) {
   }
   torch::Tensor loss;
   auto step = [&](int64_t i) {
-    optimizer.zero_grad();
+    ClearGradients(optimizer);
     loss = torch::nn::functional::cross_entropy(model->forward(xs[i % kBatches]), ys[i % kBatches]);
     loss.backward();
     optimizer.step();

@@ -20,6 +20,7 @@
 #include "glog/logging.h"
 #include "worker/checkpoint.h"
 #include "worker/checkpoint_writer.h"
+#include "worker/clear_gradients.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"
@@ -331,7 +332,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     }
     SetLearningRate(*optimizer_, schedule_->At(t));
     absl::Status s = TorchCall("training step", [&] {
-      optimizer_->zero_grad();
+      ClearGradients(*optimizer_);
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       if (ChannelsLast()) {
         for (torch::Tensor& x : xs) {

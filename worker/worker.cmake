@@ -6,7 +6,8 @@ target_link_libraries(qsr_worker_precision PUBLIC qsr_worker_comm ${TORCH_LIBRAR
   absl::strings)
 
 # SGD with multi-tensor updates (used by the trainer and qsr-bench-step).
-add_library(qsr_worker_optim ${CMAKE_CURRENT_LIST_DIR}/foreach_sgd.cc)
+add_library(qsr_worker_optim ${CMAKE_CURRENT_LIST_DIR}/foreach_sgd.cc
+  ${CMAKE_CURRENT_LIST_DIR}/clear_gradients.cc)
 target_include_directories(qsr_worker_optim PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_worker_optim PUBLIC ${TORCH_LIBRARIES})
 

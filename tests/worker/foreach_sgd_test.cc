@@ -1,10 +1,13 @@
 #include "worker/foreach_sgd.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "worker/clear_gradients.h"
 
 namespace qsr {
 namespace {
@@ -115,6 +118,69 @@ TEST_P(ForeachSgdTest, StateRoundTripsThroughLibTorchSgdSerialisation) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-6)) << "parameter " << i;
   }
+}
+
+// The fused CPU pass takes dense parameters in any layout and splits large ones over the
+// intra-op threads; a parameter that is not dense (a strided view) takes the foreach path. Both
+// agree with LibTorch's SGD.
+TEST_P(ForeachSgdTest, LargeTransposedAndStridedParametersMatchLibTorchSgdOnTwoThreads) {
+  const Case& c = GetParam();
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  auto make = [] {
+    torch::manual_seed(11);
+    std::vector<torch::Tensor> params;
+    // Larger than a fused chunk (16,384 elements), so that both threads take part.
+    params.push_back(torch::randn({300, 257}).requires_grad_(true));
+    params.push_back(torch::randn({64, 96}).t().detach().requires_grad_(true));  // transposed
+    params.push_back(torch::randn({40, 30}).slice(1, 0, 30, 3).detach().requires_grad_(true));
+    params.push_back(torch::randn({7}).requires_grad_(true));  // never gets a gradient
+    return params;
+  };
+  std::vector<torch::Tensor> a = make(), b = make();
+  ASSERT_FALSE(b[1].is_contiguous());
+  ASSERT_TRUE(b[1].is_non_overlapping_and_dense());
+  ASSERT_FALSE(b[2].is_non_overlapping_and_dense());
+  auto reference = Make<torch::optim::SGD>(c, a);
+  auto foreach = Make<ForeachSGD>(c, b);
+  for (int step = 0; step < 4; ++step) {
+    FakeBackward(a, step);
+    FakeBackward(b, step);
+    reference->step();
+    foreach
+      ->step();
+  }
+  at::set_num_threads(threads);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-6)) << "parameter " << i;
+    EXPECT_EQ(a[i].strides(), b[i].strides()) << "parameter " << i;
+  }
+  EXPECT_EQ(foreach->state().size(), c.momentum != 0 ? 3u : 0u);
+}
+
+// ClearGradients drops every gradient; training with it matches training with zero_grad() when
+// every parameter gets a gradient in every step.
+TEST(ClearGradientsTest, DropsEveryGradientAndTrainsAsZeroGradDoes) {
+  torch::manual_seed(3);
+  torch::nn::Linear a(5, 3), b(5, 3);
+  torch::NoGradGuard no_grad_copy;
+  b->weight.copy_(a->weight);
+  b->bias.copy_(a->bias);
+  torch::optim::SGD sgd_a(a->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  ForeachSGD sgd_b(b->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  const torch::Tensor x = torch::randn({8, 5});
+  for (int step = 0; step < 5; ++step) {
+    at::AutoGradMode grad_mode(true);
+    sgd_a.zero_grad();
+    ClearGradients(sgd_b);
+    for (const torch::Tensor& p : b->parameters()) EXPECT_FALSE(p.grad().defined());
+    a->forward(x * (step + 1)).pow(2).sum().backward();
+    b->forward(x * (step + 1)).pow(2).sum().backward();
+    sgd_a.step();
+    sgd_b.step();
+  }
+  EXPECT_TRUE(torch::allclose(a->weight, b->weight, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(a->bias, b->bias, 1e-6, 1e-6));
 }
 
 INSTANTIATE_TEST_SUITE_P(Options, ForeachSgdTest,

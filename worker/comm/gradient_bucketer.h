@@ -10,7 +10,7 @@
 // same collectives in the same order whatever order its hooks fire in.
 //
 // Per step:
-//   optimizer.zero_grad();
+//   ClearGradients(optimizer);   // or optimizer.zero_grad()
 //   for each micro-batch: { if (last) bucketer.Arm(); loss.backward(); }
 //   bucketer.Finish();   // every .grad now holds the mean over ranks
 //   optimizer.step();
