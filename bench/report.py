@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md (tables, and SVG figures drawn by gnuplot) from the JSON lines the
 benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl,
-release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100, tta_overlap), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
+release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100, tta_overlap, tta_slow100), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
 saying so. With --check it only validates the data (the CI smoke): every file present parses, and
 every throughput, time and accuracy is positive and finite; exits 1 naming what is wrong."""
 import argparse
@@ -12,10 +12,11 @@ import subprocess
 import sys
 
 FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep",
-         "tta_100", "tta_overlap", "accuracy", "accuracy_bf16", "accuracy_long", "accuracy_overlap"]
+         "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16", "accuracy_long",
+         "accuracy_overlap"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
-OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "accuracy_bf16", "accuracy_long",
-            "accuracy_overlap"}
+OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy_bf16",
+            "accuracy_long", "accuracy_overlap"}
 
 
 def load(data_dir, name):
@@ -65,7 +66,7 @@ def check(data):
         need(r.get("transport") in ("tcp", "grpc") and r.get("barriers", 0) > 0 and
              positive(r.get("all_released_p99_ms")),
              f"release_floor {r.get('transport')} K={r.get('workers')}: no barriers or latency")
-    tta_names = ("tta", "tta_long", "tta_sweep", "tta_100", "tta_overlap")
+    tta_names = ("tta", "tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100")
     for r in [r for name in tta_names for r in data.get(name) or []]:
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
@@ -115,7 +116,8 @@ def section_step(recs, fig_dir, md):
     for s in sums:
         for impl in ("cpp", "python", "cpp_system", "python_keep", "cpp_cl", "python_cl"):
             v = sorted(s["batch"] * 1000.0 / r["step_ms"] for r in recs
-                       if r.get("kind") == "run" and r["model"] == s["model"] and r["impl"] == impl)
+                       if r.get("kind") == "run" and r["model"] == s["model"]
+                       and r["batch"] == s["batch"] and r["impl"] == impl)
             if v:
                 s[impl + "_samples_per_s"] = (v[len(v) // 2] if len(v) % 2 else
                                               0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2]))
@@ -131,16 +133,20 @@ def section_step(recs, fig_dir, md):
               f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
               f"median of {r0['repeats']} alternating runs each "
               "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
-    md.append("C++ runs as qsr-worker does, with its heap policy (`--heap keep`: memory a step "
+    md.append("C++ runs as qsr-worker does: its heap policy (`--heap keep`: memory a step "
               "frees is reused instead of being unmapped and faulted in again, "
-              "common/heap_policy.h); Python runs as a user runs it, with glibc's default heap. "
-              "The same-heap columns show what the language alone is worth: both sides with the "
-              "worker's heap (Python given it through `GLIBC_TUNABLES`), and both with glibc's "
-              "default. Then both in channels_last (the recipe's `memory_format: channels_last`; "
-              "Python: `model.to(memory_format=torch.channels_last)`), both with the worker's "
-              "heap, for the models with convolutions.\n")
+              "common/heap_policy.h), gradients dropped between steps instead of zero-filled "
+              "(`ClearGradients`, as LibTorch 2.x's `zero_grad()`), and on the CPU one fused SGD "
+              "pass per parameter (worker/foreach_sgd.h). Python runs as a user runs it: glibc's "
+              "default heap and `opt.zero_grad()`. The same-memory column gives Python the "
+              "worker's heap (`GLIBC_TUNABLES`) and `zero_grad(set_to_none=True)`, so what is "
+              "left is the language and the fused update; the glibc-default column runs both "
+              "sides with glibc's default heap. Then both in channels_last (the recipe's "
+              "`memory_format: channels_last`; Python: "
+              "`model.to(memory_format=torch.channels_last)`), both with the worker's memory "
+              "behaviour, for the models with convolutions.\n")
     md.append("| model | batch | steps | C++ samples/s (min-max) | Python samples/s (min-max) | "
-              "C++ / Python | same heap, keep: C++ / Python | same heap, glibc default: C++ / "
+              "C++ / Python | same memory behaviour: C++ / Python | glibc default heap: C++ / "
               "Python | channels_last: C++ / Python samples/s | C++ / Python |")
     md.append("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
@@ -153,7 +159,7 @@ def section_step(recs, fig_dir, md):
         md.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['cpp_samples_per_s']:.4g} "
                   f"({cr[0]:.4g}-{cr[1]:.4g}) | {r['python_samples_per_s']:.4g} "
                   f"({pr[0]:.4g}-{pr[1]:.4g}) | **{r['ratio']:.3f}** | {heaps} | {cl} |")
-        rows.append([i, r["model"], r["ratio"]])
+        rows.append([i, f"{r['model']}/{r['batch']}", r["ratio"]])
     md.append("")
     write_dat(os.path.join(fig_dir, "step.dat"), rows)
     if gnuplot("""set terminal svg size 560,320
@@ -595,6 +601,10 @@ def main():
         section_tta(data["tta_overlap"], fig_dir, md,
                     "### 4e. Overlapped syncs (sync_overlap: 0.5) at 100 Mbit/s, the paper's H_base",
                     "tta_overlap")
+    if data["tta_slow100"]:
+        section_tta(data["tta_slow100"], fig_dir, md,
+                    "### 4f. Slow-link settings at 100 Mbit/s, with DDP and no communication in "
+                    "the same invocation", "tta_slow100")
     section_accuracy(data["accuracy"], data["accuracy_bf16"], data["accuracy_overlap"], fig_dir,
                      md)
     if data["accuracy_long"]:

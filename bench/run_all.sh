@@ -8,7 +8,7 @@
 #                               output (parsable JSON, positive throughput): the CI smoke
 #                               (ctest -R bench_smoke); writes no BENCHMARKS.md
 # Options: --bin-dir DIR (default build/bin), --out-dir DIR (default bench/data, or a temporary
-# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap (re-run some; the report
+# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap (re-run some; the report
 # uses whatever data is there), --no-report.
 #
 # Benchmark 4 (tta) needs root for network namespaces and tc; without root (and always in --smoke)
@@ -20,12 +20,13 @@ TTA_LONG=()
 TTA_SWEEP=()
 TTA_100=()
 TTA_OVERLAP=()
+TTA_SLOW100=()
 ACC_BF16=()
 ACC_LONG=()
 ACC_OVERLAP=()
 BIN=$ROOT/build/bin
 OUT=""
-ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap
+ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap
 REPORT=1
 PY=/usr/bin/python3
 ARGS="$*"
@@ -78,6 +79,9 @@ case $MODE in
     # against DDP and no communication (about 22 minutes; DDP reaches 90% at its second
     # evaluation, about 460 s, so the cap stops it after that instead of at its full schedule).
     TTA_OVERLAP=(--rates 100 --epochs 3 --target 0.90 --cap-s 560 --methods qsr,qsr_overlap,qsr_bf16,qsr_bf16_overlap,nocomm,ddp)
+    # The slow-link settings of tta_sweep at 100 Mbit/s, with DDP and no communication in the
+    # same invocation, so that both of benchmark 4's aims are read off one run (about 18 minutes).
+    TTA_SLOW100=(--rates 100 --epochs 3 --target 0.90 --cap-s 560 --methods qsr_h16_bf16,qsr_h32_bf16,qsr_h8_bf16_overlap,nocomm,ddp)
     ACC=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3)
     # QSR with and without bf16 syncs on the same seeds: a paired comparison (about 27 minutes).
     ACC_BF16=(--epochs 1 --warmup-epochs 0.1 --seeds 1,2,3 --methods qsr,qsr_bf16)
@@ -161,6 +165,9 @@ if wants tta_100 && [ ${#TTA_100[@]} -gt 0 ]; then
 fi
 if wants tta_overlap && [ ${#TTA_OVERLAP[@]} -gt 0 ]; then
   run tta_overlap bash "$ROOT/bench/tta_netns.sh" --bin-dir "$BIN" "${NETNS[@]}" "${TTA_OVERLAP[@]}"
+fi
+if wants tta_slow100 && [ ${#TTA_SLOW100[@]} -gt 0 ]; then
+  run tta_slow100 bash "$ROOT/bench/tta_netns.sh" --bin-dir "$BIN" "${NETNS[@]}" "${TTA_SLOW100[@]}"
 fi
 wants accuracy && run accuracy $PY "$ROOT/bench/accuracy_study.py" --bin-dir "$BIN" "${ACC[@]}"
 if wants accuracy_long && [ ${#ACC_LONG[@]} -gt 0 ]; then

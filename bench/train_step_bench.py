@@ -96,6 +96,9 @@ def main():
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = default)")
     p.add_argument("--memory-format", default="contiguous", choices=["contiguous", "channels_last"])
+    p.add_argument("--grads", default="default", choices=["default", "none"],
+                   help="default: opt.zero_grad() as this PyTorch does it (1.13 fills zeros, 2.x "
+                        "sets to None); none: zero_grad(set_to_none=True), as qsr-worker does")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -112,7 +115,10 @@ def main():
     ys = [torch.randint(0, 10, (a.batch,), device=device) for _ in range(8)]
 
     def step(i):
-        opt.zero_grad()
+        if a.grads == "none":
+            opt.zero_grad(set_to_none=True)
+        else:
+            opt.zero_grad()
         loss = F.cross_entropy(model(xs[i % 8]), ys[i % 8])
         loss.backward()
         opt.step()
@@ -131,7 +137,7 @@ def main():
     sync()
     seconds = time.perf_counter() - start
     print(f"bench impl=python model={a.model} batch={a.batch} steps={a.steps} device={a.device} "
-          f"params={params} memory_format={a.memory_format} samples_per_s={a.batch * a.steps / seconds:.0f} "
+          f"params={params} memory_format={a.memory_format} grads={a.grads} samples_per_s={a.batch * a.steps / seconds:.0f} "
           f"step_ms={1000 * seconds / a.steps:.3f} final_loss={loss.item():.4f}", flush=True)
 
 
