@@ -74,8 +74,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const ClientSecurity& security);
 
+// Reconnect backoff for channels to a coordinator (or a host agent): 100 ms at first, at most
+// 1 s, where gRPC's default starts at 1 s and grows to 2 minutes. A coordinator restarted on its
+// state dir waits only about a heartbeat timeout for the previous members before it regroups
+// without them, and on a fast machine the rest of a run can end within that; a worker whose
+// channel is still backing off from the old process's death would miss both.
+void SetCoordinatorReconnectBackoff(grpc::ChannelArguments& args);
+
 // A channel to `address` (HOST:PORT) with `security`'s credentials and `args` (to which the
-// server-name override is added when set). Connects lazily.
+// server-name override and SetCoordinatorReconnectBackoff are added). Connects lazily.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
                                                            const ClientSecurity& security,
                                                            grpc::ChannelArguments args = {});

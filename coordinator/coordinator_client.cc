@@ -79,6 +79,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
 grpc::ChannelArguments ClientChannelArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  SetCoordinatorReconnectBackoff(args);
   return args;
 }
 

@@ -15,13 +15,13 @@ namespace {
 // and `p` dense (its elements fill numel consecutive slots), so that one linear pass over the
 // three buffers visits matching elements.
 bool SameDenseLayout(const torch::Tensor& p, const torch::Tensor& t) {
-  return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.sizes() == p.sizes() &&
-         t.strides() == p.strides();
+  return t.layout() == torch::kStrided && t.device().is_cpu() && t.scalar_type() == torch::kFloat &&
+         t.sizes() == p.sizes() && t.strides() == p.strides();
 }
 
 bool Fusable(const torch::Tensor& p, const torch::Tensor& grad) {
-  return p.device().is_cpu() && p.scalar_type() == torch::kFloat &&
-         p.is_non_overlapping_and_dense() && SameDenseLayout(p, grad) && !grad.is_sparse();
+  return p.device().is_cpu() && p.scalar_type() == torch::kFloat && p.layout() == torch::kStrided &&
+         p.is_non_overlapping_and_dense() && SameDenseLayout(p, grad);
 }
 
 struct Coefficients {
