@@ -107,8 +107,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 }
 
 void SetCoordinatorReconnectBackoff(grpc::ChannelArguments& args) {
+  // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the least time a connection
+  // attempt may take, and 100 ms cut handshakes with a coordinator that had just started on a
+  // loaded machine ("tcp handshaker shutdown", again and again).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
 }
 

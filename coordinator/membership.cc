@@ -76,6 +76,7 @@ void Membership::Recover(int64_t generation, const std::vector<std::string>& mem
   active_ = static_cast<int>(members_.size());
   forming_ = false;
   EndGeneration("the coordinator restarted", {}, now);
+  silence_ignored_until_ = now + options_.regroup_timeout;
 }
 
 void Membership::TouchJoiner(const std::string& worker_id, absl::Time now) {
@@ -166,9 +167,10 @@ bool Membership::TryForm(absl::Time now) {
     // peers noticed first).
     const bool all_back = std::all_of(expected_.begin(), expected_.end(), [&](const auto& e) {
       const Member& old = members_[e.second];
-      return now - old.last_seen > options_.heartbeat_timeout ||
-             std::any_of(joiners_.begin(), joiners_.end(),
-                         [&](const Member& j) { return j.worker_id == e.first; });
+      const bool silent =
+          now >= silence_ignored_until_ && now - old.last_seen > options_.heartbeat_timeout;
+      return silent || std::any_of(joiners_.begin(), joiners_.end(),
+                                   [&](const Member& j) { return j.worker_id == e.first; });
     });
     ready = n >= std::max(options_.min_workers, 1) &&
             (all_back || now >= forming_since_ + options_.regroup_timeout);

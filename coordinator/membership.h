@@ -74,7 +74,9 @@ class Membership {
                   int64_t next_round, int64_t failed_generation, absl::Time now,
                   const std::string& incarnation = "");
   // A restarted coordinator: `generation` with these members (worker ids by rank) has ended;
-  // they are expected to join the next one.
+  // they are expected to join the next one. Each is waited for until it joins or the regroup
+  // timeout passes, not dropped after a heartbeat timeout of silence as after a regroup: the
+  // silence is the coordinator's (its workers were reconnecting to it), not a sign of death.
   void Recover(int64_t generation, const std::vector<std::string>& members, absl::Time now);
   // A joiner's poll ended: it is still there (it will ask again).
   void TouchJoiner(const std::string& worker_id, absl::Time now);
@@ -132,6 +134,8 @@ class Membership {
   // Survivors of the ended generation, by worker id, with their old rank.
   std::vector<std::pair<std::string, int>> expected_;
   absl::Time forming_since_;
+  // Until then a silent survivor is still waited for (set by Recover).
+  absl::Time silence_ignored_until_ = absl::InfinitePast();
   std::string end_reason_;
   int64_t formed_next_round_ = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -283,6 +284,28 @@ TEST(RecipeTest, ToYamlRoundTrips) {
   EXPECT_EQ(again->dataset, "true");
   EXPECT_EQ(again->decay_points, r->decay_points);
   EXPECT_TRUE(again->nesterov);
+}
+
+// A coordinator restarted on its state dir re-reads the resolved recipe it journaled and
+// compares it with the one its flags give: every shipped recipe, resolved, must come back the
+// same from its own YAML, or the restart warns that the recipe changed when it did not.
+TEST(RecipeTest, AResolvedRecipeComesBackFromItsYamlUnchanged) {
+  int checked = 0;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(std::string(QSR_SOURCE_DIR) + "/recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    absl::StatusOr<Recipe> r = LoadRecipeFile(entry.path().string());
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (!ResolveRecipe(*r).ok()) continue;  // needs a data set this machine lacks
+    const std::string yaml = RecipeToYaml(*r);
+    absl::StatusOr<Recipe> again = ParseRecipeYaml(yaml, "/elsewhere/journal");
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << yaml;
+    ASSERT_TRUE(ResolveRecipe(*again).ok());
+    EXPECT_EQ(RecipeToYaml(*again), yaml);
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(RecipeTest, SetRecipeKeyAcceptsKebabAndSnake) {

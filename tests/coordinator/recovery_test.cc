@@ -4,7 +4,9 @@
 #include <memory>
 #include <optional>
 
+#include "absl/time/clock.h"
 #include "common/round_planner.h"
+#include "coordinator/journal.h"
 #include "coordinator/run_controller.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/test_recipe.h"
@@ -316,6 +318,44 @@ TEST_P(RecoveryTest, AnEvictedWorkerLearnsItAndCanComeBackAsAJoiner) {
 }
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes, RecoveryTest, ::testing::Values(1, 2, 3));
+
+// A coordinator restarted on its journal waits for every member of the interrupted generation
+// until the regroup timeout, even one silent for longer than a heartbeat timeout: its workers
+// could not reach it while it was down, and one still reconnecting is not dead.
+TEST(RestartRecoveryTest, SilentMembersAreAwaitedUntilTheRegroupTimeout) {
+  const std::string dir =
+      ::testing::TempDir() + "/restart_recovery_" + std::to_string(absl::ToUnixNanos(absl::Now()));
+  Journal::Recovered recovered;
+  absl::StatusOr<std::unique_ptr<Journal>> journal = Journal::Open(dir, &recovered);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  recovered.exists = true;
+  recovered.run_id = "t";
+  recovered.generation = 1;
+  recovered.members = {"w0", "w1"};
+  RunController::Options options;
+  options.run_id = "t";
+  options.heartbeat_timeout = absl::Seconds(2);
+  options.regroup_timeout = absl::Seconds(10);
+  const absl::Time start = absl::Now();
+  RunController controller(testing::SmallQsrRecipe(2, 1, 2), options, nullptr,
+                           std::shared_ptr<Journal>(std::move(*journal)), recovered);
+  std::optional<v1::JoinReply> w0;
+  v1::JoinRequest join;
+  join.set_worker_id("w0");
+  ASSERT_TRUE(
+      controller
+          .Join(join, start, start + absl::Seconds(60), [&](const v1::JoinReply& r) { w0 = r; })
+          .ok());
+  // w1 has been silent for three heartbeat timeouts: still waited for.
+  controller.Tick(start + absl::Seconds(6));
+  EXPECT_FALSE(w0.has_value());
+  // Past the regroup timeout the run goes on without it.
+  controller.Tick(start + absl::Seconds(11));
+  ASSERT_TRUE(w0.has_value());
+  EXPECT_EQ(w0->outcome().code(), v1::Outcome::OK);
+  EXPECT_EQ(w0->world_size(), 1);
+  EXPECT_EQ(w0->generation(), 2);
+}
 
 }  // namespace
 }  // namespace qsr
