@@ -246,6 +246,13 @@ void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completio
   if (state_ == State::kFinished || state_ == State::kFailed) return;
   if (!membership_.TryForm(now)) {
     if (std::optional<std::string> why = membership_.Unformable(now)) {
+      if (EveryRoundCommitted()) {
+        // Nobody is coming back because the members trained the rest of the plan on the rounds
+        // they had been served and left (across a coordinator restart, say): nothing is missing.
+        plan_exhausted_ = true;
+        Finish(completions);
+        return;
+      }
       ++failures_;
       for (auto& c : Fail(*why)) completions->push_back(std::move(c));
     }
@@ -731,18 +738,27 @@ void RunController::MaybeFinish(std::vector<Completion>* completions) {
   if ((state_ == State::kRunning || state_ == State::kWaiting) &&
       (plan_exhausted_ || rendezvous_only)) {
     if (rendezvous_only && !plan_exhausted_) message_ = kRendezvousOnly;
-    CommitReadyRounds();
-    state_ = State::kFinished;
-    ended_ = absl::Now();
-    // A call still waiting at the barrier (its worker left meanwhile) is answered too.
-    v1::NextRoundsReply finished;
-    *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, "the run has finished");
-    ReleaseWaiters(std::move(finished), completions);
-    if (stop_requested_) message_ = kStoppedByOperator;
-    LOG(INFO) << "run finished" << (stop_requested_ ? " (stopped by operator)" : "") << ": "
-              << committed_.size() << " rounds";
-    RecordEnd();
+    Finish(completions);
   }
+}
+
+bool RunController::EveryRoundCommitted() const {
+  return pending_.empty() && !committed_.empty() &&
+         (plan_exhausted_ || !planner_.RoundAt(next_round_to_serve_, next_step_to_serve_));
+}
+
+void RunController::Finish(std::vector<Completion>* completions) {
+  CommitReadyRounds();
+  state_ = State::kFinished;
+  ended_ = absl::Now();
+  // A call still waiting at the barrier (its worker left meanwhile) is answered too.
+  v1::NextRoundsReply finished;
+  *finished.mutable_outcome() = MakeOutcome(v1::Outcome::RUN_FINISHED, "the run has finished");
+  ReleaseWaiters(std::move(finished), completions);
+  if (stop_requested_) message_ = kStoppedByOperator;
+  LOG(INFO) << "run finished" << (stop_requested_ ? " (stopped by operator)" : "") << ": "
+            << committed_.size() << " rounds";
+  RecordEnd();
 }
 
 void RunController::RecordEnd() {

@@ -187,6 +187,10 @@ class RunController {
   // Ends the run as failed; returns the barrier callbacks to run outside the lock.
   std::vector<Completion> Fail(const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the run as finished: commits what is ready, answers waiting barrier calls, journals.
+  void Finish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every round served has been committed and there is none left to serve.
+  bool EveryRoundCommitted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The run has ended: journal and summary.json.
   void RecordEnd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

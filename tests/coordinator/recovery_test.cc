@@ -357,5 +357,64 @@ TEST(RestartRecoveryTest, SilentMembersAreAwaitedUntilTheRegroupTimeout) {
   EXPECT_EQ(w0->generation(), 2);
 }
 
+// The members may train the rest of the plan on the rounds they were served while the
+// coordinator is down, then report and leave: the restarted coordinator ends the run finished,
+// not failed for want of members.
+TEST(RestartRecoveryTest, MembersThatFinishedThePlanMeanwhileEndTheRunFinished) {
+  const std::string dir =
+      ::testing::TempDir() + "/restart_finished_" + std::to_string(absl::ToUnixNanos(absl::Now()));
+  const Recipe recipe = testing::SmallQsrRecipe(2, 1, 2);
+  const std::vector<Round> plan = RoundPlanner(recipe).Plan();
+  Journal::Recovered recovered;
+  absl::StatusOr<std::unique_ptr<Journal>> journal = Journal::Open(dir, &recovered);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  recovered.exists = true;
+  recovered.run_id = "t";
+  recovered.generation = 1;
+  recovered.members = {"w0", "w1"};
+  for (const Round& r : plan) {
+    v1::RoundPlan p;
+    p.set_round(r.index);
+    p.set_start_step(r.start_step);
+    p.set_h(r.h);
+    p.set_lr(r.lr);
+    recovered.served.push_back(p);
+  }
+  RunController::Options options;
+  options.run_id = "t";
+  options.heartbeat_timeout = absl::Seconds(2);
+  options.regroup_timeout = absl::Seconds(10);
+  const absl::Time start = absl::Now();
+  RunController controller(recipe, options, nullptr, std::shared_ptr<Journal>(std::move(*journal)),
+                           recovered);
+  for (int rank = 0; rank < 2; ++rank) {
+    v1::ReportRequest report;
+    report.set_worker_id("w" + std::to_string(rank));
+    report.set_rank(rank);
+    report.set_generation(1);
+    for (const v1::RoundPlan& p : recovered.served) {
+      v1::RoundReport* r = report.add_rounds();
+      r->set_round(p.round());
+      r->set_start_step(p.start_step());
+      r->set_h(p.h());
+      r->set_samples(32 * p.h());
+      r->set_params_digest(7);
+    }
+    ASSERT_TRUE(controller.Report(report, start).ok());
+  }
+  for (int rank = 0; rank < 2; ++rank) {
+    v1::LeaveRequest leave;
+    leave.set_worker_id("w" + std::to_string(rank));
+    leave.set_rank(rank);
+    leave.set_generation(1);
+    ASSERT_TRUE(controller.Leave(leave, start).ok());
+  }
+  controller.Tick(start + absl::Seconds(1));
+  const v1::GetStatusReply status = controller.Status(start + absl::Seconds(1));
+  EXPECT_EQ(status.state(), "FINISHED") << status.message();
+  EXPECT_EQ(controller.Rounds(v1::ListRoundsRequest()).rounds_size(),
+            static_cast<int>(plan.size()));
+}
+
 }  // namespace
 }  // namespace qsr
