@@ -319,38 +319,48 @@ TEST_P(RecoveryTest, AnEvictedWorkerLearnsItAndCanComeBackAsAJoiner) {
 
 INSTANTIATE_TEST_SUITE_P(WorldSizes, RecoveryTest, ::testing::Values(1, 2, 3));
 
-// A coordinator restarted on its journal waits for every member of the interrupted generation
-// until the regroup timeout, even one silent for longer than a heartbeat timeout: its workers
-// could not reach it while it was down, and one still reconnecting is not dead.
-TEST(RestartRecoveryTest, SilentMembersAreAwaitedUntilTheRegroupTimeout) {
+// A controller as a coordinator restarted on its journal builds it: generation 1 of w0 and w1
+// ended by the restart, with `served` in flight. Heartbeat timeout 2 s, regroup timeout 10 s.
+std::unique_ptr<RunController> Restarted(const std::string& name,
+                                         const std::vector<v1::RoundPlan>& served = {}) {
   const std::string dir =
-      ::testing::TempDir() + "/restart_recovery_" + std::to_string(absl::ToUnixNanos(absl::Now()));
+      ::testing::TempDir() + "/" + name + "_" + std::to_string(absl::ToUnixNanos(absl::Now()));
   Journal::Recovered recovered;
   absl::StatusOr<std::unique_ptr<Journal>> journal = Journal::Open(dir, &recovered);
-  ASSERT_TRUE(journal.ok()) << journal.status();
+  EXPECT_TRUE(journal.ok()) << journal.status();
+  if (!journal.ok()) return nullptr;
   recovered.exists = true;
   recovered.run_id = "t";
   recovered.generation = 1;
   recovered.members = {"w0", "w1"};
+  recovered.served = served;
   RunController::Options options;
   options.run_id = "t";
   options.heartbeat_timeout = absl::Seconds(2);
   options.regroup_timeout = absl::Seconds(10);
+  return std::make_unique<RunController>(testing::SmallQsrRecipe(2, 1, 2), options, nullptr,
+                                         std::shared_ptr<Journal>(std::move(*journal)), recovered);
+}
+
+// A coordinator restarted on its journal waits for every member of the interrupted generation
+// until the regroup timeout, even one silent for longer than a heartbeat timeout: its workers
+// could not reach it while it was down, and one still reconnecting is not dead.
+TEST(RestartRecoveryTest, SilentMembersAreAwaitedUntilTheRegroupTimeout) {
   const absl::Time start = absl::Now();
-  RunController controller(testing::SmallQsrRecipe(2, 1, 2), options, nullptr,
-                           std::shared_ptr<Journal>(std::move(*journal)), recovered);
+  std::unique_ptr<RunController> controller = Restarted("restart_silent");
+  ASSERT_NE(controller, nullptr);
   std::optional<v1::JoinReply> w0;
   v1::JoinRequest join;
   join.set_worker_id("w0");
   ASSERT_TRUE(
       controller
-          .Join(join, start, start + absl::Seconds(60), [&](const v1::JoinReply& r) { w0 = r; })
+          ->Join(join, start, start + absl::Seconds(60), [&](const v1::JoinReply& r) { w0 = r; })
           .ok());
   // w1 has been silent for three heartbeat timeouts: still waited for.
-  controller.Tick(start + absl::Seconds(6));
+  controller->Tick(start + absl::Seconds(6));
   EXPECT_FALSE(w0.has_value());
   // Past the regroup timeout the run goes on without it.
-  controller.Tick(start + absl::Seconds(11));
+  controller->Tick(start + absl::Seconds(11));
   ASSERT_TRUE(w0.has_value());
   EXPECT_EQ(w0->outcome().code(), v1::Outcome::OK);
   EXPECT_EQ(w0->world_size(), 1);
@@ -361,38 +371,24 @@ TEST(RestartRecoveryTest, SilentMembersAreAwaitedUntilTheRegroupTimeout) {
 // coordinator is down, then report and leave: the restarted coordinator ends the run finished,
 // not failed for want of members.
 TEST(RestartRecoveryTest, MembersThatFinishedThePlanMeanwhileEndTheRunFinished) {
-  const std::string dir =
-      ::testing::TempDir() + "/restart_finished_" + std::to_string(absl::ToUnixNanos(absl::Now()));
-  const Recipe recipe = testing::SmallQsrRecipe(2, 1, 2);
-  const std::vector<Round> plan = RoundPlanner(recipe).Plan();
-  Journal::Recovered recovered;
-  absl::StatusOr<std::unique_ptr<Journal>> journal = Journal::Open(dir, &recovered);
-  ASSERT_TRUE(journal.ok()) << journal.status();
-  recovered.exists = true;
-  recovered.run_id = "t";
-  recovered.generation = 1;
-  recovered.members = {"w0", "w1"};
-  for (const Round& r : plan) {
+  std::vector<v1::RoundPlan> served;
+  for (const Round& r : RoundPlanner(testing::SmallQsrRecipe(2, 1, 2)).Plan()) {
     v1::RoundPlan p;
     p.set_round(r.index);
     p.set_start_step(r.start_step);
     p.set_h(r.h);
     p.set_lr(r.lr);
-    recovered.served.push_back(p);
+    served.push_back(p);
   }
-  RunController::Options options;
-  options.run_id = "t";
-  options.heartbeat_timeout = absl::Seconds(2);
-  options.regroup_timeout = absl::Seconds(10);
   const absl::Time start = absl::Now();
-  RunController controller(recipe, options, nullptr, std::shared_ptr<Journal>(std::move(*journal)),
-                           recovered);
+  std::unique_ptr<RunController> controller = Restarted("restart_finished", served);
+  ASSERT_NE(controller, nullptr);
   for (int rank = 0; rank < 2; ++rank) {
     v1::ReportRequest report;
     report.set_worker_id("w" + std::to_string(rank));
     report.set_rank(rank);
     report.set_generation(1);
-    for (const v1::RoundPlan& p : recovered.served) {
+    for (const v1::RoundPlan& p : served) {
       v1::RoundReport* r = report.add_rounds();
       r->set_round(p.round());
       r->set_start_step(p.start_step());
@@ -400,20 +396,20 @@ TEST(RestartRecoveryTest, MembersThatFinishedThePlanMeanwhileEndTheRunFinished) 
       r->set_samples(32 * p.h());
       r->set_params_digest(7);
     }
-    ASSERT_TRUE(controller.Report(report, start).ok());
+    ASSERT_TRUE(controller->Report(report, start).ok());
   }
   for (int rank = 0; rank < 2; ++rank) {
     v1::LeaveRequest leave;
     leave.set_worker_id("w" + std::to_string(rank));
     leave.set_rank(rank);
     leave.set_generation(1);
-    ASSERT_TRUE(controller.Leave(leave, start).ok());
+    ASSERT_TRUE(controller->Leave(leave, start).ok());
   }
-  controller.Tick(start + absl::Seconds(1));
-  const v1::GetStatusReply status = controller.Status(start + absl::Seconds(1));
+  controller->Tick(start + absl::Seconds(1));
+  const v1::GetStatusReply status = controller->Status(start + absl::Seconds(1));
   EXPECT_EQ(status.state(), "FINISHED") << status.message();
-  EXPECT_EQ(controller.Rounds(v1::ListRoundsRequest()).rounds_size(),
-            static_cast<int>(plan.size()));
+  EXPECT_EQ(controller->Rounds(v1::ListRoundsRequest()).rounds_size(),
+            static_cast<int>(served.size()));
 }
 
 }  // namespace
