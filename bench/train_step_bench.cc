@@ -1,10 +1,11 @@
 // qsr-bench-step: times a plain LibTorch training-step loop, for comparing C++ with Python PyTorch
 // (bench/train_step_bench.py runs the same loop) on the same device, model and batch.
 //
-// Each step: zero_grad, forward, cross-entropy, backward, SGD step (momentum 0.9, weight decay
-// 5e-4, as the Fashion-MNIST recipe). The inputs are a few synthetic batches generated on the
-// device up front, so the loop measures compute and framework overhead, not data loading; there
-// is no host synchronisation inside the timed loop. Prints one line:
+// Each step: gradients dropped (ClearGradients, as qsr-worker does), forward, cross-entropy,
+// backward, SGD step (momentum 0.9, weight decay 5e-4, as the Fashion-MNIST recipe). The inputs are
+// a few synthetic batches generated on the device up front, so the loop measures compute and
+// framework overhead, not data loading; there is no host synchronisation inside the timed loop.
+// Prints one line:
 //   bench impl=cpp model=... batch=... steps=... device=... samples_per_s=... step_ms=...
 //
 // Models: "mlp" and "cnn" from the worker's zoo (1x28x28 inputs), and "resnet18", defined here

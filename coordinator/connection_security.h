@@ -76,9 +76,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 
 // Reconnect backoff for channels to a coordinator (or a host agent): 100 ms at first, at most
 // 1 s, where gRPC's default starts at 1 s and grows to 2 minutes. A coordinator restarted on its
-// state dir waits only about a heartbeat timeout for the previous members before it regroups
-// without them, and on a fast machine the rest of a run can end within that; a worker whose
-// channel is still backing off from the old process's death would miss both.
+// state dir waits one regroup timeout for the previous members before it regroups without them
+// (Membership::Recover); a worker whose channel is still backing off from the old process's
+// death can miss that, and on a fast machine the rest of the run with it.
 void SetCoordinatorReconnectBackoff(grpc::ChannelArguments& args);
 
 // A channel to `address` (HOST:PORT) with `security`'s credentials and `args` (to which the

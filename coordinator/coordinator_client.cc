@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "glog/logging.h"
 
 namespace qsr {
 namespace {
@@ -79,7 +80,6 @@ class GrpcCoordinatorClient : public CoordinatorClient {
 grpc::ChannelArguments ClientChannelArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  SetCoordinatorReconnectBackoff(args);
   return args;
 }
 
@@ -106,9 +106,11 @@ absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
 }
 
 std::unique_ptr<CoordinatorClient> NewGrpcCoordinatorClient(const std::string& address) {
-  return std::make_unique<GrpcCoordinatorClient>(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ClientChannelArgs()),
-      "");
+  // Without TLS files there is nothing that can fail to load.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeChannel(address, ClientSecurity(), ClientChannelArgs());
+  CHECK(channel.ok()) << channel.status();
+  return std::make_unique<GrpcCoordinatorClient>(std::move(*channel), "");
 }
 
 absl::StatusOr<std::unique_ptr<CoordinatorClient>> NewGrpcCoordinatorClient(

@@ -141,17 +141,7 @@ int main(int argc, char** argv) {
       if (absl::Status s = qsr::ResolveRecipe(*journaled); !s.ok()) {
         return Fail(std::string(s.message()));
       }
-      // The journal holds the recipe as the first start completed it: the default checkpoint
-      // folder, and what `resume` chose. Fill those in before comparing, so that the same
-      // --recipe does not read as a changed one.
-      qsr::Recipe given = *recipe;
-      if (given.checkpoint_dir.empty()) given.checkpoint_dir = journaled->checkpoint_dir;
-      if (!given.resume.empty()) {
-        given.resume_from_step = journaled->resume_from_step;
-        given.resume_pth = journaled->resume_pth;
-        given.optimizer_resume_pth = journaled->optimizer_resume_pth;
-      }
-      if (qsr::RecipeToYaml(*journaled) != qsr::RecipeToYaml(given)) {
+      if (qsr::RecipeChangedOnRestart(*recipe, *journaled)) {
         LOG(WARNING) << "--recipe differs from the recipe of the run in " << flags.Get("state-dir")
                      << "; continuing with the journal's";
       }

@@ -115,4 +115,14 @@ absl::Status Journal::Append(const v1::JournalEntry& entry) {
   return absl::OkStatus();
 }
 
+bool RecipeChangedOnRestart(Recipe given, const Recipe& journaled) {
+  if (given.checkpoint_dir.empty()) given.checkpoint_dir = journaled.checkpoint_dir;
+  if (!given.resume.empty()) {
+    given.resume_from_step = journaled.resume_from_step;
+    given.resume_pth = journaled.resume_pth;
+    given.optimizer_resume_pth = journaled.optimizer_resume_pth;
+  }
+  return RecipeToYaml(given) != RecipeToYaml(journaled);
+}
+
 }  // namespace qsr

@@ -16,9 +16,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/recipe.h"
 #include "qsr/v1/coordinator.pb.h"
 
 namespace qsr {
+
+// Whether `given` (the restarted coordinator's --recipe, resolved) asks for something other than
+// `journaled` (the recipe the run was started with, as the journal holds it). The journal's copy
+// was completed at the first start with the default checkpoint folder and what `resume` chose;
+// those are taken from it where `given` leaves them to be filled in, so that the same --recipe
+// does not read as a changed one.
+bool RecipeChangedOnRestart(Recipe given, const Recipe& journaled);
 
 class Journal {
  public:

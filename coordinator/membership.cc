@@ -76,7 +76,7 @@ void Membership::Recover(int64_t generation, const std::vector<std::string>& mem
   active_ = static_cast<int>(members_.size());
   forming_ = false;
   EndGeneration("the coordinator restarted", {}, now);
-  silence_ignored_until_ = now + options_.regroup_timeout;
+  after_restart_ = true;
 }
 
 void Membership::TouchJoiner(const std::string& worker_id, absl::Time now) {
@@ -167,8 +167,7 @@ bool Membership::TryForm(absl::Time now) {
     // peers noticed first).
     const bool all_back = std::all_of(expected_.begin(), expected_.end(), [&](const auto& e) {
       const Member& old = members_[e.second];
-      const bool silent =
-          now >= silence_ignored_until_ && now - old.last_seen > options_.heartbeat_timeout;
+      const bool silent = !after_restart_ && now - old.last_seen > options_.heartbeat_timeout;
       return silent || std::any_of(joiners_.begin(), joiners_.end(),
                                    [&](const Member& j) { return j.worker_id == e.first; });
     });
@@ -198,6 +197,7 @@ bool Membership::TryForm(absl::Time now) {
     active_ += members_[i].active() ? 1 : 0;
   }
   ++generation_;
+  after_restart_ = false;
   forming_ = false;
   LOG(INFO) << "generation " << generation_ << " formed with " << members_.size() << " workers";
   return true;

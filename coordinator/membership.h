@@ -134,8 +134,9 @@ class Membership {
   // Survivors of the ended generation, by worker id, with their old rank.
   std::vector<std::pair<std::string, int>> expected_;
   absl::Time forming_since_;
-  // Until then a silent survivor is still waited for (set by Recover).
-  absl::Time silence_ignored_until_ = absl::InfinitePast();
+  // The forming generation follows a coordinator restart (Recover): silent survivors are still
+  // waited for, up to the regroup timeout.
+  bool after_restart_ = false;
   std::string end_reason_;
   int64_t formed_next_round_ = 0;
 };

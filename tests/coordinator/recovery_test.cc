@@ -342,6 +342,22 @@ std::unique_ptr<RunController> Restarted(const std::string& name,
                                          std::shared_ptr<Journal>(std::move(*journal)), recovered);
 }
 
+// The journal's recipe was completed at the first start (checkpoint folder); the same --recipe
+// given again is not a change, a different value is.
+TEST(RestartRecoveryTest, TheSameRecipeIsNotAChangeAndAnotherValueIs) {
+  Recipe given = testing::SmallQsrRecipe(2, 1, 2);
+  ASSERT_TRUE(given.checkpoint_dir.empty());
+  Recipe journaled = given;
+  journaled.checkpoint_dir = "/runs/r1/checkpoints";
+  EXPECT_FALSE(RecipeChangedOnRestart(given, journaled));
+  Recipe other = given;
+  other.epochs += 1;
+  EXPECT_TRUE(RecipeChangedOnRestart(other, journaled));
+  Recipe elsewhere = given;
+  elsewhere.checkpoint_dir = "/elsewhere";
+  EXPECT_TRUE(RecipeChangedOnRestart(elsewhere, journaled));
+}
+
 // A coordinator restarted on its journal waits for every member of the interrupted generation
 // until the regroup timeout, even one silent for longer than a heartbeat timeout: its workers
 // could not reach it while it was down, and one still reconnecting is not dead.
