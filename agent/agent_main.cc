@@ -6,10 +6,12 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent_metrics.h"
 #include "agent/host_agent.h"
 #include "common/flags.h"
 #include "coordinator/connection_security.h"
 #include "coordinator/log_prefix.h"
+#include "coordinator/metrics_server.h"
 #include "glog/logging.h"
 
 namespace {
@@ -40,6 +42,12 @@ int main(int argc, char** argv) {
   flags.Add("window-ms", "500",
             "longest a worker's barrier call (or report) is held for the rest of its host before "
             "it goes to the coordinator without them");
+  flags.Add("metrics-port", "-1",
+            "serve Prometheus metrics over HTTP at /metrics on this port (-1: off; 0: the OS "
+            "chooses, logged)");
+  flags.Add("metrics-host", "0.0.0.0",
+            "the address --metrics-port binds (every interface by default: Prometheus scrapes "
+            "from elsewhere, while --listen stays on loopback)");
   qsr::AddClientSecurityFlags(flags);
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (flags.Get("coordinator").empty())
@@ -48,6 +56,13 @@ int main(int argc, char** argv) {
   if (!window_ms.ok()) return Fail(std::string(window_ms.status().message()));
   if (*window_ms < 1 || *window_ms > 600000) {
     return Fail(absl::StrFormat("--window-ms is %d; allowed: 1 to 600000", *window_ms));
+  }
+  absl::StatusOr<int64_t> metrics_port = flags.GetInt("metrics-port");
+  if (!metrics_port.ok()) return Fail(std::string(metrics_port.status().message()));
+  if (*metrics_port < -1 || *metrics_port > 65535) {
+    return Fail(absl::StrFormat(
+        "--metrics-port is %d; allowed: -1 (off), 0 (the OS chooses) or a port up to 65535",
+        *metrics_port));
   }
   absl::StatusOr<qsr::ClientSecurity> security = qsr::ClientSecurityFromFlags(flags);
   if (!security.ok()) return Fail(std::string(security.status().message()));
@@ -69,6 +84,18 @@ int main(int argc, char** argv) {
   if (!agent.ok()) return Fail(std::string(agent.status().message()));
   LOG(INFO) << "qsr-agent: serving " << (*agent)->address() << " for coordinator "
             << options.coordinator;
+  std::unique_ptr<qsr::MetricsServer> metrics;
+  if (*metrics_port >= 0) {
+    const qsr::HostAgent* host_agent = agent->get();
+    absl::StatusOr<std::unique_ptr<qsr::MetricsServer>> started = qsr::MetricsServer::Start(
+        [host_agent] { return qsr::RenderAgentMetrics(host_agent->stats()); }, "qsr-agent",
+        flags.Get("metrics-host"), static_cast<int>(*metrics_port));
+    if (!started.ok()) {
+      (*agent)->Shutdown();
+      return Fail(std::string(started.status().message()));
+    }
+    metrics = std::move(*started);
+  }
   if (!flags.Get("port-file").empty()) {
     std::string tmp = flags.Get("port-file") + ".tmp";
     std::ofstream(tmp) << (*agent)->port() << "\n";
@@ -77,6 +104,7 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   LOG(INFO) << "qsr-agent: signal " << sig << ": shutting down";
+  if (metrics) metrics->Shutdown();
   (*agent)->Shutdown();
   qsr::AgentService::Stats s = (*agent)->stats();
   std::cout << absl::StrFormat(

@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -46,7 +47,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   RoundStats* stats = &server->round_stats_;
   options.run.on_round_committed =
       [stats, user = std::move(options.run.on_round_committed)](const v1::RoundRecord& round) {
-        stats->Observe(round);
+        stats->Observe(round, absl::Now());
         if (user) user(round);
       };
   server->controller_ = std::make_unique<RunController>(recipe, options.run, std::move(log),
@@ -70,8 +71,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
   server->host_ = options.listen.substr(0, options.listen.rfind(':'));
   if (options.metrics_port >= 0) {
+    const RunController* controller = server->controller_.get();
+    const RoundStats* stats = &server->round_stats_;
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Start(
-        server->controller_.get(), &server->round_stats_, server->host_, options.metrics_port);
+        [controller, stats] {
+          const absl::Time now = absl::Now();
+          return RenderRunMetrics(controller->Status(now), stats->Get(), now);
+        },
+        "qsr-coordinator", server->host_, options.metrics_port);
     if (!metrics.ok()) return metrics.status();  // the destructor stops the gRPC server
     server->metrics_ = std::move(*metrics);
   }

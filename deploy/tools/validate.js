@@ -2,7 +2,10 @@
 // Validates rendered Kubernetes manifests (multi-document YAML) for deploy/check.sh:
 //
 //  1. schema: every object against the Kubernetes OpenAPI schemas (the `kubernetes-models` npm
-//     package; prometheus-operator's for PodMonitor): types, required fields, enums, formats;
+//     package; prometheus-operator's for PodMonitor and PrometheusRule, cert-manager's for
+//     Certificate): types, required fields,
+//     enums, formats; a Kubeflow PyTorchJob against schemas/pytorchjob-v1.json (its own fields,
+//     with ajv) and each of its pod templates against Kubernetes' PodTemplateSpec;
 //  2. strict fields: no field the schema does not know (a misspelt `securityContex` is silently
 //     dropped by the API server) - walked through the packages' TypeScript declarations, which
 //     carry the full field tree;
@@ -26,8 +29,11 @@ const yaml = require('js-yaml');
 
 // apiVersion + kind -> the model's module (its .js validates, its .d.ts describes the fields).
 function modelModule(apiVersion, kind) {
-  if (apiVersion === 'monitoring.coreos.com/v1') {
+  if (apiVersion === 'monitoring.coreos.com/v1') {  // PodMonitor, PrometheusRule
     return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${kind}`;
+  }
+  if (apiVersion === 'cert-manager.io/v1') {  // Certificate (components/tls)
+    return `@kubernetes-models/cert-manager/cert-manager.io/v1/${kind}`;
   }
   return `kubernetes-models/${apiVersion}/${kind}`;
 }
@@ -269,19 +275,78 @@ function readHelp(file) {
   return flags;
 }
 
-function podSpecOf(obj) {
+// The pod templates of a workload: [{role, template}] (role: '' or a PyTorchJob replica type).
+function podTemplatesOf(obj) {
   const spec = obj.spec || {};
   if (['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job'].includes(obj.kind)) {
-    return spec.template && spec.template.spec;
+    return spec.template ? [{ role: '', template: spec.template }] : [];
   }
-  if (obj.kind === 'CronJob') return spec.jobTemplate && spec.jobTemplate.spec.template.spec;
-  if (obj.kind === 'Pod') return spec;
-  return null;
+  if (obj.kind === 'CronJob' && spec.jobTemplate && spec.jobTemplate.spec) {
+    return [{ role: '', template: spec.jobTemplate.spec.template }];
+  }
+  if (obj.kind === 'PyTorchJob') {
+    return Object.entries(spec.pytorchReplicaSpecs || {}).map(
+      ([role, r]) => ({ role, template: (r && r.template) || {} }));
+  }
+  return [];
+}
+
+function podSpecsOf(obj) {
+  return podTemplatesOf(obj).map((t) => t.template.spec || {});
+}
+
+// The first pod spec (the only one of a Job or Deployment).
+function podSpecOf(obj) {
+  return podSpecsOf(obj)[0] || null;
+}
+
+function runs(c, binary) {
+  return path.basename((c.command || [])[0] || '') === binary;
+}
+
+// A PyTorchJob: its own fields against schemas/pytorchjob-v1.json, each replica's pod template
+// against Kubernetes' PodTemplateSpec (schema and strict fields).
+let pytorchJobSchema = null;
+function checkPyTorchJob(obj, where, problems) {
+  if (!pytorchJobSchema) {
+    const Ajv = require('ajv');
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    ajv.addFormat('int32', { type: 'number',
+                             validate: (x) => Number.isInteger(x) && x >= -(2 ** 31) && x < 2 ** 31 });
+    ajv.addFormat('int64', { type: 'number', validate: (x) => Number.isInteger(x) });
+    pytorchJobSchema = ajv.compile(
+      JSON.parse(fs.readFileSync(path.join(__dirname, 'schemas', 'pytorchjob-v1.json'), 'utf8')));
+  }
+  if (!pytorchJobSchema(obj)) {
+    for (const e of pytorchJobSchema.errors) {
+      const extra = e.params && e.params.additionalProperty ? ` (${e.params.additionalProperty})` : '';
+      problems.push(`${where}${e.instancePath.replace(/\//g, '.')}: ${e.message}${extra}`);
+    }
+  }
+  const mod = 'kubernetes-models/v1/PodTemplateSpec';
+  const { PodTemplateSpec } = require(mod);
+  const dts = resolveDts(mod);
+  for (const { role, template } of podTemplatesOf(obj)) {
+    const tw = `${where}.spec.pytorchReplicaSpecs.${role}.template`;
+    try {
+      new PodTemplateSpec(template).validate();
+    } catch (e) {
+      problems.push(`${tw}: ${e.message}`);
+    }
+    const found = dts && lookup('IPodTemplateSpec', dts);
+    if (!found) problems.push(`${tw}: no field declarations for PodTemplateSpec`);
+    else checkFields(template, found.type, found.file, tw, problems);
+    if (!((template.spec || {}).containers || []).some((c) => c.name === 'pytorch')) {
+      problems.push(`${tw}: no container named pytorch (the Training Operator requires one)`);
+    }
+  }
 }
 
 function checkFlags(obj, where, helps, problems) {
-  const pod = podSpecOf(obj);
-  if (!pod) return;
+  for (const pod of podSpecsOf(obj)) checkPodFlags(pod, where, helps, problems);
+}
+
+function checkPodFlags(pod, where, helps, problems) {
   for (const c of [...(pod.initContainers || []), ...(pod.containers || [])]) {
     const cw = `${where} container ${c.name}`;
     const binary = path.basename((c.command || [])[0] || '');
@@ -339,31 +404,41 @@ function main(argv) {
       const name = (obj.metadata && obj.metadata.name) || '?';
       const where = `${path.basename(file)}: ${obj.kind}/${name}`;
       if (!obj.apiVersion || !obj.kind) { problems.push(`${where}: no apiVersion or kind`); continue; }
-      const mod = modelModule(obj.apiVersion, obj.kind);
-      let Model;
-      try {
-        Model = require(mod)[obj.kind];
-      } catch (e) {
-        problems.push(`${where}: no schema for ${obj.apiVersion} ${obj.kind}`);
-        continue;
+      // kustomize wraps a generated Secret's base64 over several lines; the API server's decoder
+      // skips the newlines, so the schema's "byte" format is checked without them.
+      if (obj.kind === 'Secret' && obj.data) {
+        for (const k of Object.keys(obj.data)) obj.data[k] = String(obj.data[k]).replace(/\s+/g, '');
       }
-      try {
-        new Model(obj).validate();
-      } catch (e) {
-        problems.push(`${where}: ${e.message}`);
+      if (obj.apiVersion === 'kubeflow.org/v1' && obj.kind === 'PyTorchJob') {
+        checkPyTorchJob(obj, where, problems);
+      } else {
+        const mod = modelModule(obj.apiVersion, obj.kind);
+        let Model;
+        try {
+          Model = require(mod)[obj.kind];
+        } catch (e) {
+          problems.push(`${where}: no schema for ${obj.apiVersion} ${obj.kind}`);
+          continue;
+        }
+        try {
+          new Model(obj).validate();
+        } catch (e) {
+          problems.push(`${where}: ${e.message}`);
+        }
+        const dts = resolveDts(mod);
+        const found = dts && lookup(`I${obj.kind}`, dts);
+        if (!found) problems.push(`${where}: no field declarations for ${obj.kind} (${mod})`);
+        else checkFields(obj, found.type, found.file, where, problems);
       }
-      const dts = resolveDts(mod);
-      const found = dts && lookup(`I${obj.kind}`, dts);
-      if (!found) problems.push(`${where}: no field declarations for ${obj.kind} (${mod})`);
-      else checkFields(obj, found.type, found.file, where, problems);
       checkFlags(obj, where, helps, problems);
       // An overlay is what gets applied: each container's image must say which build it is (a
       // container an overlay adds after its `images:` list would otherwise run `:latest`).
       if (path.basename(file) !== 'base.yaml') {
-        const pod = podSpecOf(obj) || {};
-        for (const c of [...(pod.initContainers || []), ...(pod.containers || [])]) {
-          if (c.image && !/[:@]/.test(c.image.split('/').pop())) {
-            problems.push(`${where} container ${c.name}: image ${c.image} has no tag or digest`);
+        for (const pod of podSpecsOf(obj)) {
+          for (const c of [...(pod.initContainers || []), ...(pod.containers || [])]) {
+            if (c.image && !/[:@]/.test(c.image.split('/').pop())) {
+              problems.push(`${where} container ${c.name}: image ${c.image} has no tag or digest`);
+            }
           }
         }
       }
@@ -373,12 +448,28 @@ function main(argv) {
       if (obj.kind === 'Job' && /qsr-worker/.test(name)) {
         // Each pod runs one worker per container that runs qsr-worker (several behind an agent).
         const perPod = ((podSpecOf(obj) || {}).containers || []).filter(
-          (c) => path.basename((c.command || [])[0] || '') === 'qsr-worker').length;
+          (c) => runs(c, 'qsr-worker')).length;
         jobs.push({ where, spec: obj.spec, perPod });
       }
+      if (obj.kind === 'PyTorchJob') {
+        const replicas = (obj.spec && obj.spec.pytorchReplicaSpecs) || {};
+        const worker = replicas.Worker || {};
+        const perPod = (((worker.template || {}).spec || {}).containers || []).filter(
+          (c) => runs(c, 'qsr-worker')).length;
+        const n = worker.replicas === undefined ? 1 : worker.replicas;
+        jobs.push({ where: `${where} Worker`, spec: { parallelism: n, completions: n }, perPod });
+        // A gang is every pod of the run: fewer would start a run that cannot have all workers.
+        const pods = Object.values(replicas).reduce(
+          (sum, r) => sum + (r.replicas === undefined ? 1 : r.replicas), 0);
+        const policy = ((obj.spec.runPolicy || {}).schedulingPolicy) || {};
+        if (policy.minAvailable !== undefined && policy.minAvailable !== pods) {
+          problems.push(`${where}: runPolicy.schedulingPolicy.minAvailable is ` +
+                        `${policy.minAvailable}; the gang is all ${pods} pods (Master + Workers)`);
+        }
+      }
       // A coordinator's --workers=N overrides the recipe's.
-      for (const c of ((podSpecOf(obj) || {}).containers || [])) {
-        if (path.basename((c.command || [])[0] || '') !== 'qsr-coordinator') continue;
+      for (const c of podSpecsOf(obj).flatMap((pod) => pod.containers || [])) {
+        if (!runs(c, 'qsr-coordinator')) continue;
         for (const arg of c.args || []) {
           const m = /^--workers=(\d+)$/.exec(String(arg));
           if (m) recipes.push({ workers: Number(m[1]), override: true });
@@ -404,4 +495,5 @@ function main(argv) {
   return problems.length ? 1 : 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+module.exports = { podTemplatesOf, podSpecsOf, runs };
+if (require.main === module) process.exitCode = main(process.argv.slice(2));

@@ -13,10 +13,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/plot.h"
+#include "common/prometheus_text.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/log_prefix.h"
 #include "coordinator/metrics_server.h"
+#include "coordinator/run_metrics.h"
 #include "coordinator/run_controller.h"
 #include "gtest/gtest.h"
 #include "tests/integration/fake_workers.h"
@@ -242,15 +244,41 @@ TEST(MetricsTest, ServesAFinishedRun) {
   EXPECT_EQ(m["qsr_round_duration_seconds_count"], rounds);
   EXPECT_EQ(m["qsr_round_duration_seconds_bucket{le=\"+Inf\"}"], rounds);
   EXPECT_EQ(m["qsr_samples_total"], 2 * 64 * 40);
-  EXPECT_EQ(m["qsr_averaged_bytes_per_worker_total"], 4096 * rounds);
+  EXPECT_EQ(m["qsr_averaging_sent_per_worker_bytes_total"], 4096 * rounds);
   EXPECT_EQ(m["qsr_workers{state=\"left\"}"], 2);
   EXPECT_EQ(m["qsr_worker_failures_total"], 0);
   EXPECT_EQ(m["qsr_regroups_total"], 0);
   EXPECT_EQ(m["qsr_param_checked_rounds_total"], rounds);
   EXPECT_EQ(m["qsr_param_mismatch_rounds_total"], 0);
   EXPECT_GT(m["qsr_learning_rate"], 0);
-  EXPECT_GE(m["qsr_sync_period_h"], 1);
-  EXPECT_NEAR(m["qsr_test_accuracy"], 0.5 + 0.4 * 40 / 1000.0, 1e-9);
+  EXPECT_GE(m["qsr_sync_period_steps"], 1);
+  EXPECT_NEAR(m["qsr_test_accuracy_ratio"], 0.5 + 0.4 * 40 / 1000.0, 1e-9);
+  // Points in time are Unix seconds: the run started and its last round committed within the
+  // last few minutes, and the workers were last heard from then too.
+  const double now_s = absl::ToUnixMicros(absl::Now()) / 1e6;
+  EXPECT_NEAR(m["qsr_run_start_timestamp_seconds"], now_s, 300);
+  EXPECT_LE(m["qsr_run_start_timestamp_seconds"], m["qsr_last_round_timestamp_seconds"]);
+  EXPECT_NEAR(m["qsr_last_round_timestamp_seconds"], now_s, 300);
+  int worker_timestamps = 0;
+  for (const auto& [name, value] : m) {
+    if (!absl::StartsWith(name, "qsr_worker_last_seen_timestamp_seconds{")) continue;
+    ++worker_timestamps;
+    EXPECT_NEAR(value, now_s, 300) << name;
+  }
+  EXPECT_EQ(worker_timestamps, 2) << res->body;
+  // Rates are left to PromQL: no gauge of samples per second for the run.
+  EXPECT_EQ(m.count("qsr_samples_per_second"), 0u);
+  // The build and the process, as every Prometheus client library exports them.
+  EXPECT_EQ(m.count(absl::StrCat("qsr_build_info{binary=\"qsr-coordinator\",version=\"",
+                                 QsrVersion(), "\",revision=\"", QsrRevision(), "\"}")),
+            1u)
+      << res->body;
+  EXPECT_GT(m["process_cpu_seconds_total"], 0);
+  EXPECT_GT(m["process_resident_memory_bytes"], 1 << 20);
+  EXPECT_GT(m["process_virtual_memory_bytes"], m["process_resident_memory_bytes"]);
+  EXPECT_NEAR(m["process_start_time_seconds"], now_s, 600);
+  EXPECT_GT(m["process_open_fds"], 2);
+  EXPECT_GE(m["process_max_fds"], m["process_open_fds"]);
   EXPECT_EQ(
       m.count("qsr_info{run_id=\"metrics-\\\"test\\\"\",model=\"cnn\",optimizer=\"localsgd\"}"), 1u)
       << res->body;
@@ -282,7 +310,8 @@ TEST(MetricsTest, PageIsWellFormed) {
   s.set_test_acc(-1);
   v1::WorkerInfo* w = s.add_worker_info();
   w->set_host("h\"1");
-  const std::string page = RenderMetrics(s, RoundStats::Snapshot());
+  const std::string page = MetricsPage(RenderRunMetrics(s, RoundStats::Snapshot(), absl::Now()),
+                                       "qsr-coordinator");
   const std::regex sample(
       R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]+="([^"\\]|\\.)*",?)*\})? \S+$)");
   std::set<std::string> typed;
@@ -306,6 +335,7 @@ TEST(MetricsTest, PageIsWellFormed) {
   }
   EXPECT_NE(page.find(R"(run_id="a\\b\nc")"), std::string::npos) << page;
   EXPECT_EQ(page.find("qsr_test_accuracy"), std::string::npos) << "no evaluation yet";
+  EXPECT_EQ(page.find("qsr_last_round_timestamp_seconds"), std::string::npos) << "no round yet";
 }
 
 TEST(MetricsTest, BusyPortIsAnErrorNamingIt) {
