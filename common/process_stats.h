@@ -15,12 +15,12 @@
 namespace qsr {
 
 struct ProcessStats {
-  double cpu_seconds = 0;          // user + system CPU time
-  double resident_bytes = 0;       // resident set size
-  double virtual_bytes = 0;        // virtual memory size
-  double start_time_seconds = 0;   // since the Unix epoch
-  double open_fds = -1;            // -1: unknown
-  double max_fds = -1;             // the soft limit; -1: unknown or unlimited
+  double cpu_seconds = 0;         // user + system CPU time
+  double resident_bytes = 0;      // resident set size
+  double virtual_bytes = 0;       // virtual memory size
+  double start_time_seconds = 0;  // since the Unix epoch
+  double open_fds = -1;           // -1: unknown
+  double max_fds = -1;            // the soft limit; -1: unknown or unlimited
 };
 
 // Fills cpu_seconds, resident_bytes, virtual_bytes and start_time_seconds from the text of

@@ -62,14 +62,13 @@ void AppendBuildInfo(const std::string& binary, PrometheusPage* page) {
   page->Family("qsr_build_info", "gauge",
                "The binary, the qsr version and git revision it was built from; always 1.")
       .Sample("qsr_build_info", 1,
-              absl::StrFormat(R"(binary="%s",version="%s",revision="%s")",
-                              PrometheusLabel(binary), PrometheusLabel(QsrVersion()),
-                              PrometheusLabel(QsrRevision())));
+              absl::StrFormat(R"(binary="%s",version="%s",revision="%s")", PrometheusLabel(binary),
+                              PrometheusLabel(QsrVersion()), PrometheusLabel(QsrRevision())));
 }
 
 void AppendProcessMetrics(const ProcessStats& s, PrometheusPage* page) {
-  page->One("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
-            s.cpu_seconds);
+  page->One("process_cpu_seconds_total", "counter",
+            "Total user and system CPU time spent in seconds.", s.cpu_seconds);
   page->One("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
             s.resident_bytes);
   page->One("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",

@@ -21,8 +21,7 @@ std::string PrometheusValue(double value);
 
 class PrometheusPage {
  public:
-  PrometheusPage& Family(const std::string& name, const std::string& type,
-                         const std::string& help);
+  PrometheusPage& Family(const std::string& name, const std::string& type, const std::string& help);
   // `labels` is the text between the braces (name="value",...), already escaped; "" for none.
   PrometheusPage& Sample(const std::string& name, double value, const std::string& labels = "");
   // A family with one unlabelled sample.

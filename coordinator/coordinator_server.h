@@ -23,8 +23,8 @@
 #include "coordinator/coordinator_service.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/metrics_server.h"
-#include "coordinator/run_metrics.h"
 #include "coordinator/run_controller.h"
+#include "coordinator/run_metrics.h"
 #include "coordinator/token_guard.h"
 
 namespace qsr {

@@ -61,7 +61,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   http.set_read_timeout(kIoTimeoutS, 0);
   http.set_write_timeout(kIoTimeoutS, 0);
   http.Get("/metrics", [render = std::move(render), binary](const httplib::Request&,
-                                                             httplib::Response& res) {
+                                                            httplib::Response& res) {
     res.set_content(MetricsPage(render(), binary), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {

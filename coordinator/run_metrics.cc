@@ -29,9 +29,10 @@ std::string RenderRunMetrics(const v1::GetStatusReply& s, const RoundStats::Snap
                              absl::Time now) {
   PrometheusPage p;
   p.Family("qsr_info", "gauge", "The run's identity; the value is always 1.")
-      .Sample("qsr_info", 1,
-              absl::StrFormat(R"(run_id="%s",model="%s",optimizer="%s")", PrometheusLabel(s.run_id()),
-                              PrometheusLabel(s.model()), PrometheusLabel(s.optimizer())));
+      .Sample(
+          "qsr_info", 1,
+          absl::StrFormat(R"(run_id="%s",model="%s",optimizer="%s")", PrometheusLabel(s.run_id()),
+                          PrometheusLabel(s.model()), PrometheusLabel(s.optimizer())));
   p.Family("qsr_run_state", "gauge",
            "1 for the run's state (WAITING, RUNNING, REGROUPING, FINISHED, FAILED), 0 for the "
            "others.");
@@ -102,16 +103,16 @@ std::string RenderRunMetrics(const v1::GetStatusReply& s, const RoundStats::Snap
            "Each worker's training throughput in its last round, as it measured it.");
   for (const v1::WorkerInfo& w : s.worker_info()) {
     p.Sample("qsr_worker_samples_per_second", w.samples_per_sec(),
-             absl::StrFormat(R"(rank="%d",host="%s",device="%s")", w.rank(), PrometheusLabel(w.host()),
-                             PrometheusLabel(w.device())));
+             absl::StrFormat(R"(rank="%d",host="%s",device="%s")", w.rank(),
+                             PrometheusLabel(w.host()), PrometheusLabel(w.device())));
   }
   p.Family("qsr_worker_last_seen_timestamp_seconds", "gauge",
            "When the coordinator last heard from each worker (seconds since the Unix epoch).");
   for (const v1::WorkerInfo& w : s.worker_info()) {
     p.Sample("qsr_worker_last_seen_timestamp_seconds",
              absl::ToUnixMicros(now) / 1e6 - w.last_seen_s(),
-             absl::StrFormat(R"(rank="%d",host="%s",state="%s")", w.rank(), PrometheusLabel(w.host()),
-                             PrometheusLabel(w.state())));
+             absl::StrFormat(R"(rank="%d",host="%s",state="%s")", w.rank(),
+                             PrometheusLabel(w.host()), PrometheusLabel(w.state())));
   }
   return std::move(p).str();
 }

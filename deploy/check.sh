@@ -46,9 +46,10 @@ need node "install it with scripts/install-deps.sh"
 # Components, `labels` with includeTemplates and patches that delete need kustomize v4 or later
 # (Debian 12's kubernetes-client has v2, which renders these wrongly or not at all).
 kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p')
-if [ -z "$kustomize_version" ] || [ "${kustomize_version%%.*}" -lt 4 ] 2>/dev/null; then
+kustomize_major=$(sed -n 's/^\([0-9][0-9]*\)\..*/\1/p' <<<"$kustomize_version")
+if [ -z "$kustomize_major" ] || [ "$kustomize_major" -lt 4 ]; then
   echo "deploy-check: kubectl's kustomize is '${kustomize_version:-unknown}'; v4 or later is" \
-       "needed (scripts/install-deps.sh installs it)" >&2
+       "needed: put a newer kubectl on PATH (Debian 12's kubernetes-client has v2)" >&2
   exit 1
 fi
 if [ ! -d "$DEPLOY/tools/node_modules/kubernetes-models" ]; then

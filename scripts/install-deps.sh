@@ -43,6 +43,12 @@ if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${tools[@]}"
   fi
+  # deploy/check.sh needs kustomize v4 or later (components, includeTemplates) and stops without.
+  kv=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p')
+  if [ -z "$kv" ] || [ "${kv%%.*}" -lt 4 ] 2>/dev/null; then
+    echo "[install-deps] WARNING: kubectl's kustomize is '${kv:-unknown}', v4 or later is needed:" \
+         "deploy_check will fail until a newer kubectl is on PATH" >&2
+  fi
   TOOLS_DIR="$(cd "$(dirname "$0")/.." && pwd)/deploy/tools"
   stamp="$TOOLS_DIR/node_modules/.qsr-lock.sha256"
   want=$(sha256sum "$TOOLS_DIR/package-lock.json" | cut -d' ' -f1)

@@ -35,14 +35,10 @@ TEST(AgentMetricsTest, EveryCounterIsACounterWithItsValue) {
     }
   }
   const std::map<std::string, std::string> want = {
-      {"qsr_agent_barrier_calls_total", "64"},
-      {"qsr_agent_upstream_barrier_calls_total", "8"},
-      {"qsr_agent_forwarded_calls_total", "3"},
-      {"qsr_agent_superseded_calls_total", "1"},
-      {"qsr_agent_heartbeats_total", "400"},
-      {"qsr_agent_upstream_heartbeats_total", "50"},
-      {"qsr_agent_reports_total", "64"},
-      {"qsr_agent_upstream_report_batches_total", "9"},
+      {"qsr_agent_barrier_calls_total", "64"},  {"qsr_agent_upstream_barrier_calls_total", "8"},
+      {"qsr_agent_forwarded_calls_total", "3"}, {"qsr_agent_superseded_calls_total", "1"},
+      {"qsr_agent_heartbeats_total", "400"},    {"qsr_agent_upstream_heartbeats_total", "50"},
+      {"qsr_agent_reports_total", "64"},        {"qsr_agent_upstream_report_batches_total", "9"},
       {"qsr_agent_known_workers", "8"}};
   EXPECT_EQ(values, want) << page;
   for (const auto& [name, value] : want) {

@@ -21,7 +21,7 @@ constexpr char kStat[] =
 TEST(ProcessStatsTest, ParsesStatCountingFieldsAfterTheCommandName) {
   ProcessStats s;
   ASSERT_TRUE(ParseProcStat(kStat, 100, 4096, 1700000000, &s).ok());
-  EXPECT_DOUBLE_EQ(s.cpu_seconds, 4.0);                     // (250 + 150) ticks / 100
+  EXPECT_DOUBLE_EQ(s.cpu_seconds, 4.0);                       // (250 + 150) ticks / 100
   EXPECT_DOUBLE_EQ(s.start_time_seconds, 1700000000 + 1234);  // boot + 123400 ticks
   EXPECT_DOUBLE_EQ(s.virtual_bytes, 104857600);
   EXPECT_DOUBLE_EQ(s.resident_bytes, 2560.0 * 4096);
@@ -46,8 +46,8 @@ TEST(ProcessStatsTest, BootTimeAndFileLimit) {
   absl::StatusOr<double> max = ParseMaxOpenFiles(limits);
   ASSERT_TRUE(max.ok()) << max.status();
   EXPECT_EQ(*max, 1024);
-  EXPECT_EQ(*ParseMaxOpenFiles("Max open files            unlimited            unlimited   files\n"),
-            -1);
+  EXPECT_EQ(
+      *ParseMaxOpenFiles("Max open files            unlimited            unlimited   files\n"), -1);
   EXPECT_FALSE(ParseMaxOpenFiles("Max cpu time unlimited\n").ok());
 }
 

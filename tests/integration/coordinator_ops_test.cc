@@ -2,6 +2,7 @@
 // Prometheus endpoint, the log prefix, and the plot's data and script.
 #include <httplib.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <regex>
@@ -18,8 +19,8 @@
 #include "coordinator/coordinator_server.h"
 #include "coordinator/log_prefix.h"
 #include "coordinator/metrics_server.h"
-#include "coordinator/run_metrics.h"
 #include "coordinator/run_controller.h"
+#include "coordinator/run_metrics.h"
 #include "gtest/gtest.h"
 #include "tests/integration/fake_workers.h"
 #include "tests/integration/test_util.h"
@@ -310,8 +311,8 @@ TEST(MetricsTest, PageIsWellFormed) {
   s.set_test_acc(-1);
   v1::WorkerInfo* w = s.add_worker_info();
   w->set_host("h\"1");
-  const std::string page = MetricsPage(RenderRunMetrics(s, RoundStats::Snapshot(), absl::Now()),
-                                       "qsr-coordinator");
+  const std::string page =
+      MetricsPage(RenderRunMetrics(s, RoundStats::Snapshot(), absl::Now()), "qsr-coordinator");
   const std::regex sample(
       R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]+="([^"\\]|\\.)*",?)*\})? \S+$)");
   std::set<std::string> typed;
@@ -336,6 +337,35 @@ TEST(MetricsTest, PageIsWellFormed) {
   EXPECT_NE(page.find(R"(run_id="a\\b\nc")"), std::string::npos) << page;
   EXPECT_EQ(page.find("qsr_test_accuracy"), std::string::npos) << "no evaluation yet";
   EXPECT_EQ(page.find("qsr_last_round_timestamp_seconds"), std::string::npos) << "no round yet";
+}
+
+// The endpoint the agent uses too: whatever its owner renders, on every scrape, then the build and
+// the process.
+TEST(MetricsTest, ServesItsOwnersFamiliesWithBuildAndProcess) {
+  std::atomic<int> scrapes{0};
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(
+      [&scrapes] {
+        return absl::StrCat("# HELP qsr_x_total X.\n# TYPE qsr_x_total counter\nqsr_x_total ",
+                            ++scrapes, "\n");
+      },
+      "qsr-agent", "127.0.0.1", 0);
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client http("127.0.0.1", (*server)->port());
+  http.set_connection_timeout(5);
+  http.set_read_timeout(5);
+  for (int want = 1; want <= 2; ++want) {
+    httplib::Result res = http.Get("/metrics");
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    std::map<std::string, double> m = ParseMetrics(res->body);
+    EXPECT_EQ(m["qsr_x_total"], want) << res->body;
+    EXPECT_EQ(m.count(absl::StrCat("qsr_build_info{binary=\"qsr-agent\",version=\"", QsrVersion(),
+                                   "\",revision=\"", QsrRevision(), "\"}")),
+              1u)
+        << res->body;
+    EXPECT_GT(m["process_resident_memory_bytes"], 0);
+    EXPECT_GT(m["process_open_fds"], 0);
+  }
+  (*server)->Shutdown();
 }
 
 TEST(MetricsTest, BusyPortIsAnErrorNamingIt) {
