@@ -104,7 +104,7 @@ absl::Status ProcessGroup::Start(Child& c) {
   if (pid == 0) {
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());  // a bare name (ssh) is looked up in PATH
     std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
     ::_exit(127);
   }

@@ -31,7 +31,8 @@ class ProcessGroup {
     std::string log_path;  // when set, append the child's output to this file too
   };
 
-  // Starts `argv` with stdout and stderr captured; returns the child's index.
+  // Starts `argv` (argv[0] without a slash is looked up in PATH) with stdout and stderr
+  // captured; returns the child's index.
   absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv);
   absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv,
                             const Output& output);

@@ -99,7 +99,8 @@ std::optional<int> NodeOptions(const qsr::FlagParser& flags, const std::string& 
   std::string host = flags.Get("host");
   if (host.empty()) {
     absl::StatusOr<std::string> found = qsr::LocalAddressTowards(coordinator);
-    if (!found.ok()) return Fail("--coordinator " + std::string(found.status().message()));
+    if (!found.ok())
+      return Fail("--coordinator " + coordinator + ": " + std::string(found.status().message()));
     host = *found;
     if (qsr::IsLoopbackHost(host) && !qsr::IsLoopbackHost(coord_host)) {
       std::cerr << "qsr-run: warning: the route to the coordinator " << coordinator
@@ -414,7 +415,11 @@ int RunHostfile(const qsr::FlagParser& flags) {
       }
     }
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  // Every node has ended: after a finished run the coordinator ends on its own; after a failed
+  // node it would wait for workers that are not coming.
+  bool all_ok = true;
+  for (int i = 1; i < group.size(); ++i) all_ok = all_ok && group.ExitCode(i) == 0;
+  const absl::Time deadline = absl::Now() + (all_ok ? absl::Seconds(60) : absl::ZeroDuration());
   while (!group.ExitCode(0) && absl::Now() < deadline) group.Pump(absl::Milliseconds(200));
   group.TerminateAll(absl::Seconds(10));
   for (int i = 1; i < group.size(); ++i) {
