@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <filesystem>
 
 #include "cli/process_group.h"
@@ -213,6 +215,58 @@ TEST(PlainHostsTest, TwoSlurmTasksRunTheCoordinatorAndTwoNodes) {
   for (const char* node : {"node0", "node1"}) {
     EXPECT_THAT(testing::ReadFile(dir.path() + "/logs/" + node + "/w0.log"), HasSubstr("done:"));
   }
+}
+
+// Processes whose command line holds `needle` (a worker id), from /proc.
+int ProcessesWith(const std::string& needle) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string cmdline = testing::ReadFile(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find("qsr-worker") != std::string::npos &&
+        cmdline.find(needle) != std::string::npos) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+TEST(PlainHostsTest, SigtermReachesEveryChildAndTheNodeExits143) {
+  testing::TempDir dir;
+  const std::string port_file = dir.path() + "/port";
+  ProcessGroup group;
+  // A run of 4 workers: the node's one waits at the rendezvous until the signal.
+  ASSERT_TRUE(group
+                  .Spawn("coord", {kBin + "/qsr-coordinator", "--recipe",
+                                   std::string(QSR_SOURCE_DIR) +
+                                       "/recipes/fashion-mnist/mlp-localadamw-qsr.yaml",
+                                   "--listen", "127.0.0.1:0", "--port-file", port_file, "--run-dir",
+                                   dir.path() + "/run", "--workers", "4"})
+                  .ok());
+  std::string port;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (port.empty() && absl::Now() < deadline && !group.ExitCode(0)) {
+    group.Pump(absl::Milliseconds(50));
+    port = testing::ReadFile(port_file);
+  }
+  ASSERT_FALSE(port.empty()) << "the coordinator did not write its port";
+  port.erase(port.find_last_not_of("\n") + 1);
+  const std::string id = "sigterm-" + std::to_string(::getpid());
+  const int node = *group.Spawn(
+      "node", {kBin + "/qsr-run", "--coordinator", "127.0.0.1:" + port, "--nproc-per-node", "1",
+               "--node-name", id, "--log-dir", dir.path() + "/logs", "--grace-s", "20"});
+  const absl::Time started = absl::Now() + absl::Seconds(60);
+  while (ProcessesWith(id + "-w0") == 0 && absl::Now() < started) {
+    group.Pump(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(ProcessesWith(id + "-w0"), 1) << "the worker did not start";
+  group.Signal(node, SIGTERM);
+  const absl::Time ended = absl::Now() + absl::Seconds(40);
+  while (!group.ExitCode(node) && absl::Now() < ended) group.Pump(absl::Milliseconds(50));
+  ASSERT_TRUE(group.ExitCode(node).has_value()) << "qsr-run did not exit after SIGTERM";
+  EXPECT_EQ(*group.ExitCode(node), 128 + SIGTERM);
+  EXPECT_EQ(ProcessesWith(id + "-w0"), 0) << "the worker outlived its node's qsr-run";
+  group.TerminateAll(absl::Seconds(5));
 }
 
 TEST(PlainHostsTest, SlurmWithSeveralTasksPerNodeIsAUsageError) {
