@@ -219,14 +219,7 @@ int NodeLauncher::Run(volatile std::sig_atomic_t* signal) {
       next_progress = absl::Now() + o.progress_every;
       absl::StatusOr<v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
       if (s.ok() && s->state() == "RUNNING") {
-        const double dt = absl::ToDoubleSeconds(absl::Now() - t0);
-        const int64_t left = s->total_steps() - s->step();
-        double eta = -1;
-        if (s->step() > step0 && dt > 0) {
-          eta = left * dt / static_cast<double>(s->step() - step0);
-        } else if (s->step() > 0 && s->elapsed_s() > 0) {
-          eta = left * s->elapsed_s() / static_cast<double>(s->step());
-        }
+        const double eta = EstimateEtaSeconds(*s, step0, absl::ToDoubleSeconds(absl::Now() - t0));
         std::cout << prefix << WatchLine(*s, eta) << std::endl;
       }
     }
@@ -238,11 +231,10 @@ int NodeLauncher::Run(volatile std::sig_atomic_t* signal) {
   const bool ok = !any_given_up && any_finished;
   std::cout << prefix
             << absl::StrFormat(
-                   "%s: %d workers, %d restarts; the run is %s; logs in %s (agent.log, "
-                   "w0.log ... w%d.log)",
+                   "%s: %d workers, %d restarts; the run is %s; logs in %s (agent.log, %s)",
                    ok ? "done" : "FAILED", workers, policy.restarts(),
                    end.ok() ? last_state : "over (the coordinator has exited)", o.log_dir,
-                   workers - 1)
+                   workers == 1 ? "w0.log" : absl::StrCat("w0.log ... w", workers - 1, ".log"))
             << std::endl;
   return ok ? 0 : 1;
 }
