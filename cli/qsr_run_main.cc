@@ -154,9 +154,12 @@ std::optional<int> NodeOptions(const qsr::FlagParser& flags, const std::string& 
   return std::nullopt;
 }
 
+// SIGHUP too: a node started over `ssh -tt` gets it when the launching side goes away, and must
+// take its workers down with it.
 void CatchSignals() {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::signal(SIGHUP, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
 }
 
