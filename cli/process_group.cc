@@ -11,20 +11,89 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace qsr {
 
-ProcessGroup::~ProcessGroup() { TerminateAll(absl::Seconds(5)); }
+ProcessGroup::~ProcessGroup() {
+  TerminateAll(absl::Seconds(5));
+  for (Child& c : children_) {
+    if (c.log_fd >= 0) ::close(c.log_fd);
+  }
+}
+
+namespace {
+
+void WriteAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;  // a full disk loses log lines, never the run
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<int> ProcessGroup::Spawn(const std::string& name,
                                         const std::vector<std::string>& argv) {
+  return Spawn(name, argv, Output());
+}
+
+absl::StatusOr<int> ProcessGroup::Spawn(const std::string& name,
+                                        const std::vector<std::string>& argv,
+                                        const Output& output) {
+  Child c;
+  c.name = name;
+  c.argv = argv;
+  c.output = output;
+  if (!output.log_path.empty()) {
+    c.log_fd = ::open(output.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (c.log_fd < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write the log ", output.log_path, ": ", std::strerror(errno)));
+    }
+  }
+  if (absl::Status s = Start(c); !s.ok()) {
+    if (c.log_fd >= 0) ::close(c.log_fd);
+    return s;
+  }
+  children_.push_back(std::move(c));
+  return static_cast<int>(children_.size()) - 1;
+}
+
+absl::Status ProcessGroup::Restart(int i) {
+  if (i < 0 || i >= size() || !children_[i].exit_code) {
+    return absl::FailedPreconditionError(absl::StrCat("child ", i, " is not an exited child"));
+  }
+  Child& c = children_[i];
+  if (c.fd >= 0) {
+    // What the old process wrote last goes to its log before the new one's output.
+    char buf[8192];
+    pollfd p{c.fd, POLLIN, 0};
+    for (int n = 0; n < 64 && ::poll(&p, 1, 0) > 0; ++n) {
+      ssize_t r = ::read(c.fd, buf, sizeof(buf));
+      if (r <= 0) break;
+      c.partial.append(buf, static_cast<size_t>(r));
+    }
+    Drain(c, true);
+    ::close(c.fd);
+    c.fd = -1;
+  }
+  c.exit_code.reset();
+  c.pid = -1;
+  return Start(c);
+}
+
+absl::Status ProcessGroup::Start(Child& c) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : c.argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -35,28 +104,33 @@ absl::StatusOr<int> ProcessGroup::Spawn(const std::string& name,
   if (pid == 0) {
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());  // a bare name (ssh) is looked up in PATH
     std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
     ::_exit(127);
   }
   ::close(fds[1]);
-  Child c;
-  c.name = name;
   c.pid = pid;
   c.fd = fds[0];
-  children_.push_back(std::move(c));
-  return static_cast<int>(children_.size()) - 1;
+  return absl::OkStatus();
 }
 
 void ProcessGroup::Drain(Child& c, bool eof) {
   size_t start = 0;
   for (size_t nl; (nl = c.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::printf("[%s] %.*s\n", c.name.c_str(), static_cast<int>(nl - start),
-                c.partial.data() + start);
+    if (c.log_fd >= 0) WriteAll(c.log_fd, c.partial.data() + start, nl + 1 - start);
+    if (c.output.echo) {
+      std::printf("[%s] %.*s\n", c.name.c_str(), static_cast<int>(nl - start),
+                  c.partial.data() + start);
+    }
   }
   c.partial.erase(0, start);
   if (eof && !c.partial.empty()) {
-    std::printf("[%s] %s\n", c.name.c_str(), c.partial.c_str());
+    if (c.log_fd >= 0) {
+      c.partial += '\n';
+      WriteAll(c.log_fd, c.partial.data(), c.partial.size());
+      c.partial.pop_back();
+    }
+    if (c.output.echo) std::printf("[%s] %s\n", c.name.c_str(), c.partial.c_str());
     c.partial.clear();
   }
   std::fflush(stdout);

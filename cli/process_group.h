@@ -1,8 +1,10 @@
 // ProcessGroup: child processes started and watched together, their output interleaved line by
-// line with a prefix per process ("[w0] ..."), so a person can read a multi-process run.
+// line with a prefix per process ("[w0] ..."), so a person can read a multi-process run. A child
+// may instead (or also) have its output appended to a log file of its own.
 //
 // Lifecycle: Spawn() each child; call Pump() repeatedly (it forwards output and reaps children);
-// TerminateAll() sends SIGTERM, then SIGKILL to any still alive after a grace period.
+// Restart() starts an exited child again with the same command and log; TerminateAll() sends
+// SIGTERM, then SIGKILL to any still alive after a grace period.
 //
 // Not thread-safe: one thread owns the group.
 #ifndef QSR_CLI_PROCESS_GROUP_H_
@@ -24,8 +26,19 @@ class ProcessGroup {
   ProcessGroup() = default;
   ~ProcessGroup();  // Terminates whatever is still running.
 
-  // Starts `argv` with stdout and stderr captured; returns the child's index.
+  struct Output {
+    bool echo = true;      // print each line to stdout as "[name] line"
+    std::string log_path;  // when set, append the child's output to this file too
+  };
+
+  // Starts `argv` (argv[0] without a slash is looked up in PATH) with stdout and stderr
+  // captured; returns the child's index.
   absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv);
+  absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv,
+                            const Output& output);
+  // Starts child `i`, which has exited, again: same name, command and output (the log is
+  // appended to). Its exit code is cleared.
+  absl::Status Restart(int i);
 
   // Forwards available output (waiting at most `timeout` for some) and reaps exited children.
   void Pump(absl::Duration timeout);
@@ -34,6 +47,8 @@ class ProcessGroup {
   std::optional<int> ExitCode(int i) const { return children_[i].exit_code; }
   bool AllExited() const;
   const std::string& Name(int i) const { return children_[i].name; }
+  pid_t Pid(int i) const { return children_[i].pid; }
+  const std::string& LogPath(int i) const { return children_[i].output.log_path; }
   int size() const { return static_cast<int>(children_.size()); }
 
   void TerminateAll(absl::Duration grace);
@@ -43,11 +58,15 @@ class ProcessGroup {
  private:
   struct Child {
     std::string name;
+    std::vector<std::string> argv;
+    Output output;
+    int log_fd = -1;
     pid_t pid = -1;
     int fd = -1;  // read end of the output pipe
     std::string partial;
     std::optional<int> exit_code;
   };
+  absl::Status Start(Child& c);
   void Drain(Child& c, bool eof);
   void Reap(bool block);
 

@@ -146,14 +146,7 @@ int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
   const int64_t step0 = s->step();
   absl::Time last_ok = t0;
   while (true) {
-    const int64_t left = s->total_steps() - s->step();
-    double eta = -1;
-    const double dt = absl::ToDoubleSeconds(absl::Now() - t0);
-    if (s->step() > step0 && dt > 0) {
-      eta = left * dt / static_cast<double>(s->step() - step0);
-    } else if (s->step() > 0 && s->elapsed_s() > 0) {
-      eta = left * s->elapsed_s() / static_cast<double>(s->step());
-    }
+    double eta = qsr::EstimateEtaSeconds(*s, step0, absl::ToDoubleSeconds(absl::Now() - t0));
     if (Ended(*s)) eta = 0;
     const std::string line = qsr::WatchLine(*s, eta);
     std::cout << (tty ? "\r" + line + "\033[K" : line + "\n") << std::flush;

@@ -70,6 +70,17 @@ std::string WatchLine(const v1::GetStatusReply& s, double eta_s, int bar_width) 
   return line;
 }
 
+double EstimateEtaSeconds(const v1::GetStatusReply& s, int64_t step0, double seconds_since) {
+  const int64_t left = s.total_steps() - s.step();
+  if (s.step() > step0 && seconds_since > 0) {
+    return left * seconds_since / static_cast<double>(s.step() - step0);
+  }
+  if (s.step() > 0 && s.elapsed_s() > 0) {
+    return left * s.elapsed_s() / static_cast<double>(s.step());
+  }
+  return -1;
+}
+
 std::string StatusJson(const v1::GetStatusReply& s) {
   std::string workers = "[";
   for (int i = 0; i < s.worker_info_size(); ++i) {

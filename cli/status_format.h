@@ -30,6 +30,10 @@ std::string WorkerJson(const v1::WorkerInfo& w);
 // latest test accuracy, throughput, and the ETA (`eta_s` < 0: unknown).
 std::string WatchLine(const v1::GetStatusReply& s, double eta_s, int bar_width = 30);
 
+// Seconds left in the run of `s`, from the step rate since an earlier status at `step0`,
+// `seconds_since` ago (or, before any step since then, the run's average); -1 when unknown.
+double EstimateEtaSeconds(const v1::GetStatusReply& s, int64_t step0, double seconds_since);
+
 }  // namespace qsr
 
 #endif  // QSR_CLI_STATUS_FORMAT_H_
