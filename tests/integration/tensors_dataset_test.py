@@ -36,7 +36,7 @@ def main():
     with open(recipe, "w") as f:
         f.write("\n".join([
             "model: cnn", "dataset: tensors", f"data_dir: {data}", "optimizer: localsgd",
-            "workers: 2", "total_batch_size: 64", "steps_per_epoch: 47", "epochs: 2",
+            "workers: 2", "total_batch_size: 64", "steps_per_epoch: 46", "epochs: 2",
             "max_lr: 0.05", "min_lr: 0.0", "momentum: 0.9", "scheduler: cosine",
             "warmup_epochs: 0.2", "alpha: 0.1", "min_h: 2", "init_h: 2", "seed: 1", ""]))
     run_dir = os.path.join(work, "run")
