@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qsr/qsr.h"
+#include "tests/integration/test_util.h"
 
 namespace qsr {
 namespace {
@@ -293,10 +294,7 @@ TEST(LocalOptimizerTest, ReportsAFailedPeerAsAnError) {
   EXPECT_EQ(opt->Step().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-int FreePort() {
-  absl::StatusOr<std::unique_ptr<TcpStore>> probe = TcpStore::Serve("127.0.0.1", 0);
-  return probe.ok() ? (*probe)->port() : 0;
-}
+int FreePort() { return testing::FreeLoopbackPort(); }
 
 TEST(DistributedTest, StaticWorldOfTwoRanks) {
   const int port = FreePort();
