@@ -10,9 +10,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/tcp_store.h"
 #include "coordinator/coordinator_client.h"
 #include "coordinator/heartbeater.h"
+#include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator_factory.h"
 
 namespace qsr {
@@ -20,6 +20,9 @@ namespace qsr {
 struct DistributedContext::Impl {
   int rank = 0;
   int size = 1;
+  int local_rank = -1;
+  int local_size = -1;
+  std::string device = "cpu";
   std::string run_id;
   int64_t generation = 0;
   std::optional<Recipe> recipe;
@@ -28,7 +31,9 @@ struct DistributedContext::Impl {
   // Declared in dependency order, so destruction runs from the communicator (which closes its
   // connections) back to the coordinator client the store talks through.
   std::unique_ptr<CoordinatorClient> client;
-  std::unique_ptr<Store> store;         // TcpStore, InMemoryStore or CoordinatorStore
+  // Under torchrun's agent store: the agent's whole store, of which `store` is this attempt's view.
+  std::unique_ptr<Store> agent_store;
+  std::unique_ptr<Store> store;         // C10dStore, InMemoryStore or CoordinatorStore
   std::unique_ptr<PrefixStore> scoped;  // the communicator's keys
   std::unique_ptr<Communicator> comm;
   // With a coordinator: keeps this process a live member; destroyed first (it uses comm).
@@ -74,22 +79,21 @@ std::string HostOf(const std::string& address) {
 // store away from under that peer.
 absl::Status Connect(DistributedContext::Impl& impl, const DistributedOptions& options,
                      const std::string& peer_host, absl::Duration timeout) {
-  if (absl::Status s = CheckDevice(options.device); !s.ok()) return s;
+  if (absl::Status s = CheckDevice(impl.device); !s.ok()) return s;
   CommunicatorOptions comm_options;
   comm_options.hostname = TransportHost(options, peer_host);
   comm_options.timeout = timeout;
   absl::StatusOr<std::unique_ptr<Communicator>> comm = absl::InternalError("unset");
   try {
-    comm = CreateCommunicator(torch::Device(options.device), impl.scoped.get(), impl.rank,
-                              impl.size, comm_options);
+    comm = CreateCommunicator(torch::Device(impl.device), impl.scoped.get(), impl.rank, impl.size,
+                              comm_options);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("creating the communicator: ", e.what()));
   }
   if (!comm.ok()) return comm.status();
   impl.comm = std::move(*comm);
   try {
-    torch::Tensor one =
-        torch::ones({1}, torch::TensorOptions().device(torch::Device(options.device)));
+    torch::Tensor one = torch::ones({1}, torch::TensorOptions().device(torch::Device(impl.device)));
     if (absl::Status s = impl.comm->AllReduceSum(one); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("barrier after connecting: ", s.message()));
     }
@@ -97,6 +101,24 @@ absl::Status Connect(DistributedContext::Impl& impl, const DistributedOptions& o
     return absl::InternalError(absl::StrCat("barrier after connecting: ", e.what()));
   }
   return absl::OkStatus();
+}
+
+// An optional variable: `fallback` when unset or empty.
+absl::StatusOr<int> OptionalIntFromEnvironment(const char* name, int min, int max, int fallback) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  int parsed = 0;
+  if (!absl::SimpleAtoi(value, &parsed) || parsed < min || parsed > max) {
+    return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "=", value,
+                                                   " is not an integer in [", min, ", ", max, "]"));
+  }
+  return parsed;
+}
+
+// "cuda" means this process's GPU on its machine when the launcher says which one it is.
+std::string DeviceFor(const std::string& device, int local_rank) {
+  if (device == "cuda" && local_rank >= 0) return absl::StrCat("cuda:", local_rank);
+  return device;
 }
 
 absl::StatusOr<int> IntFromEnvironment(const char* name, int min, int max) {
@@ -123,6 +145,9 @@ DistributedContext::~DistributedContext() { Finish().IgnoreError(); }
 
 int DistributedContext::rank() const { return impl_->rank; }
 int DistributedContext::size() const { return impl_->size; }
+int DistributedContext::local_rank() const { return impl_->local_rank; }
+int DistributedContext::local_size() const { return impl_->local_size; }
+const std::string& DistributedContext::device() const { return impl_->device; }
 Communicator& DistributedContext::communicator() { return *impl_->comm; }
 Store& DistributedContext::store() { return *impl_->store; }
 const std::string& DistributedContext::run_id() const { return impl_->run_id; }
@@ -161,6 +186,31 @@ absl::StatusOr<StaticWorld> StaticWorldFromEnvironment() {
     if (!port.ok()) return port.status();
     world.master_port = *port;
   }
+  absl::StatusOr<int> local_size = OptionalIntFromEnvironment("LOCAL_WORLD_SIZE", 1, 1 << 20, -1);
+  if (!local_size.ok()) return local_size.status();
+  absl::StatusOr<int> local_rank = OptionalIntFromEnvironment(
+      "LOCAL_RANK", 0, *local_size > 0 ? *local_size - 1 : (1 << 20), -1);
+  if (!local_rank.ok()) {
+    if (*local_size > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(local_rank.status().message(), " (LOCAL_WORLD_SIZE=", *local_size, ")"));
+    }
+    return local_rank.status();
+  }
+  world.local_rank = *local_rank;
+  world.local_world_size = *local_size;
+  // torch.distributed compares the value with str(True).
+  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  world.use_agent_store = agent != nullptr && std::string(agent) == "True";
+  absl::StatusOr<int> restarts =
+      OptionalIntFromEnvironment("TORCHELASTIC_RESTART_COUNT", 0, 1 << 30, 0);
+  if (!restarts.ok()) return restarts.status();
+  world.restart_count = *restarts;
+  if (world.use_agent_store && world.master_addr.empty()) {
+    return absl::InvalidArgumentError(
+        "TORCHELASTIC_USE_AGENT_STORE=True but MASTER_ADDR is not set; the agent's store is "
+        "reached at MASTER_ADDR:MASTER_PORT");
+  }
   return world;
 }
 
@@ -178,28 +228,42 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitStaticWorld(
   }
   const absl::Duration timeout =
       options.timeout > absl::ZeroDuration() ? options.timeout : kDefaultStaticTimeout;
+  if (world.use_agent_store &&
+      (world.master_addr.empty() || world.master_port < 1 || world.master_port > 65535)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "static world: torchrun's agent store needs its address and a port in [1, 65535], got \"",
+        world.master_addr, "\" and ", world.master_port));
+  }
   auto impl = std::make_unique<DistributedContext::Impl>();
   impl->rank = world.rank;
   impl->size = world.world_size;
-  if (world.world_size == 1) {
+  impl->local_rank = world.local_rank;
+  impl->local_size = world.local_world_size;
+  impl->device = DeviceFor(options.device, world.local_rank);
+  if (world.use_agent_store) {
+    // torchrun's agent serves the store on MASTER_ADDR:MASTER_PORT, even for a world of one.
+    absl::StatusOr<std::unique_ptr<C10dStore>> store =
+        C10dStore::Connect(world.master_addr, world.master_port, absl::Now() + timeout, timeout);
+    if (!store.ok()) return store.status();
+    impl->agent_store = std::move(*store);
+    // torch.distributed's key space under the agent's store: one per restart attempt.
+    impl->store = std::make_unique<PrefixStore>(
+        absl::StrCat("/worker/attempt_", world.restart_count), impl->agent_store.get());
+  } else if (world.world_size == 1) {
     impl->store = std::make_unique<InMemoryStore>();  // Nobody to meet: no port to bind.
   } else if (world.rank == 0) {
-    TcpStoreOptions store_options;
-    store_options.connect_timeout = timeout;
-    absl::StatusOr<std::unique_ptr<TcpStore>> store =
-        TcpStore::Serve(options.store_bind_host, world.master_port, store_options);
+    absl::StatusOr<std::unique_ptr<C10dStore>> store =
+        C10dStore::Serve(world.master_addr, world.master_port, timeout);
     if (!store.ok()) return store.status();
     impl->store = std::move(*store);
   } else {
-    TcpStoreOptions store_options;
-    store_options.connect_timeout = timeout;
-    absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::Connect(
-        world.master_addr, world.master_port, absl::Now() + timeout, store_options);
+    absl::StatusOr<std::unique_ptr<C10dStore>> store =
+        C10dStore::Connect(world.master_addr, world.master_port, absl::Now() + timeout, timeout);
     if (!store.ok()) return store.status();
     impl->store = std::move(*store);
   }
-  // One store serves one job, so a fixed prefix suffices; "c0" leaves room for more
-  // communicators under other prefixes.
+  // One store serves one job (one attempt of it), so a fixed prefix suffices; "c0" leaves room
+  // for more communicators under other prefixes.
   impl->scoped = std::make_unique<PrefixStore>("qsr/c0", impl->store.get());
   if (absl::Status s = Connect(*impl, options, world.master_addr, timeout); !s.ok()) return s;
   return std::make_unique<DistributedContext>(std::move(impl));
@@ -233,6 +297,7 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
   v1::JoinRequest join;
   join.set_worker_id(impl->worker_id);
   join.set_host(TransportHost(options, HostOf(address)));
+  impl->device = options.device;
   join.set_device(options.device);
   absl::StatusOr<v1::JoinReply> joined =
       JoinWithRetry(impl->client.get(), join,

@@ -1,7 +1,7 @@
 // qsr-bench-avg: benchmark 2, the cost of one model-averaging round.
 //
 // Starts --workers ranks as child processes on this machine (loopback, or --host), which meet
-// through a TcpStore served by rank 0, and times, for each --sizes-mb model size:
+// through a c10d TCPStore served by rank 0, and times, for each --sizes-mb model size:
 //   impl=qsr     ModelAverager::Average over a GlooCommunicator: the worker's averaging round
 //                (one GlooCommunicator::AllReduceAverage of the flat buffer the model's
 //                --tensors tensors live in);
@@ -49,7 +49,7 @@
 #include "absl/time/clock.h"
 #include "common/flags.h"
 #include "common/store.h"
-#include "common/tcp_store.h"
+#include "worker/comm/c10d_store.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/gloo_store.h"
 #include "worker/comm/model_averager.h"
@@ -132,10 +132,10 @@ void Print(const Config& c, const std::string& impl, int64_t bytes, const Stats&
 
 // One rank's whole benchmark. Returns the process exit status.
 // Rank 0 passes the store it serves; the others connect to `port`.
-int RunRank(int rank, int port, std::unique_ptr<TcpStore> store, const Config& c) {
+int RunRank(int rank, int port, std::unique_ptr<Store> store, const Config& c) {
   if (store == nullptr) {
-    absl::StatusOr<std::unique_ptr<TcpStore>> s =
-        TcpStore::Connect(c.host, port, absl::Now() + absl::Seconds(c.timeout_s));
+    absl::StatusOr<std::unique_ptr<C10dStore>> s =
+        C10dStore::Connect(c.host, port, absl::Now() + absl::Seconds(c.timeout_s));
     if (!s.ok()) {
       std::cerr << "qsr-bench-avg: rank " << rank << ": " << s.status() << "\n";
       return 1;
@@ -332,7 +332,7 @@ int Main(int argc, char** argv) {
     // Serve first, then report the port, then run.
     int rc = 1;
     try {
-      absl::StatusOr<std::unique_ptr<TcpStore>> served = TcpStore::Serve(c.host, 0);
+      absl::StatusOr<std::unique_ptr<C10dStore>> served = C10dStore::Serve(c.host, 0);
       if (!served.ok()) {
         std::cerr << "qsr-bench-avg: " << served.status() << "\n";
         _exit(1);

@@ -121,7 +121,10 @@ const std::vector<KeyDef>& Keys() {
        {"mlp", "cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit",
         "vit_b16", "vit_small"}},
       {"dataset", &Recipe::dataset, "training dataset", {}},
-      {"data_dir", &Recipe::data_dir, "dataset folder (empty = the dataset's default)", {}},
+      {"data_dir",
+       &Recipe::data_dir,
+       "dataset folder, or file for tensors (empty = the dataset's default)",
+       {}},
       {"image_size",
        &Recipe::image_size,
        "imagenet / imagefolder: side of the cropped images (0 = 224)",
@@ -419,12 +422,15 @@ struct KnownDataset {
   const char* name;
   int64_t train_examples;
 };
+// clang-format off
 constexpr KnownDataset kDatasets[] = {
     {"fashion-mnist", 60000},
     {"cifar10", 50000},
     {"cifar100", 50000},
     {"imagenet", 1281167},  // ILSVRC-2012 train
-    {"imagefolder", -1}};   // any class-per-folder tree: its size is not known here
+    {"imagefolder", -1},    // any class-per-folder tree: its size is not known here
+    {"tensors", -1}};       // a torch.save file of tensors: read only by the workers
+// clang-format on
 
 // `key "momentum": value 1 must be in [0, 1)`.
 template <typename T>
@@ -692,8 +698,9 @@ namespace {
 // The values each non-enumerated key accepts, as ResolveRecipe checks them (for the README).
 const std::map<std::string, std::string>& AllowedText() {
   static const auto* text = new std::map<std::string, std::string>{
-      {"dataset", "`fashion-mnist`, `cifar10`, `cifar100`, `imagenet`, `imagefolder`"},
-      {"data_dir", "a folder (worker `--data-dir` / `QSR_DATA_DIR` override it)"},
+      {"dataset", "`fashion-mnist`, `cifar10`, `cifar100`, `imagenet`, `imagefolder`, `tensors`"},
+      {"data_dir",
+       "a folder; for `tensors` the file (worker `--data-dir` / `QSR_DATA_DIR` override it)"},
       {"image_size", "0 to 4096 (0 = 224)"},
       {"max_lr", "> 0"},
       {"min_lr", "0 to `max_lr`"},

@@ -2,10 +2,19 @@
 //
 // Two ways in, both giving a DistributedContext:
 //
-//   InitFromEnvironment(): a static world, started like torchrun. Every process gets RANK,
-//     WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Rank 0 serves the rendezvous store (a TcpStore,
-//     common/tcp_store.h) on MASTER_PORT; the others connect to MASTER_ADDR:MASTER_PORT,
-//     retrying while rank 0 is not up yet. No coordinator involved.
+//   InitFromEnvironment(): a static world, started by torchrun, Kubeflow's PyTorchJob or by hand.
+//     Every process gets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (and, from torchrun,
+//     LOCAL_RANK, LOCAL_WORLD_SIZE, TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT).
+//     The rendezvous store is LibTorch's c10d TCPStore (worker/comm/c10d_store.h), used exactly as
+//     torch.distributed's env:// initialisation uses it:
+//       - TORCHELASTIC_USE_AGENT_STORE=True (torchrun): torchrun's agent already serves the store
+//         on MASTER_ADDR:MASTER_PORT; every rank connects to it as a client, and keys live under
+//         "/worker/attempt_<TORCHELASTIC_RESTART_COUNT>/" so a restarted attempt never reads the
+//         keys of the one before.
+//       - otherwise (a PyTorchJob, a hand-started job): rank 0 serves the store on MASTER_PORT
+//         (every local address) and the others connect to MASTER_ADDR:MASTER_PORT, retrying
+//         while rank 0 is not up yet.
+//     No coordinator involved.
 //
 //   InitWithCoordinator(address): join a qsr-coordinator run (HOST:PORT), which assigns the rank
 //     and world size (its recipe's `workers`) and holds the rendezvous keys. The coordinator's
@@ -13,6 +22,10 @@
 //     does not see your rounds; it notes when each process leaves (Finish()), and since its own
 //     round plan was not trained it records the run as ended early. Use it for rank assignment
 //     and rendezvous; use qsr-worker when you want the coordinator to drive the rounds.
+//
+// Device. options.device "cuda" (no index) means cuda:LOCAL_RANK when the environment gives
+// LOCAL_RANK (one process per GPU, as torchrun starts them), else cuda:0's default; "cuda:N" is
+// taken as it is. device() says which device the communicator uses: put the model there.
 //
 // Either way, the processes then build one full mesh of Gloo connections (device "cpu"; NCCL for
 // "cuda[:N]" in builds that have it) and pass a barrier, so when Init returns every rank is
@@ -23,9 +36,9 @@
 // fail with DEADLINE_EXCEEDED naming what was missing.
 //
 // Lifecycle. Keep the context alive while you train: it owns the communicator and the store, and
-// rank 0's store serves the others' rendezvous. Finish() (or the destructor) ends membership; it
-// is idempotent. Destroying the context closes the connections: peers still inside a collective
-// fail promptly rather than waiting for their timeout.
+// without torchrun's agent, rank 0's store serves the others' rendezvous. Finish() (or the
+// destructor) ends membership; it is idempotent. Destroying the context closes the connections:
+// peers still inside a collective fail promptly rather than waiting for their timeout.
 //
 // Thread-safety. The accessors are const and thread-safe; Finish() and the communicator's
 // collectives must be called from one thread at a time (see worker/comm/communicator.h).
@@ -58,8 +71,6 @@ struct DistributedOptions {
   // Bound on the rendezvous and on each collective. Zero: 5 minutes for a static world, the
   // coordinator's rendezvous timeout with a coordinator.
   absl::Duration timeout = absl::ZeroDuration();
-  // Static world, rank 0: the local address its store binds. Empty: every local address.
-  std::string store_bind_host;
   // Coordinator: this process's unique worker id. Empty: "<hostname>:<pid>".
   std::string worker_id;
   // Coordinator: TLS. `tls_ca` (PEM) turns it on and is what the coordinator's certificate is
@@ -74,14 +85,24 @@ struct DistributedOptions {
 
 // A static world's shape, as torchrun passes it.
 struct StaticWorld {
-  std::string master_addr;  // where rank 0 serves the store
+  std::string master_addr;  // where the store is served (by rank 0 or torchrun's agent)
   int master_port = 0;
   int rank = 0;
   int world_size = 1;
+  // This process's index among the processes of its machine, and their number; -1: not given.
+  int local_rank = -1;
+  int local_world_size = -1;
+  // torchrun's agent serves the store: every rank connects as a client, keys under
+  // "/worker/attempt_<restart_count>/".
+  bool use_agent_store = false;
+  int restart_count = 0;
 };
 
 // Reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (the last two may be absent when WORLD_SIZE
-// is 1). INVALID_ARGUMENT naming the variable when one is missing or malformed.
+// is 1), and when set LOCAL_RANK, LOCAL_WORLD_SIZE, TORCHELASTIC_USE_AGENT_STORE (agent store
+// when "True", as torch.distributed reads it) and TORCHELASTIC_RESTART_COUNT. INVALID_ARGUMENT
+// naming the variable when one is missing or malformed (LOCAL_RANK must be below
+// LOCAL_WORLD_SIZE, and the agent store needs MASTER_ADDR and MASTER_PORT).
 absl::StatusOr<StaticWorld> StaticWorldFromEnvironment();
 
 class DistributedContext {
@@ -92,11 +113,18 @@ class DistributedContext {
 
   int rank() const;
   int size() const;
+  // The static world's LOCAL_RANK / LOCAL_WORLD_SIZE; -1 when not given (and with a coordinator).
+  int local_rank() const;
+  int local_size() const;
+  // The device the communicator works on, e.g. "cpu" or "cuda:1" (see "Device" above).
+  const std::string& device() const;
   // The communicator, ready for collectives (AllReduceSum, Broadcast); hand it to LocalOptimizer.
   Communicator& communicator();
-  // The rendezvous store, unscoped: to bootstrap more communicators (CreateCommunicator from
+  // The rendezvous store (under torchrun's agent store: this attempt's keys, as torch.distributed
+  // scopes them), otherwise unscoped: to bootstrap more communicators (CreateCommunicator from
   // worker/comm/communicator_factory.h) under a key prefix of your own, e.g. PrefixStore("c1").
-  // With a static world, rank 0's context must outlive the other ranks' use of it.
+  // With a static world whose rank 0 serves the store, rank 0's context must outlive the other
+  // ranks' use of it.
   Store& store();
   // With a coordinator: its run id, generation and resolved recipe. Otherwise "", 0, nullopt.
   const std::string& run_id() const;

@@ -31,7 +31,8 @@
 //   worker/comm/gloo_communicator.h     GlooCommunicator: the CPU implementation.
 //   worker/comm/model_averager.h        ModelAverager: a model's state in one collective.
 //   common/store.h                      Store, PrefixStore, InMemoryStore: rendezvous stores.
-//   common/tcp_store.h                  TcpStore: the static world's store, over TCP.
+//   worker/comm/c10d_store.h            C10dStore: the static world's store, LibTorch's c10d
+//                                       TCPStore (as torchrun and torch.distributed use it).
 //
 // Conventions throughout: errors are absl::Status (no exception escapes the library), every wait
 // has a deadline, and objects that issue collectives must be used in the same order on every
@@ -44,9 +45,9 @@
 #include "common/round_planner.h"
 #include "common/store.h"
 #include "common/sync_rule.h"
-#include "common/tcp_store.h"
 #include "qsr/distributed.h"
 #include "qsr/local_optimizer.h"
+#include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/gloo_communicator.h"

@@ -2,11 +2,14 @@
 // library: a small MLP learns a random teacher's labels on synthetic data, each rank on its own
 // samples, averaging the models at the end of every round.
 //
-// Run two processes on one machine, torchrun-style:
+// Run two processes on one machine with torchrun (its agent serves the store):
+//   torchrun --nproc_per_node=2 --no_python ./local_sgd
+// or by hand, rank 0 serving the store:
 //   MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=0 ./local_sgd &
 //   MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=1 ./local_sgd
 // or join a qsr-coordinator run instead: ./local_sgd --coordinator=HOST:PORT
-// Flags: --steps=N (default 240), --coordinator=HOST:PORT.
+// Flags: --steps=N (default 240), --coordinator=HOST:PORT, --device=cpu|cuda (cuda: the GPU of
+// LOCAL_RANK under torchrun).
 //
 // Prints each round (rank 0), then on every rank a hash of the final parameters, and exits
 // non-zero unless every rank ends with identical parameters.
@@ -52,12 +55,13 @@ uint64_t ParamsHash(torch::nn::Module& model) {
 
 // Whether every rank holds `hash`. Each 16-bit piece is exact in float32, and if the sum over n
 // ranks equals n times every rank's own piece, all pieces are equal.
-absl::StatusOr<bool> SameOnAllRanks(qsr::Communicator& comm, uint64_t hash) {
+absl::StatusOr<bool> SameOnAllRanks(qsr::Communicator& comm, uint64_t hash,
+                                    const torch::Device& device) {
   torch::Tensor pieces = torch::empty({4}, torch::kFloat32);
   for (int i = 0; i < 4; ++i) pieces[i] = static_cast<float>((hash >> (16 * i)) & 0xffff);
-  torch::Tensor sums = pieces.clone();
+  torch::Tensor sums = pieces.to(device, /*non_blocking=*/false, /*copy=*/true);
   if (absl::Status s = comm.AllReduceSum(sums); !s.ok()) return s;
-  return torch::equal(sums, pieces * static_cast<float>(comm.size()));
+  return torch::equal(sums.cpu(), pieces * static_cast<float>(comm.size()));
 }
 
 int Fail(qsr::DistributedContext* context, const absl::Status& status) {
@@ -69,6 +73,7 @@ int Fail(qsr::DistributedContext* context, const absl::Status& status) {
 int Run(int argc, char** argv) {
   int64_t steps = 240;
   std::string coordinator;
+  qsr::DistributedOptions join_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--steps=", 0) == 0 && absl::SimpleAtoi(arg.substr(8), &steps) && steps >= 10) {
@@ -78,24 +83,36 @@ int Run(int argc, char** argv) {
       coordinator = arg.substr(14);
       continue;
     }
-    std::fprintf(stderr, "usage: %s [--steps=N (>= 10)] [--coordinator=HOST:PORT]\n", argv[0]);
+    if (arg.rfind("--device=", 0) == 0) {
+      join_options.device = arg.substr(9);
+      continue;
+    }
+    std::fprintf(stderr,
+                 "usage: %s [--steps=N (>= 10)] [--coordinator=HOST:PORT] [--device=cpu|cuda]\n",
+                 argv[0]);
     return 2;
   }
 
   // 1. Join the group: rank, world size and a communicator.
   absl::StatusOr<std::unique_ptr<qsr::DistributedContext>> joined =
-      coordinator.empty() ? qsr::InitFromEnvironment() : qsr::InitWithCoordinator(coordinator);
+      coordinator.empty() ? qsr::InitFromEnvironment(join_options)
+                          : qsr::InitWithCoordinator(coordinator, join_options);
   if (!joined.ok()) return Fail(nullptr, joined.status());
   qsr::DistributedContext& context = **joined;
   const int rank = context.rank();
+  // "cuda" became this process's GPU (cuda:LOCAL_RANK under torchrun).
+  const torch::Device device(context.device());
+  std::printf("rank %d of %d: local rank %d of %d, device %s\n", rank, context.size(),
+              context.local_rank(), context.local_size(), context.device().c_str());
   torch::set_num_threads(1);
 
   // 2. Your model, data and optimizer. The teacher is the same on every rank; the samples differ.
   torch::manual_seed(1234);
-  torch::Tensor teacher = torch::randn({kInputs, kClasses});
+  torch::Tensor teacher = torch::randn({kInputs, kClasses}).to(device);
   torch::manual_seed(rank);  // different initial weights: LocalOptimizer broadcasts rank 0's
   torch::nn::Sequential model(torch::nn::Linear(kInputs, 32), torch::nn::ReLU(),
                               torch::nn::Linear(32, kClasses));
+  model->to(device);
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(kMaxLr).momentum(0.9));
 
   // 3. Wrap the optimizer: QSR with H = floor((alpha / lr)^2), at least min_h, after warmup.
@@ -115,7 +132,7 @@ int Run(int argc, char** argv) {
   double round_loss = 0;
   for (int64_t t = 0; t < steps; ++t) {
     for (auto& group : sgd.param_groups()) group.options().set_lr(LearningRate(t, warmup, steps));
-    torch::Tensor x = torch::randn({kBatch, kInputs});
+    torch::Tensor x = torch::randn({kBatch, kInputs}).to(device);
     torch::Tensor y = x.matmul(teacher).argmax(1);
     sgd.zero_grad();
     torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
@@ -137,7 +154,7 @@ int Run(int argc, char** argv) {
 
   // 5. Every rank must end with the same parameters.
   const uint64_t hash = ParamsHash(*model);
-  absl::StatusOr<bool> same = SameOnAllRanks(context.communicator(), hash);
+  absl::StatusOr<bool> same = SameOnAllRanks(context.communicator(), hash, device);
   if (!same.ok()) return Fail(&context, same.status());
   std::printf("rank %d of %d: %" PRId64 " steps, %" PRId64 " rounds, final params hash %016" PRIx64
               "%s\n",

@@ -13,10 +13,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qsr/qsr.h"
+#include "tests/integration/test_util.h"
 
 namespace qsr {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Runs fn(rank) on `size` threads.
@@ -293,10 +295,7 @@ TEST(LocalOptimizerTest, ReportsAFailedPeerAsAnError) {
   EXPECT_EQ(opt->Step().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-int FreePort() {
-  absl::StatusOr<std::unique_ptr<TcpStore>> probe = TcpStore::Serve("127.0.0.1", 0);
-  return probe.ok() ? (*probe)->port() : 0;
-}
+int FreePort() { return testing::FreeLoopbackPort(); }
 
 TEST(DistributedTest, StaticWorldOfTwoRanks) {
   const int port = FreePort();
@@ -385,7 +384,48 @@ TEST(DistributedTest, ReadsTheWorldFromTheEnvironment) {
   EXPECT_EQ(world->master_port, 29500);
   EXPECT_EQ(world->rank, 1);
   EXPECT_EQ(world->world_size, 2);
-  for (const char* name : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(name);
+  EXPECT_EQ(world->local_rank, -1);
+  EXPECT_EQ(world->local_world_size, -1);
+  EXPECT_FALSE(world->use_agent_store);
+  // What torchrun adds.
+  ::setenv("LOCAL_RANK", "1", 1);
+  ::setenv("LOCAL_WORLD_SIZE", "2", 1);
+  ::setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+  ::setenv("TORCHELASTIC_RESTART_COUNT", "3", 1);
+  world = StaticWorldFromEnvironment();
+  ASSERT_TRUE(world.ok()) << world.status();
+  EXPECT_EQ(world->local_rank, 1);
+  EXPECT_EQ(world->local_world_size, 2);
+  EXPECT_TRUE(world->use_agent_store);
+  EXPECT_EQ(world->restart_count, 3);
+  ::setenv("TORCHELASTIC_USE_AGENT_STORE", "False", 1);
+  EXPECT_FALSE(StaticWorldFromEnvironment()->use_agent_store);
+  ::setenv("LOCAL_RANK", "2", 1);
+  EXPECT_THAT(std::string(StaticWorldFromEnvironment().status().message()),
+              AllOf(HasSubstr("LOCAL_RANK=2"), HasSubstr("LOCAL_WORLD_SIZE=2")));
+  ::setenv("LOCAL_RANK", "0", 1);
+  ::setenv("TORCHELASTIC_RESTART_COUNT", "x", 1);
+  EXPECT_THAT(std::string(StaticWorldFromEnvironment().status().message()),
+              HasSubstr("TORCHELASTIC_RESTART_COUNT=x"));
+  for (const char* name :
+       {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+        "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT"}) {
+    ::unsetenv(name);
+  }
+}
+
+TEST(DistributedTest, AgentStoreConnectionGivesUpAtTheDeadline) {
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  StaticWorld world{"127.0.0.1", port, 0, 2};
+  world.use_agent_store = true;  // nobody serves it: rank 0 must not serve it itself
+  DistributedOptions options;
+  options.timeout = absl::Seconds(1);
+  const absl::Time start = absl::Now();
+  absl::Status s = InitStaticWorld(world, options).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr(absl::StrCat("127.0.0.1:", port)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
 }
 
 TEST(DistributedTest, JoinsACoordinatorRun) {

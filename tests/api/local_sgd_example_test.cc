@@ -1,6 +1,9 @@
-// Runs examples/local_sgd as real processes: two ranks of a torchrun-style static world on an
-// OS-chosen port, and two workers joining an in-process coordinator. Both ranks must exit 0,
-// average several rounds, and print the same final parameter hash.
+// Runs examples/local_sgd as real processes: two ranks of a static world on an OS-chosen port
+// (rank 0 serving the store, as torch.distributed's env://), two ranks under torchrun's agent
+// store (served by a separate Python process, as torchrun's agent serves it, through two restart
+// attempts), and two workers joining an in-process coordinator. Both ranks must exit 0, average
+// several rounds, and print the same final parameter hash.
+#include <cstdio>
 #include <functional>
 #include <regex>
 #include <string>
@@ -9,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/recipe.h"
-#include "common/tcp_store.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_util.h"
+#include "worker/comm/c10d_store.h"
 
 namespace qsr {
 namespace {
@@ -60,10 +63,7 @@ void ExpectIdenticalRanks(const std::vector<RankOutput>& out) {
 }
 
 // A port that was free a moment ago.
-int FreePort() {
-  absl::StatusOr<std::unique_ptr<TcpStore>> probe = TcpStore::Serve("127.0.0.1", 0);
-  return probe.ok() ? (*probe)->port() : 0;
-}
+int FreePort() { return testing::FreeLoopbackPort(); }
 
 TEST(LocalSgdExampleTest, TwoRanksFromEnvironmentVariables) {
   const int port = FreePort();
@@ -78,6 +78,83 @@ TEST(LocalSgdExampleTest, TwoRanksFromEnvironmentVariables) {
   // Rank 0 prints each round; H grows as the LR decays.
   EXPECT_NE(out[0].output.find("round   0: steps [   0,    2) H=  2"), std::string::npos)
       << out[0].output;
+}
+
+// A c10d TCPStore served by a separate Python process, as torchrun's elastic agent serves it.
+class AgentStore {
+ public:
+  // Starts the server; keys_to_report are checked when it stops (see Stop()).
+  explicit AgentStore(const std::vector<std::string>& keys_to_report) {
+    std::string command = absl::StrCat(QSR_PYTHON, " ", QSR_AGENT_STORE_PY, " ", kTimeoutS * 3);
+    for (const std::string& key : keys_to_report) absl::StrAppend(&command, " ", key);
+    pipe_ = ::popen(command.c_str(), "r");
+    if (pipe_ == nullptr) return;
+    char line[64] = {};
+    // Ends with the port, or at EOF if Python or torch.distributed is missing.
+    if (std::fgets(line, sizeof(line), pipe_) != nullptr) port_ = std::atoi(line);
+  }
+  ~AgentStore() { Stop(); }
+  int port() const { return port_; }
+
+  // Sets the stop key through a client, as the agent ends; returns what the server printed after
+  // it ("KEY present|missing" lines).
+  std::string Stop() {
+    if (pipe_ == nullptr) return "";
+    if (port_ > 0) {
+      absl::StatusOr<std::unique_ptr<C10dStore>> client =
+          C10dStore::Connect("127.0.0.1", port_, absl::Now() + absl::Seconds(30));
+      EXPECT_TRUE(client.ok()) << client.status();
+      if (client.ok()) {
+        EXPECT_TRUE((*client)->Set("qsr_test/stop", "1").ok());
+      }
+    }
+    std::string rest;
+    char buffer[256];
+    while (std::fgets(buffer, sizeof(buffer), pipe_) != nullptr) rest += buffer;
+    EXPECT_EQ(::pclose(pipe_), 0) << rest;
+    pipe_ = nullptr;
+    return rest;
+  }
+
+ private:
+  FILE* pipe_ = nullptr;
+  int port_ = 0;
+};
+
+TEST(LocalSgdExampleTest, TwoRanksUnderTorchrunsAgentStore) {
+  // Gloo's full-mesh keys of each attempt, under torch.distributed's per-attempt prefix.
+  AgentStore agent({"/worker/attempt_0/qsr/c0/0", "/worker/attempt_1/qsr/c0/0", "/qsr/c0/0"});
+  ASSERT_GT(agent.port(), 0) << "could not start " << QSR_PYTHON << " " << QSR_AGENT_STORE_PY
+                             << " (scripts/install-deps.sh installs python3-torch)";
+  // Two attempts, as torchrun runs them after a failure: the second must not read the first's
+  // keys, which stay in the agent's store.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    SCOPED_TRACE(absl::StrCat("attempt ", attempt));
+    std::vector<RankOutput> out = RunTwoRanks([&](int r) {
+      return std::vector<std::string>{"env",
+                                      "MASTER_ADDR=127.0.0.1",
+                                      absl::StrCat("MASTER_PORT=", agent.port()),
+                                      "WORLD_SIZE=2",
+                                      absl::StrCat("RANK=", r),
+                                      absl::StrCat("LOCAL_RANK=", r),
+                                      "LOCAL_WORLD_SIZE=2",
+                                      "TORCHELASTIC_USE_AGENT_STORE=True",
+                                      absl::StrCat("TORCHELASTIC_RESTART_COUNT=", attempt),
+                                      QSR_LOCAL_SGD_BIN,
+                                      "--steps=100"};
+    });
+    ExpectIdenticalRanks(out);
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_NE(out[r].output.find(
+                    absl::StrCat("rank ", r, " of 2: local rank ", r, " of 2, device cpu")),
+                std::string::npos)
+          << out[r].output;
+    }
+  }
+  const std::string keys = agent.Stop();
+  EXPECT_NE(keys.find("/worker/attempt_0/qsr/c0/0 present"), std::string::npos) << keys;
+  EXPECT_NE(keys.find("/worker/attempt_1/qsr/c0/0 present"), std::string::npos) << keys;
+  EXPECT_NE(keys.find("/qsr/c0/0 missing"), std::string::npos) << keys;
 }
 
 TEST(LocalSgdExampleTest, TwoWorkersJoiningACoordinator) {

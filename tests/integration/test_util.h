@@ -37,6 +37,9 @@ std::vector<std::string> ReadLines(const std::string& path);
 // dominant colour channel is label % 3, so a model learns something in a few steps.
 void WriteCifar10(const std::string& dir, int per_batch, int test, unsigned seed);
 
+// A loopback TCP port that was free a moment ago (the OS chose it), or 0 if none could be bound.
+int FreeLoopbackPort();
+
 // Extracts a field's raw value from a flat one-line JSON object ("" when absent).
 std::string JsonField(const std::string& json, const std::string& key);
 

@@ -11,3 +11,7 @@ qsr_test(gradient_bucketer_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/gradient_bucketer_test.cc
   LIBS qsr_worker_comm qsr_common
 )
+qsr_test(c10d_store_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/c10d_store_test.cc
+  LIBS qsr_worker_comm qsr_common qsr_test_util GTest::gmock
+)

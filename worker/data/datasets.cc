@@ -8,6 +8,7 @@
 #include "worker/data/cifar.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/data/image_folder.h"
+#include "worker/data/tensor_file.h"
 
 namespace qsr {
 namespace {
@@ -19,7 +20,7 @@ bool IsFolderDataset(const std::string& name) {
 }  // namespace
 
 std::vector<std::string> KnownDatasets() {
-  return {"fashion-mnist", "cifar10", "cifar100", "imagenet", "imagefolder"};
+  return {"fashion-mnist", "cifar10", "cifar100", "imagenet", "imagefolder", "tensors"};
 }
 
 std::string DefaultDataDir(const std::string& name) {
@@ -34,6 +35,14 @@ absl::StatusOr<Dataset> LoadDataset(const std::string& name, const std::string& 
   if (name == "fashion-mnist") return LoadFashionMnist(where, train);
   if (name == "cifar10") return LoadCifar10(where, train);
   if (name == "cifar100") return LoadCifar100(where, train);
+  if (name == "tensors") {
+    if (where.empty()) {
+      return absl::InvalidArgumentError(
+          "dataset \"tensors\": no file (set the recipe's data_dir, the worker's --data-dir or "
+          "QSR_DATA_DIR to the file written by torch.save)");
+    }
+    return LoadTensorFile(where, train);
+  }
   if (IsFolderDataset(name)) {
     return absl::FailedPreconditionError(
         absl::StrCat("dataset \"", name,
@@ -67,6 +76,11 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
   absl::StatusOr<Dataset> data = LoadDataset(name, dir, options.train);
   if (!data.ok()) return data.status();
   const int64_t side = data->images.size(2);
+  if (name == "tensors" && options.image_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset \"tensors\" takes its images as they are in the file; image_size ",
+                     options.image_size, " is not supported for it (use 0)"));
+  }
   if (options.image_size != 0 && options.image_size != side) {
     return absl::InvalidArgumentError(
         absl::StrCat("dataset \"", name, "\" has ", side, "x", side, " images; image_size ",

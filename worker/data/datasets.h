@@ -7,8 +7,9 @@
 //   imagenet        JPEG tree  1,281,167 / 50,000 for  1000     3 x image_size x image_size
 //                              ILSVRC-2012; any
 //                              <dir>/{train,val}/<class>/*.jpg tree
-// (see fashion_mnist.h, cifar.h, image_folder.h). "imagefolder" is the same loader as
-// "imagenet", for other class-per-folder trees whose size the recipe cannot know.
+//   tensors         in memory  any (a torch.save file) any      C x H x W of the file
+// (see fashion_mnist.h, cifar.h, image_folder.h, tensor_file.h). "imagefolder" is the same loader
+// as "imagenet", for other class-per-folder trees whose size the recipe cannot know.
 //
 // Thread-safe (no shared state besides reading the environment). Nothing throws.
 #ifndef QSR_WORKER_DATA_DATASETS_H_
@@ -25,7 +26,7 @@
 namespace qsr {
 
 // Names LoadDataset() / OpenDataset() accept: {"fashion-mnist", "cifar10", "cifar100",
-// "imagenet", "imagefolder"}.
+// "imagenet", "imagefolder", "tensors"}. For "tensors" the directory is the file's path.
 std::vector<std::string> KnownDatasets();
 
 // The directory used when none is given: $QSR_DATA_DIR when set and non-empty, else the
@@ -33,7 +34,7 @@ std::vector<std::string> KnownDatasets();
 // none: "").
 std::string DefaultDataDir(const std::string& name);
 
-// Loads an in-memory dataset (fashion-mnist, cifar10, cifar100) from `dir` (empty:
+// Loads an in-memory dataset (fashion-mnist, cifar10, cifar100, tensors) from `dir` (empty:
 // DefaultDataDir(name)), without augmentation. InvalidArgument, listing the known datasets, for
 // an unknown name; FailedPrecondition for a folder dataset (imagenet, imagefolder: use
 // OpenDataset()).
@@ -46,7 +47,7 @@ struct DataOptions {
   // augment == false: resize + centre crop). fashion-mnist has none.
   bool augment = true;
   // Folder datasets: the side of the produced images (0: 224). In-memory datasets: 0 or their
-  // own size (28 or 32), else InvalidArgument.
+  // own size (28 or 32; tensors: 0 only), else InvalidArgument.
   int64_t image_size = 0;
 };
 
