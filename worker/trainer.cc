@@ -21,6 +21,7 @@
 #include "worker/checkpoint.h"
 #include "worker/checkpoint_writer.h"
 #include "worker/clear_gradients.h"
+#include "worker/comm/collective_fault_hook.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"
@@ -400,6 +401,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   } else if (!plan.data_parallel() || plan.eval_after()) {
     // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
     // matter only for evaluation, so they are averaged before evaluating (and at the end).
+    if (plan.round() == CollectiveFaultHook::KillRound()) CollectiveFaultHook::Arm();
     if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
     if (!plan.data_parallel()) {
       if (absl::Status s = AverageOptimizerState(); !s.ok()) return s;

@@ -67,10 +67,20 @@ class FaultTest : public ::testing::Test {
     run_dir_ = options.run_dir;
   }
 
-  int Spawn(const std::string& worker_id) {
-    absl::StatusOr<int> i =
-        workers_.Spawn(worker_id, {QSR_WORKER_BIN, "--coordinator", server_->address(), "--threads",
-                                   "1", "--worker-id", worker_id, "--regroup-timeout-s", "60"});
+  // `env`: NAME=VALUE settings for this worker only (through env(1)).
+  int Spawn(const std::string& worker_id, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv;
+    if (!env.empty()) {
+      argv.push_back("/usr/bin/env");
+      argv.insert(argv.end(), env.begin(), env.end());
+    }
+    for (const std::string& arg :
+         {std::string(QSR_WORKER_BIN), std::string("--coordinator"), server_->address(),
+          std::string("--threads"), std::string("1"), std::string("--worker-id"), worker_id,
+          std::string("--regroup-timeout-s"), std::string("60")}) {
+      argv.push_back(arg);
+    }
+    absl::StatusOr<int> i = workers_.Spawn(worker_id, argv);
     EXPECT_TRUE(i.ok()) << i.status();
     return i.value_or(-1);
   }
@@ -311,6 +321,40 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
   }
   EXPECT_EQ(testing::JsonField(testing::ReadFile(state_dir + "/summary.json"), "state"),
             "FINISHED");
+}
+
+// A worker killed inside an averaging all-reduce, deterministically: the test hook
+// (worker/comm/collective_fault_hook.h) makes w2 raise SIGKILL on itself at the first reduction
+// of round 8's ring all-reduce, after it sent part of its data. The survivors' collective fails
+// (their peer's connections closed), they regroup from their round-7 state, replay round 8
+// without it, and the run trains every round exactly once.
+TEST_F(FaultTest, AWorkerKilledInsideTheAllReduceLosesNoRound) {
+  constexpr int kRound = 8;
+  Start(FaultRecipe(3, 1, 3), "in_collective");
+  Spawn("w0");
+  Spawn("w1");
+  Spawn("w2", {absl::StrCat("QSR_TEST_STOP_IN_COLLECTIVE=round:", kRound)});
+  ASSERT_TRUE(WaitFor([&] { return workers_.ExitCode(2).has_value(); }, absl::Seconds(120)));
+  // The survivors abandon the collective within its deadline (the rendezvous timeout, 30 s):
+  // the next generation forms before a timed-out collective could have returned.
+  EXPECT_TRUE(WaitFor([&] { return Status().generation() >= 2; }, absl::Seconds(29)))
+      << "no new generation within the collective's timeout";
+  ExpectCompleteRun();
+  EXPECT_EQ(workers_.ExitCode(0), 0);
+  EXPECT_EQ(workers_.ExitCode(1), 0);
+  EXPECT_EQ(workers_.ExitCode(2), 128 + SIGKILL) << "the hook did not fire";
+  v1::GetStatusReply status = Status();
+  EXPECT_EQ(status.failures(), 1);
+  EXPECT_EQ(status.generation(), 2);
+  EXPECT_EQ(status.world_size(), 2);
+  // Round 7 was the last the three averaged; round 8, interrupted in its collective, was
+  // committed once, by the two survivors, with identical models (checked above).
+  v1::ListRoundsReply rounds = server_->controller().Rounds(v1::ListRoundsRequest());
+  ASSERT_GT(rounds.rounds_size(), kRound);
+  for (int i = 0; i < rounds.rounds_size(); ++i) {
+    EXPECT_EQ(rounds.rounds(i).workers(), i < kRound ? 3 : 2) << "round " << i;
+    EXPECT_TRUE(rounds.rounds(i).digest_checked()) << "round " << i;
+  }
 }
 
 }  // namespace
