@@ -105,11 +105,9 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = true;
     absl::StatusOr<std::string> json = JournalLineJson(lines[i]);
-    absl::Status parsed =
-        json.ok()
-            ? absl::Status(google::protobuf::util::JsonStringToMessage(*json, &entry, options))
-            : json.status();
-    if (!parsed.ok()) {
+    const bool parsed =
+        json.ok() && google::protobuf::util::JsonStringToMessage(*json, &entry, options).ok();
+    if (!parsed) {
       return absl::DataLossError(absl::StrCat(
           path, " line ", i + 1, " (byte ", valid_bytes, ") is damaged: ",
           json.ok() ? "it is not a journal entry" : std::string(json.status().message()), ". The ",
