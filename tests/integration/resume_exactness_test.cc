@@ -29,6 +29,8 @@ struct Case {
   double overlap = 0;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 // Runs a coordinator and the recipe's workers to the end; returns the server (null on failure).
 std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::string& run_dir) {
   CoordinatorServer::Options options;
