@@ -9,9 +9,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "glog/logging.h"
 #include "google/protobuf/util/json_util.h"
+#include "zlib.h"
 
 namespace qsr {
 namespace {
@@ -47,7 +51,35 @@ void Replay(const v1::JournalEntry& e, Journal::Recovered* r) {
   }
 }
 
+uint32_t Crc32(const std::string& s) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size()));
+  return static_cast<uint32_t>(crc);
+}
+
 }  // namespace
+
+std::string JournalLine(const std::string& json) {
+  return absl::StrFormat("%s\t%08x", json, Crc32(json));
+}
+
+absl::StatusOr<std::string> JournalLineJson(const std::string& line) {
+  const size_t tab = line.rfind('\t');
+  if (tab == std::string::npos) return line;
+  const std::string json = line.substr(0, tab);
+  const std::string sum = line.substr(tab + 1);
+  uint32_t want = 0;
+  if (sum.size() != 8 || !absl::SimpleHexAtoi(sum, &want)) {
+    return absl::DataLossError(
+        absl::StrCat("its checksum field is not 8 hex digits (", sum.size(), " bytes)"));
+  }
+  const uint32_t got = Crc32(json);
+  if (got != want) {
+    return absl::DataLossError(absl::StrFormat(
+        "its checksum does not match (the line says %08x, its contents give %08x)", want, got));
+  }
+  return json;
+}
 
 absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
                                                        Recovered* recovered) {
@@ -72,14 +104,34 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
     v1::JournalEntry entry;
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = true;
-    if (!google::protobuf::util::JsonStringToMessage(lines[i], &entry, options).ok()) {
-      return absl::DataLossError(absl::StrCat(path, " line ", i + 1,
-                                              " is not a journal entry; move the file away to "
-                                              "start a new run in this state directory"));
+    absl::StatusOr<std::string> json = JournalLineJson(lines[i]);
+    const bool parsed =
+        json.ok() && google::protobuf::util::JsonStringToMessage(*json, &entry, options).ok();
+    if (!parsed) {
+      return absl::DataLossError(absl::StrCat(
+          path, " line ", i + 1, " (byte ", valid_bytes, ") is damaged: ",
+          json.ok() ? "it is not a journal entry" : std::string(json.status().message()), ". The ",
+          i,
+          " entries before it are intact; the coordinator does not guess past a "
+          "damaged entry, which may record something the workers were told. To continue the run "
+          "from the entries before it: truncate -s ",
+          valid_bytes, " ", path,
+          " (the workers then redo what came after); to start a new run in this state directory, "
+          "move the file away"));
     }
     Replay(entry, recovered);
     recovered->exists = true;
     valid_bytes += lines[i].size() + 1;
+  }
+  if (valid_bytes != contents.size()) {
+    recovered->repair = absl::StrCat("dropped a torn last entry (", contents.size() - valid_bytes,
+                                     " bytes after the last "
+                                     "newline: a write cut short) from ",
+                                     path,
+                                     "; the journal ends at its last complete entry, "
+                                     "line ",
+                                     lines.size() - 1, " (byte ", valid_bytes, ")");
+    LOG(WARNING) << recovered->repair;
   }
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -96,11 +148,11 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir,
 Journal::~Journal() { ::close(fd_); }
 
 absl::Status Journal::Append(const v1::JournalEntry& entry) {
-  std::string line;
-  if (!google::protobuf::util::MessageToJsonString(entry, &line).ok()) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(entry, &json).ok()) {
     return absl::InternalError("cannot encode a journal entry");
   }
-  line += '\n';
+  const std::string line = JournalLine(json) + '\n';
   // One write(2) per entry: O_APPEND keeps entries whole and in order.
   size_t done = 0;
   while (done < line.size()) {

@@ -628,6 +628,7 @@ void RunController::Commit(const PendingRound& p) {
   rec.set_samples(samples);
   rec.set_identical(identical);
   rec.set_digest_checked(with_digest > 0);
+  if (identical && with_digest > 0) rec.set_params_digest(digest);
   if (!identical) LOG(ERROR) << "round " << rec.round() << ": workers' parameters differ";
   if (workers < p.expected) {
     LOG(WARNING) << "round " << rec.round() << " committed with " << workers << " of " << p.expected

@@ -21,6 +21,7 @@
 #include "worker/checkpoint.h"
 #include "worker/checkpoint_writer.h"
 #include "worker/clear_gradients.h"
+#include "worker/comm/collective_fault_hook.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"
@@ -254,6 +255,20 @@ absl::Status Worker::FormGroup() {
   // Rank 0 holds the most recent state (the coordinator ranks joiners so): everyone starts the
   // generation from its weights.
   if (absl::Status s = averager_->BroadcastFrom(*comm_, 0); !s.ok()) return s;
+  // A generation that starts where the run resumed: every member loaded the checkpoint's AdamW
+  // state, whose averaged moments are identical on all ranks (written after a sync). Broadcasting
+  // them (a no-op on their values) makes them this communicator's bfloat16 reference, as the
+  // uninterrupted run held it; otherwise the first sync after resuming would send float32 and
+  // round differently from the run that was not interrupted. Every member decides this from the
+  // same recipe and join, so all or none broadcast.
+  if (recipe_.sync_precision == "bf16" && recipe_.resume_from_step > 0 &&
+      !recipe_.optimizer_resume_pth.empty() && join_.start_step() == recipe_.resume_from_step) {
+    absl::StatusOr<ModelAverager*> moments = Moments();
+    if (!moments.ok()) return moments.status();
+    if (*moments != nullptr) {
+      if (absl::Status s = (*moments)->BroadcastFrom(*comm_, 0); !s.ok()) return s;
+    }
+  }
   if ((recipe_.DataParallel() || recipe_.post_local_epoch > 0) && recipe_.bucket_mb > 0) {
     BucketerOptions bucket_options;
     bucket_options.bucket_bytes =
@@ -400,6 +415,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
   } else if (!plan.data_parallel() || plan.eval_after()) {
     // Data-parallel parameters are already identical; only BatchNorm statistics drift, and they
     // matter only for evaluation, so they are averaged before evaluating (and at the end).
+    if (plan.round() == CollectiveFaultHook::KillRound()) CollectiveFaultHook::Arm();
     if (absl::Status s = averager_->Average(*comm_); !s.ok()) return s;
     if (!plan.data_parallel()) {
       if (absl::Status s = AverageOptimizerState(); !s.ok()) return s;

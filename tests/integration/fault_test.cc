@@ -4,6 +4,7 @@
 // train every round of the plan exactly once, with identical models after every averaging round.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 
@@ -13,6 +14,7 @@
 #include "common/round_planner.h"
 #include "coordinator/coordinator_client.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/journal.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_util.h"
 
@@ -48,7 +50,8 @@ class FaultTest : public ::testing::Test {
     if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
   }
 
-  void Start(Recipe recipe, const std::string& name) {
+  // `journal_dir`: where the coordinator keeps its journal (none when empty).
+  void Start(Recipe recipe, const std::string& name, const std::string& journal_dir = "") {
     ASSERT_TRUE(ResolveRecipe(recipe).ok());
     recipe_ = recipe;
     CoordinatorServer::Options options;
@@ -60,6 +63,12 @@ class FaultTest : public ::testing::Test {
     options.run.heartbeat_timeout = absl::Seconds(2);
     options.run.regroup_timeout = absl::Seconds(4);
     options.run.replacement_timeout = absl::Seconds(60);
+    if (!journal_dir.empty()) {
+      absl::StatusOr<std::unique_ptr<Journal>> journal =
+          Journal::Open(journal_dir, &options.recovered);
+      ASSERT_TRUE(journal.ok()) << journal.status();
+      options.journal = std::move(*journal);
+    }
     absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
         CoordinatorServer::Start(recipe, options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -67,10 +76,20 @@ class FaultTest : public ::testing::Test {
     run_dir_ = options.run_dir;
   }
 
-  int Spawn(const std::string& worker_id) {
-    absl::StatusOr<int> i =
-        workers_.Spawn(worker_id, {QSR_WORKER_BIN, "--coordinator", server_->address(), "--threads",
-                                   "1", "--worker-id", worker_id, "--regroup-timeout-s", "60"});
+  // `env`: NAME=VALUE settings for this worker only (through env(1)).
+  int Spawn(const std::string& worker_id, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv;
+    if (!env.empty()) {
+      argv.push_back("/usr/bin/env");
+      argv.insert(argv.end(), env.begin(), env.end());
+    }
+    for (const std::string& arg :
+         {std::string(QSR_WORKER_BIN), std::string("--coordinator"), server_->address(),
+          std::string("--threads"), std::string("1"), std::string("--worker-id"), worker_id,
+          std::string("--regroup-timeout-s"), std::string("60")}) {
+      argv.push_back(arg);
+    }
+    absl::StatusOr<int> i = workers_.Spawn(worker_id, argv);
     EXPECT_TRUE(i.ok()) << i.status();
     return i.value_or(-1);
   }
@@ -311,6 +330,55 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
   }
   EXPECT_EQ(testing::JsonField(testing::ReadFile(state_dir + "/summary.json"), "state"),
             "FINISHED");
+}
+
+// A worker killed inside an averaging all-reduce, deterministically: the test hook
+// (worker/comm/collective_fault_hook.h) makes w2 raise SIGKILL on itself at the first reduction
+// of round 8's ring all-reduce, after it sent part of its data. The survivors' collective fails
+// (their peer's connections closed), they regroup from their round-7 state, replay round 8
+// without it, and the run trains every round exactly once.
+TEST_F(FaultTest, AWorkerKilledInsideTheAllReduceLosesNoRound) {
+  constexpr int kRound = 8;
+  const std::string journal_dir = dir_.path() + "/in_collective_state";
+  Start(FaultRecipe(3, 1, 3), "in_collective", journal_dir);
+  Spawn("w0");
+  Spawn("w1");
+  Spawn("w2", {absl::StrCat("QSR_TEST_STOP_IN_COLLECTIVE=round:", kRound)});
+  ASSERT_TRUE(WaitFor([&] { return workers_.ExitCode(2).has_value(); }, absl::Seconds(120)));
+  // The survivors abandon the collective within its deadline (the rendezvous timeout, 30 s):
+  // the next generation forms before a timed-out collective could have returned.
+  EXPECT_TRUE(WaitFor([&] { return Status().generation() >= 2; }, absl::Seconds(29)))
+      << "no new generation within the collective's timeout";
+  ExpectCompleteRun();
+  EXPECT_EQ(workers_.ExitCode(0), 0);
+  EXPECT_EQ(workers_.ExitCode(1), 0);
+  EXPECT_EQ(workers_.ExitCode(2), 128 + SIGKILL) << "the hook did not fire";
+  v1::GetStatusReply status = Status();
+  EXPECT_EQ(status.failures(), 1);
+  EXPECT_EQ(status.generation(), 2);
+  EXPECT_EQ(status.world_size(), 2);
+  // The survivors came back ready for round 8, their round-7 state: the first round the
+  // coordinator served to generation 2 (its journal says) is the one interrupted in its
+  // collective. From there the two survivors trained every round, each committed once with
+  // identical models (checked above).
+  server_.reset();  // closes the journal
+  std::vector<std::string> entries = testing::ReadLines(journal_dir + "/journal.jsonl");
+  auto second = std::find_if(entries.begin(), entries.end(), [](const std::string& e) {
+    return e.find("\"generation\":{\"generation\":\"2\"") != std::string::npos;
+  });
+  ASSERT_NE(second, entries.end());
+  auto served = std::find_if(second, entries.end(),
+                             [](const std::string& e) { return e.find("{\"served\":") == 0; });
+  ASSERT_NE(served, entries.end());
+  EXPECT_NE(served->find(absl::StrCat("\"round\":\"", kRound, "\"")), std::string::npos) << *served;
+  std::vector<std::string> lines = testing::ReadLines(run_dir_ + "/rounds.jsonl");
+  ASSERT_GT(static_cast<int>(lines.size()), kRound);
+  for (int i = 0; i < static_cast<int>(lines.size()); ++i) {
+    if (i >= kRound) {
+      EXPECT_EQ(testing::JsonField(lines[i], "workers"), "2") << "round " << i;
+    }
+    EXPECT_EQ(testing::JsonField(lines[i], "digest_checked"), "true") << "round " << i;
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "worker/comm/collective_fault_hook.h"
 #include "worker/comm/gloo_store.h"
 
 namespace qsr {
@@ -347,7 +348,10 @@ absl::Status GlooCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
     opts.setMaxSegmentSize(kMaxSegmentBytes);
     if (average) {
       const float divisor = static_cast<float>(size_);
+      // Test hook (collective_fault_hook.h): off unless a test armed it for this collective.
+      const bool kill_in_collective = CollectiveFaultHook::TakeArmed();
       opts.setReduceFunction([&](void* c, const void* a, const void* b, size_t n) {
+        if (kill_in_collective) CollectiveFaultHook::Fire();
         const int64_t begin = (static_cast<char*>(c) - data) / element_size;
         const int64_t end = begin + static_cast<int64_t>(n);
         if (begin < chunk_begin || end > chunk_end) {
