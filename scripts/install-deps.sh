@@ -28,7 +28,7 @@ if command -v update-alternatives >/dev/null; then
   alt=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep openblas | head -1 || true)
   [ -n "$alt" ] && ${SUDO:-} update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt" >/dev/null || true
 fi
-# deploy/check.sh and the reflection test (issue 6): kubectl (its kustomize renders deploy/k8s),
+# deploy/check.sh and the reflection test: kubectl (its kustomize renders deploy/k8s),
 # Node.js, and the npm packages in deploy/tools (Kubernetes schemas, a YAML parser, a gRPC
 # reflection client). QSR_DEPLOY_TOOLS=0 skips this (the container build does).
 if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
