@@ -7,6 +7,7 @@
 set -euo pipefail
 root="${1:-$(cd "$(dirname "$0")/.." && pwd)}"
 cd "$root"
+git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "check-self-reference: $root is not a git checkout" >&2; exit 2; }
 
 pattern='session|the issue|issue [0-9]|issue #[0-9]'
 # Ordinary meanings, matched case-insensitively against the offending line's text.

@@ -45,7 +45,8 @@ Recipe FaultRecipe(int workers, int min_workers, int max_workers) {
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+    if (!std::filesystem::exists(kDataDir))
+      FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   }
 
   void Start(Recipe recipe, const std::string& name) {

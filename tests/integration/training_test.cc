@@ -41,7 +41,8 @@ constexpr int64_t kMlpParams = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
 class TrainingTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
-  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  if (!std::filesystem::exists(kDataDir))
+    FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   const Case c = GetParam();
   Recipe recipe;
   recipe.model = "mlp";
@@ -214,7 +215,8 @@ std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::str
 // re-estimation, evaluation at the start, post-local SGD and checkpoints; then a resume from
 // the epoch-1 checkpoint continues the same plan.
 TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
-  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  if (!std::filesystem::exists(kDataDir))
+    FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   Recipe recipe;
   recipe.model = "cnn";
   recipe.optimizer = "localsgd";
