@@ -108,6 +108,8 @@ class FaultTest : public ::testing::Test {
       EXPECT_EQ(rounds.rounds(i).step(), plan[i].start_step);
       EXPECT_EQ(rounds.rounds(i).h(), plan[i].h);
       EXPECT_TRUE(rounds.rounds(i).identical()) << "round " << i;
+      // Local SGD averages (and so compares digests) after every round, whoever is left.
+      EXPECT_TRUE(rounds.rounds(i).digest_checked()) << "round " << i;
     }
     // rounds.jsonl: one line per round, no gap, no duplicate.
     std::vector<std::string> lines = testing::ReadLines(run_dir_ + "/rounds.jsonl");
