@@ -9,8 +9,8 @@
 // 0.75-1.25 of it at random, as the worker waits), sent without waiting for the reply;
 // --report-interval-ms 0 sends one Report per barrier (twice the worker's RPCs). Like a real
 // worker, each also calls Heartbeat every 0.75-1.25 of the heartbeat interval the Join reply names
-// (from one ticker thread for all of them). Before session 6 every worker sent its heartbeat at
-// the same moment and its reports at a fixed interval: bursts of K calls that the worker's own
+// (from one ticker thread for all of them). Before commit fd431cd every worker sent its heartbeat
+// at the same moment and its reports at a fixed interval: bursts of K calls that the worker's own
 // Heartbeater never sent. Join and NextRounds answered TIMEOUT are asked again. By default training
 // takes no time, so the coordinator sees barriers back to back: the worst case for it (the replies
 // of one barrier compete with the arrivals at the next for the CPU). --train-ms makes each round

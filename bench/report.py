@@ -589,7 +589,7 @@ def main():
     section_tta(data["tta"], fig_dir, md)
     if data["tta_long"]:
         section_tta(data["tta_long"], fig_dir, md,
-                    "### 4b. The same to the issue's 90% target, 3-epoch schedule", "tta_long")
+                    "### 4b. The same to a 90% target, 3-epoch schedule", "tta_long")
     if data["tta_sweep"]:
         section_tta(data["tta_sweep"], fig_dir, md,
                     "### 4c. Settings for slow links: H_base and bf16 syncs against no "

@@ -69,11 +69,11 @@ case $MODE in
     COORD=(--workers 16,128,512,1024,2048 --barriers 20 --ranks-per-agent 1,8 --agent-barriers 200)
     FLOOR=(128,1024,2048 20)
     TTA=(--rates 50 --epochs 4 --steps-per-epoch 117 --target 0.85 --cap-s 300)
-    # The 90% target: a 3-epoch schedule, QSR against DDP and no communication.
+    # A 90% target: a 3-epoch schedule, QSR against DDP and no communication.
     TTA_LONG=(--rates 50 --epochs 3 --target 0.90 --cap-s 900 --methods qsr,qsr_bf16,qsr_h16_bf16,constant_h16,nocomm,ddp)
     # Settings for slow links against no communication: H_base and bf16 syncs (about 11 minutes).
     TTA_SWEEP=(--rates 50 --epochs 3 --target 0.90 --cap-s 600 --methods nocomm,qsr_h16_bf16,qsr_h32_bf16,constant_h32_bf16)
-    # The second rate, 100 Mbit/s, with every method it names (about 36 minutes).
+    # A second rate, 100 Mbit/s, with every method (about 36 minutes).
     TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 900 --methods qsr,qsr_bf16,parallel,constant_h,postlocal,nocomm,ddp)
     # Overlapped syncs at 100 Mbit/s, the paper's H_base: QSR with and without sync_overlap
     # against DDP and no communication (about 22 minutes; DDP reaches 90% at its second

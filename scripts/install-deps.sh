@@ -28,7 +28,7 @@ if command -v update-alternatives >/dev/null; then
   alt=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep openblas | head -1 || true)
   [ -n "$alt" ] && ${SUDO:-} update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt" >/dev/null || true
 fi
-# deploy/check.sh and the reflection test (issue 6): kubectl (its kustomize renders deploy/k8s),
+# deploy/check.sh and the reflection test: kubectl (its kustomize renders deploy/k8s),
 # Node.js, and the npm packages in deploy/tools (Kubernetes schemas, a YAML parser, a gRPC
 # reflection client). QSR_DEPLOY_TOOLS=0 skips this (the container build does).
 if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
@@ -45,9 +45,11 @@ if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
   fi
   # deploy/check.sh needs kustomize v4 or later (components, includeTemplates) and stops without.
   kv=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p')
-  if [ -z "$kv" ] || [ "${kv%%.*}" -lt 4 ] 2>/dev/null; then
-    echo "[install-deps] WARNING: kubectl's kustomize is '${kv:-unknown}', v4 or later is needed:" \
-         "deploy_check will fail until a newer kubectl is on PATH" >&2
+  if ! [[ "${kv%%.*}" =~ ^[0-9]+$ ]] || [ "${kv%%.*}" -lt 4 ]; then
+    echo "[install-deps] kubectl's kustomize is '${kv:-unknown}', v4 or later is needed:" \
+         "deploy_check fails until a newer kubectl is on PATH" >&2
+    # CI (strict mode) must not go on without it.
+    if [ "${CI:-}" = true ] || [ "${QSR_STRICT:-0}" = 1 ]; then exit 1; fi
   fi
   TOOLS_DIR="$(cd "$(dirname "$0")/.." && pwd)/deploy/tools"
   stamp="$TOOLS_DIR/node_modules/.qsr-lock.sha256"
@@ -57,8 +59,9 @@ if [ "${QSR_DEPLOY_TOOLS:-1}" != 0 ]; then
     if (cd "$TOOLS_DIR" && npm ci --no-audit --no-fund --loglevel=error); then
       echo "$want" > "$stamp"
     else
-      echo "[install-deps] WARNING: npm ci in deploy/tools failed: deploy_check and" \
-           "reflection_test will fail until it succeeds" >&2
+      echo "[install-deps] npm ci in deploy/tools failed: deploy_check and reflection_test" \
+           "need its packages" >&2
+      exit 1
     fi
   fi
 fi

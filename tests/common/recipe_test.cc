@@ -338,8 +338,8 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
   EXPECT_FALSE(IsRecipeBoolKey("max-lr"));
 
   const auto help = RecipeKeyHelp();
-  // Every key of the table: the issue-3 options, min/max_workers (issue 5), bucket_mb and
-  // precision (issue 4), sync_precision, memory_format and sync_overlap (issue 7).
+  // Every key of the table: the method's options, min/max_workers, bucket_mb, precision,
+  // sync_precision, memory_format and sync_overlap.
   EXPECT_EQ(help.size(), 61u);
   bool found = false;
   for (const auto& [name, text] : help) {

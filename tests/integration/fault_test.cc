@@ -47,7 +47,8 @@ Recipe FaultRecipe(int workers, int min_workers, int max_workers) {
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+    if (!std::filesystem::exists(kDataDir))
+      FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   }
 
   // `journal_dir`: where the coordinator keeps its journal (none when empty).
@@ -121,12 +122,21 @@ class FaultTest : public ::testing::Test {
       plan.resize(std::min<size_t>(plan.size(), rounds.rounds_size()));
     }
     EXPECT_EQ(rounds.rounds_size(), static_cast<int>(plan.size()));
+    int checked = 0;
     for (int i = 0; i < std::min<int>(rounds.rounds_size(), plan.size()); ++i) {
       EXPECT_EQ(rounds.rounds(i).round(), plan[i].index);
       EXPECT_EQ(rounds.rounds(i).step(), plan[i].start_step);
       EXPECT_EQ(rounds.rounds(i).h(), plan[i].h);
       EXPECT_TRUE(rounds.rounds(i).identical()) << "round " << i;
+      // Local SGD averages (and so compares digests) after every round, whoever is left;
+      // overlapped syncs settle, and are compared, only where the model is evaluated.
+      if (recipe_.sync_overlap == 0) {
+        EXPECT_TRUE(rounds.rounds(i).digest_checked()) << "round " << i;
+      }
+      checked += rounds.rounds(i).digest_checked() ? 1 : 0;
     }
+    // One evaluation per epoch at least (a stopped run: fewer epochs, but one compared round).
+    EXPECT_GE(checked, stopped ? 1 : static_cast<int>(recipe_.epochs));
     // rounds.jsonl: one line per round, no gap, no duplicate.
     std::vector<std::string> lines = testing::ReadLines(run_dir_ + "/rounds.jsonl");
     EXPECT_EQ(lines.size(), plan.size());

@@ -1,4 +1,4 @@
-// The closed door (issue 5): TLS, mutual TLS, the run token and request bounds, against real
+// The closed door: TLS, mutual TLS, the run token and request bounds, against real
 // coordinators on OS-chosen loopback ports — in-process CoordinatorServers driven by FakeWorkers
 // and raw clients, and the qsr-coordinator / qsrctl binaries with their flags. Certificates are
 // made at test time with the openssl CLI.

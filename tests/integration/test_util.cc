@@ -90,7 +90,10 @@ std::string CifarRecords(int n, std::mt19937& rng) {
     for (int c = 0; c < 3; ++c) {  // planar: the R plane, then G, then B
       const int base = c == label % 3 ? 200 : 50;
       for (int p = 0; p < 1024; ++p) {
-        out.push_back(static_cast<char>(std::clamp(base + noise(rng), 0, 255)));
+        // Rows 3*label .. 3*label+2 are bright in every channel: each class has its own band.
+        const int row = p / 32;
+        const int value = row / 3 == label ? 250 : base + noise(rng);
+        out.push_back(static_cast<char>(std::clamp(value, 0, 255)));
       }
     }
   }

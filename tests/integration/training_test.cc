@@ -41,7 +41,8 @@ constexpr int64_t kMlpParams = 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
 class TrainingTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TrainingTest, TrainsTheCoordinatorsPlanWithIdenticalModels) {
-  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  if (!std::filesystem::exists(kDataDir))
+    FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   const Case c = GetParam();
   Recipe recipe;
   recipe.model = "mlp";
@@ -214,7 +215,8 @@ std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::str
 // re-estimation, evaluation at the start, post-local SGD and checkpoints; then a resume from
 // the epoch-1 checkpoint continues the same plan.
 TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
-  if (!std::filesystem::exists(kDataDir)) GTEST_SKIP() << "no Fashion-MNIST at " << kDataDir;
+  if (!std::filesystem::exists(kDataDir))
+    FAIL() << "no Fashion-MNIST at " << kDataDir << ": install dataset-fashion-mnist";
   Recipe recipe;
   recipe.model = "cnn";
   recipe.optimizer = "localsgd";
@@ -246,12 +248,25 @@ TEST(TrainingOptionsTest, PostLocalWithCheckpointsThenResume) {
   v1::ListRoundsReply rounds = first->controller().Rounds(v1::ListRoundsRequest());
   std::vector<Round> plan = RoundPlanner(recipe).Plan();
   ASSERT_EQ(rounds.rounds_size(), static_cast<int>(plan.size()));
+  // Workers report a digest after every local round's averaging and after the data-parallel
+  // rounds that evaluate (BatchNorm statistics averaged): the coordinator compared exactly those.
+  int checked = 0;
+  int want_checked = 0;
+  for (const Round& r : plan) {
+    const bool evaluates =
+        r.end_step() / recipe.steps_per_epoch != r.start_step / recipe.steps_per_epoch ||
+        &r == &plan.back();
+    want_checked += !r.data_parallel || evaluates ? 1 : 0;
+  }
   for (const v1::RoundRecord& r : rounds.rounds()) {
     EXPECT_TRUE(r.identical()) << "round " << r.round();
+    checked += r.digest_checked() ? 1 : 0;
     if (r.step() < 12) {
       EXPECT_EQ(r.h(), 1) << "data-parallel before post_local_epoch";
     }
   }
+  EXPECT_EQ(checked, want_checked);
+  EXPECT_GT(checked, 0);
   // One evaluation at the start and one per epoch, with top-5 accuracy.
   std::vector<std::string> evals = testing::ReadLines(dir.path() + "/run1/evals.jsonl");
   ASSERT_EQ(evals.size(), 4u);

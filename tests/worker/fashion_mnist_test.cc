@@ -204,7 +204,7 @@ TEST(LoadDatasetTest, UnknownNameListsKnownDatasets) {
 
 TEST(RealFashionMnistTest, LoadsBothSplits) {
   if (!fs::exists(kFashionMnistDefaultDir)) {
-    GTEST_SKIP() << kFashionMnistDefaultDir << " absent (install dataset-fashion-mnist)";
+    FAIL() << kFashionMnistDefaultDir << " absent: install dataset-fashion-mnist";
   }
   absl::StatusOr<Dataset> train = LoadFashionMnist(kFashionMnistDefaultDir, true);
   ASSERT_TRUE(train.ok()) << train.status();
