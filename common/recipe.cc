@@ -215,8 +215,9 @@ const std::vector<KeyDef>& Keys() {
        {}},
       {"precision",
        &Recipe::precision,
-       "forward and loss precision: fp32, or bf16 autocast (CUDA GPUs with bf16, or the CPU)",
-       {"fp32", "bf16"}},
+       "forward and loss precision: fp32, or bf16 autocast (CUDA GPUs with bf16, or the CPU); fp16 "
+       "(loss scaling with recompute on overflow) is accepted here but not yet trainable",
+       {"fp32", "bf16", "fp16"}},
       {"memory_format",
        &Recipe::memory_format,
        "layout of convolution weights and inputs: contiguous (NCHW) or channels_last (NHWC; on "

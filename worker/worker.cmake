@@ -5,6 +5,12 @@ target_include_directories(qsr_worker_precision PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_worker_precision PUBLIC qsr_worker_comm ${TORCH_LIBRARIES} absl::status
   absl::strings)
 
+# The fp16 loss scaler (pure logic).
+add_library(qsr_worker_loss_scaler ${CMAKE_CURRENT_LIST_DIR}/loss_scaler.cc)
+target_include_directories(qsr_worker_loss_scaler PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(qsr_worker_loss_scaler PUBLIC absl::status absl::statusor absl::strings
+  glog::glog)
+
 # SGD with multi-tensor updates (used by the trainer and qsr-bench-step).
 add_library(qsr_worker_optim ${CMAKE_CURRENT_LIST_DIR}/foreach_sgd.cc
   ${CMAKE_CURRENT_LIST_DIR}/clear_gradients.cc)
@@ -25,7 +31,7 @@ add_library(qsr_trainer
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
-  qsr_worker_precision qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
+  qsr_worker_precision qsr_worker_loss_scaler qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)

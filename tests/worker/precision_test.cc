@@ -18,9 +18,18 @@ TEST(CheckPrecisionTest, Fp32AnywhereBf16OnTheCpu) {
 }
 
 TEST(CheckPrecisionTest, UnknownValueNamesTheAllowedOnes) {
+  absl::Status s = CheckPrecision("fp8", torch::Device(torch::kCPU));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              AllOf(HasSubstr("precision \"fp8\""), HasSubstr("allowed: fp32"), HasSubstr("bf16")));
+}
+
+// The recipe accepts fp16, but the worker cannot train with it on the CPU (nor, until the fp16
+// step is wired, on a GPU): the error names the key, the device and the allowed values.
+TEST(CheckPrecisionTest, Fp16IsRefusedOnTheCpuNamingKeyAndAllowedValues) {
   absl::Status s = CheckPrecision("fp16", torch::Device(torch::kCPU));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("precision \"fp16\""),
+  EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("precision: fp16"), HasSubstr("cpu"),
                                               HasSubstr("allowed: fp32"), HasSubstr("bf16")));
 }
 
