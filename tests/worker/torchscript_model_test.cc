@@ -62,7 +62,7 @@ TEST_F(TorchScriptModelTest, NamesAreThePythonStateDictKeys) {
   std::sort(want.begin(), want.end());
   std::sort(got.begin(), got.end());
   EXPECT_EQ(got, want);
-  EXPECT_EQ(m->BatchNorms().size(), 2u);
+  ASSERT_EQ(m->BatchNorms().size(), 2u);
   EXPECT_EQ(m->BatchNorms()[0].name, "bn");
   ASSERT_TRUE(m->BatchNorms()[0].momentum.has_value());
   EXPECT_DOUBLE_EQ(*m->BatchNorms()[0].momentum, 0.3);

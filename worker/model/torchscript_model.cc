@@ -43,8 +43,11 @@ absl::StatusOr<std::optional<double>> MomentumOf(const torch::jit::Module& m,
 
 bool IsBatchNorm(const torch::jit::Module& m) {
   const auto& name = m.type()->name();
+  // "__torch__.torch.nn.modules.batchnorm.BatchNorm2d", or with a mangled namespace
+  // ("...batchnorm.___torch_mangle_3.BatchNorm2d") when layers of one class differ in constants.
   return name.has_value() &&
-         absl::StrContains(name->qualifiedName(), "torch.nn.modules.batchnorm.BatchNorm");
+         absl::StrContains(name->qualifiedName(), "torch.nn.modules.batchnorm.") &&
+         absl::StartsWith(name->name(), "BatchNorm");
 }
 
 // Registers `src`'s own parameters and buffers on `dst` (the same tensors) and mirrors its
