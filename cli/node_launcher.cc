@@ -136,6 +136,7 @@ int NodeLauncher::Run(volatile std::sig_atomic_t* signal) {
                                   "--heap",
                                   o.heap};
     if (!o.data_dir.empty()) w.insert(w.end(), {"--data-dir", o.data_dir});
+    if (!o.model_path.empty()) w.insert(w.end(), {"--model-path", o.model_path});
     if (absl::StatusOr<int> c = group.Spawn(absl::StrCat("w", i), w, output(absl::StrCat("w", i)));
         !c.ok()) {
       group.TerminateAll(absl::Seconds(5));

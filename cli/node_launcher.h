@@ -36,6 +36,7 @@ class NodeLauncher {
     std::string log_dir;
     int threads = 1;
     std::string data_dir;
+    std::string model_path;  // passed as --model-path when set
     std::string heap = "keep";
     RestartPolicy::Options restart;
     absl::Duration coordinator_wait = absl::Seconds(60);

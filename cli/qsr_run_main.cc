@@ -118,6 +118,7 @@ std::optional<int> NodeOptions(const qsr::FlagParser& flags, const std::string& 
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.threads = static_cast<int>(*threads > 0 ? *threads : std::max(1, cores / workers));
   o.data_dir = flags.Get("data-dir");
+  o.model_path = flags.Get("model-path");
   o.heap = flags.Get("heap");
   o.bin_dir = flags.Get("bin-dir").empty() ? SelfDir() : flags.Get("bin-dir");
   o.log_dir =
@@ -375,7 +376,7 @@ int RunHostfile(const qsr::FlagParser& flags) {
                                      "--progress-s",
                                      "0"};
     for (const char* name :
-         {"device", "threads", "data-dir", "heap", "max-restarts", "restart-delay-s",
+         {"device", "threads", "data-dir", "model-path", "heap", "max-restarts", "restart-delay-s",
           "coordinator-wait-s", "grace-s", "tls-ca", "tls-client-cert", "tls-client-key",
           "tls-server-name", "token-file"}) {
       if (flags.IsSet(name)) node.insert(node.end(), {absl::StrCat("--", name), flags.Get(name)});
@@ -462,6 +463,9 @@ int main(int argc, char** argv) {
   flags.Add("run-dir", "", "run directory (default runs/RUN_ID)");
   flags.Add("run-id", "", "name of the run (default: date-time-pid)");
   flags.Add("data-dir", "", "dataset location, passed to every worker");
+  flags.Add("model-path", "",
+            "model torchscript: the TorchScript file, passed to every worker (overrides the "
+            "recipe's model_path)");
   flags.Add("threads", "0", "intra-op threads per worker (0 = cores / workers)");
   flags.Add("device", "cpu",
             "cpu; cuda (worker i on cuda:i); or one cuda:N per worker, comma-separated");
@@ -653,6 +657,10 @@ int main(int argc, char** argv) {
     if (!flags.Get("data-dir").empty()) {
       w.push_back("--data-dir");
       w.push_back(flags.Get("data-dir"));
+    }
+    if (!flags.Get("model-path").empty()) {
+      w.push_back("--model-path");
+      w.push_back(flags.Get("model-path"));
     }
     w.insert(w.end(), worker_security.begin(), worker_security.end());
     if (absl::StatusOr<int> c = group.Spawn(absl::StrCat("w", i), w); !c.ok()) {

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 
 #include "absl/strings/str_format.h"
@@ -33,7 +35,10 @@ constexpr char kUsage[] =
     "                                  lr, H, train loss and test accuracy against the step, from\n"
     "                                  a run directory or (without --run-dir) the live run\n"
     "  plan --recipe FILE [--KEY=VALUE ...] [--json]\n"
-    "                                  the round plan a recipe produces (no coordinator needed)";
+    "                                  the round plan a recipe produces (no coordinator needed)\n"
+    "  export --checkpoint DIR --out FILE\n"
+    "                                  a checkpoint's weights as a PyTorch state dict (runs\n"
+    "                                  qsr-export, installed beside qsrctl)";
 
 // Every call to the coordinator is bounded by this; listing rounds may take longer.
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
@@ -254,6 +259,29 @@ int Plot(qsr::OpsClient& client, const qsr::FlagParser& flags) {
   return 0;
 }
 
+// Runs qsr-export from qsrctl's own folder (qsrctl does not link LibTorch); its exit code is
+// ours.
+int Export(const qsr::FlagParser& flags) {
+  if (flags.Get("checkpoint").empty() || flags.Get("out").empty()) {
+    return Fail("export needs --checkpoint DIR and --out FILE");
+  }
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return Fail("export: cannot find qsrctl's own folder (/proc/self/exe)");
+  self[n] = '\0';
+  std::string bin(self);
+  bin = bin.substr(0, bin.rfind('/') + 1) + "qsr-export";
+  if (::access(bin.c_str(), X_OK) != 0) {
+    return Fail("export needs " + bin +
+                " (built with the worker, installed beside qsrctl); it is missing");
+  }
+  const std::string checkpoint = "--checkpoint=" + flags.Get("checkpoint");
+  const std::string out = "--out=" + flags.Get("out");
+  const char* argv[] = {bin.c_str(), checkpoint.c_str(), out.c_str(), nullptr};
+  ::execv(bin.c_str(), const_cast<char* const*>(argv));
+  return Fail("export: cannot run " + bin + ": " + std::strerror(errno));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,8 +296,9 @@ int main(int argc, char** argv) {
             "longest wait (0: 600)");
   flags.AddBool("wait", "stop: wait until the run has ended");
   flags.Add("reason", "", "stop: why, for the coordinator's log");
-  flags.Add("out", "", "plot: the picture to write, *.png or *.svg");
+  flags.Add("out", "", "plot: the picture to write, *.png or *.svg; export: the state dict file");
   flags.Add("run-dir", "", "plot: read this run directory instead of asking the coordinator");
+  flags.Add("checkpoint", "", "export: a step=S checkpoint folder or a checkpoint directory");
   qsr::AddClientSecurityFlags(flags);
   flags.AcceptRecipeOverrides();
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
@@ -282,6 +311,7 @@ int main(int argc, char** argv) {
     return Fail("unexpected argument \"" + flags.positional()[1] + "\" (see --help)");
   }
   if (command == "plan") return Plan(flags);
+  if (command == "export") return Export(flags);
   if (!flags.recipe_overrides().empty()) {
     return Fail("recipe keys (--" + flags.recipe_overrides()[0].first + ") only go with plan");
   }

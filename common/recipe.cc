@@ -119,7 +119,11 @@ const std::vector<KeyDef>& Keys() {
        &Recipe::model,
        "model architecture",
        {"mlp", "cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit",
-        "vit_b16", "vit_small"}},
+        "vit_b16", "vit_small", "torchscript"}},
+      {"model_path",
+       &Recipe::model_path,
+       "model torchscript: the file torch.jit.save wrote (the worker's --model-path overrides it)",
+       {}},
       {"dataset", &Recipe::dataset, "training dataset", {}},
       {"data_dir",
        &Recipe::data_dir,
@@ -594,6 +598,15 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(r.save_freq >= 0, "save_freq", r.save_freq, ">= 0 (0 = never)");
   c.Require(r.image_size >= 0 && r.image_size <= 4096, "image_size", r.image_size,
             "in [0, 4096] (0 = 224)");
+  if (r.model == "torchscript") {
+    c.Require(!r.model_path.empty(), "model_path", r.model_path,
+              "a TorchScript file (torch.jit.script(model).save(path)) with model torchscript; "
+              "each worker's --model-path can override it");
+  } else {
+    c.Require(r.model_path.empty(), "model_path", r.model_path,
+              absl::StrCat("empty with model ", r.model,
+                           " (model_path names a TorchScript file for model torchscript)"));
+  }
   c.Require(r.init_model_by_seed >= 0 || (r.init_model_by_seed == -1 && !r.init_model_path.empty()),
             "init_model_by_seed", r.init_model_by_seed,
             ">= 0, or -1 together with init_model_path");
@@ -702,6 +715,9 @@ const std::map<std::string, std::string>& AllowedText() {
       {"dataset", "`fashion-mnist`, `cifar10`, `cifar100`, `imagenet`, `imagefolder`, `tensors`"},
       {"data_dir",
        "a folder; for `tensors` the file (worker `--data-dir` / `QSR_DATA_DIR` override it)"},
+      {"model_path",
+       "a TorchScript file, required with `model: torchscript` (worker `--model-path` overrides "
+       "it)"},
       {"image_size", "0 to 4096 (0 = 224)"},
       {"max_lr", "> 0"},
       {"min_lr", "0 to `max_lr`"},

@@ -22,7 +22,9 @@ struct Recipe {
   // Model and data.
   std::string model = "cnn";  // mlp | cnn
   std::string dataset = "fashion-mnist";
-  std::string data_dir;    // empty = the dataset's default location
+  std::string data_dir;  // empty = the dataset's default location
+  // model torchscript: the file torch.jit.save wrote (required then, empty otherwise).
+  std::string model_path;
   int64_t image_size = 0;  // side of the images a folder dataset produces (0 = 224)
   // Optimizer: sgd | adamw are data-parallel (gradients averaged every step);
   // localsgd | localadamw train locally for H steps, then average the models.

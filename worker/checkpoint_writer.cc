@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/checkpoint.h"
+#include "worker/model_export.h"
 #include "worker/torch_call.h"
 
 namespace qsr {
@@ -31,8 +32,19 @@ absl::StatusOr<WrittenCheckpoint> WriteCheckpoint(const torch::nn::Module& model
     }
   }
 
+  // Beside LibTorch's archive, the same weights as files PyTorch reads (model_export.h).
+  const auto* scripted = dynamic_cast<const TorchScriptModel*>(&model);
+  files.push_back(kStateDictName);
+  if (scripted != nullptr) files.push_back(kScriptedModuleName);
+
   absl::Status mine;
   if (comm.rank() == 0) mine = SaveModule(model, folder + "/" + manifest.model);
+  if (mine.ok() && comm.rank() == 0) {
+    mine = SavePyTorchStateDict(model, absl::StrCat(folder, "/", kStateDictName));
+  }
+  if (mine.ok() && comm.rank() == 0 && scripted != nullptr) {
+    mine = SaveScriptedModule(*scripted, absl::StrCat(folder, "/", kScriptedModuleName));
+  }
   if (mine.ok() && point.save_optimizer && (point.per_rank || comm.rank() == 0)) {
     mine = SaveOptimizer(
         optimizer, point.per_rank ? absl::StrCat(folder, "/", opt, "/rank=", comm.rank(), ".pt")

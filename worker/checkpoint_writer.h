@@ -3,7 +3,8 @@
 //
 // Protocol, run by every rank at the same point (after a round's averaging, so the model is the
 // same on every rank):
-//   1. rank 0 writes the model; each rank writes its optimizer state when states differ between
+//   1. rank 0 writes the model (LibTorch's archive, plus model.pt and for a TorchScript model
+//      model.ts: see model_export.h); each rank writes its optimizer state when states differ between
 //      ranks (per_rank), else rank 0 writes its own; every file atomically (temporary + rename);
 //   2. all ranks agree that every part is written: an all-reduce of failure flags over the
 //      communicator (a rank that failed makes every rank return the error);

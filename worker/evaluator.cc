@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/data/batch_loader.h"
+#include "worker/model/torchscript_model.h"
 #include "worker/torch_call.h"
 
 namespace qsr {
@@ -96,16 +97,71 @@ absl::StatusOr<EvalResult> Evaluate(Model& model, std::shared_ptr<const DataSour
   return result;
 }
 
+absl::StatusOr<int> ReestimateScriptedBatchNorm(
+    TorchScriptModel& model, const std::function<absl::StatusOr<torch::Tensor>()>& next_batch,
+    int64_t micro_batches) {
+  const std::vector<ScriptedBatchNorm>& layers = model.BatchNorms();
+  std::vector<torch::Tensor> mean_sum(layers.size());
+  std::vector<torch::Tensor> var_sum(layers.size());
+  int64_t batches = 0;
+  absl::Status s = absl::OkStatus();
+  model.train();
+  for (int64_t b = 0; s.ok() && b < micro_batches; ++b) {
+    absl::StatusOr<torch::Tensor> x = next_batch();
+    if (!x.ok()) {
+      s = x.status();
+      break;
+    }
+    s = TorchCall("BatchNorm re-estimation", [&] {
+      torch::NoGradGuard no_grad;
+      for (const ScriptedBatchNorm& bn : layers) {
+        bn.running_mean.zero_();
+        bn.running_var.zero_();
+        if (bn.num_batches_tracked.defined()) bn.num_batches_tracked.zero_();
+      }
+      model.forward(*x);
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const double m = layers[i].momentum.value_or(1.0);
+        torch::Tensor mean = layers[i].running_mean.to(torch::kFloat64) / m;
+        torch::Tensor var = layers[i].running_var.to(torch::kFloat64) / m;
+        mean_sum[i] = mean_sum[i].defined() ? mean_sum[i] + mean : mean;
+        var_sum[i] = var_sum[i].defined() ? var_sum[i] + var : var;
+      }
+    });
+    if (s.ok()) ++batches;
+  }
+  if (!s.ok()) return s;
+  if (batches == 0) return static_cast<int>(layers.size());
+  s = TorchCall("BatchNorm re-estimation", [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      layers[i].running_mean.copy_(mean_sum[i] / static_cast<double>(batches));
+      layers[i].running_var.copy_(var_sum[i] / static_cast<double>(batches));
+      if (layers[i].num_batches_tracked.defined()) {
+        layers[i].num_batches_tracked.fill_(batches);
+      }
+    }
+  });
+  if (!s.ok()) return s;
+  return static_cast<int>(layers.size());
+}
+
 absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const DataSource> train,
                                         int64_t micro_batches, int64_t batch_size, uint64_t seed,
                                         int rank, int world, const torch::Device& device,
                                         int num_workers) {
+  auto* scripted = dynamic_cast<TorchScriptModel*>(&model);
   std::vector<c10::optional<double>> saved;
   int layers = 0;
-  absl::Status s = TorchCall("BatchNorm re-estimation", [&] {
-    layers =
-        ForEachBatchNorm(model, [&](auto& options, auto) { saved.push_back(options.momentum()); });
-  });
+  absl::Status s = absl::OkStatus();
+  if (scripted != nullptr) {
+    layers = static_cast<int>(scripted->BatchNorms().size());
+  } else {
+    s = TorchCall("BatchNorm re-estimation", [&] {
+      layers = ForEachBatchNorm(model,
+                                [&](auto& options, auto) { saved.push_back(options.momentum()); });
+    });
+  }
   if (!s.ok()) return s;
   if (layers == 0) return 0;
   SamplerConfig sampler;
@@ -121,6 +177,17 @@ absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const Data
   absl::StatusOr<std::unique_ptr<BatchLoader>> loader =
       BatchLoader::Create(std::move(train), sampler, options);
   if (!loader.ok()) return loader.status();
+  if (scripted != nullptr) {
+    BatchLoader& batches = **loader;
+    return ReestimateScriptedBatchNorm(
+        *scripted,
+        [&]() -> absl::StatusOr<torch::Tensor> {
+          absl::StatusOr<Batch> batch = batches.Next();
+          if (!batch.ok()) return batch.status();
+          return batch->x.to(device);
+        },
+        micro_batches);
+  }
   s = TorchCall("BatchNorm re-estimation", [&] {
     ForEachBatchNorm(model, [&](auto& options, auto reset) {
       options.momentum(c10::nullopt);  // cumulative average over the batches below

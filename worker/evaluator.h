@@ -20,10 +20,13 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "absl/status/statusor.h"
 #include "worker/comm/communicator.h"
 #include "worker/data/data_source.h"
 #include "worker/model/models.h"
+#include "worker/model/torchscript_model.h"
 
 namespace qsr {
 
@@ -37,6 +40,16 @@ struct EvalResult {
 absl::StatusOr<EvalResult> Evaluate(Model& model, std::shared_ptr<const DataSource> test,
                                     Communicator& comm, const torch::Device& device,
                                     int64_t batch_size, int num_workers = 1);
+
+// Scripted BatchNorm (TorchScriptModel) keeps momentum as a constant, so the cumulative average
+// is computed here instead: before each batch the running statistics are zeroed (and
+// num_batches_tracked), one forward in training mode leaves m * (the batch's statistics) in them
+// (m = momentum, or 1 for None since the reset counter makes PyTorch's factor 1/1), and their mean
+// over the batches is written back with num_batches_tracked = the number of batches: what
+// momentum=None gives. `next_batch` yields each input batch; `batches` of them are used.
+absl::StatusOr<int> ReestimateScriptedBatchNorm(
+    TorchScriptModel& model, const std::function<absl::StatusOr<torch::Tensor>()>& next_batch,
+    int64_t batches);
 
 // Returns the number of BatchNorm layers reset (0: the model has none; nothing ran).
 absl::StatusOr<int> ReestimateBatchNorm(Model& model, std::shared_ptr<const DataSource> train,

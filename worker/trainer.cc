@@ -30,6 +30,8 @@
 #include "worker/evaluator.h"
 #include "worker/model/memory_format.h"
 #include "worker/model/models.h"
+#include "worker/model/torchscript_model.h"
+#include "worker/model_export.h"
 #include "worker/optimizer_factory.h"
 #include "worker/precision.h"
 #include "worker/report_sender.h"
@@ -108,6 +110,9 @@ class Worker {
   absl::Status LoadInitialState();
   absl::Status MaybeCheckpoint(const v1::RoundPlan& plan);
   std::string CheckpointDir() const;
+  // Rank 0, once the run has finished: model.pt (and model.ts for a TorchScript model) in
+  // CheckpointDir(), whatever save_freq is.
+  absl::Status ExportFinalModel();
   void Leave(const std::string& error);
 
   CoordinatorClient* client_;
@@ -197,10 +202,24 @@ absl::Status Worker::Setup() {
                                                    shape.size(), "-d examples; want C x H x W"));
   }
   const ModelInput input{shape[0], shape[1], shape[2]};
-  absl::StatusOr<std::shared_ptr<Model>> model =
-      MakeModel(recipe_.model, train_->num_classes(), input);
-  if (!model.ok()) return model.status();
-  model_ = *model;
+  if (recipe_.model == "torchscript") {
+    // The user's module: loaded, and checked on a small batch of the data's shape so a model that
+    // does not fit the data fails here, before any training.
+    const std::string path = options_.model_path.empty() ? recipe_.model_path : options_.model_path;
+    absl::StatusOr<std::shared_ptr<TorchScriptModel>> scripted = TorchScriptModel::Load(path);
+    if (!scripted.ok()) return scripted.status();
+    if (absl::Status s = CheckScriptedOutput(
+            **scripted, torch::zeros({2, shape[0], shape[1], shape[2]}), train_->num_classes());
+        !s.ok()) {
+      return s;
+    }
+    model_ = *scripted;
+  } else {
+    absl::StatusOr<std::shared_ptr<Model>> model =
+        MakeModel(recipe_.model, train_->num_classes(), input);
+    if (!model.ok()) return model.status();
+    model_ = *model;
+  }
   if (absl::Status s = TorchCall("moving the model", [&] { model_->to(device_); }); !s.ok()) {
     return s;
   }
@@ -537,6 +556,24 @@ std::string Worker::CheckpointDir() const {
   return absl::StrCat("runs/", join_.run_id(), "/checkpoints");
 }
 
+absl::Status Worker::ExportFinalModel() {
+  if (join_.rank() != 0 || model_ == nullptr) return absl::OkStatus();
+  const std::string dir = CheckpointDir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  const std::string state_dict = absl::StrCat(dir, "/", kStateDictName);
+  if (absl::Status s = SavePyTorchStateDict(*model_, state_dict); !s.ok()) return s;
+  LOG(INFO) << "final model: " << state_dict;
+  if (const auto* scripted = dynamic_cast<const TorchScriptModel*>(model_.get())) {
+    const std::string ts = absl::StrCat(dir, "/", kScriptedModuleName);
+    if (absl::Status s = SaveScriptedModule(*scripted, ts); !s.ok()) return s;
+    LOG(INFO) << "final scripted model: " << ts;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Worker::LoadInitialState() {
   // Identical starting weights on every worker come from the seed, or from one file.
   if (recipe_.init_model_by_seed == -1) {
@@ -776,6 +813,7 @@ absl::StatusOr<TrainerResult> Worker::Run() {
     status = Regroup(status, &finished);
     if (finished) break;
   }
+  if (status.ok()) status = ExportFinalModel();
   heartbeater_->Stop();
   if (!status.ok()) {
     LOG(ERROR) << "rank " << join_.rank() << ": " << status;

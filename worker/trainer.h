@@ -36,8 +36,9 @@ struct TrainerOptions {
   std::string worker_id;           // unique per process
   std::string host = "127.0.0.1";  // address peers reach this worker's Gloo transport on
   std::string device = "cpu";
-  std::string data_dir;  // overrides the recipe's data_dir when set
-  int threads = 0;       // intra-op threads; 0 = all cores
+  std::string data_dir;    // overrides the recipe's data_dir when set
+  std::string model_path;  // overrides the recipe's model_path when set
+  int threads = 0;         // intra-op threads; 0 = all cores
   // Where checkpoints go (save_freq); empty = runs/<run id>/checkpoints.
   std::string checkpoint_dir;
   // How long to keep retrying the first Join while the coordinator is not up yet (or the other

@@ -28,6 +28,7 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_writer.cc
   ${CMAKE_CURRENT_LIST_DIR}/training_loss.cc
   ${CMAKE_CURRENT_LIST_DIR}/state_dict_import.cc
+  ${CMAKE_CURRENT_LIST_DIR}/model_export.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
@@ -36,3 +37,7 @@ target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_w
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
 target_link_libraries(qsr-worker PRIVATE qsr_trainer)
+
+# A checkpoint's weights as a PyTorch state dict (what `qsrctl export` runs).
+add_executable(qsr-export ${CMAKE_CURRENT_LIST_DIR}/export_main.cc)
+target_link_libraries(qsr-export PRIVATE qsr_trainer)

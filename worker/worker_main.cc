@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   flags.Add("data-dir", "",
             "where the dataset lives on this machine (overrides the recipe; "
             "QSR_DATA_DIR works too)");
+  flags.Add("model-path", "",
+            "model torchscript: the TorchScript file on this machine (overrides the recipe's "
+            "model_path)");
   flags.Add("host", "127.0.0.1", "address peers reach this worker on for the collectives");
   flags.Add("threads", "0", "intra-op threads (0 = all cores)");
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   options.host = flags.Get("host");
   options.device = flags.Get("device");
   options.data_dir = flags.Get("data-dir");
+  options.model_path = flags.Get("model-path");
   options.checkpoint_dir = flags.Get("checkpoint-dir");
   options.threads = static_cast<int>(*threads);
   options.connect_timeout = absl::Seconds(*connect);

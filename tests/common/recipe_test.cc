@@ -440,3 +440,29 @@ TEST(RecipeKeysMarkdownTest, ReadmeHasTheGeneratedTable) {
 
 }  // namespace
 }  // namespace qsr
+
+namespace qsr {
+namespace {
+
+TEST(RecipeTest, ModelPathGoesWithTorchScriptOnly) {
+  Recipe r;
+  r.model = "torchscript";
+  absl::Status s = ResolveRecipe(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model_path"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("torch.jit"), std::string::npos) << s;
+  r.model_path = "/models/net.ts";
+  EXPECT_TRUE(ResolveRecipe(r).ok());
+  Recipe cnn;
+  cnn.model_path = "/models/net.ts";
+  s = ResolveRecipe(cnn);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("empty with model cnn"), std::string::npos) << s;
+  absl::StatusOr<Recipe> parsed =
+      ParseRecipeYaml("model: torchscript\nmodel_path: net.ts\n", "test recipe");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->model_path, "net.ts");
+}
+
+}  // namespace
+}  // namespace qsr

@@ -4,3 +4,7 @@ qsr_test(worker_training_loss_test SOURCES training_loss_test.cc LIBS qsr_traine
 qsr_test(worker_state_dict_import_test SOURCES state_dict_import_test.cc LIBS qsr_trainer)
 target_compile_definitions(worker_state_dict_import_test PRIVATE
   QSR_TESTDATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata")
+# A Python-scripted model trained as TorchScript; its export files (testdata: the Python side).
+qsr_test(worker_torchscript_model_test SOURCES torchscript_model_test.cc LIBS qsr_trainer)
+target_compile_definitions(worker_torchscript_model_test PRIVATE
+  QSR_TESTDATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata")
