@@ -1,5 +1,7 @@
 #include "worker/model_export.h"
 
+#include <sstream>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -66,8 +68,12 @@ absl::Status SaveScriptedModule(const TorchScriptModel& model, const std::string
   std::ostringstream out;
   const std::string what = absl::StrCat("exporting ", path);
   absl::Status s = TorchCall(what.c_str(), [&] {
-    torch::jit::Module copy = model.script().deepcopy();
-    copy.to(torch::kCPU);
+    // Not Module::deepcopy(): its memo treats tensors that share a storage as one value, and the
+    // averager binds every parameter and buffer into one flat storage, so a deep copy would give
+    // every tensor the first one's data. A save-and-load round trip keeps each tensor's view.
+    std::stringstream original;
+    model.script().save(original);
+    torch::jit::Module copy = torch::jit::load(original, torch::kCPU);
     copy.eval();
     copy.save(out);
   });

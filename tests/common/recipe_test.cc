@@ -343,8 +343,8 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
 
   const auto help = RecipeKeyHelp();
   // Every key of the table: the method's options, min/max_workers, bucket_mb, precision,
-  // sync_precision, memory_format and sync_overlap.
-  EXPECT_EQ(help.size(), 61u);
+  // sync_precision, memory_format, sync_overlap and model_path.
+  EXPECT_EQ(help.size(), 62u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;

@@ -9,7 +9,7 @@ BIN=$1
 SRC=$2
 PY=/usr/bin/python3
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 fail() {
   echo "FAIL: $*" >&2
   exit 1
