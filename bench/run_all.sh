@@ -8,7 +8,7 @@
 #                               output (parsable JSON, positive throughput): the CI smoke
 #                               (ctest -R bench_smoke); writes no BENCHMARKS.md
 # Options: --bin-dir DIR (default build/bin), --out-dir DIR (default bench/data, or a temporary
-# folder for --smoke), --only step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap (re-run some; the report
+# folder for --smoke), --only step,ts_step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap (re-run some; the report
 # uses whatever data is there), --no-report.
 #
 # Benchmark 4 (tta) needs root for network namespaces and tc; without root (and always in --smoke)
@@ -26,7 +26,7 @@ ACC_LONG=()
 ACC_OVERLAP=()
 BIN=$ROOT/build/bin
 OUT=""
-ONLY=step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap
+ONLY=step,ts_step,averaging,coordinator,tta,tta_long,tta_sweep,tta_100,tta_overlap,tta_slow100,accuracy,accuracy_bf16,accuracy_long,accuracy_overlap
 REPORT=1
 PY=/usr/bin/python3
 ARGS="$*"
@@ -65,6 +65,7 @@ if [ $MODE = smoke ] || [ "$(id -u)" != 0 ] || ! command -v tc >/dev/null; then 
 case $MODE in
   full)
     STEP=(--repeats 5)
+    TS_STEP=(--repeats 5)
     AVG=(--workers 2,4 --sizes-mb 1,10,100 --iters 30)
     COORD=(--workers 16,128,512,1024,2048 --barriers 20 --ranks-per-agent 1,8 --agent-barriers 200)
     FLOOR=(128,1024,2048 20)
@@ -92,6 +93,7 @@ case $MODE in
     ;;
   quick)
     STEP=(--repeats 3 --scale 0.5)
+    TS_STEP=(--repeats 3 --steps 20)
     AVG=(--workers 2,4 --sizes-mb 1,10 --iters 5)
     COORD=(--workers 16,256,1024 --barriers 20 --ranks-per-agent 1,8 --agent-barriers 100)
     FLOOR=(1024 20)
@@ -100,6 +102,7 @@ case $MODE in
     ;;
   smoke)
     STEP=(--repeats 1 --scale 0.05 --models mlp,cnn)
+    TS_STEP=(--repeats 1 --steps 2 --warmup 1 --batch 16)
     AVG=(--workers 2 --sizes-mb 0.1 --iters 2)
     COORD=(--workers 8,64 --barriers 5 --timeout-s 60 --ranks-per-agent 1,4)
     FLOOR=(8 3)
@@ -136,10 +139,14 @@ run() {  # run NAME CMD...: the benchmark's JSON lines into OUT/NAME.jsonl
   echo "run_all.sh: [$name] $*" >&2
   local start=$SECONDS
   "$@" > "$OUT/$name.jsonl.tmp"
+  # Every line says which invocation, commit and machine produced it (bench/provenance.py).
+  $PY "$ROOT/bench/provenance.py" stamp "$OUT/env.json" "$OUT/$name.jsonl.tmp"
   mv "$OUT/$name.jsonl.tmp" "$OUT/$name.jsonl"
   echo "run_all.sh: [$name] done in $((SECONDS - start)) s" >&2
 }
 wants step && run step $PY "$ROOT/bench/step_throughput.py" --bin-dir "$BIN" "${STEP[@]}"
+# A model brought as TorchScript against the same model built in, and against Python.
+wants ts_step && run ts_step $PY "$ROOT/bench/torchscript_step.py" --bin-dir "$BIN" "${TS_STEP[@]}"
 wants averaging && run averaging $PY "$ROOT/bench/averaging.py" --bin-dir "$BIN" "${AVG[@]}"
 # Benchmark 3's floor: the same release over plain TCP and over gRPC streams, no coordinator.
 release_floor() {  # release_floor K1,K2,... BARRIERS: one JSON line per K and transport

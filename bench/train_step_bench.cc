@@ -27,6 +27,7 @@
 #include "worker/foreach_sgd.h"
 #include "worker/model/memory_format.h"
 #include "worker/model/models.h"
+#include "worker/model/torchscript_model.h"
 
 namespace qsr {
 namespace {
@@ -108,10 +109,13 @@ void Synchronize(const torch::Device& device) {
 
 int Run(int argc, char** argv) {
   FlagParser flags("qsr-bench-step",
-                   "qsr-bench-step [--model cnn|mlp|resnet18] [--batch 256] [--steps 200] "
+                   "qsr-bench-step [--model cnn|mlp|resnet18|torchscript] [--model-path FILE] "
+                   "[--batch 256] [--steps 200] "
                    "[--warmup 30] [--device cuda:0]\n"
                    "Times forward+backward+SGD steps on synthetic on-device data.");
-  flags.Add("model", "cnn", "mlp, cnn (1x28x28) or resnet18 (3x32x32)");
+  flags.Add("model", "cnn",
+            "mlp, cnn (1x28x28), resnet18 (3x32x32) or torchscript (--model-path, 1x28x28)");
+  flags.Add("model-path", "", "with --model torchscript: a module saved by torch.jit.save");
   flags.Add("batch", "256", "samples per step");
   flags.Add("steps", "200", "timed steps");
   flags.Add("warmup", "30", "untimed steps first (allocator, cuDNN plans)");
@@ -151,6 +155,16 @@ int Run(int argc, char** argv) {
   if (name == "resnet18") {
     model = std::make_shared<ResNet18>(10);
     shape = {*batch, 3, 32, 32};
+  } else if (name == "torchscript") {
+    // As the worker trains `model: torchscript`: the same Model wrapper and optimizer.
+    absl::StatusOr<std::shared_ptr<TorchScriptModel>> scripted =
+        TorchScriptModel::Load(flags.Get("model-path"));
+    if (!scripted.ok()) {
+      std::cerr << "qsr-bench-step: --model-path: " << scripted.status().message() << "\n";
+      return 2;
+    }
+    model = *scripted;
+    shape = {*batch, 1, 28, 28};
   } else {
     absl::StatusOr<std::shared_ptr<Model>> zoo = MakeModel(name, 10);
     if (!zoo.ok()) {

@@ -366,6 +366,7 @@ absl::Status Worker::TrainRound(const v1::RoundPlan& plan) {
     }
     SetLearningRate(*optimizer_, schedule_->At(t));
     absl::Status s = TorchCall("training step", [&] {
+      torch::manual_seed(ModelRngSeed(static_cast<uint64_t>(recipe_.seed), t, join_.rank()));
       ClearGradients(*optimizer_);
       std::vector<torch::Tensor> xs = batch->x.to(device_, /*non_blocking=*/true).chunk(acc);
       if (ChannelsLast()) {

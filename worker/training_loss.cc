@@ -15,6 +15,11 @@ uint64_t MixupSeed(uint64_t run_seed, int64_t step, int rank, int64_t micro_batc
   return ExampleKey(run_seed ^ kMixupStream, step, rank * micro_batches + micro);
 }
 
+uint64_t ModelRngSeed(uint64_t run_seed, int64_t step, int rank) {
+  constexpr uint64_t kModelStream = 0x6d6f64656cULL;  // "model"
+  return ExampleKey(run_seed ^ kModelStream, step, rank);
+}
+
 torch::Tensor TrainingLoss(Model& model, const torch::Tensor& x, const torch::Tensor& y,
                            const LossOptions& options, uint64_t mix_seed) {
   const auto ce =

@@ -25,6 +25,12 @@ struct LossOptions {
 // The mix seed of micro-batch `micro` (of `micro_batches`) of `rank` at global step `step`.
 uint64_t MixupSeed(uint64_t run_seed, int64_t step, int rank, int64_t micro_batches, int64_t micro);
 
+// The seed of LibTorch's default generator for `rank`'s training step `step`: the model's own
+// randomness (dropout, stochastic depth in a TorchScript module) is drawn from it. Seeding it at
+// every step makes that randomness a function of the step, so a run resumed from a checkpoint
+// draws the same masks as the uninterrupted run, with no generator state to save.
+uint64_t ModelRngSeed(uint64_t run_seed, int64_t step, int rank);
+
 // The mean loss of the micro-batch (x, y on the model's device).
 torch::Tensor TrainingLoss(Model& model, const torch::Tensor& x, const torch::Tensor& y,
                            const LossOptions& options, uint64_t mix_seed);

@@ -1,10 +1,13 @@
 // Resuming from a checkpoint continues the same run bit for bit for the sync modes that keep
 // state between syncs: bfloat16 syncs (each rank's reference state), overlapped syncs
-// (sync_overlap) and Local AdamW with averaged moments (avg_m / avg_v). For each, an
-// uninterrupted run, a run stopped after 2 of 3 epochs, and its resumption (resume: latest) train
-// `mlp` on Fashion-MNIST with real qsr-worker processes; the resumed rounds must equal the
+// (sync_overlap) and Local AdamW with averaged moments (avg_m / avg_v), and a TorchScript model
+// scripted in Python (a residual CNN with BatchNorm and dropout, re-estimated before every
+// evaluation) trained on a `tensors` file Python saved. For each, an uninterrupted run, a run
+// stopped after 2 of 3 epochs, and its resumption (resume: latest) train `mlp` on Fashion-MNIST (or
+// the scripted model) with real qsr-worker processes; the resumed rounds must equal the
 // uninterrupted run's digest for digest and loss for loss, and end with the same model bytes.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +30,7 @@ struct Case {
   std::string optimizer;
   std::string sync_precision;
   double overlap = 0;
+  bool torchscript = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -79,6 +83,18 @@ TEST_P(ResumeExactnessTest, ResumedRunEqualsUninterruptedRunDigestForDigest) {
   recipe.save_opt = true;
   recipe.eval_batch_size = 1000;
   testing::TempDir dir;
+  if (c.torchscript) {
+    const std::string command = absl::StrCat(QSR_PYTHON, " ", QSR_SOURCE_DIR,
+                                             "/tests/integration/torchscript_e2e.py script ",
+                                             dir.path(), "/net.ts ", dir.path(), "/data.pt");
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    recipe.model = "torchscript";
+    recipe.model_path = dir.path() + "/net.ts";
+    recipe.dataset = "tensors";
+    recipe.data_dir = dir.path() + "/data.pt";
+    recipe.bn = true;
+    recipe.bn_batches = 2;
+  }
 
   Recipe full = recipe;
   full.checkpoint_dir = dir.path() + "/ckpt_full";
@@ -145,7 +161,8 @@ INSTANTIATE_TEST_SUITE_P(
     SyncModes, ResumeExactnessTest,
     ::testing::Values(Case{"localsgd_bf16", "localsgd", "bf16"},
                       Case{"localsgd_bf16_overlap", "localsgd", "bf16", 0.5},
-                      Case{"localadamw_avg_moments_bf16", "localadamw", "bf16"}),
+                      Case{"localadamw_avg_moments_bf16", "localadamw", "bf16"},
+                      Case{"torchscript_model_localsgd", "localsgd", "fp32", 0, true}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

@@ -1,10 +1,12 @@
 """The Python side of torchscript_e2e_test.sh.
 
-  torchscript_e2e.py script OUT.ts      scripts SmallResNet (not one of qsr's models) and saves it
-  torchscript_e2e.py check RUN_DIR      loads the run's model.pt into a fresh SmallResNet and its
-                                        model.ts as it is, evaluates both on Fashion-MNIST's test
-                                        set (preprocessed as the worker does), and checks both
-                                        against the run's last evals.jsonl accuracy (1e-4)
+  torchscript_e2e.py script OUT.ts DATA.pt
+      scripts SmallResNet (not one of qsr's models) and saves it; saves a Fashion-MNIST subset
+      (9,600 training and 2,000 test images, uint8) as a `tensors` dataset file
+  torchscript_e2e.py check RUN_DIR DATA.pt
+      loads the run's model.pt into a fresh SmallResNet and its model.ts as it is, evaluates both
+      on the test tensors of DATA.pt (normalised as the worker does: /255, then mean and std), and
+      checks both against the run's last evals.jsonl accuracy (1e-4)
 """
 import gzip
 import json
@@ -16,6 +18,7 @@ import torch.nn as nn
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
+TRAIN, TEST = 9600, 2000  # 150 steps of 64 per epoch
 
 
 class SmallResNet(nn.Module):
@@ -65,15 +68,25 @@ def accuracy(model, x, y):
     return correct / len(x)
 
 
+def save_subset(path):
+    torch.save({
+        "train_x": read_idx(first_existing("train-images-idx3-ubyte"))[:TRAIN].clone(),
+        "train_y": read_idx(first_existing("train-labels-idx1-ubyte"))[:TRAIN].long(),
+        "test_x": read_idx(first_existing("t10k-images-idx3-ubyte"))[:TEST].clone(),
+        "test_y": read_idx(first_existing("t10k-labels-idx1-ubyte"))[:TEST].long(),
+        "num_classes": 10, "mean": MEAN, "std": STD}, path)
+
+
 def main():
     if sys.argv[1] == "script":
         torch.manual_seed(3)
         torch.jit.script(SmallResNet()).save(sys.argv[2])
+        save_subset(sys.argv[3])
         return
     run = sys.argv[2]
-    x = read_idx(first_existing("t10k-images-idx3-ubyte")).float().div(255.0)
-    x = x.sub(MEAN).div(STD).reshape(-1, 1, 28, 28)
-    y = read_idx(first_existing("t10k-labels-idx1-ubyte")).long()
+    data = torch.load(sys.argv[3])
+    x = data["test_x"].float().div(255.0).sub(MEAN).div(STD).reshape(-1, 1, 28, 28)
+    y = data["test_y"]
     with open(f"{run}/evals.jsonl") as f:
         last = [json.loads(line) for line in f if line.strip()][-1]
     want = last["test_acc"]

@@ -1,5 +1,6 @@
 #!/bin/bash
-# A model qsr does not know, scripted in Python, trained by qsr-run on two workers (Local SGD with
+# A model qsr does not know, scripted in Python, trained by qsr-run on two workers on a
+# Fashion-MNIST subset that Python saved as a `tensors` dataset (Local SGD with
 # the Quadratic Synchronization Rule, BatchNorm re-estimated before each evaluation), then loaded
 # back into PyTorch two ways (model.pt into the same class, model.ts as it is): both reproduce the
 # run's last test accuracy. Also `qsrctl export` of the final checkpoint gives the same weights.
@@ -15,11 +16,13 @@ fail() {
   exit 1
 }
 "$PY" -c "import torch" || fail "$PY cannot import torch (scripts/install-deps.sh installs python3-torch)"
-"$PY" "$SRC/tests/integration/torchscript_e2e.py" script "$WORK/net.ts" || fail "scripting the model"
+"$PY" "$SRC/tests/integration/torchscript_e2e.py" script "$WORK/net.ts" "$WORK/data.pt" ||
+  fail "scripting the model and saving the data"
 cat > "$WORK/recipe.yaml" <<YAML
 model: torchscript
 model_path: $WORK/net.ts
-dataset: fashion-mnist
+dataset: tensors
+data_dir: $WORK/data.pt
 optimizer: localsgd
 workers: 2
 total_batch_size: 64
@@ -50,7 +53,7 @@ timeout 500 "$BIN/qsr-run" --workers 2 --recipe "$WORK/recipe.yaml" --run-dir "$
 # The final files land in the checkpoint directory.
 CK="$WORK/run/checkpoints"
 [ -f "$CK/model.pt" ] && [ -f "$CK/model.ts" ] || fail "no model.pt / model.ts in $CK"
-"$PY" "$SRC/tests/integration/torchscript_e2e.py" check "$WORK/run" || fail "evaluating the exports"
+"$PY" "$SRC/tests/integration/torchscript_e2e.py" check "$WORK/run" "$WORK/data.pt" || fail "evaluating the exports"
 # Each committed checkpoint lists model.pt and model.ts among its files.
 MANIFEST=$(ls -d "$CK"/step=*/MANIFEST.json | tail -1)
 grep -q '"model.pt"' "$MANIFEST" && grep -q '"model.ts"' "$MANIFEST" ||

@@ -105,6 +105,23 @@ TEST(TrainingLossTest, MixSeedsDifferPerStepRankAndMicroBatch) {
   EXPECT_EQ(MixupSeed(5, 9, 1, 2, 1), MixupSeed(5, 9, 1, 2, 1));
 }
 
+TEST(TrainingLossTest, ModelRngSeedMakesDropoutAFunctionOfTheStep) {
+  std::set<uint64_t> seeds;
+  for (int64_t step : {0, 1, 2})
+    for (int rank : {0, 1}) seeds.insert(ModelRngSeed(5, step, rank));
+  EXPECT_EQ(seeds.size(), 6u);
+  EXPECT_NE(ModelRngSeed(5, 0, 0), MixupSeed(5, 0, 0, 1, 0));
+  // The same step draws the same dropout mask whatever ran before it.
+  torch::nn::Dropout drop(0.5);
+  torch::manual_seed(ModelRngSeed(5, 7, 1));
+  const torch::Tensor a = drop(torch::ones({64}));
+  torch::rand({1000});
+  torch::manual_seed(ModelRngSeed(5, 7, 1));
+  EXPECT_TRUE(torch::equal(drop(torch::ones({64})), a));
+  torch::manual_seed(ModelRngSeed(5, 8, 1));
+  EXPECT_FALSE(torch::equal(drop(torch::ones({64})), a));
+}
+
 TEST(TrainingLossTest, BadMixupThrows) {
   Fixture f = Make();
   EXPECT_THROW(TrainingLoss(*f.model, f.x, f.y.slice(0, 0, 3), {0.0, 0.2}, 1), std::exception);

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Where a benchmark record comes from: every JSON line in bench/data carries
+  "provenance": {"date": "YYYY-MM-DD HH:MM" (UTC, the invocation's start), "commit": short id
+                 (" (dirty)" when the tree had changes), "cpu": lscpu's model name, "cores": N}
+so that a table built from several invocations can say which machine and which code produced
+each number.
+
+  provenance.py stamp ENV_JSON FILE   adds the provenance of the invocation described by
+                                      ENV_JSON (bench/run_all.sh writes it) to every line of
+                                      FILE that has none; run_all.sh calls it after each benchmark
+  provenance.py describe FILE         prints the one-line description report.py puts under a
+                                      section's title
+"""
+import json
+import sys
+
+KEYS = ("date", "commit", "cpu", "cores")
+
+
+def from_env(env):
+    return {"date": env["date (UTC)"], "commit": env["git commit"], "cpu": env["cpu"],
+            "cores": env["cores"]}
+
+
+def stamp(env_path, path):
+    prov = from_env(json.load(open(env_path)))
+    lines = []
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        rec = json.loads(line)
+        rec.setdefault("provenance", prov)
+        lines.append(json.dumps(rec))
+    with open(path, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+
+
+def missing(rec):
+    """The provenance keys a record lacks (all of them when it has none)."""
+    p = rec.get("provenance")
+    if not isinstance(p, dict):
+        return list(KEYS)
+    return [k for k in KEYS if p.get(k) in (None, "")]
+
+
+def describe(recs):
+    """'Measured 2026-11-26 23:40 at commit adc359f on Intel(R) Xeon(R) Processor, 2 cores.'
+    for the records' invocations (several when the section's data comes from more than one)."""
+    seen = []
+    for r in recs or []:
+        p = r.get("provenance")
+        if isinstance(p, dict):
+            key = tuple(p.get(k) for k in KEYS)
+            if key not in seen:
+                seen.append(key)
+    if not seen:
+        return "Provenance: not recorded."
+    parts = [f"{d} (UTC) at commit `{c}` on {cpu}, {n} cores" for d, c, cpu, n in seen]
+    return "Measured " + "; ".join(parts) + "."
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "stamp":
+        stamp(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "describe":
+        print(describe([json.loads(l) for l in open(sys.argv[2]) if l.strip()]))
+    else:
+        sys.exit("usage: provenance.py stamp ENV_JSON FILE | provenance.py describe FILE")
+
+
+if __name__ == "__main__":
+    main()
