@@ -502,8 +502,10 @@ absl::Status ResolveSteps(Recipe& r) {
   if (!examples.ok()) return examples.status();
   Checker c;
   c.Require(r.epochs >= 1, "epochs", r.epochs, ">= 1");
-  c.Require(r.epochs_for_sche >= r.epochs || r.epochs_for_sche == -1, "epochs_for_sche",
-            r.epochs_for_sche, absl::StrCat(">= epochs (", r.epochs, ") or -1 (epochs)"));
+  // epochs > epochs_for_sche trains past the schedule's end T as the authors' resume runs do:
+  // the LR stays at min_lr there and every round is one step (H = max(min(.., T - t), 1) = 1).
+  c.Require(r.epochs_for_sche >= 1 || r.epochs_for_sche == -1, "epochs_for_sche", r.epochs_for_sche,
+            ">= 1 or -1 (epochs)");
   c.Require(r.steps_per_epoch >= 1 || r.steps_per_epoch == -1, "steps_per_epoch", r.steps_per_epoch,
             ">= 1 or -1 (train examples / total_batch_size)");
   c.Require(r.warmup_epochs >= 0, "warmup_epochs", r.warmup_epochs, ">= 0");
@@ -527,10 +529,13 @@ absl::Status ResolveSteps(Recipe& r) {
   }
   if (r.epochs_for_sche == -1) r.epochs_for_sche = r.epochs;
   // T = epochs_for_sche * steps_per_epoch must fit in an int64 with room to add a round.
-  if (r.epochs_for_sche > std::numeric_limits<int64_t>::max() / 4 / r.steps_per_epoch) {
-    return absl::InvalidArgumentError(absl::StrCat("epochs_for_sche (", r.epochs_for_sche,
-                                                   ") * steps_per_epoch (", r.steps_per_epoch,
-                                                   ") is too many steps"));
+  for (const auto& [key, epochs] :
+       {std::pair<const char*, int64_t>{"epochs_for_sche", r.epochs_for_sche},
+        {"epochs", r.epochs}}) {
+    if (epochs > std::numeric_limits<int64_t>::max() / 4 / r.steps_per_epoch) {
+      return absl::InvalidArgumentError(absl::StrCat(key, " (", epochs, ") * steps_per_epoch (",
+                                                     r.steps_per_epoch, ") is too many steps"));
+    }
   }
   if (r.warmup_steps == -1) {
     const double steps = std::round(r.warmup_epochs * static_cast<double>(r.steps_per_epoch));
@@ -731,7 +736,8 @@ const std::map<std::string, std::string>& AllowedText() {
       {"warmup_epochs", ">= 0"},
       {"warmup_steps", ">= 0 or -1; at most the schedule's steps"},
       {"epochs", ">= 1"},
-      {"epochs_for_sche", ">= `epochs`, or -1"},
+      {"epochs_for_sche",
+       ">= 1, or -1; below `epochs` the steps past it run at `min_lr` with H = 1"},
       {"steps_per_epoch", ">= 1, or -1 (needs a dataset of known size)"},
       {"total_batch_size", "> 0, divisible by `workers` x `physical_batch_size`"},
       {"physical_batch_size", ">= 1, or -1"},

@@ -44,7 +44,7 @@ struct Recipe {
   double warmup_epochs = 0.0;
   int64_t warmup_steps = -1;  // -1 = warmup_epochs * steps_per_epoch
   int64_t epochs = 5;
-  int64_t epochs_for_sche = -1;  // -1 = epochs
+  int64_t epochs_for_sche = -1;  // -1 = epochs; below epochs: steps past T at min_lr, H = 1
   int64_t steps_per_epoch = -1;  // -1 = train examples / total_batch_size
   int64_t total_batch_size = 128;
   int64_t physical_batch_size = -1;  // -1 = total_batch_size / workers (no accumulation)

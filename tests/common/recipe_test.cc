@@ -237,7 +237,7 @@ TEST(RecipeTest, RangeChecksNameKeyAndValue) {
   EXPECT_EQ(resolve([](Recipe& r) { r.workers = 0; }), "key \"workers\": value 0 must be >= 1");
   EXPECT_THAT(resolve([](Recipe& r) { r.max_lr = 0; }), HasSubstr("\"max_lr\""));
   EXPECT_THAT(resolve([](Recipe& r) { r.epochs = 0; }), HasSubstr("\"epochs\""));
-  EXPECT_THAT(resolve([](Recipe& r) { r.epochs_for_sche = 2; }), HasSubstr("\"epochs_for_sche\""));
+  EXPECT_THAT(resolve([](Recipe& r) { r.epochs_for_sche = 0; }), HasSubstr("\"epochs_for_sche\""));
   EXPECT_THAT(resolve([](Recipe& r) { r.warmup_epochs = 6; }), HasSubstr("\"warmup_steps\""));
   EXPECT_THAT(resolve([](Recipe& r) { r.beta2 = 1; }), HasSubstr("\"beta2\""));
   EXPECT_THAT(resolve([](Recipe& r) { r.eps = 0; }), HasSubstr("\"eps\""));

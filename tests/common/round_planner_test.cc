@@ -99,6 +99,36 @@ TEST(RoundPlannerTest, QsrRunEndingBeforeTheScheduleStillCoversTheRun) {
   ExpectContiguous(RoundPlanner(r).Plan(), 700);
 }
 
+// As the authors' resume script with --epochs past --epochs-for-sche: xscheduler keeps min_lr after
+// T and adjust_h's cap T - t is <= 0 there, so every round is one step.
+TEST(RoundPlannerTest, StepsPastTheScheduleRunAtMinLrWithHOne) {
+  Recipe r = QsrRecipe();
+  r.epochs = 12;
+  r.epochs_for_sche = 10;
+  ASSERT_TRUE(ResolveRecipe(r).ok());
+  RoundPlanner planner(r);
+  EXPECT_EQ(planner.total_steps(), 1200);
+  const std::vector<Round> rounds = planner.Plan();
+  ExpectContiguous(rounds, 1200);
+  int64_t past = 0;
+  for (const Round& round : rounds) {
+    if (round.start_step < 1000) {
+      EXPECT_LE(round.end_step(), 1000) << "a round crosses T at step " << round.start_step;
+      continue;
+    }
+    ++past;
+    EXPECT_EQ(round.h, 1) << "step " << round.start_step;
+    EXPECT_EQ(round.lr, r.min_lr) << "step " << round.start_step;
+  }
+  EXPECT_EQ(past, 200);
+  // The part up to T is the plan of the run that stops there.
+  Recipe stop = r;
+  stop.epochs = 10;
+  const std::vector<Round> head = RoundPlanner(stop).Plan();
+  ASSERT_EQ(rounds.size(), head.size() + 200);
+  for (size_t i = 0; i < head.size(); ++i) EXPECT_EQ(rounds[i].h, head[i].h) << "round " << i;
+}
+
 TEST(RoundPlannerTest, RoundAtMatchesPlan) {
   RoundPlanner planner(QsrRecipe());
   for (const Round& round : planner.Plan()) {
