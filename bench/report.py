@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md (tables, and SVG figures drawn by gnuplot) from the JSON lines the
 benchmarks wrote into --data-dir: step.jsonl, averaging.jsonl, coordinator.jsonl,
-release_floor.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100, tta_overlap, tta_slow100), accuracy.jsonl, and env.json (machine, versions, command, date). A missing file leaves its section
-saying so. With --check it only validates the data (the CI smoke): every file present parses, and
-every throughput, time and accuracy is positive and finite; exits 1 naming what is wrong."""
+release_floor.jsonl, ts_step.jsonl, tta.jsonl (and the full mode's tta_long, tta_sweep, tta_100,
+tta_overlap, tta_slow100), accuracy.jsonl, and env.json (machine, versions, command, date). A
+missing file leaves its section saying so. It then rewrites the performance table of the
+repository's README.md (the lines between its two marker comments) from the same data, so that
+the README cannot drift from it. With --check it only validates the data (the CI smoke): every
+file present parses, and every throughput, time and accuracy is positive and finite; exits 1
+naming what is wrong."""
 import argparse
 import json
 import math
@@ -11,9 +15,11 @@ import os
 import subprocess
 import sys
 
-FILES = ["step", "averaging", "coordinator", "release_floor", "tta", "tta_long", "tta_sweep",
-         "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16", "accuracy_long",
-         "accuracy_overlap"]
+from provenance import describe, missing
+
+FILES = ["step", "ts_step", "averaging", "coordinator", "release_floor", "tta", "tta_long",
+         "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16",
+         "accuracy_long", "accuracy_overlap"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
 OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy_bf16",
             "accuracy_long", "accuracy_overlap"}
@@ -49,6 +55,15 @@ def check(data):
     for name in FILES:
         if name not in OPTIONAL:
             need(data.get(name), f"{name}.jsonl is missing or empty")
+        for i, r in enumerate(data.get(name) or []):
+            gaps = missing(r)
+            need(not gaps, f"{name}.jsonl line {i + 1}: provenance lacks {', '.join(gaps)}")
+    for r in data.get("ts_step") or []:
+        if r.get("kind") == "summary":
+            need(positive(r.get("ratio_vs_builtin")) and positive(r.get("ratio_vs_python")),
+                 "ts_step: non-positive ratio")
+    need(any(r.get("kind") == "summary" for r in data.get("ts_step") or []),
+         "ts_step: no summary")
     for r in data.get("step") or []:
         if r.get("kind") == "summary":
             need(positive(r["cpp_samples_per_s"]) and positive(r["python_samples_per_s"]),
@@ -105,12 +120,9 @@ def write_dat(path, rows):
             f.write(" ".join(str(x) for x in row) + "\n")
 
 
-def section_step(recs, fig_dir, md):
-    md.append("## 1. Worker step throughput (C++ LibTorch vs Python PyTorch)\n")
-    if not recs:
-        md.append("Not run.\n")
-        return
-    sums = [r for r in recs if r.get("kind") == "summary"]
+def step_summaries(recs):
+    """The step summaries, their medians and ratios recomputed from the runs."""
+    sums = [r for r in recs or [] if r.get("kind") == "summary"]
     # Medians recomputed from the runs' step_ms (older data rounded samples_per_s to integers,
     # which is too coarse for the slow models).
     for s in sums:
@@ -128,6 +140,15 @@ def section_step(recs, fig_dir, md):
             s["ratio_system_heap"] = s["cpp_system_samples_per_s"] / s["python_samples_per_s"]
         if s.get("python_cl_samples_per_s") and s.get("cpp_cl_samples_per_s"):
             s["ratio_cl"] = s["cpp_cl_samples_per_s"] / s["python_cl_samples_per_s"]
+    return sums
+
+
+def section_step(recs, fig_dir, md):
+    md.append("## 1. Worker step throughput (C++ LibTorch vs Python PyTorch)\n")
+    if not recs:
+        md.append("Not run.\n")
+        return
+    sums = step_summaries(recs)
     r0 = sums[0]
     md.append(f"Same model, batch, SGD settings and synthetic on-device data; "
               f"{r0['threads']} intra-op thread(s), device {r0['device']}; "
@@ -173,6 +194,31 @@ set title 'Training-step throughput ratio (same threads, model, batch)'
 plot 'step.dat' using 1:3:xtic(2) with boxes notitle, 1.15 with lines dt 2 title 'aim 1.15', 1 with lines lc rgb 'gray' notitle
 """ % (len(rows) - 0.4), fig_dir):
         md.append("![step throughput ratio](bench/figures/step.svg)\n")
+
+
+def section_ts_step(recs, md):
+    md.append("### 1b. A model brought as TorchScript\n")
+    sums = [r for r in recs or [] if r.get("kind") == "summary"]
+    if not sums:
+        md.append("Not run.\n")
+        return
+    md.append("The built-in `cnn` written in Python (`bench/train_step_bench.py`'s `Cnn`), "
+              "scripted with `torch.jit.script` and trained by `qsr-bench-step --model "
+              "torchscript` the way qsr-worker trains `model: torchscript` (same optimizer, heap "
+              "policy and synthetic data), against the built-in C++ `cnn` and against eager Python "
+              "(`bench/torchscript_step.py`; median of alternating runs). Aim: TorchScript / "
+              "built-in >= 0.95.\n")
+    md.append("| batch | threads | built-in samples/s | TorchScript samples/s | Python samples/s "
+              "(same heap) | **TorchScript / built-in** | TorchScript / Python | TorchScript / "
+              "Python, same heap | repeats |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
+    for r in sums:
+        md.append(f"| {r['batch']} | {r['threads']} | {r['builtin_samples_per_s']:.4g} | "
+                  f"{r['torchscript_samples_per_s']:.4g} | {r['python_samples_per_s']:.4g} "
+                  f"({r['python_keep_samples_per_s']:.4g}) | **{r['ratio_vs_builtin']:.3f}** | "
+                  f"{r['ratio_vs_python']:.3f} | {r['ratio_vs_python_keep']:.3f} | "
+                  f"{r['repeats']} |")
+    md.append("")
 
 
 def section_averaging(recs, fig_dir, md):
@@ -225,14 +271,19 @@ plot """ + ", ".join(plots) + "\n", fig_dir):
         md.append("![averaging](bench/figures/averaging.svg)\n")
 
 
+def split_by_agent(recs):
+    """The coordinator records with one connection per worker, and those behind host agents."""
+    return ([r for r in recs or [] if r.get("ranks_per_agent", 1) == 1],
+            [r for r in recs or [] if r.get("ranks_per_agent", 1) > 1])
+
+
 def section_coordinator(recs, fig_dir, md):
     md.append("## 3. Coordinator scale\n")
     if not recs:
         md.append("Not run.\n")
         return
     r0 = recs[0]
-    direct = [r for r in recs if r.get("ranks_per_agent", 1) == 1]
-    agents = [r for r in recs if r.get("ranks_per_agent", 1) > 1]
+    direct, agents = split_by_agent(recs)
     conn = ("one gRPC connection per simulated worker" if all(r["channels"] == r["workers"]
             for r in direct) else f"{r0['channels']} gRPC connections shared by the workers")
     # Records before report_interval_ms / train_ms existed sent one Report per barrier and
@@ -333,17 +384,46 @@ def section_release_floor(recs, coord, md):
     md.append("")
 
 
+def fill_schedule(recs):
+    """Runs killed at the cap before writing their summary may lack total_steps; every run of an
+    invocation has the same schedule."""
+    schedule = max([r.get("total_steps") or 0 for r in recs or []] or [0])
+    for r in recs or []:
+        r["total_steps"] = r.get("total_steps") or schedule or None
+    return recs
+
+
+def full_run_s(r):
+    """A tta run's whole-schedule wall-clock: elapsed, projected to total steps where capped."""
+    if not r or not r.get("steps_done") or not r.get("total_steps"):
+        return None
+    return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
+
+
+def versus(peer):
+    """How a peer's time to target compares with another run's time to target T: ("time", t)
+    when the peer reached the target at t, so t / T is the ratio; ("capped", t) when the cap
+    stopped it at t before it reached the target, so t / T is only a lower bound on the ratio;
+    ("never", t) when its whole schedule (t) ended without reaching it: no ratio."""
+    if peer.get("time_to_target_s"):
+        return "time", peer["time_to_target_s"]
+    if peer.get("capped"):
+        return "capped", peer["elapsed_s"]
+    return "never", peer["elapsed_s"]
+
+
+def floor_to(x, digits):
+    """x rounded down to digits decimals: how a lower bound is shown without overstating it."""
+    return math.floor(x * 10 ** digits) / 10 ** digits
+
+
 def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constrained network",
                 prefix="tta"):
     md.append(title + "\n")
     if not recs:
         md.append("Not run.\n")
         return
-    # Runs killed at the cap before writing their summary may lack total_steps; every run of an
-    # invocation has the same schedule.
-    schedule = max([r.get("total_steps") or 0 for r in recs])
-    for r in recs:
-        r["total_steps"] = r.get("total_steps") or schedule or None
+    fill_schedule(recs)
     r0 = recs[0]
     md.append(f"{r0['workers']} workers, each in its own network namespace, joined by a bridge; "
               "every worker's veth is limited by tc tbf in both directions to the rate shown; the "
@@ -375,17 +455,13 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
         plots.append(f"'{prefix}{i}.dat' using 1:2 with linespoints title '{r['method']} "
                      f"{r['rate_mbit']:.0f} Mbit/s'")
     md.append("")
-    # The headline ratios, per rate: QSR against DDP (time to target; a DDP run that was capped
-    # counts with its projected full-run time, a lower bound when it had not reached the target)
-    # and against no communication (full-run wall-clock, projected where capped).
+    # The headline ratios, per rate: QSR against DDP (time to target; a peer that the cap stopped
+    # before the target gives only a lower bound, its elapsed time over QSR's, with its projected
+    # full schedule as an estimate) and against no communication (full-run wall-clock, projected
+    # where capped).
+    full = full_run_s
     for rate in sorted({r["rate_mbit"] for r in recs}):
         by = {r["method"]: r for r in recs if r["rate_mbit"] == rate}
-
-        def full(r):
-            if not r or not r.get("steps_done") or not r.get("total_steps"):
-                return None
-            return r["elapsed_s"] * r["total_steps"] / r["steps_done"]
-
         n = by.get("nocomm")
         # "qsr" against every peer; the slow-link variants (qsr_bf16, qsr_h16, constant_h32_bf16,
         # ...) and constant_h against DDP; all of them against no communication.
@@ -395,16 +471,23 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
             peers = ("ddp", "parallel", "postlocal", "constant_h") if name == "qsr" else ("ddp",)
             for peer in peers:
                 p = by.get(peer)
-                if p and q.get("time_to_target_s"):
-                    t = p.get("time_to_target_s")
-                    how = "time to target"
-                    if t is None:
-                        t = full(p)
-                        how = "its projected full run (target not reached within the cap)"
-                    if t:
-                        md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} = "
-                                  f"**{t / q['time_to_target_s']:.2f}x** ({peer}: {how}, {t:.0f} s; "
-                                  f"{name} {q['time_to_target_s']:.0f} s)")
+                if not p or not q.get("time_to_target_s"):
+                    continue
+                own = q["time_to_target_s"]
+                how, t = versus(p)
+                if how == "time":
+                    md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} = **{t / own:.2f}x** "
+                              f"({peer}: time to target, {t:.0f} s; {name} {own:.0f} s)")
+                elif how == "capped":
+                    est = (f"; its projected full schedule, {full(p):.0f} s, gives "
+                           f"{full(p) / own:.2f}x as an estimate" if full(p) else "")
+                    md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} >= "
+                              f"**{floor_to(t / own, 2):.2f}x** "
+                              f"({peer} had not reached the target when the cap stopped it at "
+                              f"{t:.0f} s, so this is a lower bound{est}; {name} {own:.0f} s)")
+                else:
+                    md.append(f"- {rate:.0f} Mbit/s: {peer} did not reach the target in its whole "
+                              f"schedule ({t:.0f} s); {name} reached it in {own:.0f} s")
             base = by.get(name[:-len("_overlap")]) if name.endswith("_overlap") else None
             if base and full(base) and full(q):
                 md.append(f"- {rate:.0f} Mbit/s: full schedule {name[:-len('_overlap')]} / "
@@ -541,6 +624,292 @@ plot 'qsr_h.dat' using 1:2 with steps title 'H', 'qsr_h.dat' using 1:3 axes x1y2
             md.append("![QSR H and lr](bench/figures/qsr_h_lr.svg)\n")
 
 
+README_BEGIN = ("<!-- performance table: generated by bench/report.py from bench/data; do not "
+                "edit -->")
+README_END = "<!-- end of performance table -->"
+# How the README's table names the tta methods and models.
+LABELS = {"qsr": "QSR", "ddp": "DDP", "parallel": "qsr parallel", "postlocal": "PostLocalSGD",
+          "constant_h": "constant H", "mlp": "mlp", "cnn": "`cnn`", "resnet18": "ResNet-18"}
+
+
+def short_provenance(recs):
+    """'(AMD EPYC, 2026-11-26)': the machines and days that measured the records."""
+    seen = []
+    for r in recs:
+        p = r.get("provenance") or {}
+        cpu = p.get("cpu") or "unknown CPU"
+        for noise in ("(R)", "(TM)", " Processor", " CPU", "(", ")"):
+            cpu = cpu.replace(noise, "")
+        key = f"{' '.join(cpu.split())}, {str(p.get('date') or 'undated')[:10]}"
+        if key not in seen:
+            seen.append(key)
+    return "(" + "; ".join(seen) + ")"
+
+
+def pct(acc):
+    return f"{100 * acc:.2f}%"
+
+
+def and_list(items):
+    items = list(items)
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def peer_phrase(label, peer, owns, target):
+    """'DDP 859 s (3.0x and 4.8x as long)': a peer's time to target against the times owns,
+    worded by versus(): a cap that stopped the peer before the target gives a lower bound."""
+    how, t = versus(peer)
+    if how == "time":
+        return f"{label} {t:.0f} s ({and_list(f'{t / o:.1f}x' for o in owns)} as long)"
+    if how == "capped":
+        return (f"{label} did not reach {target:.0%} within {t:.0f} s (ratio at least "
+                f"{and_list(f'{floor_to(t / o, 1):.1f}x' for o in owns)})")
+    return f"{label} did not reach {target:.0%} in its whole schedule ({t:.0f} s)"
+
+
+def reached(label, r, target):
+    """'PostLocalSGD 231 s', or why there is no time to target."""
+    how, t = versus(r)
+    if how == "time":
+        return f"{label} {t:.0f} s"
+    return (f"{label} did not reach {target:.0%} "
+            + (f"within {t:.0f} s (capped)" if how == "capped" else "in its whole schedule"))
+
+
+def threads(n, device=""):
+    """'1 CPU thread', '4 threads'."""
+    return f"{n} {device.upper() + ' ' if device else ''}thread" + ("s" if n != 1 else "")
+
+
+def stopped(r):
+    """'' for a run that ran its whole schedule, else where the cap stopped it."""
+    if r.get("total_steps") and r["steps_done"] < r["total_steps"]:
+        return f", stopped by the cap at step {r['steps_done']:,} of {r['total_steps']:,}"
+    return ""
+
+
+def tta_methods(recs):
+    """The tta records of one file by method, their schedules filled in."""
+    return {r["method"]: r for r in fill_schedule(recs or [])}
+
+
+def readme_table(data):
+    """README.md's performance table (its lines) from the loaded data; a row whose data is
+    missing is left out. Every row ends its first cell with the machine and day of its data."""
+    rows = []
+
+    def row(what, recs, result):
+        rows.append(f"| {what} {short_provenance(recs)} | {result} |")
+
+    def run_setting(r):
+        # Epochs of Fashion-MNIST's 60,000 training images at the tta runs' total batch of 128.
+        return (f"{r['workers']} workers, {r['rate_mbit']:.0f} Mbit/s links, "
+                f"{round(r['total_steps'] * 128 / 60000)}-epoch schedule")
+
+    # Time to the target at 50 Mbit/s, QSR (fp32 and bf16 syncs) against DDP.
+    by = tta_methods(data.get("tta_long"))
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    if owns and "ddp" in by:
+        q, target = owns[0], owns[0]["target"]
+        times = [o["time_to_target_s"] for o in owns]
+        result = f"QSR {times[0]:.0f} s" + "".join(
+            f", with bf16 syncs {t:.0f} s" for t in times[1:])
+        row(f"time to {target:.0%} on Fashion-MNIST, {run_setting(q)}", owns + [by["ddp"]],
+            result + "; " + peer_phrase("PyTorch DDP", by["ddp"], times, target))
+    # The same at 100 Mbit/s, every method of the invocation.
+    by = tta_methods(data.get("tta_100"))
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    if owns:
+        q, target = owns[0], owns[0]["target"]
+        times = [o["time_to_target_s"] for o in owns]
+        peers = [r for m, r in by.items() if m not in ("qsr", "qsr_bf16", "nocomm")]
+        parts = [f"QSR {times[0]:.0f} s" + "".join(
+            f", with bf16 syncs {t:.0f} s" for t in times[1:])]
+        parts += [peer_phrase("DDP", r, times, target) if r["method"] == "ddp" else
+                  reached(LABELS.get(r["method"], r["method"]), r, target) for r in
+                  sorted(peers, key=lambda r: r["method"] != "ddp")]
+        row(f"time to {target:.0%}, {run_setting(q)}, every method", owns + peers,
+            parts[0] + "; " + ", ".join(parts[1:]))
+    # Overlapped syncs at 100 Mbit/s: time to target against DDP, accuracy against no overlap.
+    by = tta_methods(data.get("tta_overlap"))
+    owns = [by[m] for m in ("qsr_overlap", "qsr_bf16_overlap")
+            if m in by and by[m].get("time_to_target_s")]
+    if owns and "ddp" in by:
+        q, target = owns[0], owns[0]["target"]
+        times = [o["time_to_target_s"] for o in owns]
+        result = (f"QSR {times[0]:.0f} s" + "".join(f", with bf16 syncs {t:.0f} s"
+                                                      for t in times[1:]) + "; " +
+                  peer_phrase("DDP", by["ddp"], times, target))
+        bases = [(o, by.get(o["method"][:-len("_overlap")])) for o in owns]
+        bases = [(o, b) for o, b in bases if b and o.get("final_acc") and b.get("final_acc")]
+        if bases:
+            diffs = [100 * (b["final_acc"] - o["final_acc"]) for o, b in bases]
+            if all(d > 0 for d in diffs) or all(d < 0 for d in diffs):
+                change = (and_list(f"{abs(d):.2f}" for d in diffs) +
+                          (" points lower" if diffs[0] > 0 else " points higher"))
+            else:
+                change = and_list(f"{-d:+.2f}" for d in diffs) + " points"
+            result += (f"; final accuracy {change} than without overlap "
+                       f"({', '.join(pct(o['final_acc']) for o, _ in bases)})")
+        row(f"time to {target:.0%}, {q['rate_mbit']:.0f} Mbit/s, overlapped syncs "
+            "`sync_overlap: 0.5`", list(by.values()), result)
+    # What a worker's interface sent at 50 Mbit/s.
+    by = tta_methods(data.get("tta_long"))
+    sent = [(label, by[m]) for label, m in (("QSR", "qsr"), ("with bf16 syncs", "qsr_bf16"),
+                                            ("DDP", "ddp"))
+            if m in by and by[m].get("tx_bytes_per_worker")]
+    if sent:
+        result, first = "", None
+        for label, r in sent:
+            where = (f"by step {r['steps_done']:,} of {r['total_steps']:,}" if stopped(r) else
+                     "over its whole schedule")
+            gb = f"{r['tx_bytes_per_worker'] / 1e9:.2f} GB"
+            if label.startswith("with"):
+                result += f", {gb} {label}" + (f" {where}" if where != first else "")
+            else:
+                result += ("; " if result else "") + f"{label} {gb} {where}"
+                first = first or where
+        row(f"bytes sent per worker, {sent[0][1]['rate_mbit']:.0f} Mbit/s run",
+            [r for _, r in sent], result)
+    # Settings for a slow link, with DDP and no communication in the same invocation.
+    by = tta_methods(data.get("tta_slow100"))
+    picks = [(label, by[m]) for m, label in (
+        ("qsr_h32_bf16", "QSR with `min_h: 32` and bf16 syncs"),
+        ("qsr_h8_bf16_overlap", "`min_h: 8`, bf16 syncs, `sync_overlap: 0.5`"))
+        if m in by and by[m].get("time_to_target_s")]
+    d, n = by.get("ddp"), by.get("nocomm")
+    if picks and d and n:
+        target = picks[0][1]["target"]
+        parts = []
+        for label, r in picks:
+            how, t = versus(d)
+            own = r["time_to_target_s"]
+            if how == "time":
+                vs = f"{t / own:.1f}x faster than DDP to {target:.0%}"
+            elif how == "capped":
+                vs = (f"at least {floor_to(t / own, 1):.1f}x faster than DDP to {target:.0%} "
+                      f"(DDP had not reached it at {t:.0f} s)")
+            else:
+                vs = f"DDP did not reach {target:.0%}"
+            parts.append(f"{label}: {vs}, whole schedule {full_run_s(r) / full_run_s(n):.2f}x "
+                         f"no communication, {pct(r['final_acc'])}")
+        row(f"{picks[0][1]['rate_mbit']:.0f} Mbit/s, settings for the link, one invocation",
+            [r for _, r in picks] + [d, n],
+            "; ".join(parts) + f" (DDP {pct(d['final_acc'])}{stopped(d)})")
+    # Whole schedule against no communication, from several invocations.
+    parts, used = [], []
+    for name, method, label in (
+            ("tta_sweep", "qsr_h32_bf16", "QSR with `min_h: 32`, `sync_precision: bf16`"),
+            ("tta_long", "qsr", "paper setting (H_base 2, fp32)"),
+            ("tta_overlap", "qsr_bf16_overlap",
+             "paper setting with bf16 and overlapped syncs (`sync_overlap: 0.5`)")):
+        by = tta_methods(data.get(name))
+        q, n = by.get(method), by.get("nocomm")
+        if q and n and full_run_s(q) and full_run_s(n):
+            parts.append(f"{q['rate_mbit']:.0f} Mbit/s, {label}: "
+                         f"{full_run_s(q) / full_run_s(n):.2f}x, {pct(q['final_acc'])}")
+            used += [q, n]
+    if parts:
+        row("whole schedule against no communication", used, "; ".join(parts))
+    # Time to 85% on the one-pass schedule.
+    by = tta_methods(data.get("tta"))
+    q = by.get("qsr")
+    if q and q.get("time_to_target_s"):
+        own, target = q["time_to_target_s"], q["target"]
+        parts, used = [], [q]
+        for m in ("ddp", "postlocal"):
+            if m in by:
+                how, t = versus(by[m])
+                label = LABELS[m]
+                if how == "time":
+                    parts.append(f"{label} {t / own:.2f}x")
+                elif how == "capped":
+                    parts.append(f"{label} at least {floor_to(t / own, 2):.2f}x (stopped at "
+                                 f"{t:.0f} s before {target:.0%})")
+                else:
+                    parts.append(f"{label} did not reach {target:.0%}")
+                used.append(by[m])
+        row(f"time to {target:.0%}, {run_setting(q)}", used,
+            f"QSR {own:.0f} s" + ("; " + ", ".join(parts) if parts else ""))
+    # One averaging round against a raw Gloo all-reduce of the same bytes.
+    sums = [r for r in data.get("averaging") or [] if r.get("kind") == "summary" and
+            r["bytes"] >= 10e6 and r.get("qsr_over_gloo")]
+    if sums:
+        ratios = [r["qsr_over_gloo"] for r in sums]
+        sizes = sorted({r["bytes"] for r in sums})
+        workers = and_list(str(n) for n in sorted({r["workers"] for r in sums}))
+        row(f"one averaging round vs a raw Gloo all-reduce, {sizes[0] / 1e6:.0f}-"
+            f"{sizes[-1] / 1e6:.0f} MB", sums,
+            f"{min(ratios):.2f}-{max(ratios):.2f}x ({workers} workers, loopback)")
+    # The training step, C++ against Python.
+    sums = step_summaries(data.get("step"))
+    if sums:
+        r0 = sums[0]
+        many = {s["model"] for s in sums if sum(t["model"] == s["model"] for t in sums) > 1}
+
+        def model(s):
+            name = LABELS.get(s["model"], s["model"])
+            return f"{name} at batch {s['batch']}" if s["model"] in many else name
+
+        result = (", ".join(f"{model(s)} {s['ratio']:.2f}x" for s in sums) +
+                  " (the worker's fused SGD update, gradients dropped between steps and heap "
+                  "policy, `--heap keep`)")
+        same = [s for s in sums if s.get("ratio_same_heap")]
+        if same:
+            result += ("; Python given the same heap and `set_to_none`: " +
+                       ", ".join(f"{model(s)} {s['ratio_same_heap']:.2f}x" for s in same))
+        row(f"training step, C++ vs Python PyTorch, same model, "
+            f"{threads(r0['threads'], r0['device'])}", sums, result)
+    # A TorchScript model against the built-in one.
+    sums = [r for r in data.get("ts_step") or [] if r.get("kind") == "summary"]
+    if sums:
+        s = sums[0]
+        row(f"training step, TorchScript `cnn` vs the built-in `cnn`, batch {s['batch']}, "
+            f"{threads(s['threads'])}", sums,
+            f"{s['ratio_vs_builtin']:.2f}x the built-in's throughput; {s['ratio_vs_python']:.2f}x "
+            f"eager Python, {s['ratio_vs_python_keep']:.2f}x Python with the same heap")
+    # The coordinator's round barrier.
+    direct, agents = split_by_agent(data.get("coordinator"))
+    if direct or agents:
+        cores = (direct + agents)[0].get("provenance", {}).get("cores", "its")
+        parts = []
+        if agents:
+            k = {r["workers"]: r for r in agents}
+            main_k = 1024 if 1024 in k else max(k)
+            a = k[main_k]
+            part = (f"{a['ranks_per_agent']} workers per `qsr-agent`: "
+                    f"**{a['all_released_p99_ms']:.1f} ms at {main_k:,} workers** "
+                    f"(median {a['all_released_p50_ms']:.1f} ms)")
+            if max(k) > main_k:
+                part += f", {k[max(k)]['all_released_p99_ms']:.1f} ms at {max(k):,}"
+            parts.append(part)
+        if direct:
+            k = {r["workers"]: r for r in direct}
+            main_k = 1024 if 1024 in k else max(k)
+            parts.append(f"one connection per worker: {k[main_k]['all_released_p99_ms']:.1f} ms "
+                         f"at {main_k:,}")
+        row(f"coordinator barrier release, all workers, p99, {cores} cores shared with the load "
+            "generator", direct + agents, "; ".join(parts))
+    if not rows:
+        return []
+    return ["| what | result |", "|---|---|"] + rows
+
+
+def update_readme(path, table):
+    """Replaces what lies between README_BEGIN and README_END in path with table."""
+    lines = open(path).read().split("\n") if os.path.exists(path) else []
+    marks = [l.strip() for l in lines]
+    if README_BEGIN not in marks or README_END not in marks[marks.index(README_BEGIN):]:
+        sys.exit(f"report: {path} lacks the lines '{README_BEGIN}' and '{README_END}' around its "
+                 "performance table")
+    begin = marks.index(README_BEGIN)
+    end = marks.index(README_END, begin)
+    lines[begin + 1:end] = [""] + table + [""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print(f"report: wrote the performance table of {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", required=True)
@@ -564,8 +933,11 @@ def main():
           f"`{os.path.relpath(a.data_dir, os.path.dirname(os.path.abspath(a.out)))}/` "
           "(do not edit by hand). Every ratio compares numbers measured in the same invocation.\n",
           "| | |", "|---|---|"]
+    # Machine and commit differ between sections: each section says its own (from the records'
+    # provenance); the table holds what the newest invocation ran with.
     for k, v in env.items():
-        if "load average" not in k and k not in ("command", "date (UTC)"):
+        if "load average" not in k and k not in ("command", "date (UTC)", "git commit", "cpu",
+                                                 "cores", "mode"):
             md.append(f"| {k} | {v} |")
     md.append("")
     inv = os.path.join(a.data_dir, "invocations.jsonl")
@@ -582,36 +954,44 @@ def main():
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FINDINGS.md")
     if os.path.exists(notes):
         md.append(open(notes).read())
-    section_step(data["step"], fig_dir, md)
-    section_averaging(data["averaging"], fig_dir, md)
-    section_coordinator(data["coordinator"], fig_dir, md)
-    section_release_floor(data["release_floor"], data["coordinator"], md)
-    section_tta(data["tta"], fig_dir, md)
-    if data["tta_long"]:
-        section_tta(data["tta_long"], fig_dir, md,
-                    "### 4b. The same to a 90% target, 3-epoch schedule", "tta_long")
-    if data["tta_sweep"]:
-        section_tta(data["tta_sweep"], fig_dir, md,
-                    "### 4c. Settings for slow links: H_base and bf16 syncs against no "
-                    "communication", "tta_sweep")
-    if data["tta_100"]:
-        section_tta(data["tta_100"], fig_dir, md,
-                    "### 4d. 100 Mbit/s links, every method, to 90%", "tta_100")
-    if data["tta_overlap"]:
-        section_tta(data["tta_overlap"], fig_dir, md,
-                    "### 4e. Overlapped syncs (sync_overlap: 0.5) at 100 Mbit/s, the paper's H_base",
-                    "tta_overlap")
-    if data["tta_slow100"]:
-        section_tta(data["tta_slow100"], fig_dir, md,
-                    "### 4f. Slow-link settings at 100 Mbit/s, with DDP and no communication in "
-                    "the same invocation", "tta_slow100")
-    section_accuracy(data["accuracy"], data["accuracy_bf16"], data["accuracy_overlap"], fig_dir,
-                     md)
+    def with_provenance(recs, write):
+        """Runs write() and puts the section's provenance under the title it wrote."""
+        at = len(md)
+        write()
+        if len(md) > at:
+            md.insert(at + 1, describe(recs) + "\n")
+
+    with_provenance(data["step"], lambda: section_step(data["step"], fig_dir, md))
+    with_provenance(data["ts_step"], lambda: section_ts_step(data["ts_step"], md))
+    with_provenance(data["averaging"], lambda: section_averaging(data["averaging"], fig_dir, md))
+    with_provenance(data["coordinator"],
+                    lambda: section_coordinator(data["coordinator"], fig_dir, md))
+    with_provenance(data["release_floor"],
+                    lambda: section_release_floor(data["release_floor"], data["coordinator"], md))
+    with_provenance(data["tta"], lambda: section_tta(data["tta"], fig_dir, md))
+    for name, title in [
+            ("tta_long", "### 4b. The same to a 90% target, 3-epoch schedule"),
+            ("tta_sweep", "### 4c. Settings for slow links: H_base and bf16 syncs against no "
+                          "communication"),
+            ("tta_100", "### 4d. 100 Mbit/s links, every method, to 90%"),
+            ("tta_overlap", "### 4e. Overlapped syncs (sync_overlap: 0.5) at 100 Mbit/s, the "
+                            "paper's H_base"),
+            ("tta_slow100", "### 4f. Slow-link settings at 100 Mbit/s, with DDP and no "
+                            "communication in the same invocation")]:
+        if data[name]:
+            with_provenance(data[name], lambda: section_tta(data[name], fig_dir, md, title, name))
+    accuracy = (data["accuracy"] or []) + (data["accuracy_bf16"] or []) + (
+        data["accuracy_overlap"] or [])
+    with_provenance(accuracy, lambda: section_accuracy(
+        data["accuracy"], data["accuracy_bf16"], data["accuracy_overlap"], fig_dir, md))
     if data["accuracy_long"]:
-        section_accuracy_long(data["accuracy_long"], md)
+        with_provenance(data["accuracy_long"],
+                        lambda: section_accuracy_long(data["accuracy_long"], md))
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"report: wrote {a.out}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    update_readme(os.path.join(root, "README.md"), readme_table(data))
 
 
 if __name__ == "__main__":
