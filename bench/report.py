@@ -895,8 +895,10 @@ def readme_table(data):
     return ["| what | result |", "|---|---|"] + rows
 
 
-def update_readme(path, table):
-    """Replaces what lies between README_BEGIN and README_END in path with table."""
+def update_readme(path, table, check_only=False):
+    """Replaces what lies between README_BEGIN and README_END in path with table; with check_only,
+    exits 1 when the file's table differs from it instead (the CI check that the README's numbers
+    are the data's)."""
     lines = open(path).read().split("\n") if os.path.exists(path) else []
     marks = [l.strip() for l in lines]
     if README_BEGIN not in marks or README_END not in marks[marks.index(README_BEGIN):]:
@@ -904,6 +906,12 @@ def update_readme(path, table):
                  "performance table")
     begin = marks.index(README_BEGIN)
     end = marks.index(README_END, begin)
+    if check_only:
+        if lines[begin + 1:end] != [""] + table + [""]:
+            sys.exit(f"report: the performance table of {path} is not what bench/data gives; "
+                     "regenerate it with bench/report.py --data-dir bench/data")
+        print(f"report: the performance table of {path} matches bench/data")
+        return
     lines[begin + 1:end] = [""] + table + [""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -915,8 +923,13 @@ def main():
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", default="BENCHMARKS.md")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--check-readme", metavar="README",
+                   help="only check that README's performance table is what the data gives")
     a = p.parse_args()
     data = {name: load(a.data_dir, name) for name in FILES}
+    if a.check_readme:
+        update_readme(a.check_readme, readme_table(data), check_only=True)
+        return
     if a.check:
         bad = check(data)
         for b in bad:
