@@ -19,10 +19,10 @@ from provenance import describe, missing
 
 FILES = ["step", "ts_step", "averaging", "coordinator", "release_floor", "tta", "tta_long",
          "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16",
-         "accuracy_long", "accuracy_overlap"]
+         "accuracy_long", "accuracy_overlap", "long_study"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
 OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy_bf16",
-            "accuracy_long", "accuracy_overlap"}
+            "accuracy_long", "accuracy_overlap", "long_study"}
 
 
 def load(data_dir, name):
@@ -895,6 +895,73 @@ def readme_table(data):
     return ["| what | result |", "|---|---|"] + rows
 
 
+LONG_METHODS = [("parallel", "parallel SGD (H = 1)"), ("constant_h", "constant H"),
+                ("qsr2", "QSR (power 2)"), ("qsr3", "QSR (power 3)")]
+
+
+def section_long_study(recs, fig_dir, md):
+    md.append("### 5d. A long schedule: the mlp for many epochs, QSR against constant H\n")
+    runs = [r for r in recs or [] if r.get("kind") == "run"]
+    plan = next((r for r in recs or [] if r.get("kind") == "plan"), None)
+    if not runs:
+        md.append("Not run.\n")
+        return
+    r0 = runs[0]
+    seeds = sorted({r["seed"] for r in runs})
+    md.append(f"`bench/long_study.py`: the `mlp` on Fashion-MNIST, {r0['workers']} workers, "
+              f"{r0['epochs']} epochs, cosine from max_lr {r0['max_lr']} to 0 (momentum 0.9), "
+              f"seed(s) {', '.join(str(x) for x in seeds)}. Constant H is chosen so that its "
+              "sync count equals QSR's (power 2)"
+              + (f": H = {plan['constant_h']} against QSR's {plan['qsr2_syncs']} syncs over "
+                 f"{plan['steps']} steps" if plan else "") + ". Accuracy is on the test set at "
+              "each epoch's end; 'best' is the highest of those, 'final' the last.\n")
+    md.append("| method | seeds | final test acc | best test acc | last train loss | syncs | "
+              "wall s |")
+    md.append("|---|---|---|---|---|---|---|")
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    for method, label in LONG_METHODS:
+        rs = [r for r in runs if r["method"] == method]
+        if not rs:
+            continue
+        md.append(f"| {label} | {len(rs)} | {100 * mean(r['test_acc'] for r in rs):.2f}% | "
+                  f"{100 * mean(r['best_test_acc'] for r in rs):.2f}% | "
+                  f"{mean(r['train_loss'] for r in rs):.4f} | "
+                  f"{mean(r['syncs'] for r in rs):.0f} | {mean(r['elapsed_s'] for r in rs):.0f} |")
+    md.append("")
+    # Curves of the first seed: test accuracy and H against the step.
+    seed = seeds[0]
+    acc_plots, h_plots = [], []
+    for method, label in LONG_METHODS:
+        r = next((r for r in runs if r["method"] == method and r["seed"] == seed), None)
+        if not r:
+            continue
+        write_dat(os.path.join(fig_dir, f"long_{method}_acc.dat"),
+                  [[e[0], e[1]] for e in r["evals"] if e[1] is not None])
+        write_dat(os.path.join(fig_dir, f"long_{method}_h.dat"), [[x[0], x[1]] for x in r["rounds"]])
+        acc_plots.append(f"'long_{method}_acc.dat' using 1:2 with lines title '{label}'")
+        h_plots.append(f"'long_{method}_h.dat' using 1:2 with steps title '{label}'")
+    if gnuplot(f"""set terminal svg size 720,360
+set output 'long_acc.svg'
+set xlabel 'step'
+set ylabel 'test accuracy'
+set key bottom right
+set title 'Test accuracy against step (seed {seed})'
+plot {", ".join(acc_plots)}
+set output 'long_h.svg'
+set ylabel 'H (steps per round)'
+set logscale y
+set key top left
+set title 'Sync period H against step (seed {seed})'
+plot {", ".join(h_plots)}
+""", fig_dir):
+        md.append("![long study accuracy](bench/figures/long_acc.svg)\n")
+        md.append("![long study H](bench/figures/long_h.svg)\n")
+
+
 def update_readme(path, table, check_only=False):
     """Replaces what lies between README_BEGIN and README_END in path with table; with check_only,
     exits 1 when the file's table differs from it instead (the CI check that the README's numbers
@@ -1000,6 +1067,9 @@ def main():
     if data["accuracy_long"]:
         with_provenance(data["accuracy_long"],
                         lambda: section_accuracy_long(data["accuracy_long"], md))
+    if data["long_study"]:
+        with_provenance(data["long_study"],
+                        lambda: section_long_study(data["long_study"], fig_dir, md))
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"report: wrote {a.out}")
