@@ -113,17 +113,11 @@ struct Recipe {
   std::string resume;
 
   bool DataParallel() const { return optimizer == "sgd" || optimizer == "adamw"; }
-  // Whether the step `step` trains data-parallel (always, or before post_local_epoch).
-  bool DataParallelAt(int64_t step) const {
-    return DataParallel() || (post_local_epoch > 0 && step < post_local_epoch * steps_per_epoch);
-  }
   bool Adam() const { return optimizer == "adamw" || optimizer == "localadamw"; }
   // Steps the LR schedule spans (T in the rule). Valid after Resolve().
   int64_t ScheduleSteps() const { return epochs_for_sche * steps_per_epoch; }
   // Steps this run trains. Valid after Resolve().
   int64_t TotalSteps() const { return epochs * steps_per_epoch; }
-  int64_t LocalBatchSize() const { return total_batch_size / workers; }
-  int64_t AccumulationSteps() const { return LocalBatchSize() / physical_batch_size; }
 };
 
 // Number of training examples of a known dataset ("fashion-mnist": 60000; "imagenet": 1281167;

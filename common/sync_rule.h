@@ -1,8 +1,10 @@
 // The synchronization period H of a round: the Quadratic Synchronization Rule and its baselines.
 //
 // At the first step t of a round, with eta = lr(t):
-//   H = init_h                                                   while t < warmup_steps or alpha ==
-//   0 H = max(min(max(floor((alpha/eta)^power), min_h), T - t), 1) otherwise
+//
+//   H = init_h                                              while t < warmup_steps or alpha == 0
+//   H = max(min(max(floor((alpha/eta)^power), min_h), T - t), 1)                       otherwise
+//
 // Data-parallel optimizers (sgd, adamw) always have H = 1, and so do the steps before
 // post_local_epoch in post-local SGD. Constant H is alpha = 0 with init_h = H;
 // power 1 and 3 give the linear and cubic rules.

@@ -4,7 +4,8 @@
 //   1. Join the coordinator: learn rank, world size, generation and the resolved recipe.
 //   2. Build the model from init_model_by_seed, the optimizer, the data shard and a Gloo
 //      communicator bootstrapped through the coordinator's rendezvous under the key prefix
-//      <run>/g<generation>/c<seq>; broadcast rank 0's weights so every worker starts identical.
+//      <run>/g<generation>/c0 (one communicator per generation); broadcast rank 0's weights so
+//      every worker starts identical.
 //   3. Loop: ask for the next rounds (the only blocking coordinator call, one per batch of
 //      rounds); train each round's H steps with the schedule's LR at every step (data-parallel
 //      optimizers all-reduce gradients every step); average parameters and BatchNorm buffers

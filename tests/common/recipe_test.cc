@@ -91,8 +91,7 @@ TEST(RecipeTest, ParsesEveryKey) {
 
   Recipe resolved = r;
   ASSERT_TRUE(ResolveRecipe(resolved).ok());
-  EXPECT_EQ(resolved.LocalBatchSize(), 64);
-  EXPECT_EQ(resolved.AccumulationSteps(), 2);
+  EXPECT_EQ(resolved.physical_batch_size, 32);  // 64 per worker in 2 micro-batches
   EXPECT_EQ(resolved.ScheduleSteps(), 5000);
   EXPECT_EQ(resolved.TotalSteps(), 4500);
 }
@@ -116,9 +115,8 @@ TEST(RecipeTest, DerivesWarmupStepsAndPhysicalBatch) {
   r.warmup_epochs = 0.5;
   r.workers = 4;
   ASSERT_TRUE(ResolveRecipe(r).ok());
-  EXPECT_EQ(r.warmup_steps, 234);  // round(0.5 * 468)
-  EXPECT_EQ(r.physical_batch_size, 32);
-  EXPECT_EQ(r.AccumulationSteps(), 1);
+  EXPECT_EQ(r.warmup_steps, 234);        // round(0.5 * 468)
+  EXPECT_EQ(r.physical_batch_size, 32);  // 128 / 4 workers: one micro-batch each
 }
 
 TEST(RecipeTest, EmptyValuesForStringsAndLists) {

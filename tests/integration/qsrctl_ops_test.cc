@@ -211,6 +211,60 @@ TEST(QsrctlOpsTest, WatchFollowsARunToItsEndAndPlotAndMetricsShowIt) {
   EXPECT_EQ(testing::ReadFile(png).substr(0, 8), "\x89PNG\r\n\x1a\n");
 }
 
+// The value of the unlabelled sample `name` in a Prometheus text exposition (-1 when absent).
+double Sample(const std::string& body, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (absl::StartsWith(line, name + " ")) {
+      return std::stod(std::string(line.substr(name.size() + 1)));
+    }
+  }
+  return -1;
+}
+
+// qsr-agent's --metrics-port serves the host's relay counters while workers train through it.
+TEST(QsrctlOpsTest, QsrAgentServesItsMetricsPort) {
+  testing::TempDir dir;
+  CoordinatorProcess coordinator(dir.path(), /*epochs=*/2);
+  const int metrics_port = FreePort();
+  ASSERT_GT(metrics_port, 0);
+  ProcessGroup agents;
+  const std::string port_file = dir.path() + "/agent.port";
+  ASSERT_TRUE(
+      agents
+          .Spawn("agent", {kBin + "/qsr-agent", "--coordinator", coordinator.address(), "--listen",
+                           "127.0.0.1:0", "--port-file", port_file, "--metrics-port",
+                           absl::StrCat(metrics_port), "--metrics-host", "127.0.0.1"})
+          .ok());
+  std::string port;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (port.empty() && absl::Now() < deadline && !agents.ExitCode(0)) {
+    agents.Pump(absl::Milliseconds(50));
+    coordinator.Pump();
+    port = testing::ReadFile(port_file);
+  }
+  ASSERT_FALSE(port.empty()) << "the agent did not write its port";
+  port.erase(port.find_last_not_of("\n") + 1);
+
+  testing::FakeWorkers workers("127.0.0.1:" + port, {});
+  ASSERT_TRUE(workers.Wait().ok());
+  agents.Pump(absl::ZeroDuration());
+  coordinator.Pump();
+
+  httplib::Client http("127.0.0.1", metrics_port);
+  http.set_connection_timeout(5);
+  http.set_read_timeout(5);
+  httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+  EXPECT_EQ(metrics->status, 200);
+  // Both workers' barrier calls reached the agent, and it sent the host's upstream.
+  EXPECT_GE(Sample(metrics->body, "qsr_agent_barrier_calls_total"), 2) << metrics->body;
+  EXPECT_GE(Sample(metrics->body, "qsr_agent_upstream_barrier_calls_total"), 1) << metrics->body;
+  EXPECT_GE(Sample(metrics->body, "qsr_agent_forwarded_calls_total"), 2) << metrics->body;
+  EXPECT_NE(metrics->body.find("qsr_build_info{binary=\"qsr-agent\""), std::string::npos)
+      << metrics->body;
+  agents.TerminateAll(absl::Seconds(5));
+}
+
 TEST(QsrctlOpsTest, PlotDrawsASyntheticRunDirectory) {
   testing::TempDir dir;
   const std::string run = dir.path() + "/run";

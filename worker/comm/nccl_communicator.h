@@ -3,8 +3,8 @@
 // Lifecycle. Create() bootstraps one NCCL communicator of `size` ranks through the store: rank 0
 // calls ncclGetUniqueId and publishes the id's bytes under the key "nccl_id"; every other rank
 // waits for that key (until the deadline) and checks its size. The store must already be scoped
-// by run, generation and communicator sequence number (the trainer passes a PrefixStore
-// "<run>/g<gen>/c<seq>"), so a re-formed group never reads a previous group's id. Initialisation
+// by run and generation (the trainer passes a PrefixStore
+// "<run>/g<gen>/c0"), so a re-formed group never reads a previous group's id. Initialisation
 // is non-blocking (ncclConfig_t::blocking = 0): Create() polls ncclCommGetAsyncError until the
 // communicator is ready, fails or the deadline (`timeout` after the call) passes; on failure or
 // timeout it aborts the half-built communicator and returns an error, so a missing peer never
