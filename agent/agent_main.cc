@@ -8,11 +8,11 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent_metrics.h"
 #include "agent/host_agent.h"
+#include "client/connection_security.h"
 #include "common/flags.h"
-#include "coordinator/connection_security.h"
-#include "coordinator/log_prefix.h"
-#include "coordinator/metrics_server.h"
+#include "common/log_prefix.h"
 #include "glog/logging.h"
+#include "metrics/metrics_server.h"
 
 namespace {
 

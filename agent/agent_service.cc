@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 #include "glog/logging.h"
 
 namespace qsr {

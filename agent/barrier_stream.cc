@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 namespace qsr {
 

@@ -23,7 +23,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/agent_service.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 namespace qsr {
 

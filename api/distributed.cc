@@ -10,8 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "coordinator/coordinator_client.h"
-#include "coordinator/heartbeater.h"
+#include "client/coordinator_client.h"
+#include "client/heartbeater.h"
 #include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator_factory.h"
 

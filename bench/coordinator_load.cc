@@ -4,7 +4,7 @@
 // Every simulated worker runs a worker's control-plane cycle with gRPC's callback API (no thread
 // per worker): Join, then NextRounds (the round barrier) for round 0, NextRounds for the next
 // round, and so on until the coordinator answers RUN_FINISHED, then a last Report and Leave.
-// Reports go like the worker's ReportSender (worker/report_sender.h): the rounds trained queue up
+// Reports go like the worker's ReportSender (client/report_sender.h): the rounds trained queue up
 // and one Report carries them about once per --report-interval-ms (1 s, the worker's default;
 // 0.75-1.25 of it at random, as the worker waits), sent without waiting for the reply;
 // --report-interval-ms 0 sends one Report per barrier (twice the worker's RPCs). Like a real

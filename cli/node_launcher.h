@@ -19,7 +19,7 @@
 
 #include "absl/time/time.h"
 #include "cli/restart_policy.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 namespace qsr {
 

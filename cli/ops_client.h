@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {

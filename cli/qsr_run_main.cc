@@ -22,10 +22,10 @@
 #include "cli/route_address.h"
 #include "cli/status_format.h"
 #include "cli/worker_devices.h"
+#include "client/coordinator_client.h"
 #include "common/flags.h"
 #include "common/heap_policy.h"
 #include "common/recipe.h"
-#include "coordinator/coordinator_client.h"
 
 namespace {
 

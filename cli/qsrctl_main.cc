@@ -12,10 +12,10 @@
 #include "cli/ops_client.h"
 #include "cli/plot.h"
 #include "cli/status_format.h"
+#include "client/connection_security.h"
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
-#include "coordinator/connection_security.h"
 
 namespace {
 

@@ -10,12 +10,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/connection_security.h"
 #include "common/checkpoint_manifest.h"
 #include "common/flags.h"
+#include "common/log_prefix.h"
 #include "common/recipe.h"
-#include "coordinator/connection_security.h"
 #include "coordinator/coordinator_server.h"
-#include "coordinator/log_prefix.h"
 #include "glog/logging.h"
 
 namespace {

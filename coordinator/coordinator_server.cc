@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/connection_security.h"
 #include "glog/logging.h"
 
 namespace qsr {

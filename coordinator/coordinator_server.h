@@ -19,13 +19,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/recipe.h"
-#include "coordinator/connection_security.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/kv_store.h"
-#include "coordinator/metrics_server.h"
 #include "coordinator/run_controller.h"
 #include "coordinator/run_metrics.h"
+#include "coordinator/server_security.h"
 #include "coordinator/token_guard.h"
+#include "metrics/metrics_server.h"
 
 namespace qsr {
 
@@ -37,7 +37,7 @@ class CoordinatorServer {
     // Serve Prometheus metrics over HTTP on this port of the --listen host: -1 off, 0 the OS
     // chooses (see metrics_port()).
     int metrics_port = -1;
-    // TLS / mutual TLS and the run token (connection_security.h). Default: insecure, open.
+    // TLS / mutual TLS and the run token (server_security.h). Default: insecure, open.
     ServerSecurity security;
     RunController::Options run;
     // The run's journal (--state-dir), and what it recovered (continued when it exists).

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 #include "coordinator/next_rounds_stream.h"
 #include "coordinator/request_validator.h"
 

@@ -29,7 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "coordinator/coordinator_client.h"
+#include "client/coordinator_client.h"
 
 namespace qsr {
 

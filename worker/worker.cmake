@@ -20,7 +20,6 @@ target_link_libraries(qsr_worker_optim PUBLIC ${TORCH_LIBRARIES})
 # The trainer library (used by qsr-worker and the integration tests) and the worker binary.
 add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/trainer.cc
-  ${CMAKE_CURRENT_LIST_DIR}/report_sender.cc
   ${CMAKE_CURRENT_LIST_DIR}/optimizer_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/evaluator.cc
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cc
@@ -31,7 +30,7 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/model_export.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_coordinator_client qsr_worker_comm
+target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_comm
   qsr_worker_precision qsr_worker_loss_scaler qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 

@@ -5,10 +5,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "client/coordinator_client.h"
 #include "common/flags.h"
 #include "common/heap_policy.h"
-#include "coordinator/coordinator_client.h"
-#include "coordinator/log_prefix.h"
+#include "common/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/trainer.h"

@@ -6,7 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
+#include "coordinator/server_security.h"
 
 namespace qsr {
 

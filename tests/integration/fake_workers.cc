@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "coordinator/coordinator_client.h"
+#include "client/coordinator_client.h"
 
 namespace qsr::testing {
 

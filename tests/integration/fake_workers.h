@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 namespace qsr::testing {
 

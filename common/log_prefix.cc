@@ -1,4 +1,4 @@
-#include "coordinator/log_prefix.h"
+#include "common/log_prefix.h"
 
 #include <iomanip>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include "coordinator/heartbeater.h"
+#include "client/heartbeater.h"
 
 #include <algorithm>
 

@@ -6,16 +6,16 @@
 // `outcome` carries the application result.
 //
 // Thread-safe (gRPC stubs are).
-#ifndef QSR_COORDINATOR_COORDINATOR_CLIENT_H_
-#define QSR_COORDINATOR_COORDINATOR_CLIENT_H_
+#ifndef QSR_CLIENT_COORDINATOR_CLIENT_H_
+#define QSR_CLIENT_COORDINATOR_CLIENT_H_
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/connection_security.h"
 #include "common/store.h"
-#include "coordinator/connection_security.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
@@ -71,4 +71,4 @@ class CoordinatorStore : public Store {
 
 }  // namespace qsr
 
-#endif  // QSR_COORDINATOR_COORDINATOR_CLIENT_H_
+#endif  // QSR_CLIENT_COORDINATOR_CLIENT_H_

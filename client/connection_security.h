@@ -1,7 +1,9 @@
-// Connection security for the coordinator and its clients: TLS (and mutual TLS) credentials from
-// PEM files, and the shared run token that clients send as call metadata.
+// Connection security for the clients of the coordinator (and of a host agent): TLS (and mutual
+// TLS) channel credentials from PEM files, and the shared run token that clients send as call
+// metadata. The coordinator's own side (server credentials) is coordinator/server_security.h,
+// which reads its PEM files and checks tokens with the helpers here.
 //
-// One place builds every credential so that qsr-coordinator, qsr-worker, qsrctl, qsr-run and the
+// One place builds every client credential so that qsr-worker, qsrctl, qsr-run, qsr-agent and the
 // qsr library agree on flags, file handling and error messages. Plain insecure loopback is the
 // default (no flag given); TLS turns on with a certificate flag.
 //
@@ -11,8 +13,8 @@
 //
 // Functions are thread-compatible (they read files); the credential objects they return are
 // thread-safe (gRPC's).
-#ifndef QSR_COORDINATOR_CONNECTION_SECURITY_H_
-#define QSR_COORDINATOR_CONNECTION_SECURITY_H_
+#ifndef QSR_CLIENT_CONNECTION_SECURITY_H_
+#define QSR_CLIENT_CONNECTION_SECURITY_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -49,28 +51,9 @@ struct ClientSecurity {
   bool UsesTls() const { return tls || !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
 };
 
-// How the coordinator serves.
-struct ServerSecurity {
-  // TLS when `tls_cert` and `tls_key` (PEM files) are given. With `tls_client_ca`, every client
-  // must present a certificate signed by it (mutual TLS).
-  std::string tls_cert;
-  std::string tls_key;
-  std::string tls_client_ca;
-  // Required from callers of Join, the worker calls, KvSet/KvGet and Stop; empty: open.
-  std::string token;
-  // Also require the token for GetStatus, ListRounds and ListEvals.
-  bool token_protect_reads = false;
-
-  bool UsesTls() const { return !tls_cert.empty() || !tls_key.empty(); }
-};
-
-// Server credentials: insecure without TLS files, else SSL. INVALID_ARGUMENT for a cert without
-// a key (or the reverse), or a client CA without a server certificate; NOT_FOUND /
-// FAILED_PRECONDITION naming the flag and the file when one cannot be read or is not PEM.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const ServerSecurity& security);
-
-// Channel credentials for `security`, with the same errors.
+// Channel credentials for `security`: insecure without TLS, else SSL. INVALID_ARGUMENT for a
+// cert without a key (or the reverse); NOT_FOUND / FAILED_PRECONDITION naming the flag and the file
+// when one cannot be read or is not PEM.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const ClientSecurity& security);
 
@@ -86,6 +69,13 @@ void SetCoordinatorReconnectBackoff(grpc::ChannelArguments& args);
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
                                                            const ClientSecurity& security,
                                                            grpc::ChannelArguments args = {});
+
+// Reads the PEM file `path`, given as --`flag`, and checks that it holds a block of `kind`
+// ("CERTIFICATE", or "PRIVATE KEY", which also matches "RSA PRIVATE KEY" and "EC PRIVATE KEY").
+// NOT_FOUND / FAILED_PRECONDITION naming the flag and the file when it cannot be read, is larger
+// than 1 MiB or holds no such block. Shared with the coordinator's server credentials.
+absl::StatusOr<std::string> ReadPemFile(const std::string& flag, const std::string& path,
+                                        const std::string& kind);
 
 // Adds the token (when non-empty) to a call's metadata.
 void AttachToken(const std::string& token, grpc::ClientContext* ctx);
@@ -105,4 +95,4 @@ void AddClientSecurityFlags(FlagParser& flags);
 absl::StatusOr<ClientSecurity> ClientSecurityFromFlags(const FlagParser& flags);
 }  // namespace qsr
 
-#endif  // QSR_COORDINATOR_CONNECTION_SECURITY_H_
+#endif  // QSR_CLIENT_CONNECTION_SECURITY_H_

@@ -1,4 +1,4 @@
-#include "coordinator/metrics_server.h"
+#include "metrics/metrics_server.h"
 
 #include <thread>
 #include <utility>

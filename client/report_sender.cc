@@ -1,4 +1,4 @@
-#include "worker/report_sender.h"
+#include "client/report_sender.h"
 
 #include <utility>
 

@@ -1,4 +1,4 @@
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,10 +40,10 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& flag, const std::st
   return data;
 }
 
-// Reads a PEM file and checks that it holds a block of the expected kind ("CERTIFICATE" or
-// "PRIVATE KEY", which also matches "RSA PRIVATE KEY" and "EC PRIVATE KEY").
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path,
-                                    const std::string& kind) {
+}  // namespace
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& flag, const std::string& path,
+                                        const std::string& kind) {
   absl::StatusOr<std::string> pem = ReadSmallFile(flag, path, kMaxPemBytes);
   if (!pem.ok()) return pem.status();
   if (!absl::StrContains(*pem, "-----BEGIN ") || !absl::StrContains(*pem, kind + "-----")) {
@@ -51,36 +51,6 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
         absl::StrCat("--", flag, " ", path, ": not a PEM file holding a ", kind));
   }
   return pem;
-}
-
-}  // namespace
-
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const ServerSecurity& security) {
-  if (!security.UsesTls()) {
-    if (!security.tls_client_ca.empty()) {
-      return absl::InvalidArgumentError(
-          "--tls-client-ca needs --tls-cert and --tls-key (the coordinator's own certificate)");
-    }
-    return grpc::InsecureServerCredentials();
-  }
-  if (security.tls_cert.empty() || security.tls_key.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
-  }
-  absl::StatusOr<std::string> cert = ReadPem("tls-cert", security.tls_cert, "CERTIFICATE");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPem("tls-key", security.tls_key, "PRIVATE KEY");
-  if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  if (!security.tls_client_ca.empty()) {
-    absl::StatusOr<std::string> ca =
-        ReadPem("tls-client-ca", security.tls_client_ca, "CERTIFICATE");
-    if (!ca.ok()) return ca.status();
-    options.pem_root_certs = *ca;
-    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  options.pem_key_cert_pairs.push_back({*key, *cert});
-  return grpc::SslServerCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
@@ -91,14 +61,14 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   }
   grpc::SslCredentialsOptions options;
   if (!security.tls_ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem("tls-ca", security.tls_ca, "CERTIFICATE");
+    absl::StatusOr<std::string> ca = ReadPemFile("tls-ca", security.tls_ca, "CERTIFICATE");
     if (!ca.ok()) return ca.status();
     options.pem_root_certs = *ca;
   }
   if (!security.tls_cert.empty()) {
-    absl::StatusOr<std::string> cert = ReadPem("tls-cert", security.tls_cert, "CERTIFICATE");
+    absl::StatusOr<std::string> cert = ReadPemFile("tls-cert", security.tls_cert, "CERTIFICATE");
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPem("tls-key", security.tls_key, "PRIVATE KEY");
+    absl::StatusOr<std::string> key = ReadPemFile("tls-key", security.tls_key, "PRIVATE KEY");
     if (!key.ok()) return key.status();
     options.pem_cert_chain = *cert;
     options.pem_private_key = *key;

@@ -7,15 +7,15 @@
 // interval. Flush() sends everything left, bounded by a deadline.
 //
 // Thread-safe. The client must outlive the sender.
-#ifndef QSR_WORKER_REPORT_SENDER_H_
-#define QSR_WORKER_REPORT_SENDER_H_
+#ifndef QSR_CLIENT_REPORT_SENDER_H_
+#define QSR_CLIENT_REPORT_SENDER_H_
 
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "coordinator/coordinator_client.h"
+#include "client/coordinator_client.h"
 
 namespace qsr {
 
@@ -50,4 +50,4 @@ class ReportSender {
 
 }  // namespace qsr
 
-#endif  // QSR_WORKER_REPORT_SENDER_H_
+#endif  // QSR_CLIENT_REPORT_SENDER_H_

@@ -1,17 +1,26 @@
-#include "coordinator/connection_security.h"
+#include "client/connection_security.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "tests/coordinator/test_security.h"
 
 namespace qsr {
 namespace {
+
+ClientSecurity Client(std::string ca, std::string cert = "", std::string key = "") {
+  ClientSecurity s;
+  s.tls_ca = std::move(ca);
+  s.tls_cert = std::move(cert);
+  s.tls_key = std::move(key);
+  return s;
+}
 
 class ConnectionSecurityTest : public ::testing::Test {
  protected:
@@ -70,27 +79,11 @@ TEST_F(ConnectionSecurityTest, BadTokenFilesAreNamedButNotEchoed) {
 }
 
 TEST_F(ConnectionSecurityTest, CredentialErrorsNameTheFlagAndFile) {
-  EXPECT_TRUE(MakeServerCredentials({}).ok());
   EXPECT_TRUE(MakeChannelCredentials({}).ok());
 
   const std::string missing = dir_ + "/missing.pem";
-  const std::string junk = Write("junk.pem", "not a certificate");
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server =
-      MakeServerCredentials(Server(missing, junk));
-  EXPECT_FALSE(server.ok());
-  EXPECT_TRUE(absl::StrContains(server.status().message(), "--tls-cert " + missing))
-      << server.status();
   const std::string cert =
       Write("cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-  server = MakeServerCredentials(Server(cert, junk));
-  EXPECT_FALSE(server.ok());
-  EXPECT_TRUE(absl::StrContains(server.status().message(), "--tls-key " + junk)) << server.status();
-  EXPECT_TRUE(absl::StrContains(server.status().message(), "PRIVATE KEY")) << server.status();
-  server = MakeServerCredentials(Server(cert, ""));
-  EXPECT_TRUE(absl::IsInvalidArgument(server.status())) << server.status();
-  server = MakeServerCredentials(Server("", "", cert));
-  EXPECT_TRUE(absl::IsInvalidArgument(server.status())) << server.status();
-
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> client =
       MakeChannelCredentials(Client(missing));
   EXPECT_FALSE(client.ok());
@@ -98,6 +91,20 @@ TEST_F(ConnectionSecurityTest, CredentialErrorsNameTheFlagAndFile) {
       << client.status();
   client = MakeChannelCredentials(Client(cert, cert));
   EXPECT_TRUE(absl::IsInvalidArgument(client.status())) << client.status();
+}
+
+TEST_F(ConnectionSecurityTest, PemFilesAreCheckedForTheirKind) {
+  const std::string junk = Write("junk.pem", "not a certificate");
+  absl::StatusOr<std::string> pem = ReadPemFile("tls-key", junk, "PRIVATE KEY");
+  EXPECT_FALSE(pem.ok());
+  EXPECT_TRUE(absl::StrContains(pem.status().message(), "--tls-key " + junk)) << pem.status();
+  EXPECT_TRUE(absl::StrContains(pem.status().message(), "PRIVATE KEY")) << pem.status();
+  const std::string key =
+      Write("key.pem", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n");
+  pem = ReadPemFile("tls-key", key, "PRIVATE KEY");
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  EXPECT_TRUE(absl::StrContains(*pem, "AAAA"));
+  EXPECT_FALSE(ReadPemFile("tls-cert", key, "CERTIFICATE").ok());
 }
 
 TEST(LoopbackTest, RecognizesLoopbackListenAddresses) {

@@ -10,8 +10,8 @@
 //
 // Thread-safe. Lifecycle: construct, SetIdentity() after every Join, Stop() (or destroy) at the
 // end; the callback runs on the heartbeat thread, at most once per generation.
-#ifndef QSR_COORDINATOR_HEARTBEATER_H_
-#define QSR_COORDINATOR_HEARTBEATER_H_
+#ifndef QSR_CLIENT_HEARTBEATER_H_
+#define QSR_CLIENT_HEARTBEATER_H_
 
 #include <cstdint>
 #include <functional>
@@ -21,7 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "coordinator/coordinator_client.h"
+#include "client/coordinator_client.h"
 
 namespace qsr {
 
@@ -58,4 +58,4 @@ class Heartbeater {
 
 }  // namespace qsr
 
-#endif  // QSR_COORDINATOR_HEARTBEATER_H_
+#endif  // QSR_CLIENT_HEARTBEATER_H_

@@ -10,8 +10,8 @@
 //
 // Built without cpp-httplib (QSR_HAVE_HTTPLIB undefined, e.g. on a machine without Debian's
 // libcpp-httplib-dev), Start() returns UNIMPLEMENTED.
-#ifndef QSR_COORDINATOR_METRICS_SERVER_H_
-#define QSR_COORDINATOR_METRICS_SERVER_H_
+#ifndef QSR_METRICS_METRICS_SERVER_H_
+#define QSR_METRICS_METRICS_SERVER_H_
 
 #include <functional>
 #include <memory>
@@ -48,4 +48,4 @@ std::string MetricsPage(const std::string& own, const std::string& binary);
 
 }  // namespace qsr
 
-#endif  // QSR_COORDINATOR_METRICS_SERVER_H_
+#endif  // QSR_METRICS_METRICS_SERVER_H_

@@ -1,4 +1,4 @@
-#include "coordinator/coordinator_client.h"
+#include "client/coordinator_client.h"
 
 #include <grpcpp/grpcpp.h>
 
