@@ -60,6 +60,12 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
     return absl::InvalidArgumentError(
         absl::StrCat("dataset \"", name, "\": image_size must be >= 0, got ", options.image_size));
   }
+  if (options.rand_augment && !IsFolderDataset(name) && name != "cifar10" && name != "cifar100") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dataset \"", name,
+        "\": RandAugment (strong_aug) works on 8-bit RGB images: cifar10, cifar100, imagenet, "
+        "imagefolder"));
+  }
   if (IsFolderDataset(name)) {
     const std::string where = dir.empty() ? DefaultDataDir(name) : dir;
     if (where.empty()) {
@@ -91,12 +97,6 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
   const bool cifar = name == "cifar10" || name == "cifar100";
   if (options.train && options.augment && cifar) augment = kCifarTrainAugment;
   if (options.train && options.augment && options.rand_augment) {
-    if (!cifar) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dataset \"", name,
-          "\": RandAugment (strong_aug) works on 8-bit RGB images: cifar10, cifar100, imagenet, "
-          "imagefolder"));
-    }
     augment.rand_augment = options.rand_augment;
     const float* mean = name == "cifar10" ? kCifar10Mean : kCifar100Mean;
     const float* std = name == "cifar10" ? kCifar10Std : kCifar100Std;
