@@ -136,6 +136,13 @@ void AffineBilinearT(Image8* im, const double m[6]) {
         continue;
       }
       const uint8_t* row1 = in + static_cast<size_t>(yi + 1) * stride;
+      if (dx == 0.0) {
+        for (int c = 0; c < C; ++c) {
+          const double v1 = row0[x0 + c], v2 = row1[x0 + c];
+          o[c] = static_cast<uint8_t>(v1 + (v2 - v1) * dy);
+        }
+        continue;
+      }
       for (int c = 0; c < C; ++c) {
         const double v1 = row0[x0 + c] + (row0[x1 + c] - row0[x0 + c]) * dx;
         const double v2 = row1[x0 + c] + (row1[x1 + c] - row1[x0 + c]) * dx;
