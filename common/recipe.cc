@@ -239,6 +239,16 @@ const std::vector<KeyDef>& Keys() {
        {}},
       {"nw", &Recipe::nw, "loader threads preparing batches ahead of the step", {}},
       {"mixup_alpha", &Recipe::mixup_alpha, "mixup Beta(a, a) parameter (0 = off)", {}},
+      {"strong_aug",
+       &Recipe::strong_aug,
+       "RandAugment (composer's, all 13 operations) on every training image after the crop and "
+       "flip (the authors' --strong-aug; their mixup 0.2 is mixup_alpha, set separately)",
+       {}},
+      {"rand_aug_severity",
+       &Recipe::rand_aug_severity,
+       "RandAugment magnitude bound (10 = strongest)",
+       {}},
+      {"rand_aug_depth", &Recipe::rand_aug_depth, "RandAugment operations per image", {}},
       {"save_freq", &Recipe::save_freq, "checkpoint every this many epochs (0 = never)", {}},
       {"save_opt", &Recipe::save_opt, "also checkpoint optimizer state", {}},
       {"multiple_optimizers",
@@ -600,6 +610,16 @@ absl::Status CheckRanges(const Recipe& r) {
   c.Require(r.bucket_mb >= 0 && r.bucket_mb <= 4096, "bucket_mb", r.bucket_mb,
             "in [0, 4096] (0 = one all-reduce after backward)");
   c.Require(r.mixup_alpha >= 0, "mixup_alpha", r.mixup_alpha, ">= 0 (0 = off)");
+  c.Require(r.rand_aug_severity >= 1 && r.rand_aug_severity <= 10, "rand_aug_severity",
+            r.rand_aug_severity, "in [1, 10] (composer's severity; 10 = strongest)");
+  c.Require(r.rand_aug_depth >= 1 && r.rand_aug_depth <= 16, "rand_aug_depth", r.rand_aug_depth,
+            "in [1, 16] (operations per image)");
+  c.Require(!r.strong_aug || r.dataset == "cifar10" || r.dataset == "cifar100" ||
+                r.dataset == "imagenet" || r.dataset == "imagefolder",
+            "strong_aug", r.strong_aug,
+            absl::StrCat("false with dataset ", r.dataset,
+                         " (RandAugment works on 8-bit RGB images: cifar10, cifar100, imagenet, "
+                         "imagefolder)"));
   c.Require(r.save_freq >= 0, "save_freq", r.save_freq, ">= 0 (0 = never)");
   c.Require(r.image_size >= 0 && r.image_size <= 4096, "image_size", r.image_size,
             "in [0, 4096] (0 = 224)");
@@ -763,6 +783,9 @@ const std::map<std::string, std::string>& AllowedText() {
       {"nw", "0 to 64"},
       {"bucket_mb", "0 to 4096 (0 = one all-reduce after backward)"},
       {"mixup_alpha", ">= 0"},
+      {"strong_aug", "`true` only with `cifar10`, `cifar100`, `imagenet`, `imagefolder`"},
+      {"rand_aug_severity", "1 to 10"},
+      {"rand_aug_depth", "1 to 16"},
       {"save_freq", ">= 0"},
       {"resume_from_epoch", "0 to `epochs` - 1, or -1"},
       {"resume_from_step", "0 to total steps - 1, or -1"},

@@ -95,6 +95,12 @@ struct Recipe {
   // Data loading.
   int64_t nw = 2;            // loader threads that prepare batches ahead of the step
   double mixup_alpha = 0.0;  // 0 = no mixup
+  // RandAugment (composer's, augmentation set "all") on every training image after the crop and
+  // flip: the authors' --strong-aug, --rand-aug-severity, --rand-aug-depth. Their --strong-aug 1
+  // also turns on mixup 0.2; here mixup is mixup_alpha alone.
+  bool strong_aug = false;
+  int64_t rand_aug_severity = 10;  // 1..10
+  int64_t rand_aug_depth = 2;      // operations per image
   // Checkpoints and resume.
   int64_t save_freq = 0;  // save every this many epochs (0 = only at the end when save_dir set)
   bool save_opt = false;  // also save optimizer state

@@ -16,6 +16,7 @@ for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
   [ -s "$fm_dir/$f" ] || fail "dataset-fashion-mnist: $fm_dir/$f is absent or empty"
 done
 installed libcpp-httplib-dev || fail "libcpp-httplib-dev (Debian package) is not installed"
+installed python3-pil || fail "python3-pil (Debian package) is not installed (RandAugment's reference)"
 command -v node >/dev/null || fail "node (Node.js) is not on PATH"
 command -v npm >/dev/null || fail "npm is not on PATH"
 command -v kubectl >/dev/null || fail "kubectl is not on PATH (deploy_check renders deploy/k8s with it)"
@@ -27,4 +28,4 @@ stamp="$root/deploy/tools/node_modules/.qsr-lock.sha256"
 want=$(sha256sum "$root/deploy/tools/package-lock.json" | cut -d' ' -f1)
 [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] ||
   fail "deploy/tools/node_modules is not installed from package-lock.json (scripts/install-deps.sh runs npm ci)"
-echo "[strict] ok: dataset-fashion-mnist, libcpp-httplib-dev, node, npm, kubectl (kustomize v$kv), deploy/tools/node_modules"
+echo "[strict] ok: dataset-fashion-mnist, libcpp-httplib-dev, python3-pil, node, npm, kubectl (kustomize v$kv), deploy/tools/node_modules"

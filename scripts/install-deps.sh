@@ -8,7 +8,7 @@ PKGS=(
   libabsl-dev libgoogle-glog-dev libgflags-dev libgtest-dev libgmock-dev
   libgloo-dev libyaml-cpp-dev zlib1g-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
-  python3-torch python3-torchvision python3-yaml gnuplot-nox
+  python3-torch python3-torchvision python3-yaml python3-pil gnuplot-nox
   iproute2 bc
   libcpp-httplib-dev
   openssl clang libclang-rt-14-dev

@@ -178,14 +178,21 @@ absl::Status Worker::Setup() {
   schedule_ = std::make_unique<LrSchedule>(recipe_);
   const std::string data_dir = options_.data_dir.empty() ? recipe_.data_dir : options_.data_dir;
   // Training: the dataset's augmentation (CIFAR: crop + flip; folders: RandomResizedCrop +
-  // flip); evaluation: none (folders: resize + centre crop). Folders decode in the loaders.
+  // flip; with strong_aug then RandAugment); evaluation: none (folders: resize + centre crop).
+  // Folders decode in the loaders.
   DataOptions data_options;
   data_options.image_size = recipe_.image_size;
+  if (recipe_.strong_aug) {
+    // RandAugment on the training images only (the authors' --strong-aug).
+    data_options.rand_augment = RandAugmentOptions{static_cast<int>(recipe_.rand_aug_severity),
+                                                   static_cast<int>(recipe_.rand_aug_depth)};
+  }
   absl::StatusOr<std::shared_ptr<const DataSource>> train =
       OpenDataset(recipe_.dataset, data_dir, data_options);
   if (!train.ok()) return train.status();
   data_options.train = false;
   data_options.augment = false;
+  data_options.rand_augment.reset();
   absl::StatusOr<std::shared_ptr<const DataSource>> test =
       OpenDataset(recipe_.dataset, data_dir, data_options);
   if (!test.ok()) return test.status();

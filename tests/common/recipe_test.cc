@@ -341,8 +341,9 @@ TEST(RecipeTest, KeyQueriesAndHelp) {
 
   const auto help = RecipeKeyHelp();
   // Every key of the table: the method's options, min/max_workers, bucket_mb, precision,
-  // sync_precision, memory_format, sync_overlap and model_path.
-  EXPECT_EQ(help.size(), 62u);
+  // sync_precision, memory_format, sync_overlap, model_path and RandAugment's strong_aug,
+  // rand_aug_severity and rand_aug_depth.
+  EXPECT_EQ(help.size(), 65u);
   bool found = false;
   for (const auto& [name, text] : help) {
     EXPECT_EQ(name.find('_'), std::string::npos) << name;
@@ -460,6 +461,49 @@ TEST(RecipeTest, ModelPathGoesWithTorchScriptOnly) {
       ParseRecipeYaml("model: torchscript\nmodel_path: net.ts\n", "test recipe");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->model_path, "net.ts");
+}
+
+// RandAugment's keys carry the authors' names and defaults (severity 10, depth 2); bad values and
+// datasets RandAugment cannot work on are refused naming the key and what is allowed.
+TEST(RecipeTest, RandAugmentKeys) {
+  absl::StatusOr<Recipe> parsed = ParseRecipeYaml(
+      "dataset: cifar10\nstrong_aug: 1\nrand_aug_severity: 7\nrand_aug_depth: 3\n", "test");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->strong_aug);
+  EXPECT_EQ(parsed->rand_aug_severity, 7);
+  EXPECT_EQ(parsed->rand_aug_depth, 3);
+  EXPECT_EQ(parsed->mixup_alpha, 0.0);  // not coupled to strong_aug
+  EXPECT_TRUE(ResolveRecipe(*parsed).ok());
+
+  const Recipe defaults;
+  EXPECT_FALSE(defaults.strong_aug);
+  EXPECT_EQ(defaults.rand_aug_severity, 10);
+  EXPECT_EQ(defaults.rand_aug_depth, 2);
+
+  struct Bad {
+    const char* key;
+    const char* value;
+    const char* message;
+  };
+  for (const Bad& bad : std::vector<Bad>{{"rand_aug_severity", "0", "in [1, 10]"},
+                                         {"rand_aug_severity", "11", "in [1, 10]"},
+                                         {"rand_aug_depth", "0", "in [1, 16]"},
+                                         {"rand_aug_depth", "17", "in [1, 16]"}}) {
+    Recipe r;
+    r.dataset = "cifar10";
+    ASSERT_TRUE(SetRecipeKey(r, bad.key, bad.value).ok());
+    const absl::Status s = ResolveRecipe(r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad.key << " " << bad.value;
+    EXPECT_NE(s.message().find(bad.key), std::string::npos) << s;
+    EXPECT_NE(s.message().find(bad.message), std::string::npos) << s;
+  }
+  Recipe fmnist;  // fashion-mnist: 1-channel float images, not RandAugment's 8-bit RGB
+  fmnist.strong_aug = true;
+  absl::Status s = ResolveRecipe(fmnist);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("strong_aug"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("cifar10, cifar100, imagenet, imagefolder"), std::string::npos) << s;
+  EXPECT_FALSE(SetRecipeKey(fmnist, "strong-aug", "maybe").ok());
 }
 
 }  // namespace

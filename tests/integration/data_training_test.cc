@@ -1,6 +1,7 @@
 // End to end on loopback with the datasets tests can make themselves: a coordinator in process
 // and 2 real qsr-worker processes training on a generated class-per-folder JPEG tree (decoded by
-// the loaders' nw threads, streaming evaluation) and on CIFAR-10-format binary files (with mixup).
+// the loaders' nw threads, streaming evaluation) and on CIFAR-10-format binary files (with mixup,
+// and with RandAugment).
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -157,6 +158,32 @@ TEST(DataTrainingTest, CifarBinaryFilesWithMixupAndTwoWorkers) {
   }
   // Ten separable classes (chance: 10%): the model learned them, not only ran.
   EXPECT_GE(std::stod(testing::JsonField(evals.back(), "test_acc")), 0.5) << evals.back();
+}
+
+// strong_aug (RandAugment in the loader threads) through the whole path: recipe, coordinator,
+// worker processes, CIFAR loader; every round stays identical across the workers.
+TEST(DataTrainingTest, CifarWithStrongAugOnTwoWorkers) {
+  testing::TempDir dir;
+  testing::WriteCifar10(dir.path(), 32, 50, 2);
+  Recipe recipe;
+  recipe.dataset = "cifar10";
+  recipe.data_dir = dir.path();
+  recipe.model = "cnn";
+  recipe.optimizer = "localsgd";
+  recipe.workers = 2;
+  recipe.total_batch_size = 8;
+  recipe.steps_per_epoch = 10;
+  recipe.epochs = 1;
+  recipe.max_lr = 0.05;
+  recipe.min_lr = 0;
+  recipe.init_h = 2;
+  recipe.strong_aug = true;
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  std::unique_ptr<CoordinatorServer> server = RunToEnd(recipe, dir.path() + "/run");
+  ASSERT_NE(server, nullptr);
+  std::vector<std::string> evals = CheckRun(recipe, *server, dir.path() + "/run");
+  ASSERT_EQ(evals.size(), 1u);
+  EXPECT_EQ(testing::JsonField(evals[0], "examples"), "50");
 }
 
 }  // namespace

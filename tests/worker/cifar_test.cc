@@ -17,6 +17,7 @@
 #include "worker/data/data_source.h"
 #include "worker/data/datasets.h"
 #include "worker/data/mixup.h"
+#include "worker/data/rand_augment.h"
 
 namespace qsr {
 namespace {
@@ -171,6 +172,77 @@ TEST_F(CifarTest, OpenDatasetAugmentsOnlyTheTrainingSplit) {
   options.image_size = 64;
   EXPECT_EQ(OpenDataset("cifar10", dir_.string(), options).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// strong_aug on CIFAR: the 8-bit record bytes are recovered from the normalised tensor, padded
+// and cropped, flipped, RandAugmented with the draws that follow the crop's, and normalised again
+// exactly as the loader normalises; the test split is untouched.
+TEST_F(CifarTest, RandAugmentRunsOnTheRecordBytesAfterCropAndFlip) {
+  WriteCifar10();
+  DataOptions options;
+  options.rand_augment = RandAugmentOptions{10, 2};
+  absl::StatusOr<std::shared_ptr<const DataSource>> train =
+      OpenDataset("cifar10", dir_.string(), options);
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_NE((*train)->Describe().find("RandAugment(severity 10, depth 2)"), std::string::npos)
+      << (*train)->Describe();
+  std::vector<float> out(3072), again(3072);
+  int changed = 0;
+  for (uint64_t key = 0; key < 24; ++key) {
+    const int64_t record = key % 10;
+    ASSERT_TRUE((*train)->Example(record, key, out.data()).ok());
+    // The reference, from the bytes written: pad 4 with 0, crop, flip, RandAugment, normalise.
+    AugmentRng rng(key);
+    const CropFlip draw = DrawCropFlip(rng, kCifarTrainAugment);
+    Image8 im;
+    im.width = im.height = 32;
+    im.channels = 3;
+    im.pixels.assign(32 * 32 * 3, 0);
+    for (int c = 0; c < 3; ++c) {
+      for (int y = 0; y < 32; ++y) {
+        for (int x = 0; x < 32; ++x) {
+          const int64_t sy = y + draw.dy - 4, sx = (draw.flip ? 31 - x : x) + draw.dx - 4;
+          if (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) {
+            im.at(x, y, c) = Pixel(record, c * 1024 + sy * 32 + sx);
+          }
+        }
+      }
+    }
+    const std::vector<uint8_t> cropped = im.pixels;
+    RandAugment({10, 2}, rng, &im);
+    changed += im.pixels != cropped;
+    for (int c = 0; c < 3; ++c) {
+      const float gain = 1.0f / (255.0f * kCifar10Std[c]);
+      const float bias = -kCifar10Mean[c] / kCifar10Std[c];
+      for (int y = 0; y < 32; ++y) {
+        for (int x = 0; x < 32; ++x) {
+          ASSERT_EQ(out[c * 1024 + y * 32 + x], im.at(x, y, c) * gain + bias)
+              << "key " << key << " channel " << c << " (" << x << ", " << y << ")";
+        }
+      }
+    }
+    ASSERT_TRUE((*train)->Example(record, key, again.data()).ok());
+    EXPECT_EQ(out, again);
+  }
+  EXPECT_GE(changed, 18);  // RandAugment did something to most images
+
+  options.train = false;  // the test split: no augmentation of any kind
+  absl::StatusOr<std::shared_ptr<const DataSource>> test =
+      OpenDataset("cifar10", dir_.string(), options);
+  ASSERT_TRUE(test.ok()) << test.status();
+  absl::StatusOr<Dataset> raw = LoadCifar10(dir_.string(), false);
+  ASSERT_TRUE(raw.ok());
+  ASSERT_TRUE((*test)->Example(1, 5, out.data()).ok());
+  EXPECT_TRUE(at::equal(at::from_blob(out.data(), {3, 32, 32}), raw->images[1]));
+
+  // Datasets that are not 8-bit RGB are refused; so are bad options.
+  options.train = true;
+  EXPECT_EQ(OpenDataset("fashion-mnist", dir_.string(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.rand_augment = RandAugmentOptions{11, 2};
+  absl::Status bad = OpenDataset("cifar10", dir_.string(), options).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("rand_aug_severity"), std::string::npos) << bad;
 }
 
 // An image whose every value is distinct, and a distinct black per channel.

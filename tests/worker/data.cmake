@@ -10,3 +10,6 @@ qsr_test(worker_image_folder_test SOURCES image_folder_test.cc LIBS qsr_worker_d
 qsr_test(worker_tensor_file_test SOURCES tensor_file_test.cc LIBS qsr_worker_data)
 target_compile_definitions(worker_tensor_file_test PRIVATE QSR_PYTHON="${QSR_TORCH_PYTHON}"
   QSR_TESTDATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata")
+# RandAugment's operations against Pillow: the test runs python3 with PIL (python3-pil).
+qsr_test(worker_rand_augment_test SOURCES rand_augment_test.cc LIBS qsr_worker_data)
+target_compile_definitions(worker_rand_augment_test PRIVATE QSR_PYTHON="${QSR_TORCH_PYTHON}")

@@ -22,6 +22,7 @@
 #include "worker/data/datasets.h"
 #include "worker/data/image_transforms.h"
 #include "worker/data/jpeg.h"
+#include "worker/data/rand_augment.h"
 
 namespace qsr {
 namespace {
@@ -337,6 +338,80 @@ TEST_F(ImageFolderTest, TrainingTransformShowsTheDrawnCropAndFlip) {
   }
   EXPECT_GT(flips, 0);
   EXPECT_LT(flips, 12);
+}
+
+// strong_aug on an image folder: the crop and flip are resampled to 8-bit pixels (the float
+// resample rounded), RandAugmented with the draws that follow the crop's and the flip's, then
+// normalised; evaluation is untouched.
+TEST_F(ImageFolderTest, RandAugmentRunsOnTheEightBitCropAfterTheFlip) {
+  const int w = 320, h = 240, size = 64;
+  const std::vector<uint8_t> jpeg = Jpeg(w, h, Gradient(w, h));
+  WriteFile(dir_ / "train" / "c" / "img.jpg", jpeg);
+  WriteFile(dir_ / "val" / "c" / "img.jpg", jpeg);
+  ImageFolderOptions plain;
+  plain.image_size = size;
+  ImageFolderOptions strong = plain;
+  strong.rand_augment = RandAugmentOptions{10, 2};
+  auto train_plain = OpenImageFolder(dir_.string(), true, plain);
+  auto train_strong = OpenImageFolder(dir_.string(), true, strong);
+  ASSERT_TRUE(train_plain.ok() && train_strong.ok());
+  EXPECT_NE((*train_strong)->Describe().find("RandAugment(severity 10, depth 2)"),
+            std::string::npos)
+      << (*train_strong)->Describe();
+  const int64_t n = 3 * size * size;
+  std::vector<float> p(n), s(n), again(n), want(n);
+  int changed = 0;
+  for (uint64_t key = 0; key < 20; ++key) {
+    ASSERT_TRUE((*train_plain)->Example(0, key, p.data()).ok());
+    ASSERT_TRUE((*train_strong)->Example(0, key, s.data()).ok());
+    // The reference: the same draws, decode, 8-bit crop, RandAugment, normalise.
+    AugmentRng rng(key);
+    Box box;
+    bool flip = false;
+    JpegImage decoded;
+    ASSERT_TRUE(DecodeJpeg(
+                    jpeg.data(), jpeg.size(),
+                    [&](int sw, int sh) {
+                      box = RandomResizedCropBox(sw, sh, plain.crop, rng);
+                      flip = rng.Bernoulli(0.5);
+                      return PlanResample(sw, sh, box, size, size, true);
+                    },
+                    &decoded)
+                    .ok());
+    Image8 im;
+    im.width = im.height = size;
+    im.channels = 3;
+    im.pixels.resize(n);
+    ResampleRgb8(decoded, box, true, size, size, flip, im.pixels.data());
+    // The 8-bit stage is the float resample rounded: within half a level of the plain example.
+    NormalizeRgb8(im.pixels.data(), size, size, plain.normalization, want.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const float half_level = 0.5f / (255.0f * plain.normalization.std[i / (size * size)]);
+      ASSERT_NEAR(want[i], p[i], half_level * 1.001f) << "key " << key << " value " << i;
+    }
+    const std::vector<uint8_t> cropped = im.pixels;
+    RandAugment({10, 2}, rng, &im);
+    changed += im.pixels != cropped;
+    NormalizeRgb8(im.pixels.data(), size, size, plain.normalization, want.data());
+    EXPECT_EQ(s, want) << "key " << key;
+    ASSERT_TRUE((*train_strong)->Example(0, key, again.data()).ok());
+    EXPECT_EQ(s, again) << "the same key must give the same example";
+  }
+  EXPECT_GE(changed, 15);
+
+  plain.augment = strong.augment = false;  // evaluation's resize + centre crop
+  auto val_plain = OpenImageFolder(dir_.string(), false, plain);
+  auto val_strong = OpenImageFolder(dir_.string(), false, strong);
+  ASSERT_TRUE(val_plain.ok() && val_strong.ok());
+  ASSERT_TRUE((*val_plain)->Example(0, 3, p.data()).ok());
+  ASSERT_TRUE((*val_strong)->Example(0, 3, s.data()).ok());
+  EXPECT_EQ(p, s) << "evaluation must not be augmented";
+
+  strong.augment = true;
+  strong.rand_augment = RandAugmentOptions{10, 0};
+  const absl::Status bad = OpenImageFolder(dir_.string(), true, strong).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("rand_aug_depth"), std::string::npos) << bad;
 }
 
 TEST_F(ImageFolderTest, DecodeThreadsDoNotChangeBatches) {

@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <utility>
@@ -32,10 +34,15 @@ class TensorSource : public DataSource {
     std::string s = absl::StrCat(size(), " in-memory examples");
     if (augment_.pad > 0) absl::StrAppend(&s, ", random crop with padding ", augment_.pad);
     if (augment_.flip) absl::StrAppend(&s, ", flip");
+    if (augment_.rand_augment) {
+      absl::StrAppend(&s, ", RandAugment(severity ", augment_.rand_augment->severity, ", depth ",
+                      augment_.rand_augment->depth, ")");
+    }
     return s;
   }
 
   absl::StatusOr<int64_t> Example(int64_t index, uint64_t key, float* out) const override {
+    if (augment_.rand_augment) return RandAugmented(index, key, out);
     const float* src = pixels_ + index * row_;
     if (augment_.pad == 0 && !augment_.flip) {
       std::memcpy(out, src, sizeof(float) * row_);
@@ -64,6 +71,45 @@ class TensorSource : public DataSource {
   }
 
  private:
+  // Crop and flip into 8-bit pixels, RandAugment, normalise (TensorAugment::rand_augment).
+  absl::StatusOr<int64_t> RandAugmented(int64_t index, uint64_t key, float* out) const {
+    const float* src = pixels_ + index * row_;
+    AugmentRng rng(key);
+    const CropFlip draw = DrawCropFlip(rng, augment_);
+    const int channels = static_cast<int>(shape_[0]);
+    const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
+    const Normalization& norm = augment_.normalization;
+    thread_local Image8 im;
+    im.width = w;
+    im.height = h;
+    im.channels = channels;
+    im.pixels.assign(static_cast<size_t>(w) * h * channels, 0);
+    for (int c = 0; c < channels; ++c) {
+      const float* plane = src + static_cast<int64_t>(c) * h * w;
+      for (int y = 0; y < h; ++y) {
+        const int64_t sy = y + draw.dy - augment_.pad;
+        if (sy < 0 || sy >= h) continue;
+        for (int x = 0; x < w; ++x) {
+          const int64_t sx = (draw.flip ? w - 1 - x : x) + draw.dx - augment_.pad;
+          if (sx < 0 || sx >= w) continue;
+          const float v = (plane[sy * w + sx] * norm.std[c] + norm.mean[c]) * 255.0f;
+          im.at(x, y, c) = static_cast<uint8_t>(std::clamp(std::nearbyint(v), 0.0f, 255.0f));
+        }
+      }
+    }
+    RandAugment(*augment_.rand_augment, rng, &im);
+    for (int c = 0; c < channels; ++c) {
+      // The loaders' normalisation: p / (255 std) - mean / std, in float.
+      const float gain = 1.0f / (255.0f * norm.std[c]);
+      const float bias = -norm.mean[c] / norm.std[c];
+      float* dst = out + static_cast<int64_t>(c) * h * w;
+      for (int y = 0; y < h; ++y) {
+        for (int x = 0; x < w; ++x) dst[y * w + x] = im.at(x, y, c) * gain + bias;
+      }
+    }
+    return label_data_[index];
+  }
+
   const at::Tensor images_;  // contiguous float32
   const at::Tensor labels_;  // contiguous int64
   const int64_t num_classes_;
@@ -79,6 +125,10 @@ class TensorSource : public DataSource {
 
 CropFlip DrawCropFlip(uint64_t key, const TensorAugment& augment) {
   AugmentRng rng(key);
+  return DrawCropFlip(rng, augment);
+}
+
+CropFlip DrawCropFlip(AugmentRng& rng, const TensorAugment& augment) {
   CropFlip d;
   if (augment.pad > 0) {
     d.dy = rng.UniformInt(0, 2 * augment.pad);
@@ -112,6 +162,23 @@ absl::StatusOr<std::shared_ptr<const DataSource>> MakeTensorSource(const Dataset
       return absl::InvalidArgumentError("dataset: images must be floating point and labels int64");
     }
     if (data.size() == 0) return absl::InvalidArgumentError("dataset: no examples");
+    if (augment.rand_augment) {
+      if (absl::Status s = ValidateRandAugmentOptions(*augment.rand_augment); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("dataset: ", s.message()));
+      }
+      if (data.images.dim() != 4 || (data.images.size(1) != 1 && data.images.size(1) != 3)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("dataset: RandAugment needs N x C x H x W images with C = 1 or 3, got "
+                         "shape ",
+                         c10::str(data.images.sizes())));
+      }
+      for (int c = 0; c < data.images.size(1); ++c) {
+        if (!(augment.normalization.std[c] > 0)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "dataset: RandAugment needs the normalisation's std > 0 (channel ", c, ")"));
+        }
+      }
+    }
     const bool spatial = augment.pad > 0 || augment.flip;
     if (spatial && data.images.dim() != 4) {
       return absl::InvalidArgumentError(

@@ -16,11 +16,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/data/image_transforms.h"  // Normalization
+#include "worker/data/rand_augment.h"
 #include "worker/data/sampler.h"  // ExampleKey, AugmentRng
 
 namespace qsr {
@@ -58,10 +61,20 @@ class DataSource {
 
 // Training augmentation of an in-memory image dataset.
 struct TensorAugment {
+  constexpr TensorAugment() = default;
+  constexpr TensorAugment(int64_t pad_pixels, bool flip_images)
+      : pad(pad_pixels), flip(flip_images) {}
+
   // Random crop of the original size from the image zero-padded (with Dataset::black) by `pad`
   // pixels on each side, as torchvision's RandomCrop(size, padding=pad); 0: no crop.
   int64_t pad = 0;
   bool flip = false;  // horizontal flip with probability 1/2
+  // RandAugment after the crop and flip (rand_augment.h), on 8-bit pixels: each value v is mapped
+  // back to round(255 (v std + mean)) with `normalization` (exact for images normalised from 8
+  // bits, as CIFAR's are), augmented with the draws that follow the crop's and flip's on the key's
+  // generator, and normalised again; padding is 0 (black). Needs N x C x H x W images, C 1 or 3.
+  std::optional<RandAugmentOptions> rand_augment;
+  Normalization normalization{};
 };
 
 // CIFAR's training augmentation: pad 4, crop 32, flip.
@@ -69,8 +82,9 @@ inline constexpr TensorAugment kCifarTrainAugment{4, true};
 
 // A DataSource over an in-memory dataset (shared, not copied; made contiguous if it is not; must
 // not be modified while the source lives). InvalidArgument if the dataset is not on the CPU, not
-// floating point N x ... images with int64 N labels, or if `augment` crops or flips images that are
-// not N x C x H x W, or if `black` has neither 0 nor C entries.
+// floating point N x ... images with int64 N labels, or if `augment` crops, flips or
+// RandAugments images that are not N x C x H x W (RandAugment: C 1 or 3, valid options), or if
+// `black` has neither 0 nor C entries.
 absl::StatusOr<std::shared_ptr<const DataSource>> MakeTensorSource(
     const Dataset& data, const TensorAugment& augment = TensorAugment{});
 
@@ -82,6 +96,8 @@ struct CropFlip {
   bool flip = false;
 };
 CropFlip DrawCropFlip(uint64_t key, const TensorAugment& augment);
+// The same draws from `rng` (DrawCropFlip(key, a) == DrawCropFlip(AugmentRng(key), a)).
+CropFlip DrawCropFlip(AugmentRng& rng, const TensorAugment& augment);
 
 }  // namespace qsr
 

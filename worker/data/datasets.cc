@@ -60,6 +60,12 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
     return absl::InvalidArgumentError(
         absl::StrCat("dataset \"", name, "\": image_size must be >= 0, got ", options.image_size));
   }
+  if (options.rand_augment && !IsFolderDataset(name) && name != "cifar10" && name != "cifar100") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dataset \"", name,
+        "\": RandAugment (strong_aug) works on 8-bit RGB images: cifar10, cifar100, imagenet, "
+        "imagefolder"));
+  }
   if (IsFolderDataset(name)) {
     const std::string where = dir.empty() ? DefaultDataDir(name) : dir;
     if (where.empty()) {
@@ -71,6 +77,7 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
     ImageFolderOptions folder;
     folder.image_size = options.image_size > 0 ? options.image_size : 224;
     folder.augment = options.train && options.augment;
+    if (folder.augment) folder.rand_augment = options.rand_augment;
     return OpenImageFolder(where, options.train, folder);
   }
   absl::StatusOr<Dataset> data = LoadDataset(name, dir, options.train);
@@ -87,8 +94,16 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenDataset(const std::string&
                      options.image_size, " is not supported for it (use 0 or ", side, ")"));
   }
   TensorAugment augment;
-  if (options.train && options.augment && (name == "cifar10" || name == "cifar100")) {
-    augment = kCifarTrainAugment;
+  const bool cifar = name == "cifar10" || name == "cifar100";
+  if (options.train && options.augment && cifar) augment = kCifarTrainAugment;
+  if (options.train && options.augment && options.rand_augment) {
+    augment.rand_augment = options.rand_augment;
+    const float* mean = name == "cifar10" ? kCifar10Mean : kCifar100Mean;
+    const float* std = name == "cifar10" ? kCifar10Std : kCifar100Std;
+    for (int c = 0; c < 3; ++c) {
+      augment.normalization.mean[c] = mean[c];
+      augment.normalization.std[c] = std[c];
+    }
   }
   return MakeTensorSource(*data, augment);
 }

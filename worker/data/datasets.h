@@ -17,11 +17,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "worker/data/data_source.h"
+#include "worker/data/rand_augment.h"
 
 namespace qsr {
 
@@ -49,6 +51,9 @@ struct DataOptions {
   // Folder datasets: the side of the produced images (0: 224). In-memory datasets: 0 or their
   // own size (28 or 32; tensors: 0 only), else InvalidArgument.
   int64_t image_size = 0;
+  // RandAugment after the training augmentation (only with train and augment): cifar10/100,
+  // imagenet and imagefolder; InvalidArgument for the others.
+  std::optional<RandAugmentOptions> rand_augment;
 };
 
 // Opens any known dataset as a DataSource for BatchLoader (the in-memory ones are loaded now; the

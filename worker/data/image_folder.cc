@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "worker/data/jpeg.h"
+#include "worker/data/rand_augment.h"
 
 namespace qsr {
 namespace {
@@ -100,10 +101,14 @@ class ImageFolderSource : public DataSource {
   }
   std::string Describe() const override {
     const int64_t s = options_.image_size;
-    return absl::StrCat(split_, ": ", size(), " JPEG files in ", num_classes_, " classes under ",
-                        root_, ", ",
-                        options_.augment ? absl::StrCat("RandomResizedCrop ", s, " + flip")
-                                         : absl::StrCat("resize ", resize_, " + centre crop ", s));
+    return absl::StrCat(
+        split_, ": ", size(), " JPEG files in ", num_classes_, " classes under ", root_, ", ",
+        options_.augment ? absl::StrCat("RandomResizedCrop ", s, " + flip")
+                         : absl::StrCat("resize ", resize_, " + centre crop ", s),
+        RandAugmentActive()
+            ? absl::StrCat(" + RandAugment(severity ", options_.rand_augment->severity, ", depth ",
+                           options_.rand_augment->depth, ")")
+            : "");
   }
 
   absl::StatusOr<int64_t> Example(int64_t index, uint64_t key, float* out) const override {
@@ -130,12 +135,27 @@ class ImageFolderSource : public DataSource {
         },
         &image);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
-    ResampleNormalize(image, box, /*clip_to_box=*/options_.augment, size, size, flip,
-                      options_.normalization, out);
+    if (!RandAugmentActive()) {
+      ResampleNormalize(image, box, /*clip_to_box=*/options_.augment, size, size, flip,
+                        options_.normalization, out);
+      return labels_[index];
+    }
+    // The authors' order: crop and flip to 8-bit pixels, RandAugment them, then normalise. The
+    // RandAugment draws continue the crop's generator, so the crop and flip of an example are the
+    // same with and without it.
+    thread_local Image8 small;
+    small.width = small.height = static_cast<int>(size);
+    small.channels = 3;
+    small.pixels.resize(static_cast<size_t>(size) * size * 3);
+    ResampleRgb8(image, box, /*clip_to_box=*/true, size, size, flip, small.pixels.data());
+    RandAugment(*options_.rand_augment, rng, &small);
+    NormalizeRgb8(small.pixels.data(), size, size, options_.normalization, out);
     return labels_[index];
   }
 
  private:
+  bool RandAugmentActive() const { return options_.augment && options_.rand_augment.has_value(); }
+
   const std::string root_;  // the split folder
   const std::string split_;
   const int64_t num_classes_;
@@ -242,6 +262,11 @@ absl::StatusOr<std::shared_ptr<const DataSource>> OpenImageFolder(
   if (options.image_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("image folder: image_size must be >= 1, got ", options.image_size));
+  }
+  if (options.rand_augment.has_value()) {
+    if (absl::Status s = ValidateRandAugmentOptions(*options.rand_augment); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("image folder: ", s.message()));
+    }
   }
   const std::string train_dir = absl::StrCat(dir, "/train");
   std::error_code ec;

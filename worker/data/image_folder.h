@@ -12,6 +12,7 @@
 // calling thread: BatchLoader's `num_workers` decode threads run them in parallel.
 //   training (augment):  RandomResizedCrop(image_size, scale (0.08, 1), ratio (3/4, 4/3)) + flip
 //   evaluation:          Resize(floor(image_size / 0.875)) + CenterCrop(image_size)
+// optionally followed in training by RandAugment on the 8-bit crop (ImageFolderOptions),
 // then normalised with ImageNet's mean and std. See image_transforms.h.
 //
 // Thread-safe after construction (the file list is immutable). Nothing throws.
@@ -20,12 +21,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "worker/data/data_source.h"
 #include "worker/data/image_transforms.h"
+#include "worker/data/rand_augment.h"
 
 namespace qsr {
 
@@ -33,6 +36,9 @@ struct ImageFolderOptions {
   int64_t image_size = 224;  // side of the produced square images, >= 1
   bool augment = true;       // RandomResizedCrop + flip (true) or resize + centre crop (false)
   RandomResizedCropParams crop;
+  // With augment: RandAugment on the cropped, flipped 8-bit image before normalisation
+  // (rand_augment.h); its draws follow the crop's on the example key's generator.
+  std::optional<RandAugmentOptions> rand_augment;
   Normalization normalization = kImageNetNormalization;
 };
 

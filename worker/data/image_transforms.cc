@@ -127,8 +127,13 @@ JpegRegion PlanResample(int64_t width, int64_t height, const Box& box, int64_t o
   return region;
 }
 
-void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
-                       int64_t out_h, bool flip, const Normalization& norm, float* out) {
+namespace {
+
+// The separable resample shared by the outputs below: calls row(j, acc) for each output row j
+// with the row's float values, interleaved RGB (out_w x 3), not yet rounded or flipped.
+template <typename RowFn>
+void Resample(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
+              int64_t out_h, RowFn&& row) {
   // Scratch reused by the calling thread (a loader's decode thread) across images.
   thread_local Taps htaps, vtaps;
   thread_local std::vector<float> tmp, acc;
@@ -174,14 +179,8 @@ void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box,
     }
   }
 
-  // Vertical pass, then normalise into planar CHW: v / 255 * (1 / std) - mean / std.
-  float gain[3], bias[3];
-  for (int c = 0; c < 3; ++c) {
-    gain[c] = 1.0f / (255.0f * norm.std[c]);
-    bias[c] = -norm.mean[c] / norm.std[c];
-  }
+  // Vertical pass.
   acc.resize(tmp_stride);
-  const int64_t plane = out_w * out_h;
   for (int64_t j = 0; j < out_h; ++j) {
     std::fill(acc.begin(), acc.end(), 0.0f);
     const float* w = vtaps.weights.data() + vtaps.offset[j];
@@ -192,6 +191,22 @@ void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box,
       const float wk = w[k];
       for (int64_t t = 0; t < tmp_stride; ++t) a[t] += wk * src[t];
     }
+    row(j, static_cast<const float*>(a));
+  }
+}
+
+}  // namespace
+
+void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
+                       int64_t out_h, bool flip, const Normalization& norm, float* out) {
+  // Normalise into planar CHW: v / 255 * (1 / std) - mean / std.
+  float gain[3], bias[3];
+  for (int c = 0; c < 3; ++c) {
+    gain[c] = 1.0f / (255.0f * norm.std[c]);
+    bias[c] = -norm.mean[c] / norm.std[c];
+  }
+  const int64_t plane = out_w * out_h;
+  Resample(image, box, clip_to_box, out_w, out_h, [&](int64_t j, const float* acc) {
     for (int c = 0; c < 3; ++c) {
       float* dst = out + c * plane + j * out_w;
       for (int64_t i = 0; i < out_w; ++i) {
@@ -199,6 +214,36 @@ void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box,
         dst[to] = acc[i * 3 + c] * gain[c] + bias[c];
       }
     }
+  });
+}
+
+void ResampleRgb8(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
+                  int64_t out_h, bool flip, uint8_t* out) {
+  Resample(image, box, clip_to_box, out_w, out_h, [&](int64_t j, const float* acc) {
+    uint8_t* dst = out + j * out_w * 3;
+    for (int64_t i = 0; i < out_w; ++i) {
+      const int64_t to = (flip ? out_w - 1 - i : i) * 3;
+      for (int c = 0; c < 3; ++c) {
+        const float v = acc[i * 3 + c] + 0.5f;
+        dst[to + c] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
+      }
+    }
+  });
+}
+
+void NormalizeRgb8(const uint8_t* rgb, int64_t width, int64_t height, const Normalization& norm,
+                   float* out) {
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    const float gain = 1.0f / (255.0f * norm.std[c]);
+    const float bias = -norm.mean[c] / norm.std[c];
+    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>(v) * gain + bias;
+  }
+  const int64_t plane = width * height;
+  for (int64_t p = 0; p < plane; ++p) {
+    out[p] = table[0][rgb[p * 3]];
+    out[plane + p] = table[1][rgb[p * 3 + 1]];
+    out[2 * plane + p] = table[2][rgb[p * 3 + 2]];
   }
 }
 

@@ -65,6 +65,16 @@ JpegRegion PlanResample(int64_t width, int64_t height, const Box& box, int64_t o
 void ResampleNormalize(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
                        int64_t out_h, bool flip, const Normalization& norm, float* out);
 
+// As ResampleNormalize, but writes 8-bit interleaved RGB (out_h x out_w x 3), each value rounded
+// to nearest and clamped to [0, 255] as PIL's resize stores it: the uint8 image that RandAugment
+// works on (the authors' loader crops, flips, then augments 8-bit pixels).
+void ResampleRgb8(const JpegImage& image, const Box& box, bool clip_to_box, int64_t out_w,
+                  int64_t out_h, bool flip, uint8_t* out);
+
+// ToTensor + Normalize of 8-bit interleaved RGB (height x width x 3) into float32 planar CHW.
+void NormalizeRgb8(const uint8_t* rgb, int64_t width, int64_t height, const Normalization& norm,
+                   float* out);
+
 }  // namespace qsr
 
 #endif  // QSR_WORKER_DATA_IMAGE_TRANSFORMS_H_

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# RandAugment's cost in the image-folder loader: runs qsr-bench-augment (decode alone and
+# decode + RandAugment severity 10 depth 2, alternating in one invocation, images per CPU-second
+# of the decoding thread) and writes its JSON lines, each stamped with its provenance
+# (bench/provenance.py), to bench/data/augment.jsonl (or OUT).
+#
+#   bench/augment.sh [--bin-dir DIR] [--out FILE] [qsr-bench-augment flags...]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/build/bin
+OUT=$ROOT/bench/data/augment.jsonl
+ARGS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin-dir) BIN=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+[ -x "$BIN/qsr-bench-augment" ] || {
+  echo "augment.sh: $BIN/qsr-bench-augment is missing; build first (scripts/build.sh)" >&2; exit 2; }
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+/usr/bin/python3 - "$TMP/env.json" "$ROOT" <<'EOF'
+import datetime, json, os, subprocess, sys
+def sh(c):
+    return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+root = sys.argv[2]
+dirty = sh(f"git -C {root} status --porcelain --untracked-files=no")
+json.dump({"date (UTC)": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
+           "git commit": sh(f"git -C {root} rev-parse --short HEAD") + (" (dirty)" if dirty else ""),
+           "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count()},
+          open(sys.argv[1], "w"))
+EOF
+"$BIN/qsr-bench-augment" "${ARGS[@]}" > "$TMP/augment.jsonl"
+/usr/bin/python3 "$ROOT/bench/provenance.py" stamp "$TMP/env.json" "$TMP/augment.jsonl"
+mkdir -p "$(dirname "$OUT")"
+cp "$TMP/augment.jsonl" "$OUT"
+echo "augment.sh: wrote $OUT" >&2
