@@ -19,10 +19,10 @@ from provenance import describe, missing
 
 FILES = ["step", "ts_step", "averaging", "coordinator", "release_floor", "tta", "tta_long",
          "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16",
-         "accuracy_long", "accuracy_overlap", "long_study"]
+         "accuracy_long", "accuracy_overlap", "long_study", "augment"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
 OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy_bf16",
-            "accuracy_long", "accuracy_overlap", "long_study"}
+            "accuracy_long", "accuracy_overlap", "long_study", "augment"}
 
 
 def load(data_dir, name):
@@ -219,6 +219,33 @@ def section_ts_step(recs, md):
                   f"{r['ratio_vs_python']:.3f} | {r['ratio_vs_python_keep']:.3f} | "
                   f"{r['repeats']} |")
     md.append("")
+
+
+def section_augment(recs, md):
+    md.append("### 1c. RandAugment in the loader: decode alone against decode + RandAugment\n")
+    modes = {r["mode"]: r for r in recs or [] if r.get("bench") == "augment"}
+    ops = [r for r in recs or [] if r.get("bench") == "augment_op"]
+    if "decode" not in modes or "decode+randaugment" not in modes:
+        md.append("Not run.\n")
+        return
+    d, a = modes["decode"], modes["decode+randaugment"]
+    md.append(f"`bench/augment.sh` (`qsr-bench-augment`): the image-folder loader's work on "
+              f"{d['files']} synthetic {d['jpeg']} JPEGs (~{d['jpeg_kb']:.0f} KB): decode, "
+              f"random-resized crop to {d['image_size']} and flip, then with RandAugment (the "
+              f"authors' `--strong-aug 1`: severity {a.get('severity')}, depth {a.get('depth')}) "
+              "or without, alternating in one invocation; images per CPU-second of the decoding "
+              "thread. Target: RandAugment costs at most 30% of decode throughput (ratio >= "
+              "0.70).\n")
+    md.append("| mode | images/s per core | ratio to decode alone |")
+    md.append("|---|---|---|")
+    md.append(f"| decode | {d['images_per_s_per_core']:.1f} | 1 |")
+    md.append(f"| decode + RandAugment | {a['images_per_s_per_core']:.1f} | "
+              f"**{a['ratio_vs_decode']:.3f}** |")
+    md.append("")
+    if ops:
+        md.append("Each operation alone on a " + str(ops[0]["image_size"]) + "x" +
+                  str(ops[0]["image_size"]) + " image (microseconds): " +
+                  ", ".join(f"{r['op']} {r['us_per_image']:.0f}" for r in ops) + ".\n")
 
 
 def section_averaging(recs, fig_dir, md):
@@ -1043,6 +1070,8 @@ def main():
 
     with_provenance(data["step"], lambda: section_step(data["step"], fig_dir, md))
     with_provenance(data["ts_step"], lambda: section_ts_step(data["ts_step"], md))
+    if data["augment"]:
+        with_provenance(data["augment"], lambda: section_augment(data["augment"], md))
     with_provenance(data["averaging"], lambda: section_averaging(data["averaging"], fig_dir, md))
     with_provenance(data["coordinator"],
                     lambda: section_coordinator(data["coordinator"], fig_dir, md))
