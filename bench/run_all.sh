@@ -101,12 +101,12 @@ case $MODE in
     ACC=(--epochs 1 --seeds 1,2 --steps-per-epoch 100)
     ;;
   smoke)
-    STEP=(--repeats 1 --scale 0.05 --models mlp,cnn)
+    STEP=(--repeats 1 --scale 0.05 --models cnn)
     TS_STEP=(--repeats 1 --steps 2 --warmup 1 --batch 16)
     AVG=(--workers 2 --sizes-mb 0.1 --iters 2)
     COORD=(--workers 8,64 --barriers 5 --timeout-s 60 --ranks-per-agent 1,4)
     FLOOR=(8 3)
-    TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,qsr_bf16_overlap,ddp)
+    TTA=(--workers 2 --epochs 1 --steps-per-epoch 8 --cap-s 60 --target 0.5 --methods qsr,ddp)
     ACC=(--epochs 1 --seeds 1 --methods qsr --steps-per-epoch 8)
     ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up like the quick start, builds everything with the tests, runs the whole suite, then
-# fuzzes the coordinator's request handling for a bounded time (FUZZ_SECONDS, default 60; 0 skips).
+# fuzzes the coordinator's request handling for a bounded time (FUZZ_SECONDS, default 30; 0 skips).
 # Strict mode (CI=true or QSR_STRICT=1; .ci/run is CI) first checks that every tool and data set
 # the suite needs is installed (scripts/check-ci-prereqs.sh), and afterwards that ctest ran at
 # least tests/expected_min_tests tests, so that the suite cannot pass by running less.
@@ -31,6 +31,6 @@ if [ "$strict" = 1 ]; then
 fi
 # Files over 600 lines and functions over 80 (informational: the limits the code is moving to).
 /usr/bin/python3 scripts/code-size-report.py || true
-if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
