@@ -33,7 +33,7 @@ void RunRanks(int size, const std::function<void(int)>& fn) {
 }
 
 // Connects `size` ranks through one in-memory store; fails the test if any rank fails.
-Comms Connect(int size, absl::Duration timeout = absl::Seconds(30)) {
+Comms Connect(int size, absl::Duration timeout = absl::Seconds(30), bool fused_average = true) {
   InMemoryStore store;
   Comms comms(size);
   std::vector<absl::Status> statuses(size);
@@ -41,6 +41,7 @@ Comms Connect(int size, absl::Duration timeout = absl::Seconds(30)) {
     PrefixStore scoped("run/gen0/comm0", &store);
     GlooOptions options;
     options.timeout = timeout;
+    options.fused_average = fused_average;
     auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
     statuses[rank] = comm.status();
     if (comm.ok()) comms[rank] = std::move(*comm);
@@ -173,6 +174,37 @@ TEST_P(GlooCommunicatorTest, AllReduceAverageDividesEveryElementExactlyOnce) {
                                        .add(size() * (size() - 1) / 2.0f);
     for (int r = 0; r < size(); ++r) {
       EXPECT_TRUE(torch::equal(tensors[r], expected)) << "rank " << r << " numel " << numel;
+    }
+  }
+}
+
+// The fused division depends on how Gloo cuts the ring (GlooRingLayout), which Create() probes.
+// On the Gloo qsr is built against the probe must pass; a Gloo that cuts differently fails here,
+// while its runs go on averaging with a division of their own (next test).
+TEST_P(GlooCommunicatorTest, FusedAveragingIsVerifiedOnThisGloo) {
+  Comms comms = Connect(size());
+  for (int r = 0; r < size(); ++r) {
+    EXPECT_EQ(comms[r]->fused_average(), size() > 1) << "rank " << r;
+  }
+}
+
+TEST_P(GlooCommunicatorTest, UnfusedAveragingIsTheMeanAndBitIdentical) {
+  Comms comms = Connect(size(), absl::Seconds(30), /*fused_average=*/false);
+  for (int64_t numel : {int64_t{1}, int64_t{1001}, int64_t{2} * 1024 * 1024 + 7}) {
+    std::vector<torch::Tensor> tensors(size());
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_FALSE(comms[r]->fused_average());
+      tensors[r] = torch::arange(numel, torch::kFloat32).remainder(1000).add(r).mul(size());
+    }
+    ExpectAllOk(OnAllRanks(
+        comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
+    const torch::Tensor expected = torch::arange(numel, torch::kFloat32)
+                                       .remainder(1000)
+                                       .mul(size())
+                                       .add(size() * (size() - 1) / 2.0f);
+    for (int r = 0; r < size(); ++r) {
+      EXPECT_TRUE(torch::equal(tensors[r], expected)) << "rank " << r << " numel " << numel;
+      EXPECT_TRUE(BitIdentical(tensors[r], tensors[0])) << "rank " << r;
     }
   }
 }

@@ -62,6 +62,10 @@ struct GlooOptions {
   std::string hostname = "127.0.0.1";
   // Bound on rendezvous (Create) and on every collective. Must be positive.
   absl::Duration timeout = absl::Seconds(60);
+  // Fold the averaging division into the ring's last reductions (no pass of its own). Create()
+  // keeps it on only where a probe collective shows that this Gloo cuts the ring as qsr expects,
+  // agreed by all ranks; otherwise, or when false, AllReduceAverage sums and then divides.
+  bool fused_average = true;
 };
 
 class GlooCommunicator : public Communicator {
@@ -103,6 +107,9 @@ class GlooCommunicator : public Communicator {
   bool aborted() const override;
   // The reason given to the first Abort(), or "" if not aborted.
   std::string abort_reason() const;
+  // Whether AllReduceAverage divides inside the ring (see GlooOptions::fused_average). Size 1:
+  // false (nothing to divide).
+  bool fused_average() const { return fused_average_; }
 
   // Payload bytes this rank has put on the wire in completed collectives, counted exactly as the
   // algorithms send them (see the two functions below).
@@ -128,6 +135,15 @@ class GlooCommunicator : public Communicator {
 
   // AllReduceSum, or AllReduceAverage when `average`.
   absl::Status AllReduce(torch::Tensor& tensor, bool average);
+  // One gloo ring all-reduce of `numel` float32 (or bfloat16) elements at `data`, segments of at
+  // most `max_segment_bytes`. With `divide_chunk`, the last reductions on this rank's chunk (as
+  // GlooRingLayout places it) divide by size; returns the number of elements divided, or -1
+  // when that was not exactly the chunk. Throws what Gloo throws. Caller holds op_mu_.
+  int64_t RunRing(char* data, int64_t numel, bool bf16, bool divide_chunk,
+                  int64_t max_segment_bytes, bool kill_in_collective);
+  // Two small collectives that check, on all ranks together, that divide_chunk averages exactly
+  // on this Gloo build. Throws what Gloo throws. Caller holds op_mu_.
+  bool ProbeRing();
   // INVALID_ARGUMENT unless `tensor` is a defined, contiguous float32 CPU tensor.
   static absl::Status CheckAllReduceTensor(const torch::Tensor& tensor);
   // The collective thread's body: runs queued operations until stopping and drained.
@@ -146,6 +162,8 @@ class GlooCommunicator : public Communicator {
 
   std::mutex op_mu_;  // Serialises collectives.
   uint32_t next_tag_ ABSL_GUARDED_BY(op_mu_) = 0;
+  // Set once by Create(), before the communicator is handed out.
+  bool fused_average_ = false;
 
   std::atomic<bool> aborted_{false};
   mutable std::mutex abort_mu_;
