@@ -11,8 +11,8 @@
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
+#include "tests/integration/run_to_end.h"
 #include "tests/integration/test_util.h"
-#include "tests/integration/worker_processes.h"
 #include "worker/data/jpeg.h"
 
 namespace qsr {
@@ -39,24 +39,12 @@ std::vector<uint8_t> ClassPixels(int c, int w, int h, std::mt19937& rng) {
   return rgb;
 }
 
-// Runs the coordinator and `recipe.workers` worker processes to the end.
 std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::string& run_dir) {
-  CoordinatorServer::Options options;
-  options.run_dir = run_dir;
-  options.run.run_id = "data";
-  options.run.rendezvous_timeout = absl::Seconds(60);
-  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
-      CoordinatorServer::Start(recipe, options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  if (!server.ok()) return nullptr;
-  const std::vector<std::optional<int>> codes = testing::RunWorkers(
-      QSR_WORKER_BIN, (*server)->address(), static_cast<int>(recipe.workers), absl::Seconds(180));
-  for (size_t i = 0; i < codes.size(); ++i) {
-    EXPECT_EQ(codes[i], 0) << "worker " << i
-                           << " (nullopt: did not start, or did not finish within the deadline)";
-  }
-  EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
-  return std::move(*server);
+  testing::RunToEndOptions run;
+  run.worker_bin = QSR_WORKER_BIN;
+  run.run_id = "data";
+  run.workers_timeout = absl::Seconds(180);
+  return testing::RunToEnd(recipe, run_dir, run);
 }
 
 // Every round ran on both workers with identical models, as planned; returns the evaluations.

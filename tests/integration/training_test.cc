@@ -9,8 +9,8 @@
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"
+#include "tests/integration/run_to_end.h"
 #include "tests/integration/test_util.h"
-#include "tests/integration/worker_processes.h"
 
 namespace qsr {
 namespace {
@@ -189,26 +189,12 @@ INSTANTIATE_TEST_SUITE_P(Runs, TrainingTest,
 namespace qsr {
 namespace {
 
-// Runs a coordinator and `workers` worker processes to the end; returns the server.
 std::unique_ptr<CoordinatorServer> RunToEnd(const Recipe& recipe, const std::string& run_dir,
                                             const std::string& checkpoint_dir) {
-  CoordinatorServer::Options options;
-  options.run_dir = run_dir;
-  options.run.run_id = "it";
-  options.run.rendezvous_timeout = absl::Seconds(60);
-  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
-      CoordinatorServer::Start(recipe, options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  if (!server.ok()) return nullptr;
-  const std::vector<std::optional<int>> codes =
-      testing::RunWorkers(QSR_WORKER_BIN, (*server)->address(), static_cast<int>(recipe.workers),
-                          absl::Seconds(240), {"--checkpoint-dir", checkpoint_dir});
-  for (size_t i = 0; i < codes.size(); ++i) {
-    EXPECT_EQ(codes[i], 0) << "worker " << i
-                           << " (nullopt: did not start, or did not finish within the deadline)";
-  }
-  EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
-  return std::move(*server);
+  testing::RunToEndOptions run;
+  run.worker_bin = QSR_WORKER_BIN;
+  run.worker_args = {"--checkpoint-dir", checkpoint_dir};
+  return testing::RunToEnd(recipe, run_dir, run);
 }
 
 // The authors' options on a BatchNorm model: label smoothing, clipping, group_weight, BN
