@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
 #include "common/recipe.h"
 
 namespace qsr {
@@ -65,6 +67,7 @@ std::optional<int> FlagParser::ParseForMain(int argc, const char* const* argv) {
     std::cerr << program_ << ": " << s.message() << "\n";
     return 2;
   }
+  for (const std::string& warning : warnings_) std::cerr << program_ << ": " << warning << "\n";
   if (help_requested_) {
     std::cout << Help();
     return 0;
@@ -72,17 +75,67 @@ std::optional<int> FlagParser::ParseForMain(int argc, const char* const* argv) {
   return std::nullopt;
 }
 
-void FlagParser::Add(const std::string& name, const std::string& default_value,
-                     const std::string& help) {
+void FlagParser::Declare(const std::string& name, Spec spec) {
   const std::string kebab = ToKebab(name);
   if (specs_.count(kebab) == 0) order_.push_back(kebab);
-  specs_[kebab] = Spec{default_value, help, /*is_bool=*/false};
+  specs_[kebab] = std::move(spec);
+}
+
+void FlagParser::Add(const std::string& name, const std::string& default_value,
+                     const std::string& help) {
+  Declare(name, Spec{default_value, help, Type::kString});
 }
 
 void FlagParser::AddBool(const std::string& name, const std::string& help) {
-  const std::string kebab = ToKebab(name);
-  if (specs_.count(kebab) == 0) order_.push_back(kebab);
-  specs_[kebab] = Spec{"false", help, /*is_bool=*/true};
+  Declare(name, Spec{"false", help, Type::kBool});
+}
+
+void FlagParser::AddInt(const std::string& name, int64_t default_value, const std::string& help) {
+  Declare(name, Spec{absl::StrCat(default_value), help, Type::kInt});
+}
+
+void FlagParser::AddDouble(const std::string& name, double default_value, const std::string& help) {
+  Declare(name, Spec{absl::StrCat(default_value), help, Type::kDouble});
+}
+
+void FlagParser::AddDuration(const std::string& name, absl::Duration default_value,
+                             const std::string& help) {
+  Declare(name, Spec{absl::FormatDuration(default_value), help, Type::kDuration});
+}
+
+void FlagParser::AddDeprecatedAlias(const std::string& old_name, const std::string& name,
+                                    const std::string& unit_suffix) {
+  aliases_[ToKebab(old_name)] = Alias{ToKebab(name), unit_suffix};
+}
+
+absl::Status FlagParser::CheckValue(const std::string& name, Type type, const std::string& value) {
+  switch (type) {
+    case Type::kInt: {
+      int64_t unused;
+      if (!absl::SimpleAtoi(value, &unused)) return BadFlagValue(name, value, "is not an integer");
+      return absl::OkStatus();
+    }
+    case Type::kDouble: {
+      double unused;
+      if (!absl::SimpleAtod(value, &unused)) return BadFlagValue(name, value, "is not a number");
+      return absl::OkStatus();
+    }
+    case Type::kDuration: {
+      absl::Duration unused;
+      // absl accepts a bare "0"; a duration flag always says its unit.
+      double number;
+      if (absl::SimpleAtod(value, &number) || !absl::ParseDuration(value, &unused)) {
+        return BadFlagValue(name, value,
+                            "is not a duration with its unit (e.g. 250ms, 4s, 1m30s; units ns, "
+                            "us, ms, s, m, h)");
+      }
+      return absl::OkStatus();
+    }
+    case Type::kString:
+    case Type::kBool:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
 }
 
 void FlagParser::AcceptRecipeOverrides() { accept_recipe_ = true; }
@@ -109,9 +162,17 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
 
     const std::string body = arg.substr(2);
     const size_t eq = body.find('=');
-    const std::string name = ToKebab(body.substr(0, eq));
+    std::string name = ToKebab(body.substr(0, eq));
     const bool has_inline_value = eq != std::string::npos;
     std::string value = has_inline_value ? body.substr(eq + 1) : "";
+    const Alias* alias = nullptr;
+    if (auto it = aliases_.find(name); it != aliases_.end()) {
+      alias = &it->second;
+      warnings_.push_back(
+          absl::StrCat("--", name, " is deprecated; use --", alias->name,
+                       alias->unit_suffix.empty() ? "" : " (a duration: 4s, 250ms)"));
+      name = alias->name;
+    }
 
     const auto spec = specs_.find(name);
     const bool declared = spec != specs_.end();
@@ -120,7 +181,7 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag --", body.substr(0, eq), " (see --help)"));
     }
-    const bool is_bool = declared ? spec->second.is_bool : IsRecipeBoolKey(name);
+    const bool is_bool = declared ? spec->second.type == Type::kBool : IsRecipeBoolKey(name);
     if (!has_inline_value) {
       if (is_bool) {
         value = "true";  // a bare boolean flag
@@ -131,6 +192,7 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
             absl::StrCat("flag --", name, " needs a value (see --help)"));
       }
     }
+    if (alias != nullptr) value += alias->unit_suffix;
     if (recipe_key) {
       // The recipe validates the value when the override is applied.
       recipe_overrides_.emplace_back(ToSnake(name), value);
@@ -143,7 +205,13 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
       }
       value = b ? "true" : "false";
     }
+    if (absl::Status s = CheckValue(name, spec->second.type, value); !s.ok()) return s;
     values_[name] = value;
+  }
+  // Defaults are the program's own, but a wrong one should fail here, not at the first use.
+  for (const auto& [name, spec] : specs_) {
+    if (values_.count(name) > 0) continue;
+    if (absl::Status s = CheckValue(name, spec.type, spec.default_value); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -154,7 +222,7 @@ std::string FlagParser::Help() const {
   for (const std::string& name : order_) {
     const Spec& spec = specs_.at(name);
     std::string help = spec.help;
-    if (!spec.is_bool && !spec.default_value.empty()) {
+    if (spec.type != Type::kBool && !spec.default_value.empty()) {
       absl::StrAppend(&help, " (default: ", spec.default_value, ")");
     }
     AppendHelpLine(out, absl::StrCat("--", name), help);
@@ -196,6 +264,37 @@ absl::StatusOr<double> FlagParser::GetDouble(const std::string& name) const {
 bool FlagParser::GetBool(const std::string& name) const {
   bool out = false;
   return ParseBool(Get(name), out) && out;
+}
+
+const std::string& FlagParser::TypedValue(const std::string& name, Type type) const {
+  const std::string kebab = ToKebab(name);
+  const auto spec = specs_.find(kebab);
+  if (spec == specs_.end() || spec->second.type != type) {
+    std::cerr << program_ << ": internal error: flag --" << kebab
+              << " read with a getter of another type, or never declared\n";
+    std::abort();
+  }
+  if (auto it = values_.find(kebab); it != values_.end()) return it->second;
+  return spec->second.default_value;
+}
+
+int64_t FlagParser::Int(const std::string& name) const {
+  int64_t out = 0;
+  // Checked by Parse (CheckValue); a parse failure here would be our own bug.
+  if (!absl::SimpleAtoi(TypedValue(name, Type::kInt), &out)) std::abort();
+  return out;
+}
+
+double FlagParser::Double(const std::string& name) const {
+  double out = 0;
+  if (!absl::SimpleAtod(TypedValue(name, Type::kDouble), &out)) std::abort();
+  return out;
+}
+
+absl::Duration FlagParser::Duration(const std::string& name) const {
+  absl::Duration out;
+  if (!absl::ParseDuration(TypedValue(name, Type::kDuration), &out)) std::abort();
+  return out;
 }
 
 absl::Status ApplyRecipeOverrides(

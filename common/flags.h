@@ -6,6 +6,11 @@
 // arguments (a subcommand) are kept in order. An unknown flag or a missing value is an error that
 // names the flag and points at --help.
 //
+// Typed flags (AddInt, AddDouble, AddDuration) are checked as they are parsed, defaults
+// included, so a bad value fails Parse naming the flag and what it accepts, and their getters
+// (Int, Double, Duration) cannot fail afterwards. Durations carry their unit ("250ms", "4s").
+// A renamed flag keeps its old name as a deprecated alias that still works and warns.
+//
 // Not thread-safe; parse once at start-up.
 #ifndef QSR_COMMON_FLAGS_H_
 #define QSR_COMMON_FLAGS_H_
@@ -19,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace qsr {
 
@@ -30,6 +36,15 @@ class FlagParser {
   // Declares a flag. `name` is kebab-case without the dashes.
   void Add(const std::string& name, const std::string& default_value, const std::string& help);
   void AddBool(const std::string& name, const std::string& help);
+  void AddInt(const std::string& name, int64_t default_value, const std::string& help);
+  void AddDouble(const std::string& name, double default_value, const std::string& help);
+  // A duration written with its unit: "250ms", "4s", "1m30s" (absl::ParseDuration's syntax).
+  void AddDuration(const std::string& name, absl::Duration default_value, const std::string& help);
+  // `--old_name V` keeps working as `--name V<unit_suffix>` (e.g. suffix "ms" turns the old
+  // `--regroup-timeout-ms 4000` into a duration of 4000ms); Parse records a warning naming the
+  // new flag. `name` must be declared.
+  void AddDeprecatedAlias(const std::string& old_name, const std::string& name,
+                          const std::string& unit_suffix = "");
   void AcceptRecipeOverrides();
 
   absl::Status Parse(int argc, const char* const* argv);
@@ -46,6 +61,15 @@ class FlagParser {
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;
   absl::StatusOr<double> GetDouble(const std::string& name) const;
   bool GetBool(const std::string& name) const;
+  // Typed getters: the flag must have been declared with the matching Add* (a programming error
+  // otherwise: the process aborts naming the flag), and Parse must have succeeded.
+  int64_t Int(const std::string& name) const;
+  double Double(const std::string& name) const;
+  absl::Duration Duration(const std::string& name) const;
+
+  // Deprecated aliases that were used, one line each ("--old is deprecated; use --new").
+  // ParseForMain prints them to stderr.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // Recipe overrides in command-line order, keys in snake_case.
   const std::vector<std::pair<std::string, std::string>>& recipe_overrides() const {
@@ -54,16 +78,27 @@ class FlagParser {
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
+  enum class Type { kString, kBool, kInt, kDouble, kDuration };
   struct Spec {
     std::string default_value;
     std::string help;
-    bool is_bool = false;
+    Type type = Type::kString;
   };
+  struct Alias {
+    std::string name;
+    std::string unit_suffix;
+  };
+  void Declare(const std::string& name, Spec spec);
+  // OK when `value` is a valid `type`; otherwise the error names the flag and what it accepts.
+  static absl::Status CheckValue(const std::string& name, Type type, const std::string& value);
+  const std::string& TypedValue(const std::string& name, Type type) const;
   std::string program_;
   std::string usage_;
   std::vector<std::string> order_;
   std::map<std::string, Spec> specs_;
   std::map<std::string, std::string> values_;
+  std::map<std::string, Alias> aliases_;
+  std::vector<std::string> warnings_;
   bool accept_recipe_ = false;
   bool help_requested_ = false;
   std::vector<std::pair<std::string, std::string>> recipe_overrides_;

@@ -4,9 +4,8 @@
 #   bash scripts/coverage.sh               common/ and coordinator/ (no LibTorch: a few minutes)
 #   bash scripts/coverage.sh --with-worker also worker/comm/ (builds the LibTorch targets: long)
 #
-# Without --with-worker CMake builds no tests/integration, so the in-process server tests
-# (coordinator_ops_test, security_test) do not run and coordinator/ reads low: 61.8% against
-# common/'s 91.6% on 2026-12-06 (ce8de14). --with-worker runs them.
+# Both modes build tests/integration's in-process coordinator tests (coordinator_ops_test,
+# security_test, host_agent_test, journal_restart_test): they drive FakeWorkers, not LibTorch.
 #
 # Builds into build-coverage/ (Debug, gcc --coverage), runs ctest there (the heavy multi-process
 # tests excluded: they need the LibTorch worker and add little to these folders), and prints one
@@ -41,7 +40,7 @@ cmake --build "$DIR" -j "${JOBS:-$(nproc)}"
 find "$DIR" -name '*.gcda' -delete
 # The heavy tests start real workers (LibTorch) and training runs; the folders measured here are
 # exercised by the unit and in-process tests.
-(cd "$DIR" && ctest -j "${TEST_JOBS:-2}" --timeout 600 -LE heavy -E 'heavy|bench_smoke|install|deploy_check|reflection_test|plain_hosts|tensors_dataset|torchscript_e2e|Fault|Training|Resume|Security|RealWorkers|DataTraining' \
+(cd "$DIR" && ctest -j "${TEST_JOBS:-2}" --timeout 600 -E 'heavy|bench_smoke|install|deploy_check|reflection_test|plain_hosts|tensors_dataset|torchscript_e2e|Fault|Training|Resume|RealWorkers|DataTraining' \
   --output-on-failure) > "$DIR/ctest.log" 2>&1 || {
   tail -30 "$DIR/ctest.log"
   echo "coverage.sh: tests failed (full log: $DIR/ctest.log)" >&2

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/recipe.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -128,6 +129,70 @@ TEST(FlagsTest, GetIntAndGetDoubleErrorsNameFlagAndValue) {
             "flag --port: value \"abc\" is not an integer");
   EXPECT_EQ(std::string(p.GetDouble("lr-scale").status().message()),
             "flag --lr-scale: value \"x\" is not a number");
+}
+
+FlagParser MakeTypedParser() {
+  FlagParser p("qsr-coordinator", "qsr-coordinator [flags]");
+  p.AddInt("port", 50051, "port to listen on");
+  p.AddDouble("scale", 1.5, "scale");
+  p.AddDuration("regroup-window", absl::Seconds(4), "how long a regroup waits");
+  p.AddDeprecatedAlias("regroup-timeout-ms", "regroup-window", "ms");
+  return p;
+}
+
+TEST(FlagsTest, TypedFlagsParseDefaultsAndValuesWithUnits) {
+  FlagParser p = MakeTypedParser();
+  ASSERT_TRUE(ParseArgs(p, {}).ok());
+  EXPECT_EQ(p.Int("port"), 50051);
+  EXPECT_DOUBLE_EQ(p.Double("scale"), 1.5);
+  EXPECT_EQ(p.Duration("regroup-window"), absl::Seconds(4));
+  EXPECT_THAT(p.Help(), HasSubstr("(default: 4s)"));
+
+  FlagParser q = MakeTypedParser();
+  ASSERT_TRUE(ParseArgs(q, {"--port=7", "--scale", "-2", "--regroup-window", "1m30s"}).ok());
+  EXPECT_EQ(q.Int("port"), 7);
+  EXPECT_DOUBLE_EQ(q.Double("scale"), -2);
+  EXPECT_EQ(q.Duration("regroup-window"), absl::Seconds(90));
+  EXPECT_TRUE(q.warnings().empty());
+}
+
+TEST(FlagsTest, TypedFlagsRefuseBadValuesAtParseNamingFlagAndWhatIsAllowed) {
+  struct Case {
+    std::vector<const char*> args;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--port", "80x"}, "flag --port: value \"80x\" is not an integer"},
+           {{"--scale=abc"}, "flag --scale: value \"abc\" is not a number"},
+           {{"--regroup-window", "4"}, "is not a duration with its unit (e.g. 250ms, 4s"},
+           {{"--regroup-window=0"}, "flag --regroup-window: value \"0\""},
+           {{"--regroup-window", "4 parsecs"}, "units ns, us, ms, s, m, h"},
+       }) {
+    FlagParser p = MakeTypedParser();
+    const absl::Status s = ParseArgs(p, c.args);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.args[0];
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.expected)) << c.args[0];
+  }
+}
+
+TEST(FlagsTest, ADeprecatedAliasStillWorksWithItsUnitAndWarns) {
+  FlagParser p = MakeTypedParser();
+  ASSERT_TRUE(ParseArgs(p, {"--regroup-timeout-ms", "2500"}).ok());
+  EXPECT_EQ(p.Duration("regroup-window"), absl::Milliseconds(2500));
+  ASSERT_EQ(p.warnings().size(), 1u);
+  EXPECT_THAT(p.warnings()[0],
+              HasSubstr("--regroup-timeout-ms is deprecated; use --regroup-window"));
+  FlagParser q = MakeTypedParser();
+  EXPECT_FALSE(ParseArgs(q, {"--regroup-timeout-ms=soon"}).ok());
+}
+
+TEST(FlagsTest, ATypedGetterOfTheWrongTypeIsAProgrammingErrorThatAborts) {
+  FlagParser p("prog", "prog");
+  p.AddDuration("wait", absl::Seconds(1), "wait");
+  p.Add("ok", "x", "a string");
+  ASSERT_TRUE(ParseArgs(p, {}).ok());
+  EXPECT_EQ(p.Get("ok"), "x");
+  EXPECT_DEATH(p.Int("wait"), "read with a getter of another type");
 }
 
 TEST(FlagsTest, RecipeOverridesInOrder) {
