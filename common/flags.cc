@@ -65,6 +65,7 @@ std::optional<int> FlagParser::ParseForMain(int argc, const char* const* argv) {
     std::cerr << program_ << ": " << s.message() << "\n";
     return 2;
   }
+  for (const std::string& w : warnings_) std::cerr << program_ << ": warning: " << w << "\n";
   if (help_requested_) {
     std::cout << Help();
     return 0;
@@ -83,6 +84,10 @@ void FlagParser::AddBool(const std::string& name, const std::string& help) {
   const std::string kebab = ToKebab(name);
   if (specs_.count(kebab) == 0) order_.push_back(kebab);
   specs_[kebab] = Spec{"false", help, /*is_bool=*/true};
+}
+
+void FlagParser::AddDeprecatedAlias(const std::string& old_name, const std::string& name) {
+  aliases_[ToKebab(old_name)] = ToKebab(name);
 }
 
 void FlagParser::AcceptRecipeOverrides() { accept_recipe_ = true; }
@@ -109,7 +114,12 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv) {
 
     const std::string body = arg.substr(2);
     const size_t eq = body.find('=');
-    const std::string name = ToKebab(body.substr(0, eq));
+    std::string name = ToKebab(body.substr(0, eq));
+    if (auto alias = aliases_.find(name); alias != aliases_.end()) {
+      warnings_.push_back(absl::StrCat("--", name, " is deprecated and will be removed: use --",
+                                       alias->second, " (same meaning)"));
+      name = alias->second;
+    }
     const bool has_inline_value = eq != std::string::npos;
     std::string value = has_inline_value ? body.substr(eq + 1) : "";
 

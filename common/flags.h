@@ -30,6 +30,9 @@ class FlagParser {
   // Declares a flag. `name` is kebab-case without the dashes.
   void Add(const std::string& name, const std::string& default_value, const std::string& help);
   void AddBool(const std::string& name, const std::string& help);
+  // `--old_name` is taken as `--name` (declared), with a warning (warnings(); ParseForMain
+  // prints them): a renamed flag keeps working for a while.
+  void AddDeprecatedAlias(const std::string& old_name, const std::string& name);
   void AcceptRecipeOverrides();
 
   absl::Status Parse(int argc, const char* const* argv);
@@ -52,6 +55,8 @@ class FlagParser {
     return recipe_overrides_;
   }
   const std::vector<std::string>& positional() const { return positional_; }
+  // One line per deprecated alias used, without the program's name.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   struct Spec {
@@ -68,6 +73,8 @@ class FlagParser {
   bool help_requested_ = false;
   std::vector<std::pair<std::string, std::string>> recipe_overrides_;
   std::vector<std::string> positional_;
+  std::map<std::string, std::string> aliases_;  // deprecated name -> name
+  std::vector<std::string> warnings_;
 };
 
 // Applies overrides to a recipe; the first bad one is an error naming the flag.
