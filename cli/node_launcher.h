@@ -14,10 +14,13 @@
 #define QSR_CLI_NODE_LAUNCHER_H_
 
 #include <csignal>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "cli/ops_client.h"
+#include "cli/process_group.h"
 #include "cli/restart_policy.h"
 #include "client/connection_security.h"
 
@@ -52,6 +55,19 @@ class NodeLauncher {
   int Run(volatile std::sig_atomic_t* signal);
 
  private:
+  struct Supervision;
+  std::string Prefix() const;
+  // Waits (bounded) for the coordinator's status; the exit code when the node must not start.
+  std::optional<int> AwaitRun(OpsClient& client, volatile std::sig_atomic_t* signal,
+                              v1::GetStatusReply* status);
+  // The agent (once it serves) and the workers; the exit code when they cannot all start.
+  std::optional<int> StartProcesses(ProcessGroup& group, volatile std::sig_atomic_t* signal,
+                                    const std::string& run_id);
+  // Restarts the workers whose time has come and decides on the ones that have exited.
+  void Supervise(ProcessGroup& group, OpsClient& client, RestartPolicy& policy, Supervision& sup);
+  void OnWorkerExit(int i, ProcessGroup& group, OpsClient& client, RestartPolicy& policy,
+                    Supervision& sup);
+
   Options options_;
 };
 

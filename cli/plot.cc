@@ -1,9 +1,5 @@
 #include "cli/plot.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,71 +8,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <optional>
-#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-
-extern char** environ;
+#include "cli/process_group.h"
+#include "cli/restart_policy.h"
+#include "cli/run_dir.h"
 
 namespace qsr {
 namespace {
-
-// The raw value of `key` in a flat one-line JSON object, as written by JsonObject.
-std::optional<std::string> RawField(const std::string& json, const std::string& key) {
-  const std::string needle = absl::StrCat("\"", key, "\":");
-  size_t at = json.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  size_t start = at + needle.size();
-  if (start < json.size() && json[start] == '"') {
-    std::string out;
-    for (size_t i = start + 1; i < json.size() && json[i] != '"'; ++i) {
-      if (json[i] == '\\' && i + 1 < json.size()) ++i;
-      out += json[i];
-    }
-    return out;
-  }
-  size_t end = start;
-  while (end < json.size() && json[end] != ',' && json[end] != '}') ++end;
-  return json.substr(start, end - start);
-}
-
-std::optional<double> NumberField(const std::string& json, const std::string& key) {
-  std::optional<std::string> raw = RawField(json, key);
-  double v;
-  if (!raw || !absl::SimpleAtod(*raw, &v)) return std::nullopt;
-  return v;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Parses every non-empty line of `path` with `parse`; an error names the file and line.
-template <typename T, typename Parse>
-absl::Status ReadJsonl(const std::string& path, std::vector<T>* out, Parse parse) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.empty()) continue;
-    std::optional<T> item = parse(line);
-    if (!item) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", n, ": not a record this version understands: ", line.substr(0, 120)));
-    }
-    out->push_back(*item);
-  }
-  return absl::OkStatus();
-}
 
 // A string for a single-quoted gnuplot string ('' is a quote inside one).
 std::string Quoted(const std::string& s) {
@@ -85,91 +28,71 @@ std::string Quoted(const std::string& s) {
   return out + "'";
 }
 
-// The time limit is kept by polling: gnuplot is one short-lived child.
+// gnuplot is one short-lived child: its output goes to `log`, shown only when it fails.
 absl::Status RunWithTimeout(const std::vector<std::string>& argv, const std::string& log,
                             absl::Duration timeout) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  int err = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot run ", argv[0], ": ", std::strerror(err),
-                     err == ENOENT ? " (install gnuplot: apt-get install gnuplot-nox)" : ""));
+  ProcessGroup group;
+  ProcessGroup::Output output;
+  output.echo = false;
+  output.log_path = log;
+  if (absl::StatusOr<int> started = group.Spawn(argv[0], argv, output); !started.ok()) {
+    return started.status();
   }
   const absl::Time deadline = absl::Now() + timeout;
-  int status = 0;
-  while (true) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) return absl::InternalError("waitpid failed");
-    if (absl::Now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return absl::DeadlineExceededError(
-          absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(timeout)));
-    }
-    absl::SleepFor(absl::Milliseconds(10));
+  while (!group.ExitCode(0) && absl::Now() < deadline) group.Pump(absl::Milliseconds(10));
+  if (!group.ExitCode(0)) {
+    group.TerminateAll(absl::ZeroDuration());
+    return absl::DeadlineExceededError(
+        absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(timeout)));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string output = ReadAll(log);
-    if (output.size() > 2000) output = output.substr(output.size() - 2000);
-    return absl::InternalError(
-        absl::StrCat(argv[0], " failed (", WIFEXITED(status) ? "exit code " : "signal ",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), "): ", output));
+  const int code = *group.ExitCode(0);
+  if (code == 0) return absl::OkStatus();
+  std::string text(absl::StripTrailingAsciiWhitespace(ReadFileOrEmpty(log)));
+  if (code == kCannotExec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(text.empty() ? absl::StrCat("cannot run ", argv[0]) : text,
+                     " (install gnuplot: apt-get install gnuplot-nox)"));
   }
-  return absl::OkStatus();
+  if (text.size() > 2000) text = text.substr(text.size() - 2000);
+  return absl::InternalError(absl::StrCat(argv[0], " failed (", DescribeExit(code), "): ", text));
 }
 
 }  // namespace
 
 absl::StatusOr<PlotData> ReadRunDir(const std::string& dir) {
-  PlotData data;
   const std::string rounds = dir + "/rounds.jsonl";
   if (!std::filesystem::exists(rounds)) {
     return absl::NotFoundError(
         absl::StrCat(dir, " is not a run directory (no rounds.jsonl; see the README)"));
   }
-  absl::Status s = ReadJsonl(rounds, &data.rounds, [](const std::string& line) {
-    std::optional<double> step = NumberField(line, "step"), h = NumberField(line, "h"),
-                          lr = NumberField(line, "lr"), loss = NumberField(line, "train_loss");
-    std::optional<PlotData::Round> r;
-    if (step && h && lr && loss) {
-      r = PlotData::Round{static_cast<int64_t>(*step), static_cast<int64_t>(*h), *lr, *loss};
-    }
-    return r;
-  });
-  if (!s.ok()) return s;
+  absl::StatusOr<std::vector<v1::RoundRecord>> round_records = ReadRoundsJsonl(rounds);
+  if (!round_records.ok()) return round_records.status();
+  std::vector<v1::EvalReport> eval_records;
   const std::string evals = dir + "/evals.jsonl";
   if (std::filesystem::exists(evals)) {
-    s = ReadJsonl(evals, &data.evals, [](const std::string& line) {
-      std::optional<double> step = NumberField(line, "step"), acc = NumberField(line, "test_acc"),
-                            loss = NumberField(line, "test_loss");
-      std::optional<PlotData::Eval> e;
-      if (step && acc) e = PlotData::Eval{static_cast<int64_t>(*step), *acc, loss.value_or(0)};
-      return e;
-    });
-    if (!s.ok()) return s;
+    absl::StatusOr<std::vector<v1::EvalReport>> read = ReadEvalsJsonl(evals);
+    if (!read.ok()) return read.status();
+    eval_records = *std::move(read);
   }
-  const std::string summary = ReadAll(dir + "/summary.json");
-  std::string run_id = RawField(summary, "run_id").value_or("");
+  PlotData data;
+  for (const v1::RoundRecord& r : *round_records) {
+    data.rounds.push_back({r.step(), r.h(), r.lr(), r.train_loss()});
+  }
+  for (const v1::EvalReport& e : eval_records) {
+    data.evals.push_back({e.step(), e.test_acc(), e.test_loss()});
+  }
+  // An unreadable summary (the run is still going) leaves the title to the folder's name.
+  const RunSummary summary =
+      ParseRunSummary(ReadFileOrEmpty(dir + "/summary.json")).value_or(RunSummary());
+  std::string run_id = summary.run_id;
   if (run_id.empty()) run_id = std::filesystem::path(dir).filename().string();
   if (run_id.empty()) run_id = dir;
   data.title = run_id;
-  if (std::optional<std::string> model = RawField(summary, "model")) {
-    absl::StrAppend(&data.title, ": ", *model, " / ", RawField(summary, "optimizer").value_or("?"));
+  if (summary.has_model) {
+    absl::StrAppend(&data.title, ": ", summary.model, " / ",
+                    summary.optimizer.empty() ? "?" : summary.optimizer);
   }
-  if (std::optional<std::string> state = RawField(summary, "state")) {
-    absl::StrAppend(&data.title, " (", *state, ")");
-  }
+  if (!summary.state.empty()) absl::StrAppend(&data.title, " (", summary.state, ")");
   return data;
 }
 

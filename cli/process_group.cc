@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -69,32 +70,49 @@ absl::Status ProcessGroup::Restart(int i) {
     return absl::FailedPreconditionError(absl::StrCat("child ", i, " is not an exited child"));
   }
   Child& c = children_[i];
-  if (c.fd >= 0) {
-    // What the old process wrote last goes to its log before the new one's output.
-    char buf[8192];
-    pollfd p{c.fd, POLLIN, 0};
-    for (int n = 0; n < 64 && ::poll(&p, 1, 0) > 0; ++n) {
-      ssize_t r = ::read(c.fd, buf, sizeof(buf));
-      if (r <= 0) break;
-      c.partial.append(buf, static_cast<size_t>(r));
-    }
-    Drain(c, true);
-    ::close(c.fd);
-    c.fd = -1;
-  }
+  Flush(c);  // what the old process wrote last goes to its log before the new one's output
   c.exit_code.reset();
   c.pid = -1;
   return Start(c);
 }
 
+void ProcessGroup::Flush(Child& c) {
+  if (c.fd < 0) return;
+  char buf[8192];
+  pollfd p{c.fd, POLLIN, 0};
+  for (int n = 0; n < 64 && ::poll(&p, 1, 0) > 0; ++n) {
+    ssize_t r = ::read(c.fd, buf, sizeof(buf));
+    if (r <= 0) break;
+    c.partial.append(buf, static_cast<size_t>(r));
+  }
+  Drain(c, true);
+  ::close(c.fd);
+  c.fd = -1;
+}
+
 absl::Status ProcessGroup::Start(Child& c) {
+  std::vector<char*> args;
+  for (const std::string& a : c.argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  if (!c.output.piped) {
+    pid_t pid = ::fork();
+    if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+    if (pid == 0) {
+      if (c.log_fd >= 0) {
+        ::dup2(c.log_fd, STDOUT_FILENO);
+        ::dup2(c.log_fd, STDERR_FILENO);
+      }
+      ::execvp(args[0], args.data());
+      std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+      ::_exit(kCannotExec);
+    }
+    c.pid = pid;
+    return absl::OkStatus();
+  }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
-  std::vector<char*> args;
-  for (const std::string& a : c.argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
@@ -106,7 +124,7 @@ absl::Status ProcessGroup::Start(Child& c) {
     ::dup2(fds[1], STDERR_FILENO);
     ::execvp(args[0], args.data());  // a bare name (ssh) is looked up in PATH
     std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    ::_exit(127);
+    ::_exit(kCannotExec);
   }
   ::close(fds[1]);
   c.pid = pid;
@@ -196,19 +214,36 @@ void ProcessGroup::TerminateAll(absl::Duration grace) {
     if (!c.exit_code) ::kill(c.pid, SIGKILL);
   }
   Reap(true);
-  for (Child& c : children_) {
-    if (c.fd >= 0) {
-      Drain(c, true);
-      ::close(c.fd);
-      c.fd = -1;
-    }
-  }
+  for (Child& c : children_) Flush(c);
 }
 
 void ProcessGroup::Signal(int i, int sig) {
   if (i < 0 || i >= size()) return;
   const Child& c = children_[i];
   if (c.pid > 0 && !c.exit_code) ::kill(c.pid, sig);
+}
+
+absl::StatusOr<std::string> WaitForPortFile(ProcessGroup& group, int child, const std::string& path,
+                                            absl::Duration timeout,
+                                            const volatile std::sig_atomic_t* signal) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    group.Pump(absl::Milliseconds(50));
+    std::ifstream in(path);
+    std::string port;
+    std::getline(in, port);
+    while (!port.empty() && (port.back() == '\n' || port.back() == ' ')) port.pop_back();
+    if (!port.empty()) return port;
+    if (*signal) return absl::CancelledError(absl::StrCat("signal ", *signal));
+    if (group.ExitCode(child)) {
+      return absl::UnavailableError(
+          absl::StrCat(group.Name(child), " exited (", *group.ExitCode(child), ") before serving"));
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(group.Name(child), " wrote no port within ", absl::FormatDuration(timeout)));
+    }
+  }
 }
 
 }  // namespace qsr

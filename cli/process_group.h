@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <csignal>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@
 
 namespace qsr {
 
+// The exit code of a child whose program could not be started (as a shell's).
+inline constexpr int kCannotExec = 127;
+
 class ProcessGroup {
  public:
   ProcessGroup() = default;
@@ -29,10 +33,14 @@ class ProcessGroup {
   struct Output {
     bool echo = true;      // print each line to stdout as "[name] line"
     std::string log_path;  // when set, append the child's output to this file too
+    // false: the child writes to log_path itself (no pipe; echo is ignored), so its output
+    // needs no Pump() to flow: for a child left running while the caller does something else.
+    bool piped = true;
   };
 
   // Starts `argv` (argv[0] without a slash is looked up in PATH) with stdout and stderr
-  // captured; returns the child's index.
+  // captured; returns the child's index. A program that cannot be started exits kCannotExec
+  // after writing why to its output.
   absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv);
   absl::StatusOr<int> Spawn(const std::string& name, const std::vector<std::string>& argv,
                             const Output& output);
@@ -68,10 +76,20 @@ class ProcessGroup {
   };
   absl::Status Start(Child& c);
   void Drain(Child& c, bool eof);
+  // Reads what an exited child left in its pipe, writes it out and closes the pipe.
+  void Flush(Child& c);
   void Reap(bool block);
 
   std::vector<Child> children_;
 };
+
+// Waits until child `child` of `group` has written a port number to `path` (as the coordinator
+// and the agent do once they serve; the file is removed before the child starts), pumping the
+// group meanwhile. The port, without its newline; Unavailable when the child exits first,
+// DeadlineExceeded after `timeout`, Cancelled once `*signal` is set.
+absl::StatusOr<std::string> WaitForPortFile(ProcessGroup& group, int child, const std::string& path,
+                                            absl::Duration timeout,
+                                            const volatile std::sig_atomic_t* signal);
 
 }  // namespace qsr
 

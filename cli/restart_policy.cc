@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/backoff.h"
 
 namespace qsr {
 
@@ -34,9 +35,8 @@ RestartPolicy::Decision RestartPolicy::OnExit(int worker, int exit_code, Run run
     return d;
   }
   const int before = restarts_of_[worker]++;
-  absl::Duration delay = options_.first_delay;
-  for (int i = 0; i < before && delay < options_.max_delay; ++i) delay *= 2;
-  delay = std::min(delay, options_.max_delay);
+  const absl::Duration delay =
+      BackoffDelay(BackoffPolicy{options_.first_delay, options_.max_delay, 0}, before);
   d.action = Action::kRestart;
   d.restart = ++restarts_;
   d.restart_at = now + delay;

@@ -5,8 +5,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/json_writer.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace qsr {
+
+std::string MessageJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;     // "total_steps", as the .proto names it
+  options.always_print_primitive_fields = true;  // a 0 or a false is a value, not an absence
+  std::string json;
+  // Printing a generated message with no Any in it cannot fail.
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
 
 std::string HumanBytes(int64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -27,17 +38,7 @@ std::string HumanDuration(double seconds) {
   return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
 }
 
-std::string WorkerJson(const v1::WorkerInfo& w) {
-  return JsonObject()
-      .Add("rank", static_cast<int64_t>(w.rank()))
-      .Add("worker_id", w.worker_id())
-      .Add("host", w.host())
-      .Add("device", w.device())
-      .Add("state", w.state())
-      .Add("last_seen_s", w.last_seen_s())
-      .Add("samples_per_sec", w.samples_per_sec())
-      .str();
-}
+std::string WorkerJson(const v1::WorkerInfo& w) { return MessageJson(w); }
 
 std::string WorkersTable(const v1::GetStatusReply& s) {
   if (s.worker_info_size() == 0) {
@@ -81,39 +82,7 @@ double EstimateEtaSeconds(const v1::GetStatusReply& s, int64_t step0, double sec
   return -1;
 }
 
-std::string StatusJson(const v1::GetStatusReply& s) {
-  std::string workers = "[";
-  for (int i = 0; i < s.worker_info_size(); ++i) {
-    absl::StrAppend(&workers, i ? "," : "", WorkerJson(s.worker_info(i)));
-  }
-  workers += "]";
-  JsonObject j;
-  j.Add("run_id", s.run_id())
-      .Add("state", s.state())
-      .Add("step", s.step())
-      .Add("total_steps", s.total_steps())
-      .Add("epoch", s.epoch())
-      .Add("epochs", s.epochs())
-      .Add("round", s.round())
-      .Add("lr", s.lr())
-      .Add("h", s.h())
-      .Add("workers", static_cast<int64_t>(s.workers()))
-      .Add("world_size", static_cast<int64_t>(s.world_size()))
-      .Add("generation", s.generation())
-      .Add("samples_per_sec", s.samples_per_sec())
-      .Add("train_loss", s.train_loss());
-  if (s.test_acc() >= 0) j.Add("test_acc", s.test_acc()).Add("test_loss", s.test_loss());
-  j.Add("bytes_per_worker", s.bytes_per_worker())
-      .Add("elapsed_s", s.elapsed_s())
-      .Add("model", s.model())
-      .Add("optimizer", s.optimizer())
-      .Add("run_dir", s.run_dir())
-      .Add("message", s.message())
-      .Add("failures", s.failures())
-      .Add("stop_requested", s.stop_requested())
-      .AddRaw("worker_info", workers);
-  return j.str();
-}
+std::string StatusJson(const v1::GetStatusReply& s) { return MessageJson(s); }
 
 std::string ProgressLine(const v1::GetStatusReply& s) {
   const double pct = s.total_steps() > 0 ? 100.0 * s.step() / s.total_steps() : 0.0;
@@ -153,21 +122,7 @@ std::string StatusTable(const v1::GetStatusReply& s) {
   return out;
 }
 
-std::string RoundRecordJson(const v1::RoundRecord& r) {
-  return JsonObject()
-      .Add("round", r.round())
-      .Add("step", r.step())
-      .Add("lr", r.lr())
-      .Add("h", r.h())
-      .Add("workers", static_cast<int64_t>(r.workers()))
-      .Add("bytes", r.bytes())
-      .Add("seconds", r.seconds())
-      .Add("train_loss", r.train_loss())
-      .Add("samples", r.samples())
-      .Add("identical", r.identical())
-      .Add("digest_checked", r.digest_checked())
-      .str();
-}
+std::string RoundRecordJson(const v1::RoundRecord& r) { return MessageJson(r); }
 
 std::string RoundJson(const Round& r) {
   return JsonObject()

@@ -6,9 +6,15 @@
 #include <string>
 
 #include "common/round_planner.h"
+#include "google/protobuf/message.h"
 #include "qsr/v1/coordinator.pb.h"
 
 namespace qsr {
+
+// `message` as one line of protobuf's JSON (what grpcurl and every protobuf library read):
+// fields under their .proto names, every field printed, 64-bit integers as strings. StatusJson,
+// RoundRecordJson and WorkerJson are this for their messages.
+std::string MessageJson(const google::protobuf::Message& message);
 
 std::string StatusJson(const v1::GetStatusReply& s);
 std::string StatusTable(const v1::GetStatusReply& s);

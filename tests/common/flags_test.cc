@@ -242,5 +242,27 @@ TEST(FlagsTest, LoadRecipeWithOverridesAppliesThenResolves) {
   EXPECT_FALSE(LoadRecipeWithOverrides("/nonexistent/recipe.yaml", {}).ok());
 }
 
+TEST(FlagsTest, ADeprecatedAliasSetsTheRenamedFlagAndWarns) {
+  FlagParser flags("qsr-worker", "qsr-worker");
+  flags.Add("rejoin-timeout-s", "600", "after a failure, how long to keep asking to join");
+  flags.AddDeprecatedAlias("regroup-timeout-s", "rejoin-timeout-s");
+  const char* old_name[] = {"qsr-worker", "--regroup_timeout_s=30"};
+  ASSERT_TRUE(flags.Parse(2, old_name).ok());
+  EXPECT_EQ(flags.Get("rejoin-timeout-s"), "30");
+  EXPECT_TRUE(flags.IsSet("rejoin-timeout-s"));
+  ASSERT_EQ(flags.warnings().size(), 1u);
+  EXPECT_THAT(flags.warnings()[0], HasSubstr("--regroup-timeout-s is deprecated"));
+  EXPECT_THAT(flags.warnings()[0], HasSubstr("use --rejoin-timeout-s"));
+
+  FlagParser renamed("qsr-worker", "qsr-worker");
+  renamed.Add("rejoin-timeout-s", "600", "");
+  renamed.AddDeprecatedAlias("regroup-timeout-s", "rejoin-timeout-s");
+  const char* new_name[] = {"qsr-worker", "--rejoin-timeout-s", "45"};
+  ASSERT_TRUE(renamed.Parse(3, new_name).ok());
+  EXPECT_EQ(renamed.Get("rejoin-timeout-s"), "45");
+  EXPECT_TRUE(renamed.warnings().empty());
+  EXPECT_THAT(renamed.Help(), testing::Not(HasSubstr("regroup-timeout-s")));
+}
+
 }  // namespace
 }  // namespace qsr
