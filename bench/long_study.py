@@ -71,10 +71,19 @@ def method_flags(a, method, constant_h):
 
 
 def last_epoch_loss(rounds, total_steps, steps_per_epoch):
-    tail = [r for r in rounds if r.get("train_loss") is not None
-            and r["step"] >= (total_steps or 0) - steps_per_epoch]
-    steps = sum(r["h"] for r in tail)
-    return sum(r["train_loss"] * r["h"] for r in tail) / steps if steps else None
+    """The mean training loss over the last epoch's steps. A round reports the mean loss of its
+    H steps; late QSR rounds span more than an epoch, so each round that overlaps the last epoch
+    counts with the number of its steps inside it."""
+    begin = (total_steps or 0) - steps_per_epoch
+    weighted = weight = 0
+    for r in rounds:
+        if r.get("train_loss") is None:
+            continue
+        inside = min(r["step"] + r["h"], total_steps or 0) - max(r["step"], begin)
+        if inside > 0:
+            weighted += r["train_loss"] * inside
+            weight += inside
+    return weighted / weight if weight else None
 
 
 def plan(a, flags):
@@ -142,7 +151,6 @@ def main():
                    "power": {"qsr2": 2, "qsr3": 3}.get(method),
                    "h": {"parallel": 1, "constant_h": constant_h}.get(method),
                    "test_acc": summary.get("test_acc"), "best_test_acc": max(accs, default=None),
-                   # The mean training loss of the last epoch's rounds (step-weighted).
                    "train_loss": last_epoch_loss(rounds, summary.get("total_steps"),
                                                  summary.get("total_steps", 0) // a.epochs),
                    "syncs": len(rounds), "steps": summary.get("total_steps"),
