@@ -47,6 +47,15 @@ std::vector<Round> RoundPlanner::Plan() const {
   return rounds;
 }
 
+int64_t RoundPlanner::FirstRoundFrom(int64_t step) const {
+  int64_t index = 0;
+  for (int64_t start = 0;; ++index) {
+    std::optional<Round> round = RoundAt(index, start);
+    if (!round.has_value() || round->start_step >= step) return index;
+    start = round->end_step();
+  }
+}
+
 PlanSummary RoundPlanner::Summarize(const std::vector<Round>& rounds) {
   PlanSummary s;
   s.rounds = static_cast<int64_t>(rounds.size());

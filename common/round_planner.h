@@ -55,6 +55,9 @@ class RoundPlanner {
   std::optional<Round> RoundAt(int64_t index, int64_t start_step) const;
   // Every round of the run, in order.
   std::vector<Round> Plan() const;
+  // The index of the first round that starts at or after `step`: where a run resumed from a
+  // checkpoint at `step` picks up, keeping the numbers a fresh run gives the rounds before it.
+  int64_t FirstRoundFrom(int64_t step) const;
   static PlanSummary Summarize(const std::vector<Round>& rounds);
 
   int64_t total_steps() const { return total_steps_; }

@@ -11,9 +11,6 @@
 namespace qsr {
 namespace {
 
-// A worker waiting to join that has not asked again for this long is gone.
-constexpr absl::Duration kJoinerGrace = absl::Seconds(10);
-
 constexpr char kStoppedByOperator[] = "stopped by operator";
 // The message of a run whose workers met through the coordinator but trained their own rounds.
 constexpr char kRendezvousOnly[] =
@@ -36,10 +33,7 @@ RoundLedger::Options LedgerOptions(const Recipe& recipe, const RoundPlanner& pla
                                    const RunController::Options& o, absl::Time started) {
   RoundLedger::Options l;
   if (recipe.resume_from_step > 0) {
-    for (const Round& r : planner.Plan()) {
-      if (r.start_step >= recipe.resume_from_step) break;
-      ++l.start_round;
-    }
+    l.start_round = planner.FirstRoundFrom(recipe.resume_from_step);
     l.start_step = recipe.resume_from_step;
   }
   l.started = started;
@@ -64,6 +58,7 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
       world_size_(static_cast<int>(recipe.workers)),
       started_(absl::Now()),
       membership_(MembershipOptions(recipe_, options_)),
+      admission_(&membership_, options_.run_id),
       ledger_(LedgerOptions(recipe_, planner_, options_, started_), std::move(log),
               std::move(journal)) {
   absl::MutexLock lock(&mu_);
@@ -132,16 +127,13 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
           absl::StrCat("next_round ", request.next_round(),
                        " was never served (rounds so far: ", ledger_.next_round(), ")"));
     }
-    v1::JoinReply refused;
-    refused.set_run_id(options_.run_id);
-    if (EndedLocked()) {
-      *refused.mutable_outcome() = MakeOutcome(
+    if (EndedLocked() || stop_requested_) {
+      auto refused = WithOutcome<v1::JoinReply>(
           v1::Outcome::RUN_FINISHED,
-          absl::StrCat("run is ", StateName(), message_.empty() ? "" : ": " + message_));
-      Answer(std::move(done), refused, &completions);
-    } else if (stop_requested_) {
-      *refused.mutable_outcome() = MakeOutcome(
-          v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ", kStoppedByOperator));
+          EndedLocked()
+              ? absl::StrCat("run is ", StateName(), message_.empty() ? "" : ": ", message_)
+              : absl::StrCat("run is stopping: ", kStoppedByOperator));
+      refused.set_run_id(options_.run_id);
       Answer(std::move(done), refused, &completions);
     } else {
       Admit(request, now, poll_deadline, std::move(done), &completions);
@@ -154,37 +146,18 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
 void RunController::Admit(const v1::JoinRequest& request, absl::Time now, absl::Time poll_deadline,
                           JoinCallback done, std::vector<Completion>* completions) {
   const bool was_forming = membership_.forming();
-  switch (membership_.Join(request.worker_id(), request.host(), request.device(),
-                           request.next_round(), request.failed_generation(), now,
-                           request.incarnation())) {
-    case Membership::JoinResult::kFull: {
-      v1::JoinReply refused;
-      refused.set_run_id(options_.run_id);
-      *refused.mutable_outcome() =
-          MakeOutcome(v1::Outcome::REJECTED,
-                      absl::StrCat("run is full: it has its maximum of ",
-                                   recipe_.max_workers > 0 ? recipe_.max_workers : recipe_.workers,
-                                   " workers"));
-      Answer(std::move(done), refused, completions);
-      return;
-    }
-    case Membership::JoinResult::kAlreadyMember:
-      // A retried Join (the reply was lost, or its poll ended just as the group formed).
-      for (const Membership::Member& m : membership_.members()) {
-        if (m.worker_id == request.worker_id()) Answer(done, MemberReply(m.rank), completions);
-      }
-      return;
-    case Membership::JoinResult::kJoining:
-      break;
+  const int64_t max_workers = recipe_.max_workers > 0 ? recipe_.max_workers : recipe_.workers;
+  auto member_reply = [this](int rank)
+                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return MemberReply(rank); };
+  if (admission_.Join(request, now, poll_deadline, max_workers, member_reply, std::move(done),
+                      completions)) {
+    return;
   }
   if (!was_forming && membership_.forming()) {
     // The caller reported that its group broke: release the barrier too.
     ++failures_;
     EndGeneration(membership_.end_reason(), {}, now, completions);
   }
-  join_waiters_.Add(request.worker_id(), poll_deadline, std::move(done), completions);
-  LOG(INFO) << "worker " << request.worker_id() << " (" << request.host() << ", "
-            << request.device() << ", ready for round " << request.next_round() << ") asks to join";
   MaybeForm(now, completions);
 }
 
@@ -222,11 +195,9 @@ void RunController::MaybeForm(absl::Time now, std::vector<Completion>* completio
     e.mutable_generation()->add_members(m.worker_id);
   }
   ledger_.Record(e);
-  for (const Membership::Member& m : membership_.members()) {
-    if (join_waiters_.Waiting(m.worker_id)) {
-      join_waiters_.Answer(m.worker_id, MemberReply(m.rank), completions);
-    }
-  }
+  admission_.AnswerMembers([this](int rank)
+                               ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return MemberReply(rank); },
+                           completions);
   LOG(INFO) << "generation " << membership_.generation() << ": " << membership_.members().size()
             << " workers resume at round " << ledger_.next_round() << " (step "
             << ledger_.next_step() << ")";
@@ -410,14 +381,7 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
     absl::StatusOr<Membership::Standing> standing =
         membership_.Check(request.worker_id(), request.rank(), request.generation(), now);
     if (!standing.ok()) return standing.status();
-    membership_.DropJoiner(request.worker_id());
-    // A Join of the same worker id still waiting (e.g. a restarted process while the old one
-    // leaves) is answered, never dropped, so that its RPC completes.
-    join_waiters_.Answer(
-        request.worker_id(),
-        WithOutcome<v1::JoinReply>(v1::Outcome::REJECTED,
-                                   "worker " + request.worker_id() + " left the run"),
-        &completions);
+    admission_.Leave(request.worker_id(), &completions);
     const bool ended = EndedLocked();
     if (*standing == Membership::Standing::kEnded || ended) {
       // A worker of an ended generation (or of an ended run) gives up: do not wait for it.
@@ -452,10 +416,7 @@ void RunController::Fail(const std::string& message, std::vector<Completion>* co
   ended_ = absl::Now();
   auto reply = WithOutcome<v1::NextRoundsReply>(v1::Outcome::RUN_FAILED, "run failed: " + message);
   barrier_.Release(std::move(reply), completions);
-  v1::JoinReply join_reply =
-      WithOutcome<v1::JoinReply>(v1::Outcome::RUN_FAILED, "run failed: " + message);
-  join_reply.set_run_id(options_.run_id);
-  join_waiters_.AnswerAll(join_reply, completions);
+  admission_.RefuseAll(v1::Outcome::RUN_FAILED, "run failed: " + message, false, completions);
   RecordEnd();
 }
 
@@ -510,7 +471,7 @@ void RunController::Tick(absl::Time now) {
     } else if (state_ == State::kRunning && !membership_.forming()) {
       CheckLiveness(now, &completions);
     }
-    ExpireJoinPolls(now, &completions);
+    admission_.Expire(now, &completions);
     if (!EndedLocked() && membership_.forming()) MaybeForm(now, &completions);
   }
   for (auto& c : completions) c();
@@ -535,26 +496,8 @@ void RunController::CheckLiveness(absl::Time now, std::vector<Completion>* compl
   }
 }
 
-void RunController::ExpireJoinPolls(absl::Time now, std::vector<Completion>* completions) {
-  v1::JoinReply timeout = WithOutcome<v1::JoinReply>(
-      v1::Outcome::TIMEOUT,
-      absl::StrCat("generation ", membership_.generation() + 1, " has not formed yet (",
-                   membership_.joiners().size(), " workers waiting)"));
-  timeout.set_run_id(options_.run_id);
-  for (const std::string& id : join_waiters_.Expire(now, timeout, completions)) {
-    membership_.TouchJoiner(id, now);
-  }
-  std::vector<std::string> stale;
-  for (const Membership::Member& j : membership_.joiners()) {
-    if (!join_waiters_.Waiting(j.worker_id) && now - j.last_seen > kJoinerGrace) {
-      stale.push_back(j.worker_id);
-    }
-  }
-  for (const std::string& id : stale) membership_.DropJoiner(id);
-}
-
 bool RunController::DoneLocked() const {
-  return EndedLocked() && membership_.active_members() == 0 && join_waiters_.empty();
+  return EndedLocked() && membership_.active_members() == 0 && admission_.empty();
 }
 
 bool RunController::Done() const {
@@ -633,11 +576,9 @@ v1::StopReply RunController::Stop(const v1::StopRequest& request) {
       auto finished =
           WithOutcome<v1::NextRoundsReply>(v1::Outcome::RUN_FINISHED, kStoppedByOperator);
       barrier_.Release(std::move(finished), &completions);
-      for (const std::string& id : join_waiters_.worker_ids()) membership_.DropJoiner(id);
-      v1::JoinReply stopping = WithOutcome<v1::JoinReply>(
-          v1::Outcome::RUN_FINISHED, absl::StrCat("run is stopping: ", kStoppedByOperator));
-      stopping.set_run_id(options_.run_id);
-      join_waiters_.AnswerAll(stopping, &completions);
+      admission_.RefuseAll(v1::Outcome::RUN_FINISHED,
+                           absl::StrCat("run is stopping: ", kStoppedByOperator), true,
+                           &completions);
       MaybeFinish(&completions);  // no member at all (or all gone): the run ends now
     }
     *reply.mutable_outcome() = MakeOutcome(v1::Outcome::OK, "");

@@ -1,10 +1,10 @@
 // RunController: the state machine of one training run, as the coordinator owns it.
 //
 // It holds the resolved recipe and the round planner and decides what each call means for the
-// run: it admits workers (Membership), releases the round barrier (RoundBarrier) with the plans
-// the planner makes, hands reports to the round ledger (RoundLedger: pending and committed
-// rounds, evaluations, checkpoints, journal and run-log writes, statistics), and renders status
-// (run_status). It speaks the qsr.v1 protobuf messages but knows nothing of gRPC, so it is tested
+// run: it admits workers (Membership, with the Join calls that wait in Admission), releases the
+// round barrier (RoundBarrier) with the plans the planner makes, hands reports to the round
+// ledger (RoundLedger: pending and committed rounds, evaluations, checkpoints, journal and
+// run-log writes, statistics), and renders status (run_status). It speaks the qsr.v1 protobuf messages but knows nothing of gRPC, so it is tested
 // directly. Requests must have passed coordinator/request_validator (sizes, ranges, distinct
 // co-member ranks); the controller checks only what depends on the run's state.
 //
@@ -47,7 +47,7 @@
 #include "absl/time/time.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
-#include "coordinator/join_waiters.h"
+#include "coordinator/admission.h"
 #include "coordinator/journal.h"
 #include "coordinator/membership.h"
 #include "coordinator/round_barrier.h"
@@ -180,10 +180,6 @@ class RunController {
   // Acts on missed heartbeats and stragglers.
   void CheckLiveness(absl::Time now, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers Join polls that ran out TIMEOUT (the worker asks again) and forgets joiners that
-  // stopped asking.
-  void ExpireJoinPolls(absl::Time now, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run as failed, answering every waiting call.
   void Fail(const std::string& message, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -209,7 +205,7 @@ class RunController {
   State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
   std::string message_ ABSL_GUARDED_BY(mu_);
   Membership membership_ ABSL_GUARDED_BY(mu_);
-  JoinWaiters join_waiters_ ABSL_GUARDED_BY(mu_);
+  Admission admission_ ABSL_GUARDED_BY(mu_);  // of membership_
   RoundBarrier barrier_ ABSL_GUARDED_BY(mu_);
   RoundLedger ledger_ ABSL_GUARDED_BY(mu_);
   int64_t regroups_ ABSL_GUARDED_BY(mu_) = 0;

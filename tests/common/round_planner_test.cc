@@ -216,5 +216,18 @@ TEST(RoundPlannerTest, NoCheckpointsWithoutSaveFreqButTheLastRoundEvaluates) {
   EXPECT_TRUE(plan.back().eval_after);
 }
 
+TEST(RoundPlannerTest, FirstRoundFromCountsTheRoundsBeforeAStep) {
+  RoundPlanner planner(QsrRecipe());
+  const std::vector<Round> plan = planner.Plan();
+  EXPECT_EQ(planner.FirstRoundFrom(0), 0);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    EXPECT_EQ(planner.FirstRoundFrom(plan[i].start_step), static_cast<int64_t>(i));
+    if (plan[i].h > 1) {  // a step inside round i: the run picks up at round i + 1
+      EXPECT_EQ(planner.FirstRoundFrom(plan[i].start_step + 1), static_cast<int64_t>(i + 1));
+    }
+  }
+  EXPECT_EQ(planner.FirstRoundFrom(planner.total_steps()), static_cast<int64_t>(plan.size()));
+}
+
 }  // namespace
 }  // namespace qsr
