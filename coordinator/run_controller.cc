@@ -250,27 +250,6 @@ void RunController::EndGeneration(const std::string& reason, const std::vector<i
   MaybeForm(now, completions);
 }
 
-absl::StatusOr<Membership::Standing> RunController::CheckMembers(
-    const std::string& worker_id, int rank, int64_t generation,
-    const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members, absl::Time now) {
-  absl::StatusOr<Membership::Standing> standing =
-      membership_.Check(worker_id, rank, generation, now);
-  if (!standing.ok()) return standing;
-  for (const v1::CoMember& m : co_members) {
-    // Ranks within one call are distinct (request_validator); each must be a member of the
-    // caller's generation, standing as the caller does.
-    absl::StatusOr<Membership::Standing> co =
-        membership_.Check(m.worker_id(), m.rank(), generation, now);
-    if (!co.ok()) return co;
-    if (*co != *standing) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("co-member rank ", m.rank(), " and the caller (rank ", rank,
-                       ") do not stand alike in generation ", generation));
-    }
-  }
-  return standing;
-}
-
 v1::Outcome RunController::MemberOutcome(Membership::Standing standing, int64_t generation) const {
   if (EndedLocked()) {
     return MakeOutcome(
@@ -288,7 +267,7 @@ v1::Outcome RunController::MemberOutcome(Membership::Standing standing, int64_t 
 absl::StatusOr<v1::HeartbeatReply> RunController::Heartbeat(const v1::HeartbeatRequest& request,
                                                             absl::Time now) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Membership::Standing> standing = CheckMembers(
+  absl::StatusOr<Membership::Standing> standing = membership_.CheckWithCoMembers(
       request.worker_id(), request.rank(), request.generation(), request.co_members(), now);
   if (!standing.ok()) return standing.status();
   v1::HeartbeatReply reply;
@@ -301,7 +280,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
   std::vector<Completion> completions;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Membership::Standing> standing = CheckMembers(
+    absl::StatusOr<Membership::Standing> standing = membership_.CheckWithCoMembers(
         request.worker_id(), request.rank(), request.generation(), request.co_members(), now);
     if (!standing.ok()) return standing.status();
     v1::NextRoundsReply reply;
@@ -318,7 +297,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
                                                        " is out of range [0, ",
                                                        ledger_.next_round(), "]"));
       }
-      // CheckMembers answered kCurrent: the ranks are this generation's.
+      // CheckWithCoMembers answered kCurrent: the ranks are this generation's.
       std::vector<int> ranks = {request.rank()};
       for (const v1::CoMember& m : request.co_members()) ranks.push_back(m.rank());
       absl::Status arrived = barrier_.Arrive(request.next_round(), ranks,

@@ -4,9 +4,10 @@
 // run: it admits workers (Membership, with the Join calls that wait in Admission), releases the
 // round barrier (RoundBarrier) with the plans the planner makes, hands reports to the round
 // ledger (RoundLedger: pending and committed rounds, evaluations, checkpoints, journal and
-// run-log writes, statistics), and renders status (run_status). It speaks the qsr.v1 protobuf messages but knows nothing of gRPC, so it is tested
-// directly. Requests must have passed coordinator/request_validator (sizes, ranges, distinct
-// co-member ranks); the controller checks only what depends on the run's state.
+// run-log writes, statistics), and renders status (run_status). It speaks the qsr.v1 protobuf
+// messages but knows nothing of gRPC, so it is tested directly. Requests must have passed
+// coordinator/request_validator (sizes, ranges, distinct co-member ranks); the controller checks
+// only what depends on the run's state.
 //
 // Run lifecycle:
 //   WAITING --(`workers` joined: generation 1 forms)--> RUNNING
@@ -36,7 +37,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -147,12 +147,6 @@ class RunController {
   // The Join of a worker the run can take (not ended, not stopping).
   void Admit(const v1::JoinRequest& request, absl::Time now, absl::Time poll_deadline,
              JoinCallback done, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Membership::Check for the caller and each co-member (a host agent's call); they must stand
-  // alike. kEnded means "answer GENERATION_ENDED".
-  absl::StatusOr<Membership::Standing> CheckMembers(
-      const std::string& worker_id, int rank, int64_t generation,
-      const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The outcome of a member's call when the run has ended or the caller's generation has; OK
   // otherwise.
