@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "cli/ops_client.h"
@@ -66,13 +67,17 @@ int Plan(const qsr::FlagParser& flags) {
   qsr::PlanSummary summary = qsr::RoundPlanner::Summarize(rounds);
   const bool json = flags.GetBool("json");
   if (!json) {
-    std::cout << absl::StrFormat("%8s %10s %12s %8s\n", "round", "step", "lr", "h");
+    // after: what follows the round's averaging (e: evaluation, c: checkpoint).
+    std::cout << absl::StrFormat("%8s %10s %12s %8s %6s\n", "round", "step", "lr", "h", "after");
   }
   for (const qsr::Round& r : rounds) {
     if (json) {
       std::cout << qsr::RoundJson(r) << "\n";
     } else {
-      std::cout << absl::StrFormat("%8d %10d %12.6g %8d\n", r.index, r.start_step, r.lr, r.h);
+      const std::string after =
+          absl::StrCat(r.eval_after ? "e" : "", r.checkpoint_after ? "c" : "");
+      std::cout << absl::StrFormat("%8d %10d %12.6g %8d %6s\n", r.index, r.start_step, r.lr, r.h,
+                                   after.empty() ? "-" : after);
     }
   }
   if (json) {

@@ -130,6 +130,8 @@ std::string RoundJson(const Round& r) {
       .Add("step", r.start_step)
       .Add("lr", r.lr)
       .Add("h", r.h)
+      .Add("eval_after", r.eval_after)
+      .Add("checkpoint_after", r.checkpoint_after)
       .str();
 }
 

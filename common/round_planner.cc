@@ -12,7 +12,9 @@ namespace qsr {
 RoundPlanner::RoundPlanner(const Recipe& recipe)
     : schedule_(recipe),
       rule_(SyncRuleParams::FromRecipe(recipe)),
-      total_steps_(recipe.TotalSteps()) {}
+      total_steps_(recipe.TotalSteps()),
+      steps_per_epoch_(recipe.steps_per_epoch),
+      save_freq_(recipe.save_freq) {}
 
 std::optional<Round> RoundPlanner::RoundAt(int64_t index, int64_t start_step) const {
   if (start_step < 0 || start_step >= total_steps_) return std::nullopt;
@@ -23,6 +25,12 @@ std::optional<Round> RoundPlanner::RoundAt(int64_t index, int64_t start_step) co
   // The run may end before the schedule does (epochs < epochs_for_sche): cut the last round there.
   round.h = std::min(SyncPeriod(rule_, start_step, round.lr), total_steps_ - start_step);
   round.data_parallel = rule_.data_parallel || start_step < rule_.post_local_step;
+  const int64_t spe = std::max<int64_t>(steps_per_epoch_, 1);
+  const int64_t end = round.end_step();
+  const bool ends_run = end == total_steps_;
+  round.eval_after = ends_run || end / spe != start_step / spe;
+  round.checkpoint_after =
+      save_freq_ > 0 && (ends_run || end / spe / save_freq_ > start_step / spe / save_freq_);
   return round;
 }
 
@@ -37,6 +45,15 @@ std::vector<Round> RoundPlanner::Plan() const {
     rounds.push_back(*round);
   }
   return rounds;
+}
+
+int64_t RoundPlanner::FirstRoundFrom(int64_t step) const {
+  int64_t index = 0;
+  for (int64_t start = 0;; ++index) {
+    std::optional<Round> round = RoundAt(index, start);
+    if (!round.has_value() || round->start_step >= step) return index;
+    start = round->end_step();
+  }
 }
 
 PlanSummary RoundPlanner::Summarize(const std::vector<Round>& rounds) {

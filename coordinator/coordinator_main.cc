@@ -11,11 +11,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/connection_security.h"
-#include "common/checkpoint_manifest.h"
 #include "common/flags.h"
 #include "common/log_prefix.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/run_recovery.h"
 #include "glog/logging.h"
 
 namespace {
@@ -33,20 +33,7 @@ int Fail(const std::string& message) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  FLAGS_logtostderr = true;
-  qsr::InitLogging(argv[0]);
-  // The distribution's Abseil is built without NDEBUG, so every absl::Mutex acquisition (ours
-  // and gRPC's) would run the deadlock detector's lock-graph bookkeeping: about a tenth of the
-  // coordinator's CPU at 1,024 workers. Tests keep the detector on.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  qsr::FlagParser flags("qsr-coordinator",
-                        "qsr-coordinator --recipe FILE [--listen HOST:PORT] [--run-dir DIR] "
-                        "[--KEY=VALUE ...]\n"
-                        "Owns one training run: the recipe, the round plan (QSR), membership, "
-                        "rendezvous, reports and status.");
+void DefineFlags(qsr::FlagParser& flags) {
   flags.Add("recipe", "", "recipe YAML file (required)");
   flags.Add("listen", "127.0.0.1:7070", "address to serve gRPC on; port 0 lets the OS choose");
   flags.Add("run-dir", "",
@@ -83,19 +70,18 @@ int main(int argc, char** argv) {
             "(default: $QSR_TOKEN; none: open)");
   flags.AddBool("token-protect-reads", "require the token for status reads too");
   flags.AcceptRecipeOverrides();
-  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
-  if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
+}
 
-  absl::StatusOr<qsr::Recipe> recipe =
-      qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
-  if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
+// The timing and serving flags into `options` (and --linger-s); an error names the flag.
+absl::Status ParseServing(const qsr::FlagParser& flags, qsr::CoordinatorServer::Options* options,
+                          int64_t* linger_s) {
   absl::StatusOr<int64_t> timeout_s = flags.GetInt("rendezvous-timeout-s");
   absl::StatusOr<int64_t> batch_steps = flags.GetInt("plan-batch-steps");
-  absl::StatusOr<int64_t> linger_s = flags.GetInt("linger-s");
+  absl::StatusOr<int64_t> linger = flags.GetInt("linger-s");
   absl::StatusOr<int64_t> metrics_port = flags.GetInt("metrics-port");
   for (const absl::Status& s :
-       {timeout_s.status(), batch_steps.status(), linger_s.status(), metrics_port.status()}) {
-    if (!s.ok()) return Fail(std::string(s.message()));
+       {timeout_s.status(), batch_steps.status(), linger.status(), metrics_port.status()}) {
+    if (!s.ok()) return s;
   }
   // Liveness and recovery deadlines: each must be positive.
   struct Deadline {
@@ -103,101 +89,125 @@ int main(int argc, char** argv) {
     absl::Duration unit;
     absl::Duration* out;
   };
-  qsr::CoordinatorServer::Options options;
+  qsr::RunController::Options& run = options->run;
   for (const Deadline& d :
-       {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1), &options.run.heartbeat_interval},
-        Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1), &options.run.heartbeat_timeout},
-        Deadline{"regroup-timeout-ms", absl::Milliseconds(1), &options.run.regroup_timeout},
-        Deadline{"replacement-timeout-s", absl::Seconds(1), &options.run.replacement_timeout},
-        Deadline{"round-timeout-s", absl::Seconds(1), &options.run.round_timeout}}) {
+       {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1), &run.heartbeat_interval},
+        Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1), &run.heartbeat_timeout},
+        Deadline{"regroup-timeout-ms", absl::Milliseconds(1), &run.regroup_timeout},
+        Deadline{"replacement-timeout-s", absl::Seconds(1), &run.replacement_timeout},
+        Deadline{"round-timeout-s", absl::Seconds(1), &run.round_timeout}}) {
     absl::StatusOr<int64_t> v = flags.GetInt(d.flag);
-    if (!v.ok()) return Fail(std::string(v.status().message()));
-    if (*v < 1) return Fail(std::string("--") + d.flag + " must be >= 1");
+    if (!v.ok()) return v.status();
+    if (*v < 1) return absl::InvalidArgumentError(std::string("--") + d.flag + " must be >= 1");
     *d.out = *v * d.unit;
   }
-  if (options.run.heartbeat_timeout <= options.run.heartbeat_interval) {
-    return Fail("--heartbeat-timeout-ms must be larger than --heartbeat-interval-ms");
+  if (run.heartbeat_timeout <= run.heartbeat_interval) {
+    return absl::InvalidArgumentError(
+        "--heartbeat-timeout-ms must be larger than --heartbeat-interval-ms");
   }
-  if (*timeout_s < 1 || *batch_steps < 1 || *linger_s < 0) {
-    return Fail("--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
+  if (*timeout_s < 1 || *batch_steps < 1 || *linger < 0) {
+    return absl::InvalidArgumentError(
+        "--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
   }
   if (*metrics_port < -1 || *metrics_port > 65535) {
-    return Fail("--metrics-port must be -1 (off), 0 (the OS chooses) or a port up to 65535");
+    return absl::InvalidArgumentError(
+        "--metrics-port must be -1 (off), 0 (the OS chooses) or a port up to 65535");
   }
+  run.rendezvous_timeout = absl::Seconds(*timeout_s);
+  run.plan_batch_steps = *batch_steps;
+  options->metrics_port = static_cast<int>(*metrics_port);
+  options->listen = flags.Get("listen");
+  *linger_s = *linger;
+  return absl::OkStatus();
+}
 
-  options.listen = flags.Get("listen");
-  options.run.run_id = flags.Get("run-id").empty() ? DefaultRunId() : flags.Get("run-id");
-  if (!flags.Get("state-dir").empty()) {
-    absl::StatusOr<std::unique_ptr<qsr::Journal>> journal =
-        qsr::Journal::Open(flags.Get("state-dir"), &options.recovered);
-    if (!journal.ok()) return Fail(std::string(journal.status().message()));
-    options.journal = std::move(*journal);
-    if (options.recovered.exists) {
-      // Continue the journal's run: its name and its recipe, whatever the flags say now.
-      options.run.run_id = options.recovered.run_id;
-      absl::StatusOr<qsr::Recipe> journaled =
-          qsr::ParseRecipeYaml(options.recovered.recipe_yaml, flags.Get("state-dir"));
-      if (!journaled.ok()) return Fail(std::string(journaled.status().message()));
-      if (absl::Status s = qsr::ResolveRecipe(*journaled); !s.ok()) {
-        return Fail(std::string(s.message()));
-      }
-      if (qsr::RecipeChangedOnRestart(*recipe, *journaled)) {
-        LOG(WARNING) << "--recipe differs from the recipe of the run in " << flags.Get("state-dir")
-                     << "; continuing with the journal's";
-      }
-      *recipe = *journaled;
-    }
-  }
-  options.run.rendezvous_timeout = absl::Seconds(*timeout_s);
-  options.run.plan_batch_steps = *batch_steps;
-  options.metrics_port = static_cast<int>(*metrics_port);
-  options.security.tls_cert = flags.Get("tls-cert");
-  options.security.tls_key = flags.Get("tls-key");
-  options.security.tls_client_ca = flags.Get("tls-client-ca");
+// TLS and the run token; an error names the flag or file.
+absl::Status ParseSecurity(const qsr::FlagParser& flags, qsr::ServerSecurity* security) {
+  security->tls_cert = flags.Get("tls-cert");
+  security->tls_key = flags.Get("tls-key");
+  security->tls_client_ca = flags.Get("tls-client-ca");
   absl::StatusOr<std::string> token = qsr::LoadToken(flags.Get("token-file"));
-  if (!token.ok()) return Fail(std::string(token.status().message()));
-  options.security.token = std::move(*token);
-  options.security.token_protect_reads = flags.GetBool("token-protect-reads");
-  if (options.security.token_protect_reads && options.security.token.empty()) {
-    return Fail("--token-protect-reads needs a token (--token-file or $QSR_TOKEN)");
+  if (!token.ok()) return token.status();
+  security->token = std::move(*token);
+  security->token_protect_reads = flags.GetBool("token-protect-reads");
+  if (security->token_protect_reads && security->token.empty()) {
+    return absl::InvalidArgumentError(
+        "--token-protect-reads needs a token (--token-file or $QSR_TOKEN)");
+  }
+  return absl::OkStatus();
+}
+
+void LogServing(const qsr::Recipe& recipe, const qsr::CoordinatorServer::Options& options,
+                const qsr::CoordinatorServer& server) {
+  const qsr::ServerSecurity& security = options.security;
+  LOG(INFO) << "run " << options.run.run_id << ": " << recipe.model << " / " << recipe.optimizer
+            << ", " << recipe.workers << " workers, " << recipe.TotalSteps() << " steps; run dir "
+            << options.run_dir;
+  LOG(INFO) << "listening on " << server.address()
+            << (security.UsesTls() ? (security.tls_client_ca.empty() ? " (TLS)" : " (mutual TLS)")
+                                   : " (insecure)")
+            << (security.token.empty()         ? ""
+                : security.token_protect_reads ? ", token required for every call"
+                                               : ", token required to change the run");
+}
+
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  qsr::InitLogging(argv[0]);
+  // The distribution's Abseil is built without NDEBUG, so every absl::Mutex acquisition (ours
+  // and gRPC's) would run the deadlock detector's lock-graph bookkeeping: about a tenth of the
+  // coordinator's CPU at 1,024 workers. Tests keep the detector on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  qsr::FlagParser flags("qsr-coordinator",
+                        "qsr-coordinator --recipe FILE [--listen HOST:PORT] [--run-dir DIR] "
+                        "[--KEY=VALUE ...]\n"
+                        "Owns one training run: the recipe, the round plan (QSR), membership, "
+                        "rendezvous, reports and status.");
+  DefineFlags(flags);
+  if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
+  if (flags.Get("recipe").empty()) return Fail("--recipe FILE is required (see --help)");
+
+  absl::StatusOr<qsr::Recipe> recipe =
+      qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
+  if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
+  qsr::CoordinatorServer::Options options;
+  int64_t linger_s = 0;
+  if (absl::Status s = ParseServing(flags, &options, &linger_s); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  absl::StatusOr<qsr::RunStart> start = qsr::ChooseRunStart(
+      *std::move(recipe),
+      qsr::RunStartFlags{flags.Get("state-dir"), flags.Get("run-id"), flags.Get("run-dir")},
+      DefaultRunId());
+  if (!start.ok()) return Fail(std::string(start.status().message()));
+  for (const std::string& warning : start->warnings) LOG(WARNING) << warning;
+  if (!start->resumed_from.empty()) {
+    LOG(INFO) << "resuming from " << start->resumed_from << " at step "
+              << start->recipe.resume_from_step;
+  }
+  options.run.run_id = start->run_id;
+  options.run_dir = start->run_dir;
+  options.journal = std::move(start->journal);
+  options.recovered = std::move(start->recovered);
+  if (absl::Status s = ParseSecurity(flags, &options.security); !s.ok()) {
+    return Fail(std::string(s.message()));
   }
   qsr::SetLogContext(options.run.run_id, "coord");
-  options.run_dir = !flags.Get("run-dir").empty()     ? flags.Get("run-dir")
-                    : !flags.Get("state-dir").empty() ? flags.Get("state-dir")
-                                                      : "runs/" + options.run.run_id;
-
-  // Checkpoints go under the run directory unless the recipe says otherwise; workers learn the
-  // folder from the recipe (a worker's --checkpoint-dir still wins, for per-machine mounts).
-  if (recipe->checkpoint_dir.empty()) recipe->checkpoint_dir = options.run_dir + "/checkpoints";
-  // resume: the coordinator picks the checkpoint (it owns the plan); workers load its files.
-  absl::StatusOr<qsr::ChosenCheckpoint> resumed = qsr::ApplyResume(*recipe, recipe->checkpoint_dir);
-  if (!resumed.ok()) return Fail(std::string(resumed.status().message()));
-  for (const std::string& skipped : resumed->skipped) {
-    LOG(WARNING) << "resume: skipped a bad checkpoint: " << skipped;
-  }
-  if (!resumed->manifest_path.empty()) {
-    LOG(INFO) << "resuming from " << resumed->manifest_path << " at step "
-              << recipe->resume_from_step;
-  }
 
   absl::StatusOr<std::unique_ptr<qsr::CoordinatorServer>> server =
-      qsr::CoordinatorServer::Start(*recipe, options);
+      qsr::CoordinatorServer::Start(start->recipe, options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  LOG(INFO) << "run " << options.run.run_id << ": " << recipe->model << " / " << recipe->optimizer
-            << ", " << recipe->workers << " workers, " << recipe->TotalSteps() << " steps; run dir "
-            << options.run_dir;
-  LOG(INFO) << "listening on " << (*server)->address()
-            << (options.security.UsesTls()
-                    ? (options.security.tls_client_ca.empty() ? " (TLS)" : " (mutual TLS)")
-                    : " (insecure)")
-            << (options.security.token.empty()         ? ""
-                : options.security.token_protect_reads ? ", token required for every call"
-                                                       : ", token required to change the run");
-  if (!flags.Get("port-file").empty()) {
-    std::string tmp = flags.Get("port-file") + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
-    std::rename(tmp.c_str(), flags.Get("port-file").c_str());
-  }
+  LogServing(start->recipe, options, **server);
+  WritePortFile(flags.Get("port-file"), (*server)->port());
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -209,7 +219,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   bool failed = (*server)->controller().Failed();
-  absl::Time linger_until = absl::Now() + absl::Seconds(*linger_s);
+  absl::Time linger_until = absl::Now() + absl::Seconds(linger_s);
   while (g_signal == 0 && absl::Now() < linger_until) absl::SleepFor(absl::Milliseconds(100));
   (*server)->Shutdown();
   return failed ? 1 : 0;

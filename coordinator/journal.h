@@ -22,7 +22,7 @@
 //     back to the entries before it: such a line was written whole, so the call it records may
 //     have been answered, and replaying around it could serve a wrong plan.
 //
-// Thread-compatible: the owner (RunController) serialises calls.
+// Thread-compatible: the owner (RoundLedger, under the RunController's lock) serialises calls.
 #ifndef QSR_COORDINATOR_JOURNAL_H_
 #define QSR_COORDINATOR_JOURNAL_H_
 

@@ -91,6 +91,12 @@ void Membership::DropJoiner(const std::string& worker_id) {
                  joiners_.end());
 }
 
+absl::Status Membership::NotAlike(int co_rank, int rank, int64_t generation) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("co-member rank ", co_rank, " and the caller (rank ", rank,
+                   ") do not stand alike in generation ", generation));
+}
+
 absl::StatusOr<Membership::Standing> Membership::Check(const std::string& worker_id, int rank,
                                                        int64_t generation, absl::Time now) {
   if (generation <= 0 || generation > generation_) {

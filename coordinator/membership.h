@@ -88,6 +88,22 @@ class Membership {
   // generation (it must join again), kCurrent otherwise (and records it as seen).
   absl::StatusOr<Standing> Check(const std::string& worker_id, int rank, int64_t generation,
                                  absl::Time now);
+  // Check for a call that brings co-members (a host agent's): each of `co_members` (anything
+  // with worker_id() and rank(); distinct ranks, as the request validator ensures) must be a
+  // member of the caller's generation, standing as the caller does.
+  template <typename CoMembers>
+  absl::StatusOr<Standing> CheckWithCoMembers(const std::string& worker_id, int rank,
+                                              int64_t generation, const CoMembers& co_members,
+                                              absl::Time now) {
+    absl::StatusOr<Standing> standing = Check(worker_id, rank, generation, now);
+    if (!standing.ok()) return standing;
+    for (const auto& m : co_members) {
+      absl::StatusOr<Standing> co = Check(m.worker_id(), m.rank(), generation, now);
+      if (!co.ok()) return co;
+      if (*co != *standing) return NotAlike(m.rank(), rank, generation);
+    }
+    return standing;
+  }
 
   // Ends the active generation; `failed_ranks` are not expected back. No-op while forming.
   void EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
@@ -122,6 +138,7 @@ class Membership {
   int64_t formed_next_round() const { return formed_next_round_; }
 
  private:
+  static absl::Status NotAlike(int co_rank, int rank, int64_t generation);
   // Marks members_[rank] as failed (or left), keeping active_ in step.
   void SetInactive(int rank, bool failed);
 

@@ -1,9 +1,13 @@
-// RunController: the state of one training run, as the coordinator owns it.
+// RunController: the state machine of one training run, as the coordinator owns it.
 //
-// It holds the resolved recipe and the round planner, admits workers (membership), runs the round
-// barrier that hands out round plans, commits rounds when every member has reported them, records
-// evaluations, and answers status queries. It speaks the qsr.v1 protobuf messages but knows
-// nothing of gRPC, so it is tested directly.
+// It holds the resolved recipe and the round planner and decides what each call means for the
+// run: it admits workers (Membership, with the Join calls that wait in Admission), releases the
+// round barrier (RoundBarrier) with the plans the planner makes, hands reports to the round
+// ledger (RoundLedger: pending and committed rounds, evaluations, checkpoints, journal and
+// run-log writes, statistics), and renders status (run_status). It speaks the qsr.v1 protobuf
+// messages but knows nothing of gRPC, so it is tested directly. Requests must have passed
+// coordinator/request_validator (sizes, ranges, distinct co-member ranks); the controller checks
+// only what depends on the run's state.
 //
 // Run lifecycle:
 //   WAITING --(`workers` joined: generation 1 forms)--> RUNNING
@@ -32,9 +36,7 @@
 #define QSR_COORDINATOR_RUN_CONTROLLER_H_
 
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,9 +47,13 @@
 #include "absl/time/time.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
+#include "coordinator/admission.h"
 #include "coordinator/journal.h"
 #include "coordinator/membership.h"
+#include "coordinator/round_barrier.h"
+#include "coordinator/round_ledger.h"
 #include "coordinator/run_log.h"
+#include "coordinator/run_status.h"
 #include "qsr/v1/coordinator.pb.h"
 
 namespace qsr {
@@ -128,43 +134,25 @@ class RunController {
 
  private:
   enum class State { kWaiting, kRunning, kFinished, kFailed };
-  struct PendingRound {
-    v1::RoundPlan plan;
-    int expected = 0;                                // members when it was served
-    std::map<std::string, v1::RoundReport> reports;  // by worker id
-  };
-  struct JoinWaiter {
-    absl::Time poll_deadline;
-    JoinCallback done;
-  };
   using Completion = std::function<void()>;
-  // One waiting NextRounds call and the ranks it brought to the barrier.
-  struct BarrierCall {
-    NextRoundsCallback done;
-    std::vector<int> ranks;
-  };
 
   const char* StateName() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return state_ == State::kFinished || state_ == State::kFailed;
+  }
   // A restarted coordinator: committed rounds, evaluations and plans served come back from the
   // journal; the last generation's members are expected to join again (their calls are answered
   // GENERATION_ENDED), and the group re-forms as after any failure.
   void Recover(const Journal::Recovered& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends to the journal, if there is one (errors are logged: the run goes on).
-  void Record(const v1::JournalEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks a member's call against the membership: kEnded means "answer GENERATION_ENDED".
-  absl::StatusOr<Membership::Standing> CheckMember(const std::string& worker_id, int rank,
-                                                   int64_t generation, absl::Time now)
+  // The Join of a worker the run can take (not ended, not stopping).
+  void Admit(const v1::JoinRequest& request, absl::Time now, absl::Time poll_deadline,
+             JoinCallback done, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // CheckMember for the caller and each co-member (a host agent's call); they must stand alike.
-  absl::StatusOr<Membership::Standing> CheckMembers(
-      const std::string& worker_id, int rank, int64_t generation,
-      const google::protobuf::RepeatedPtrField<v1::CoMember>& co_members, absl::Time now)
+  // The outcome of a member's call when the run has ended or the caller's generation has; OK
+  // otherwise.
+  v1::Outcome MemberOutcome(Membership::Standing standing, int64_t generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JoinReply MemberReply(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers everyone waiting at the barrier with `reply` and empties it. The reply is built once
-  // and shared by the K answers (no per-waiter copy under the lock).
-  void ReleaseWaiters(v1::NextRoundsReply reply, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When every active member waits at the barrier: the plan for the next rounds goes to all of
   // them (or, with workers waiting to be admitted, the group re-forms). Called on every arrival
   // and whenever a member stops counting (it left), so that the others do not wait for it.
@@ -178,14 +166,17 @@ class RunController {
   // never can.
   void MaybeForm(absl::Time now, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves the plan to where a newly formed generation resumes (see the recovery protocol).
-  absl::Status ResumeAt(int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Plans the batch of rounds starting at `next_round`, records them as served.
+  // A generation after the first formed: moves the plan to where it resumes (see the recovery
+  // protocol). False when the run failed instead.
+  bool Resume(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Serves the batch of rounds starting at `next_round` (again, for a retried call).
   v1::NextRoundsReply PlanBatch(int64_t next_round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CommitReadyRounds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Commit(const PendingRound& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the run as failed; returns the barrier callbacks to run outside the lock.
-  std::vector<Completion> Fail(const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Acts on missed heartbeats and stragglers.
+  void CheckLiveness(absl::Time now, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the run as failed, answering every waiting call.
+  void Fail(const std::string& message, std::vector<Completion>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the run as finished: commits what is ready, answers waiting barrier calls, journals.
   void Finish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -194,7 +185,7 @@ class RunController {
   // The run has ended: journal and summary.json.
   void RecordEnd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string SummaryJson() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RunView View() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Recipe recipe_;
   // RecipeToYaml(recipe_), rendered once: every Join reply carries it.
@@ -205,49 +196,18 @@ class RunController {
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
-  std::unique_ptr<RunLog> log_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<Journal> journal_ ABSL_GUARDED_BY(mu_);
   State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
   std::string message_ ABSL_GUARDED_BY(mu_);
   Membership membership_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, JoinWaiter> join_waiters_ ABSL_GUARDED_BY(mu_);  // by worker id
-  // Workers ever admitted: their reports are accepted after their generation ended.
-  std::map<std::string, double> samples_per_sec_ ABSL_GUARDED_BY(mu_);
+  Admission admission_ ABSL_GUARDED_BY(mu_);  // of membership_
+  RoundBarrier barrier_ ABSL_GUARDED_BY(mu_);
+  RoundLedger ledger_ ABSL_GUARDED_BY(mu_);
   int64_t regroups_ ABSL_GUARDED_BY(mu_) = 0;
-
-  // Barrier: the round everyone is asking for, and who has asked.
-  int64_t barrier_round_ ABSL_GUARDED_BY(mu_) = -1;
-  absl::Time barrier_deadline_ ABSL_GUARDED_BY(mu_);
-  // The barrier's waiting calls, indexed by rank (null: that rank has not arrived), so that an
-  // arrival costs O(1), not a scan of the K waiters; and how many ranks are waiting. A call that
-  // brings co-members (a host agent's) occupies the slot of every rank it carries.
-  std::vector<std::shared_ptr<BarrierCall>> waiters_ ABSL_GUARDED_BY(mu_);
-  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
   // An operator asked the run to stop (plan_exhausted_ is set with it).
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
-
-  // Rounds served, not yet committed, by round index; and where the next round starts.
-  std::map<int64_t, PendingRound> pending_ ABSL_GUARDED_BY(mu_);
-  // The first round of this run: 0, or where a resumed run picks up (resume_from_step).
-  int64_t start_round_ = 0;
-  int64_t next_round_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t next_step_to_serve_ ABSL_GUARDED_BY(mu_) = 0;
-  v1::RoundPlan current_ ABSL_GUARDED_BY(mu_);
-
-  // Committed history.
-  std::vector<v1::RoundRecord> committed_ ABSL_GUARDED_BY(mu_);
-  int64_t bytes_per_worker_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<std::pair<int64_t, double>> recent_ ABSL_GUARDED_BY(mu_);  // samples, seconds
-  double train_loss_ ABSL_GUARDED_BY(mu_) = 0.0;
-  v1::EvalReport last_eval_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::EvalReport> evals_ ABSL_GUARDED_BY(mu_);  // one per evaluation (a few per epoch)
-  bool have_eval_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t last_eval_step_ ABSL_GUARDED_BY(mu_) = -1;
   absl::Time ended_ ABSL_GUARDED_BY(mu_);
-  std::string last_checkpoint_ ABSL_GUARDED_BY(mu_);
-  int64_t last_checkpoint_step_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace qsr

@@ -7,7 +7,8 @@
 //   summary.json   written when the run ends: state, steps, rounds, final accuracy, bytes
 //
 // Lines are flushed as they are written, so a crash loses at most a partial last line, and tools
-// can follow a live run. Thread-compatible: the owner (RunController) serialises calls.
+// can follow a live run. Thread-compatible: the owner (RoundLedger, under the RunController's lock)
+// serialises calls.
 #ifndef QSR_COORDINATOR_RUN_LOG_H_
 #define QSR_COORDINATOR_RUN_LOG_H_
 

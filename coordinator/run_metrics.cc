@@ -25,6 +25,43 @@ RoundStats::Snapshot RoundStats::Get() const {
   return s_;
 }
 
+namespace {
+
+void AddRoundDurations(const RoundStats::Snapshot& r, PrometheusPage* p) {
+  p->Family("qsr_round_duration_seconds", "histogram",
+            "Wall time of a round (its slowest worker), from the start of its first step to the "
+            "end of its averaging.");
+  for (size_t i = 0; i < RoundStats::kBuckets.size(); ++i) {
+    p->Sample("qsr_round_duration_seconds_bucket", r.cumulative[i],
+              absl::StrFormat(R"(le="%s")", PrometheusValue(RoundStats::kBuckets[i])));
+  }
+  p->Sample("qsr_round_duration_seconds_bucket", r.count, R"(le="+Inf")")
+      .Sample("qsr_round_duration_seconds_sum", r.sum)
+      .Sample("qsr_round_duration_seconds_count", r.count);
+}
+
+void AddWorkers(const v1::GetStatusReply& s, absl::Time now, PrometheusPage* p) {
+  // Per worker. The throughput is the worker's own measurement over its last round (the
+  // coordinator keeps no per-worker sample count to derive it from).
+  p->Family("qsr_worker_samples_per_second", "gauge",
+            "Each worker's training throughput in its last round, as it measured it.");
+  for (const v1::WorkerInfo& w : s.worker_info()) {
+    p->Sample("qsr_worker_samples_per_second", w.samples_per_sec(),
+              absl::StrFormat(R"(rank="%d",host="%s",device="%s")", w.rank(),
+                              PrometheusLabel(w.host()), PrometheusLabel(w.device())));
+  }
+  p->Family("qsr_worker_last_seen_timestamp_seconds", "gauge",
+            "When the coordinator last heard from each worker (seconds since the Unix epoch).");
+  for (const v1::WorkerInfo& w : s.worker_info()) {
+    p->Sample("qsr_worker_last_seen_timestamp_seconds",
+              absl::ToUnixMicros(now) / 1e6 - w.last_seen_s(),
+              absl::StrFormat(R"(rank="%d",host="%s",state="%s")", w.rank(),
+                              PrometheusLabel(w.host()), PrometheusLabel(w.state())));
+  }
+}
+
+}  // namespace
+
 std::string RenderRunMetrics(const v1::GetStatusReply& s, const RoundStats::Snapshot& r,
                              absl::Time now) {
   PrometheusPage p;
@@ -60,16 +97,7 @@ std::string RenderRunMetrics(const v1::GetStatusReply& s, const RoundStats::Snap
   p.One("qsr_generation", "gauge", "Membership generation (grows with every regroup).",
         s.generation());
 
-  p.Family("qsr_round_duration_seconds", "histogram",
-           "Wall time of a round (its slowest worker), from the start of its first step to the "
-           "end of its averaging.");
-  for (size_t i = 0; i < RoundStats::kBuckets.size(); ++i) {
-    p.Sample("qsr_round_duration_seconds_bucket", r.cumulative[i],
-             absl::StrFormat(R"(le="%s")", PrometheusValue(RoundStats::kBuckets[i])));
-  }
-  p.Sample("qsr_round_duration_seconds_bucket", r.count, R"(le="+Inf")")
-      .Sample("qsr_round_duration_seconds_sum", r.sum)
-      .Sample("qsr_round_duration_seconds_count", r.count);
+  AddRoundDurations(r, &p);
 
   p.One("qsr_averaging_sent_per_worker_bytes_total", "counter",
         "Bytes each worker has sent in model averaging (collectives).", s.bytes_per_worker());
@@ -97,23 +125,7 @@ std::string RenderRunMetrics(const v1::GetStatusReply& s, const RoundStats::Snap
         "When the coordinator started the run (seconds since the Unix epoch).",
         absl::ToUnixMicros(now) / 1e6 - s.elapsed_s());
 
-  // Per worker. The throughput is the worker's own measurement over its last round (the
-  // coordinator keeps no per-worker sample count to derive it from).
-  p.Family("qsr_worker_samples_per_second", "gauge",
-           "Each worker's training throughput in its last round, as it measured it.");
-  for (const v1::WorkerInfo& w : s.worker_info()) {
-    p.Sample("qsr_worker_samples_per_second", w.samples_per_sec(),
-             absl::StrFormat(R"(rank="%d",host="%s",device="%s")", w.rank(),
-                             PrometheusLabel(w.host()), PrometheusLabel(w.device())));
-  }
-  p.Family("qsr_worker_last_seen_timestamp_seconds", "gauge",
-           "When the coordinator last heard from each worker (seconds since the Unix epoch).");
-  for (const v1::WorkerInfo& w : s.worker_info()) {
-    p.Sample("qsr_worker_last_seen_timestamp_seconds",
-             absl::ToUnixMicros(now) / 1e6 - w.last_seen_s(),
-             absl::StrFormat(R"(rank="%d",host="%s",state="%s")", w.rank(),
-                             PrometheusLabel(w.host()), PrometheusLabel(w.state())));
-  }
+  AddWorkers(s, now, &p);
   return std::move(p).str();
 }
 

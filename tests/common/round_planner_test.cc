@@ -183,5 +183,51 @@ TEST(RoundPlannerTest, DataParallelSyncsEveryStep) {
   EXPECT_DOUBLE_EQ(RoundPlanner::Summarize(rounds).sync_share, 1.0);
 }
 
+// Every epoch boundary a round crosses (and the run's end) is followed by an evaluation; with
+// save_freq 3 the rounds reaching epochs 3, 6, 9 and the last one checkpoint.
+TEST(RoundPlannerTest, EvaluatesAfterEachEpochAndCheckpointsEverySaveFreqEpochs) {
+  Recipe r = QsrRecipe();
+  r.save_freq = 3;
+  const std::vector<Round> plan = RoundPlanner(r).Plan();
+  std::vector<int64_t> eval_epochs, checkpoint_epochs;
+  for (const Round& round : plan) {
+    const bool crosses_epoch = round.end_step() / 100 != round.start_step / 100;
+    const bool last = round.end_step() == 1000;
+    EXPECT_EQ(round.eval_after, crosses_epoch || last) << "round " << round.index;
+    if (round.eval_after) eval_epochs.push_back(round.end_step() / 100);
+    if (round.checkpoint_after) checkpoint_epochs.push_back(round.end_step() / 100);
+  }
+  EXPECT_EQ(eval_epochs.size(), 10u);
+  EXPECT_EQ(checkpoint_epochs, (std::vector<int64_t>{3, 6, 9, 10}));
+  // RoundAt, which the coordinator serves from, decides the same.
+  for (const Round& round : plan) {
+    const std::optional<Round> again = RoundPlanner(r).RoundAt(round.index, round.start_step);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->eval_after, round.eval_after);
+    EXPECT_EQ(again->checkpoint_after, round.checkpoint_after);
+  }
+}
+
+TEST(RoundPlannerTest, NoCheckpointsWithoutSaveFreqButTheLastRoundEvaluates) {
+  Recipe r = QsrRecipe();
+  r.save_freq = 0;
+  const std::vector<Round> plan = RoundPlanner(r).Plan();
+  for (const Round& round : plan) EXPECT_FALSE(round.checkpoint_after) << round.index;
+  EXPECT_TRUE(plan.back().eval_after);
+}
+
+TEST(RoundPlannerTest, FirstRoundFromCountsTheRoundsBeforeAStep) {
+  RoundPlanner planner(QsrRecipe());
+  const std::vector<Round> plan = planner.Plan();
+  EXPECT_EQ(planner.FirstRoundFrom(0), 0);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    EXPECT_EQ(planner.FirstRoundFrom(plan[i].start_step), static_cast<int64_t>(i));
+    if (plan[i].h > 1) {  // a step inside round i: the run picks up at round i + 1
+      EXPECT_EQ(planner.FirstRoundFrom(plan[i].start_step + 1), static_cast<int64_t>(i + 1));
+    }
+  }
+  EXPECT_EQ(planner.FirstRoundFrom(planner.total_steps()), static_cast<int64_t>(plan.size()));
+}
+
 }  // namespace
 }  // namespace qsr

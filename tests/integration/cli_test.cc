@@ -140,6 +140,10 @@ TEST(CliTest, PlanJsonMatchesThePlanner) {
     EXPECT_EQ(testing::JsonField(lines[i], "round"), absl::StrCat(plan[i].index));
     EXPECT_EQ(testing::JsonField(lines[i], "step"), absl::StrCat(plan[i].start_step));
     EXPECT_EQ(testing::JsonField(lines[i], "h"), absl::StrCat(plan[i].h));
+    // The rounds the coordinator will have evaluated and checkpointed.
+    EXPECT_EQ(testing::JsonField(lines[i], "eval_after"), plan[i].eval_after ? "true" : "false");
+    EXPECT_EQ(testing::JsonField(lines[i], "checkpoint_after"),
+              plan[i].checkpoint_after ? "true" : "false");
   }
   EXPECT_EQ(testing::JsonField(lines.back(), "rounds"), absl::StrCat(plan.size()));
   EXPECT_EQ(testing::JsonField(lines.back(), "total_steps"), "936");
