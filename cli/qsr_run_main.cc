@@ -17,15 +17,14 @@
 #include "absl/strings/str_format.h"
 #include "cli/launch_plan.h"
 #include "cli/node_launcher.h"
-#include "cli/ops_client.h"
 #include "cli/process_group.h"
 #include "cli/route_address.h"
 #include "cli/status_format.h"
 #include "cli/worker_devices.h"
-#include "client/coordinator_client.h"
+#include "client/ops_client.h"
 #include "common/flags.h"
-#include "common/heap_policy.h"
 #include "common/recipe.h"
+#include "worker/heap_policy.h"
 
 namespace {
 
@@ -669,13 +668,12 @@ int main(int argc, char** argv) {
     }
   }
 
-  absl::StatusOr<std::unique_ptr<qsr::CoordinatorClient>> made =
-      qsr::NewGrpcCoordinatorClient(address, security);
+  absl::StatusOr<std::unique_ptr<qsr::OpsClient>> made = qsr::OpsClient::Create(address, security);
   if (!made.ok()) {
     group.TerminateAll(absl::Seconds(5));
     return Fail(std::string(made.status().message()));
   }
-  qsr::CoordinatorClient* client = made->get();
+  qsr::OpsClient* client = made->get();
   absl::Time next_progress = absl::Now() + absl::Seconds(*progress_s);
   bool failed = false;
   std::vector<bool> reported(group.size(), false);
@@ -701,7 +699,7 @@ int main(int argc, char** argv) {
     }
     if (!group.ExitCode(0) && absl::Now() >= next_progress) {
       next_progress = absl::Now() + absl::Seconds(*progress_s);
-      absl::StatusOr<qsr::v1::GetStatusReply> s = client->GetStatus(absl::Now() + absl::Seconds(2));
+      absl::StatusOr<qsr::v1::GetStatusReply> s = client->GetStatus(absl::Seconds(2));
       if (s.ok() && s->state() == "RUNNING") {
         std::cout << "qsr-run: " << qsr::ProgressLine(*s) << std::endl;
       }

@@ -9,10 +9,10 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "cli/ops_client.h"
 #include "cli/plot.h"
 #include "cli/status_format.h"
 #include "client/connection_security.h"
+#include "client/ops_client.h"
 #include "common/flags.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"

@@ -35,7 +35,7 @@ target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_comm
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
-target_link_libraries(qsr-worker PRIVATE qsr_trainer)
+target_link_libraries(qsr-worker PRIVATE qsr_trainer qsr_heap_policy)
 
 # A checkpoint's weights as a PyTorch state dict (what `qsrctl export` runs).
 add_executable(qsr-export ${CMAKE_CURRENT_LIST_DIR}/export_main.cc)
