@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/coordinator_client.h"
-#include "client/heartbeater.h"
 #include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator_factory.h"
+#include "worker/joined_group.h"
 
 namespace qsr {
 
@@ -26,25 +26,27 @@ struct DistributedContext::Impl {
   std::string run_id;
   int64_t generation = 0;
   std::optional<Recipe> recipe;
-  std::string worker_id;
   bool finished = false;
   // Declared in dependency order, so destruction runs from the communicator (which closes its
   // connections) back to the coordinator client the store talks through.
   std::unique_ptr<CoordinatorClient> client;
   // Under torchrun's agent store: the agent's whole store, of which `store` is this attempt's view.
   std::unique_ptr<Store> agent_store;
-  std::unique_ptr<Store> store;         // C10dStore, InMemoryStore or CoordinatorStore
-  std::unique_ptr<PrefixStore> scoped;  // the communicator's keys
+  std::unique_ptr<Store> store;  // C10dStore, InMemoryStore or CoordinatorStore
   std::unique_ptr<Communicator> comm;
-  // With a coordinator: keeps this process a live member; destroyed first (it uses comm).
-  std::unique_ptr<Heartbeater> heartbeater;
+  // With a coordinator: this process's membership, as a worker holds it (join, heartbeats that
+  // abort comm when the coordinator ends the generation, leave); destroyed before comm, which it
+  // watches.
+  std::unique_ptr<JoinedGroup> group;
+  // The communicator's keys (with a coordinator, the group's view of its store): used while
+  // connecting only.
+  std::unique_ptr<Store> scoped;
 };
 
 namespace {
 
 constexpr absl::Duration kDefaultStaticTimeout = absl::Minutes(5);
 constexpr absl::Duration kDefaultJoinTimeout = absl::Seconds(60);
-constexpr absl::Duration kLeaveTimeout = absl::Seconds(10);
 
 std::string HostName() {
   char name[256] = {};
@@ -157,14 +159,8 @@ const std::optional<Recipe>& DistributedContext::recipe() const { return impl_->
 absl::Status DistributedContext::Finish(const absl::Status& status) {
   if (impl_->finished) return absl::OkStatus();
   impl_->finished = true;
-  if (impl_->client == nullptr) return absl::OkStatus();
-  if (impl_->heartbeater) impl_->heartbeater->Stop();
-  v1::LeaveRequest leave;
-  leave.set_worker_id(impl_->worker_id);
-  leave.set_rank(impl_->rank);
-  leave.set_generation(impl_->generation);
-  if (!status.ok()) leave.set_error(status.ToString());
-  return impl_->client->Leave(leave, absl::Now() + kLeaveTimeout).status();
+  if (impl_->group == nullptr) return absl::OkStatus();
+  return impl_->group->Leave(status.ok() ? "" : status.ToString());
 }
 
 absl::StatusOr<StaticWorld> StaticWorldFromEnvironment() {
@@ -280,9 +276,13 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
     const std::string& address, const DistributedOptions& options) {
   if (address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
   auto impl = std::make_unique<DistributedContext::Impl>();
-  impl->worker_id = options.worker_id.empty()
-                        ? absl::StrCat(HostName(), ":", static_cast<int64_t>(::getpid()))
-                        : options.worker_id;
+  GroupMember member;
+  member.worker_id = options.worker_id.empty()
+                         ? absl::StrCat(HostName(), ":", static_cast<int64_t>(::getpid()))
+                         : options.worker_id;
+  member.host = TransportHost(options, HostOf(address));
+  member.device = options.device;
+  impl->device = options.device;
   ClientSecurity security;
   security.tls_ca = options.tls_ca;
   security.tls_cert = options.tls_cert;
@@ -294,53 +294,32 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
       NewGrpcCoordinatorClient(address, security);
   if (!client.ok()) return client.status();
   impl->client = *std::move(client);
-  v1::JoinRequest join;
-  join.set_worker_id(impl->worker_id);
-  join.set_host(TransportHost(options, HostOf(address)));
-  impl->device = options.device;
-  join.set_device(options.device);
-  absl::StatusOr<v1::JoinReply> joined =
-      JoinWithRetry(impl->client.get(), join,
-                    options.timeout > absl::ZeroDuration() ? options.timeout : kDefaultJoinTimeout);
-  if (!joined.ok()) return joined.status();
-  if (joined->outcome().code() != v1::Outcome::OK) {
-    return absl::FailedPreconditionError("coordinator at " + address +
-                                         " refused this worker: " + joined->outcome().message());
+  impl->group = std::make_unique<JoinedGroup>(impl->client.get(), member);
+  if (absl::Status s = impl->group->Join(
+          options.timeout > absl::ZeroDuration() ? options.timeout : kDefaultJoinTimeout);
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("coordinator at ", address, ": ", s.message()));
   }
-  impl->rank = joined->rank();
-  impl->size = joined->world_size();
-  impl->run_id = joined->run_id();
-  impl->generation = joined->generation();
+  const v1::JoinReply& joined = impl->group->join();
+  impl->rank = joined.rank();
+  impl->size = joined.world_size();
+  impl->run_id = joined.run_id();
+  impl->generation = joined.generation();
   // Informational: an unreadable recipe (a newer coordinator) does not stop training.
-  if (absl::StatusOr<Recipe> recipe = ParseRecipeYaml(joined->recipe_yaml(), "coordinator recipe");
+  if (absl::StatusOr<Recipe> recipe = ParseRecipeYaml(joined.recipe_yaml(), "coordinator recipe");
       recipe.ok() && ResolveRecipe(*recipe).ok()) {
     impl->recipe = *recipe;
   }
   impl->store = std::make_unique<CoordinatorStore>(impl->client.get());
-  // The worker's key scheme: a fresh prefix per run, generation and communicator.
-  impl->scoped = std::make_unique<PrefixStore>(
-      absl::StrCat(impl->run_id, "/g", impl->generation, "/c0"), impl->store.get());
+  impl->scoped = impl->group->RendezvousStore();
   absl::Duration timeout = options.timeout;
-  if (timeout <= absl::ZeroDuration())
-    timeout = absl::Milliseconds(joined->rendezvous_timeout_ms());
+  if (timeout <= absl::ZeroDuration()) timeout = absl::Milliseconds(joined.rendezvous_timeout_ms());
   if (timeout <= absl::ZeroDuration()) timeout = kDefaultStaticTimeout;
   const absl::Status connected = Connect(*impl, options, HostOf(address), timeout);
-  if (connected.ok()) {
-    // The coordinator declares silent members failed. A library process does not re-form its
-    // group by itself: when the coordinator ends the generation, the communicator is aborted so
-    // that the program's next collective fails instead of waiting on a dead peer.
-    Communicator* comm = impl->comm.get();
-    impl->heartbeater = std::make_unique<Heartbeater>(
-        impl->client.get(), [comm](int64_t generation, const v1::Outcome& outcome) {
-          if (outcome.code() == v1::Outcome::RUN_FINISHED) return;
-          comm->Abort(absl::StrCat("the coordinator ended generation ", generation, ": ",
-                                   outcome.message()));
-        });
-    impl->heartbeater->SetIdentity(
-        impl->worker_id, impl->rank, impl->generation,
-        absl::Milliseconds(joined->heartbeat_interval_ms() > 0 ? joined->heartbeat_interval_ms()
-                                                               : 1000));
-  }
+  // The coordinator declares silent members failed. A library process does not re-form its
+  // group by itself: when the coordinator ends the generation, the communicator is aborted so
+  // that the program's next collective fails instead of waiting on a dead peer.
+  if (connected.ok()) impl->group->Watch(impl->comm.get());
   auto context = std::make_unique<DistributedContext>(std::move(impl));
   if (!connected.ok()) {
     // Leave with the error, so that the coordinator fails the run at once instead of waiting.

@@ -4,7 +4,8 @@
 # the top-level CMakeLists by scripts/gpu-check.sh when the top level does not add bench/.
 add_executable(qsr-bench-step ${CMAKE_CURRENT_LIST_DIR}/train_step_bench.cc)
 target_include_directories(qsr-bench-step PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(qsr-bench-step PRIVATE qsr_worker_model qsr_worker_optim qsr_common ${TORCH_LIBRARIES}
+target_link_libraries(qsr-bench-step PRIVATE qsr_worker_model qsr_worker_optim qsr_heap_policy qsr_common
+  ${TORCH_LIBRARIES}
   absl::strings absl::str_format)
 if(COMMAND qsr_link_libstdcxx_first)  # see worker/comm/CMakeLists.txt
   qsr_link_libstdcxx_first(qsr-bench-step PRIVATE)

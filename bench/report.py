@@ -156,7 +156,7 @@ def section_step(recs, fig_dir, md):
               "(`qsr-bench-step` vs `bench/train_step_bench.py`). Aim: ratio >= 1.15.\n")
     md.append("C++ runs as qsr-worker does: its heap policy (`--heap keep`: memory a step "
               "frees is reused instead of being unmapped and faulted in again, "
-              "common/heap_policy.h), gradients dropped between steps instead of zero-filled "
+              "worker/heap_policy.h), gradients dropped between steps instead of zero-filled "
               "(`ClearGradients`, as LibTorch 2.x's `zero_grad()`), and on the CPU one fused SGD "
               "pass per parameter (worker/foreach_sgd.h). Python runs as a user runs it: glibc's "
               "default heap and `opt.zero_grad()`. The same-memory column gives Python the "

@@ -6,7 +6,7 @@ alternately --repeats times. Prints one JSON line per run and one summary line p
    median,"ratio":cpp/python,"repeats":n,...}
 
 The columns (impl):
-  cpp          qsr-bench-step as qsr-worker runs: --heap keep (common/heap_policy.h), gradients
+  cpp          qsr-bench-step as qsr-worker runs: --heap keep (worker/heap_policy.h), gradients
                dropped between steps and its fused CPU SGD (worker/foreach_sgd.h)
   python       the Python twin as a user runs it: glibc's default heap, opt.zero_grad()
   cpp_system   C++ with glibc's default heap (--heap system)
@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # on both sides, and a step there takes seconds.
 SIZES = {"mlp": [(128, 200, 20, False)], "cnn": [(128, 40, 5, True)],
          "resnet18": [(16, 8, 2, True), (128, 3, 1, False)]}
-# The environment that gives a process qsr-worker's --heap keep (common/heap_policy.h).
+# The environment that gives a process qsr-worker's --heap keep (worker/heap_policy.h).
 KEEP_HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615"
 
 

@@ -22,9 +22,9 @@
 
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
-#include "common/heap_policy.h"
 #include "worker/clear_gradients.h"
 #include "worker/foreach_sgd.h"
+#include "worker/heap_policy.h"
 #include "worker/model/memory_format.h"
 #include "worker/model/models.h"
 #include "worker/model/torchscript_model.h"
@@ -126,7 +126,7 @@ int Run(int argc, char** argv) {
             "contiguous or channels_last (the recipe's memory_format: 4-D weights and inputs)");
   flags.Add("heap", "keep",
             "keep (qsr-worker's default: freed memory is reused) or system (glibc's defaults); "
-            "see common/heap_policy.h");
+            "see worker/heap_policy.h");
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (absl::Status s = ApplyHeapPolicy(flags.Get("heap")); !s.ok()) {
     std::cerr << "qsr-bench-step: --heap: " << s.message() << "\n";

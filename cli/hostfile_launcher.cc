@@ -11,12 +11,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "cli/launch_plan.h"
-#include "cli/ops_client.h"
 #include "cli/process_group.h"
 #include "cli/route_address.h"
 #include "cli/run_commands.h"
 #include "cli/run_dir.h"
 #include "cli/status_format.h"
+#include "client/ops_client.h"
 
 namespace qsr {
 namespace {

@@ -15,9 +15,9 @@
 #include "cli/status_format.h"
 #include "cli/worker_devices.h"
 #include "client/connection_security.h"
-#include "client/coordinator_client.h"
-#include "common/heap_policy.h"
+#include "client/ops_client.h"
 #include "common/recipe.h"
+#include "worker/heap_policy.h"
 
 namespace qsr {
 namespace {
@@ -106,8 +106,8 @@ absl::StatusOr<std::string> StartRun(const FlagParser& flags, const LocalPlan& p
 
 // Follows the run until every child has exited; false when the coordinator failed, nullopt when
 // interrupted.
-std::optional<bool> FollowRun(ProcessGroup& group, CoordinatorClient& client,
-                              absl::Duration progress_every, volatile std::sig_atomic_t* signal) {
+std::optional<bool> FollowRun(ProcessGroup& group, OpsClient& client, absl::Duration progress_every,
+                              volatile std::sig_atomic_t* signal) {
   absl::Time next_progress = absl::Now() + progress_every;
   bool failed = false;
   std::vector<bool> reported(group.size(), false);
@@ -133,7 +133,7 @@ std::optional<bool> FollowRun(ProcessGroup& group, CoordinatorClient& client,
     }
     if (!group.ExitCode(0) && absl::Now() >= next_progress) {
       next_progress = absl::Now() + progress_every;
-      absl::StatusOr<v1::GetStatusReply> s = client.GetStatus(absl::Now() + absl::Seconds(2));
+      absl::StatusOr<v1::GetStatusReply> s = client.GetStatus(absl::Seconds(2));
       if (s.ok() && s->state() == "RUNNING") {
         std::cout << "qsr-run: " << ProgressLine(*s) << std::endl;
       }
@@ -154,8 +154,7 @@ int RunLocal(const FlagParser& flags, volatile std::sig_atomic_t* signal) {
   ProcessGroup group;
   absl::StatusOr<std::string> address = StartRun(flags, *plan, group, signal);
   if (!address.ok()) return QsrRunUsageError(std::string(address.status().message()));
-  absl::StatusOr<std::unique_ptr<CoordinatorClient>> client =
-      NewGrpcCoordinatorClient(*address, plan->security);
+  absl::StatusOr<std::unique_ptr<OpsClient>> client = OpsClient::Create(*address, plan->security);
   if (!client.ok()) {
     group.TerminateAll(absl::Seconds(5));
     return QsrRunUsageError(std::string(client.status().message()));

@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "cli/ops_client.h"
 #include "cli/process_group.h"
 #include "cli/status_format.h"
+#include "client/ops_client.h"
 #include "common/backoff.h"
 
 namespace qsr {

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "cli/ops_client.h"
 #include "cli/process_group.h"
 #include "cli/restart_policy.h"
 #include "client/connection_security.h"
+#include "client/ops_client.h"
 
 namespace qsr {
 

@@ -15,7 +15,7 @@
 #include "cli/run_commands.h"
 #include "cli/worker_devices.h"
 #include "client/connection_security.h"
-#include "common/heap_policy.h"
+#include "worker/heap_policy.h"
 
 namespace qsr {
 namespace {

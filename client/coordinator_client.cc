@@ -61,15 +61,6 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   absl::StatusOr<v1::KvGetReply> KvGet(const v1::KvGetRequest& r, absl::Time d) override {
     return Call<v1::KvGetRequest, v1::KvGetReply>(&v1::Coordinator::Stub::KvGet, "KvGet", r, d);
   }
-  absl::StatusOr<v1::GetStatusReply> GetStatus(absl::Time d) override {
-    return Call<v1::GetStatusRequest, v1::GetStatusReply>(&v1::Coordinator::Stub::GetStatus,
-                                                          "GetStatus", v1::GetStatusRequest(), d);
-  }
-  absl::StatusOr<v1::ListRoundsReply> ListRounds(const v1::ListRoundsRequest& r,
-                                                 absl::Time d) override {
-    return Call<v1::ListRoundsRequest, v1::ListRoundsReply>(&v1::Coordinator::Stub::ListRounds,
-                                                            "ListRounds", r, d);
-  }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

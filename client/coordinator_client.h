@@ -1,9 +1,10 @@
-// CoordinatorClient: how a worker talks to its coordinator.
+// CoordinatorClient: how a worker talks to its coordinator (the operator's calls are OpsClient's,
+// ops_client.h).
 //
-// An interface so the trainer can be tested against a fake; GrpcCoordinatorClient is the real
-// one. Every call carries a deadline. A transport failure or an error status from the
-// coordinator comes back as a non-OK Status; an understood request returns the reply, whose
-// `outcome` carries the application result.
+// An interface so the trainer can be tested against a fake (tests/client/fake_coordinator.h);
+// GrpcCoordinatorClient is the real one. Every call carries a deadline. A transport failure or an
+// error status from the coordinator comes back as a non-OK Status; an understood request returns
+// the reply, whose `outcome` carries the application result.
 //
 // Thread-safe (gRPC stubs are).
 #ifndef QSR_CLIENT_COORDINATOR_CLIENT_H_
@@ -37,9 +38,6 @@ class CoordinatorClient {
                                                absl::Time deadline) = 0;
   virtual absl::StatusOr<v1::KvGetReply> KvGet(const v1::KvGetRequest& request,
                                                absl::Time deadline) = 0;
-  virtual absl::StatusOr<v1::GetStatusReply> GetStatus(absl::Time deadline) = 0;
-  virtual absl::StatusOr<v1::ListRoundsReply> ListRounds(const v1::ListRoundsRequest& request,
-                                                         absl::Time deadline) = 0;
 };
 
 // Connects to `address` (HOST:PORT), insecure and without a token. Connection is lazy: errors

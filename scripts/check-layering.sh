@@ -63,12 +63,15 @@ while IFS= read -r hit; do
   [ -n "$hit" ] && report "$hit" "common/ is pure: no sockets, threads, torch, gRPC, proto or allocator headers"
 done < <(includes "$common_forbidden" common)
 
-for entry in "${!allowed[@]}"; do
-  if [ -z "${used["$entry"]+x}" ]; then
-    echo "$allowlist: '$entry' matches no include any more; remove it from the list"
-    bad=$((bad + 1))
-  fi
-done
+# An empty list is fine (the guard keeps bash before 4.4 from calling the empty array unbound).
+if [ "${#allowed[@]}" -gt 0 ]; then
+  for entry in "${!allowed[@]}"; do
+    if [ -z "${used["$entry"]+x}" ]; then
+      echo "$allowlist: '$entry' matches no include any more; remove it from the list"
+      bad=$((bad + 1))
+    fi
+  done
+fi
 
 if [ "$bad" -gt 0 ]; then
   echo "check-layering: $bad violation(s)"

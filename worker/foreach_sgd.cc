@@ -85,6 +85,42 @@ void FusedUpdate(float* p, const float* g, float* buf, int64_t n, bool first,
                    [&](int64_t begin, int64_t end) { update(p, g, buf, begin, end, c); });
 }
 
+// The parameters FusedUpdate does not take (other devices, dtypes or layouts): LibTorch's
+// multi-tensor kernels, in torch::optim::SGD's order of operations.
+template <typename State>
+void ForeachUpdate(const std::vector<torch::Tensor>& params,
+                   const std::vector<torch::Tensor>& grads, const torch::optim::SGDOptions& options,
+                   State& states) {
+  using Key = typename State::key_type;
+  // d_p: the gradient plus coupled weight decay (new tensors; the gradients stay as they are).
+  std::vector<torch::Tensor> d_p =
+      options.weight_decay() != 0 ? at::_foreach_add(grads, params, options.weight_decay()) : grads;
+  if (options.momentum() != 0) {
+    std::vector<torch::Tensor> bufs(params.size()), old_bufs, old_d_p;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Key key = OptimizerStateKey<Key>(params[i]);
+      auto it = states.find(key);
+      if (it == states.end()) {
+        // The first step's buffer is the step itself, as in torch::optim::SGD.
+        bufs[i] = d_p[i].clone().detach();
+        auto state = std::make_unique<torch::optim::SGDParamState>();
+        state->momentum_buffer(bufs[i]);
+        states[key] = std::move(state);
+      } else {
+        bufs[i] = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
+        old_bufs.push_back(bufs[i]);
+        old_d_p.push_back(d_p[i]);
+      }
+    }
+    if (!old_bufs.empty()) {
+      at::_foreach_mul_(old_bufs, options.momentum());
+      at::_foreach_add_(old_bufs, old_d_p, 1 - options.dampening());
+    }
+    d_p = options.nesterov() ? at::_foreach_add(d_p, bufs, options.momentum()) : bufs;
+  }
+  at::_foreach_add_(params, d_p, -options.lr());
+}
+
 }  // namespace
 
 torch::Tensor ForeachSGD::step(LossClosure closure) {
@@ -140,34 +176,7 @@ torch::Tensor ForeachSGD::step(LossClosure closure) {
       grads.push_back(p.grad());
     }
     if (params.empty()) continue;
-    // d_p: the gradient plus coupled weight decay (new tensors; the gradients stay as they are).
-    std::vector<torch::Tensor> d_p = options.weight_decay() != 0
-                                         ? at::_foreach_add(grads, params, options.weight_decay())
-                                         : grads;
-    if (options.momentum() != 0) {
-      std::vector<torch::Tensor> bufs(params.size()), old_bufs, old_d_p;
-      for (size_t i = 0; i < params.size(); ++i) {
-        const Key key = OptimizerStateKey<Key>(params[i]);
-        auto it = state_.find(key);
-        if (it == state_.end()) {
-          // The first step's buffer is the step itself, as in torch::optim::SGD.
-          bufs[i] = d_p[i].clone().detach();
-          auto state = std::make_unique<torch::optim::SGDParamState>();
-          state->momentum_buffer(bufs[i]);
-          state_[key] = std::move(state);
-        } else {
-          bufs[i] = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
-          old_bufs.push_back(bufs[i]);
-          old_d_p.push_back(d_p[i]);
-        }
-      }
-      if (!old_bufs.empty()) {
-        at::_foreach_mul_(old_bufs, options.momentum());
-        at::_foreach_add_(old_bufs, old_d_p, 1 - options.dampening());
-      }
-      d_p = options.nesterov() ? at::_foreach_add(d_p, bufs, options.momentum()) : bufs;
-    }
-    at::_foreach_add_(params, d_p, -options.lr());
+    ForeachUpdate(params, grads, options, state_);
   }
   return loss;
 }

@@ -17,9 +17,19 @@ add_library(qsr_worker_optim ${CMAKE_CURRENT_LIST_DIR}/foreach_sgd.cc
 target_include_directories(qsr_worker_optim PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_worker_optim PUBLIC ${TORCH_LIBRARIES})
 
+# A process's membership in a coordinator's run (join, heartbeats, rendezvous keys, leave): the
+# worker's and the qsr library's.
+add_library(qsr_worker_group ${CMAKE_CURRENT_LIST_DIR}/joined_group.cc)
+target_include_directories(qsr_worker_group PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+  $<INSTALL_INTERFACE:include>)
+target_link_libraries(qsr_worker_group PUBLIC qsr_client qsr_worker_comm qsr_common glog::glog
+  absl::random_random absl::synchronization)
+
 # The trainer library (used by qsr-worker and the integration tests) and the worker binary.
 add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/trainer.cc
+  ${CMAKE_CURRENT_LIST_DIR}/round_sync.cc
+  ${CMAKE_CURRENT_LIST_DIR}/training_setup.cc
   ${CMAKE_CURRENT_LIST_DIR}/optimizer_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/evaluator.cc
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cc
@@ -30,12 +40,12 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/model_export.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_comm
+target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_group qsr_worker_comm
   qsr_worker_precision qsr_worker_loss_scaler qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 
 add_executable(qsr-worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cc)
-target_link_libraries(qsr-worker PRIVATE qsr_trainer)
+target_link_libraries(qsr-worker PRIVATE qsr_trainer qsr_heap_policy)
 
 # A checkpoint's weights as a PyTorch state dict (what `qsrctl export` runs).
 add_executable(qsr-export ${CMAKE_CURRENT_LIST_DIR}/export_main.cc)

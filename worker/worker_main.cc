@@ -7,10 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "client/coordinator_client.h"
 #include "common/flags.h"
-#include "common/heap_policy.h"
 #include "common/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/comm/communicator_factory.h"
+#include "worker/heap_policy.h"
 #include "worker/trainer.h"
 
 int main(int argc, char** argv) {

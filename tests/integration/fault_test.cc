@@ -11,7 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/process_group.h"
-#include "client/coordinator_client.h"
+#include "client/ops_client.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/journal.h"
@@ -298,10 +298,10 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
   ASSERT_TRUE(WaitFor(port_written, absl::Seconds(30)));
   port.pop_back();
   const std::string address = "127.0.0.1:" + port;
-  std::unique_ptr<CoordinatorClient> client = NewGrpcCoordinatorClient(address);
+  OpsClient client(address);
   auto round = [&]() -> int64_t {
     coordinators.Pump(absl::ZeroDuration());
-    absl::StatusOr<v1::GetStatusReply> s = client->GetStatus(absl::Now() + absl::Seconds(2));
+    absl::StatusOr<v1::GetStatusReply> s = client.GetStatus(absl::Seconds(2));
     return s.ok() ? s->round() : -1;
   };
   for (int i = 0; i < 2; ++i) {

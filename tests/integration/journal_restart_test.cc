@@ -5,8 +5,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "cli/ops_client.h"
 #include "cli/process_group.h"
+#include "client/ops_client.h"
 #include "common/recipe.h"
 #include "coordinator/journal.h"
 #include "gtest/gtest.h"

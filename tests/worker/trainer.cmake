@@ -8,3 +8,8 @@ target_compile_definitions(worker_state_dict_import_test PRIVATE
 qsr_test(worker_torchscript_model_test SOURCES torchscript_model_test.cc LIBS qsr_trainer)
 target_compile_definitions(worker_torchscript_model_test PRIVATE
   QSR_TESTDATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata")
+# The worker's protocol against tests/client/fake_coordinator.h: rounds and reports, a refused join,
+# regrouping when the coordinator ends a generation (workers as threads).
+qsr_test(worker_trainer_test HEAVY SOURCES trainer_test.cc LIBS qsr_trainer qsr_fake_coordinator)
+# RoundSync over two in-process Gloo ranks.
+qsr_test(worker_round_sync_test SOURCES round_sync_test.cc LIBS qsr_trainer)

@@ -161,15 +161,9 @@ absl::StatusOr<std::vector<float>> Statistic(const c10::IValue& v, int64_t chann
   return out;
 }
 
-absl::StatusOr<Dataset> Load(const std::string& path, bool train) {
-  const FileErrors err(path);
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(
-        "tensors file ", path,
-        " does not exist or is not a file (data_dir, the worker's --data-dir or QSR_DATA_DIR "
-        "name the file written by torch.save)"));
-  }
+// The file's dict, by key: every key known, the required ones tensors.
+absl::StatusOr<std::map<std::string, c10::IValue>> ReadEntries(const std::string& path,
+                                                               const FileErrors& err) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in.good() && !in.eof()) return err.File("cannot be read");
@@ -224,7 +218,61 @@ absl::StatusOr<Dataset> Load(const std::string& path, bool train) {
           key, absl::StrCat("a ", it->second.tagKind(), " is not allowed; it must be a tensor"));
     }
   }
+  return entries;
+}
 
+// num_classes as given (an int >= 2 above every label), or max label + 1 (at least 2); labels >= 0.
+absl::StatusOr<int64_t> NumClasses(const std::map<std::string, c10::IValue>& entries,
+                                   const at::Tensor& train_y, const at::Tensor& test_y,
+                                   const FileErrors& err) {
+  int64_t num_classes = 0;
+  if (auto it = entries.find("num_classes"); it != entries.end()) {
+    const c10::IValue& v = it->second;
+    if (v.isInt()) {
+      num_classes = v.toInt();
+    } else if (v.isTensor() && v.toTensor().numel() == 1 &&
+               !at::isFloatingType(v.toTensor().scalar_type())) {
+      num_classes = v.toTensor().item<int64_t>();
+    } else {
+      return err.Key("num_classes",
+                     absl::StrCat("a ", v.tagKind(), " is not allowed; use an int >= 2"));
+    }
+    if (num_classes < 2) {
+      return err.Key("num_classes",
+                     absl::StrCat("value ", num_classes, " is not allowed; use an int >= 2"));
+    }
+  }
+  for (const auto& [key, y] : {std::pair<const char*, at::Tensor>{"train_y", train_y},
+                               std::pair<const char*, at::Tensor>{"test_y", test_y}}) {
+    const int64_t lo = y.min().item<int64_t>();
+    const int64_t hi = y.max().item<int64_t>();
+    if (lo < 0) {
+      return err.Key(key, absl::StrCat("label ", lo, " is not allowed; labels are >= 0"));
+    }
+    if (entries.count("num_classes") != 0 && hi >= num_classes) {
+      return err.Key(key, absl::StrCat("label ", hi, " is not allowed; labels are < num_classes (",
+                                       num_classes, ")"));
+    }
+  }
+  if (entries.count("num_classes") == 0) {
+    num_classes = std::max<int64_t>(
+        2, std::max(train_y.max().item<int64_t>(), test_y.max().item<int64_t>()) + 1);
+  }
+  return num_classes;
+}
+
+absl::StatusOr<Dataset> Load(const std::string& path, bool train) {
+  const FileErrors err(path);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "tensors file ", path,
+        " does not exist or is not a file (data_dir, the worker's --data-dir or QSR_DATA_DIR "
+        "name the file written by torch.save)"));
+  }
+  absl::StatusOr<std::map<std::string, c10::IValue>> read = ReadEntries(path, err);
+  if (!read.ok()) return read.status();
+  std::map<std::string, c10::IValue>& entries = *read;
   try {
     absl::StatusOr<at::Tensor> train_x = Images(entries["train_x"].toTensor(), "train_x", err);
     if (!train_x.ok()) return train_x.status();
@@ -242,40 +290,8 @@ absl::StatusOr<Dataset> Load(const std::string& path, bool train) {
         Labels(entries["test_y"].toTensor(), test_x->size(0), "test_y", err);
     if (!test_y.ok()) return test_y.status();
 
-    int64_t num_classes = 0;
-    if (auto it = entries.find("num_classes"); it != entries.end()) {
-      const c10::IValue& v = it->second;
-      if (v.isInt()) {
-        num_classes = v.toInt();
-      } else if (v.isTensor() && v.toTensor().numel() == 1 &&
-                 !at::isFloatingType(v.toTensor().scalar_type())) {
-        num_classes = v.toTensor().item<int64_t>();
-      } else {
-        return err.Key("num_classes",
-                       absl::StrCat("a ", v.tagKind(), " is not allowed; use an int >= 2"));
-      }
-      if (num_classes < 2) {
-        return err.Key("num_classes",
-                       absl::StrCat("value ", num_classes, " is not allowed; use an int >= 2"));
-      }
-    }
-    for (const auto& [key, y] : {std::pair<const char*, at::Tensor>{"train_y", *train_y},
-                                 std::pair<const char*, at::Tensor>{"test_y", *test_y}}) {
-      const int64_t lo = y.min().item<int64_t>();
-      const int64_t hi = y.max().item<int64_t>();
-      if (lo < 0) {
-        return err.Key(key, absl::StrCat("label ", lo, " is not allowed; labels are >= 0"));
-      }
-      if (entries.count("num_classes") != 0 && hi >= num_classes) {
-        return err.Key(key,
-                       absl::StrCat("label ", hi, " is not allowed; labels are < num_classes (",
-                                    num_classes, ")"));
-      }
-    }
-    if (entries.count("num_classes") == 0) {
-      num_classes = std::max<int64_t>(
-          2, std::max(train_y->max().item<int64_t>(), test_y->max().item<int64_t>()) + 1);
-    }
+    absl::StatusOr<int64_t> num_classes = NumClasses(entries, *train_y, *test_y, err);
+    if (!num_classes.ok()) return num_classes.status();
 
     const bool has_mean = entries.count("mean") != 0, has_std = entries.count("std") != 0;
     if (has_mean != has_std) {
@@ -287,7 +303,7 @@ absl::StatusOr<Dataset> Load(const std::string& path, bool train) {
     Dataset data;
     data.images = train ? *train_x : *test_x;
     data.labels = train ? *train_y : *test_y;
-    data.num_classes = num_classes;
+    data.num_classes = *num_classes;
     if (has_mean) {
       absl::StatusOr<std::vector<float>> mean = Statistic(entries["mean"], channels, "mean", err);
       if (!mean.ok()) return mean.status();

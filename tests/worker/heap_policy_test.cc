@@ -1,7 +1,7 @@
-// common/heap_policy: what each policy does with a large block, observed through glibc's own
+// worker/heap_policy: what each policy does with a large block, observed through glibc's own
 // accounting (mallinfo2), so that the result does not depend on the kernel's page size or THP.
 // Each case runs in a fresh process (a threadsafe death test), since a policy is process-wide.
-#include "common/heap_policy.h"
+#include "worker/heap_policy.h"
 
 #include <malloc.h>
 #include <unistd.h>

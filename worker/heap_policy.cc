@@ -1,4 +1,4 @@
-#include "common/heap_policy.h"
+#include "worker/heap_policy.h"
 
 #include <malloc.h>
 

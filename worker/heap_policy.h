@@ -14,8 +14,8 @@
 //
 // Process-wide; call once from main() before the first large allocation, before other threads
 // start. Pure libc, no torch.
-#ifndef QSR_COMMON_HEAP_POLICY_H_
-#define QSR_COMMON_HEAP_POLICY_H_
+#ifndef QSR_WORKER_HEAP_POLICY_H_
+#define QSR_WORKER_HEAP_POLICY_H_
 
 #include <string>
 
@@ -44,4 +44,4 @@ absl::Status ApplyHeapPolicy(HeapPolicy policy);
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_HEAP_POLICY_H_
+#endif  // QSR_WORKER_HEAP_POLICY_H_

@@ -1,4 +1,4 @@
-#include "cli/ops_client.h"
+#include "client/ops_client.h"
 
 #include <grpcpp/grpcpp.h>
 

@@ -1,12 +1,13 @@
-// OpsClient: the operator's side of the coordinator (qsrctl): status, rounds, evaluations, stop.
+// OpsClient: the operator's side of the coordinator (qsrctl, qsr-run): status, rounds, evaluations,
+// stop. The only client of those calls; a worker's calls are CoordinatorClient's.
 //
 // Every call has a deadline. A failed call comes back as a Status whose message names the
 // coordinator's address, the call, and what went wrong in words an operator can act on
 // (unreachable, no answer in time, wrong or missing token, no such run, an older coordinator).
 //
 // Thread-safe (gRPC stubs are).
-#ifndef QSR_CLI_OPS_CLIENT_H_
-#define QSR_CLI_OPS_CLIENT_H_
+#ifndef QSR_CLIENT_OPS_CLIENT_H_
+#define QSR_CLIENT_OPS_CLIENT_H_
 
 #include <memory>
 #include <string>
@@ -51,4 +52,4 @@ absl::Status DescribeRpcError(const std::string& address, const std::string& met
 
 }  // namespace qsr
 
-#endif  // QSR_CLI_OPS_CLIENT_H_
+#endif  // QSR_CLIENT_OPS_CLIENT_H_
