@@ -8,7 +8,7 @@
 #include "agent/agent_flags.h"
 #include "agent/agent_metrics.h"
 #include "agent/host_agent.h"
-#include "common/log_prefix.h"
+#include "logging/log_prefix.h"
 #include "glog/logging.h"
 #include "metrics/metrics_server.h"
 

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "common/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 
 namespace qsr {
 

@@ -48,7 +48,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/c10d_store.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/gloo_store.h"

@@ -22,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"

@@ -942,9 +942,9 @@ def section_long_study(recs, fig_dir, md):
               + (f": H = {plan['constant_h']} against QSR's {plan['qsr2_syncs']} syncs over "
                  f"{plan['steps']} steps" if plan else "") + ". Accuracy is on the test set at "
               "each epoch's end; 'best' is the highest of those, 'final' the last.\n")
-    md.append("| method | seeds | final test acc | best test acc | last train loss | syncs | "
-              "wall s |")
-    md.append("|---|---|---|---|---|---|---|")
+    md.append("| method | seeds | final test acc | final, range over seeds | best test acc | "
+              "last train loss | syncs | wall s |")
+    md.append("|---|---|---|---|---|---|---|---|")
 
     def mean(xs):
         xs = [x for x in xs if x is not None]
@@ -954,10 +954,21 @@ def section_long_study(recs, fig_dir, md):
         rs = [r for r in runs if r["method"] == method]
         if not rs:
             continue
+        finals = [r["test_acc"] for r in rs if r["test_acc"] is not None]
+        spread = (f"{100 * min(finals):.2f}-{100 * max(finals):.2f}%" if finals else "n/a")
         md.append(f"| {label} | {len(rs)} | {100 * mean(r['test_acc'] for r in rs):.2f}% | "
-                  f"{100 * mean(r['best_test_acc'] for r in rs):.2f}% | "
+                  f"{spread} | {100 * mean(r['best_test_acc'] for r in rs):.2f}% | "
                   f"{mean(r['train_loss'] for r in rs):.4f} | "
                   f"{mean(r['syncs'] for r in rs):.0f} | {mean(r['elapsed_s'] for r in rs):.0f} |")
+    md.append("")
+    # The comparison the study is for, seed by seed (same seed = same initial model and data).
+    by = {(r["method"], r["seed"]): r["test_acc"] for r in runs if r["test_acc"] is not None}
+    for a, b in (("qsr2", "constant_h"), ("qsr2", "parallel"), ("qsr3", "constant_h")):
+        diffs = [100 * (by[(a, s)] - by[(b, s)]) for s in seeds if (a, s) in by and (b, s) in by]
+        if diffs:
+            md.append(f"- {dict(LONG_METHODS)[a]} minus {dict(LONG_METHODS)[b]}, final test "
+                      f"accuracy per seed: " + ", ".join(f"{d:+.2f}" for d in diffs)
+                      + f" points (mean {sum(diffs) / len(diffs):+.2f}).")
     md.append("")
     # Curves of the first seed: test accuracy and H against the step.
     seed = seeds[0]

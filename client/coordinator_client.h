@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/connection_security.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {

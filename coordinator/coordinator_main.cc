@@ -12,7 +12,7 @@
 #include "absl/time/clock.h"
 #include "client/connection_security.h"
 #include "common/flags.h"
-#include "common/log_prefix.h"
+#include "logging/log_prefix.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/run_recovery.h"

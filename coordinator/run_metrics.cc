@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "common/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 
 namespace qsr {
 

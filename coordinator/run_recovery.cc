@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 
 namespace qsr {
 namespace {

@@ -17,7 +17,7 @@
 #     times its worker containers are the run's workers;
 #   - plans the manifests' recipe with qsrctl, parses the Prometheus scrape config and the Grafana
 #     dashboard, and checks that every metric the dashboard and the alert rules query is one the
-#     C++ serves (its name in the sources of coordinator/, agent/ or common/prometheus_text.cc);
+#     C++ serves (its name in the sources of coordinator/, agent/ or metrics/prometheus_text.cc);
 #   - checks that the files the Dockerfiles COPY exist.
 # Usage: deploy/check.sh [--bin-dir DIR]   (default: build/bin)
 set -euo pipefail
@@ -152,7 +152,7 @@ unserved() {
       grep -rqs "\"${m%_*}\"" "$ROOT"/coordinator/*.cc && family=${m%_*} ;;
     esac
     grep -qs "\"$family\"" "$ROOT"/coordinator/*.cc "$ROOT"/agent/*.cc \
-      "$ROOT/common/prometheus_text.cc" || missing="$missing $m"
+      "$ROOT/metrics/prometheus_text.cc" || missing="$missing $m"
   done
   echo "$missing"
 }

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 #include "glog/logging.h"
 
 #ifdef QSR_HAVE_HTTPLIB

@@ -2,7 +2,7 @@
 //
 // Serves GET /metrics in the Prometheus text exposition format (version 0.0.4) over plain HTTP
 // (cpp-httplib), and GET /healthz ("ok"). Every scrape calls the owner's render function for its
-// own metrics and appends qsr_build_info and the process_* metrics (common/prometheus_text.h).
+// own metrics and appends qsr_build_info and the process_* metrics (metrics/prometheus_text.h).
 //
 // Lifecycle: Start() binds (port 0: the OS chooses) and serves on a background thread with a small
 // pool; Shutdown() (also run by the destructor) stops it. Thread-safe; `render` is called from

@@ -1,5 +1,5 @@
 // CheckpointWriter: writes a committed checkpoint from every worker of a run (see
-// common/checkpoint_manifest.h for the layout).
+// checkpoint/checkpoint_manifest.h for the layout).
 //
 // Protocol, run by every rank at the same point (after a round's averaging, so the model is the
 // same on every rank):
@@ -20,7 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 #include "worker/comm/communicator.h"
 
 namespace qsr {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 #include "common/flags.h"
 #include "worker/model_export.h"
 

@@ -27,7 +27,7 @@
 #include "absl/time/time.h"
 #include "client/coordinator_client.h"
 #include "client/heartbeater.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/communicator.h"
 
 namespace qsr {

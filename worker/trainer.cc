@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/report_sender.h"
-#include "common/log_prefix.h"
+#include "logging/log_prefix.h"
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
 #include "glog/logging.h"

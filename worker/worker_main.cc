@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/coordinator_client.h"
 #include "common/flags.h"
-#include "common/log_prefix.h"
+#include "logging/log_prefix.h"
 #include "glog/logging.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/heap_policy.h"

@@ -58,7 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/recipe.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/communicator.h"
 
 namespace qsr {

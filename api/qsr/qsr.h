@@ -30,7 +30,7 @@
 //   worker/comm/communicator_factory.h  CreateCommunicator(): Gloo on CPU, NCCL on CUDA.
 //   worker/comm/gloo_communicator.h     GlooCommunicator: the CPU implementation.
 //   worker/comm/model_averager.h        ModelAverager: a model's state in one collective.
-//   common/store.h                      Store, PrefixStore, InMemoryStore: rendezvous stores.
+//   rendezvous/store.h                      Store, PrefixStore, InMemoryStore: rendezvous stores.
 //   worker/comm/c10d_store.h            C10dStore: the static world's store, LibTorch's c10d
 //                                       TCPStore (as torchrun and torch.distributed use it).
 //
@@ -43,7 +43,7 @@
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "common/sync_rule.h"
 #include "qsr/distributed.h"
 #include "qsr/local_optimizer.h"

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/host_agent.h"
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 #include "common/round_planner.h"
 #include "coordinator/coordinator_server.h"
 #include "gtest/gtest.h"

@@ -15,7 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/gloo_store.h"
 
 namespace qsr {

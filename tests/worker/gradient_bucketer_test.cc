@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/model_averager.h"
 

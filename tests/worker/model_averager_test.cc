@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/gloo_communicator.h"
 
 namespace qsr {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/comm/gradient_bucketer.h"
 #include "worker/comm/model_averager.h"

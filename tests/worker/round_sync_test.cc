@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/gloo_communicator.h"
 
 namespace qsr {

@@ -34,7 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 
 namespace c10d {
 class TCPStore;

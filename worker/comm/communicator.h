@@ -27,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 namespace qsr {
 
@@ -40,6 +41,15 @@ class PendingCollective {
   // returns DEADLINE_EXCEEDED). Later calls return the same status at once.
   virtual absl::Status Wait() = 0;
 };
+
+// "tensor of dtype Float on cpu with 12 elements": how the communicators name a tensor they
+// refuse, in their INVALID_ARGUMENT errors.
+inline std::string DescribeTensor(const torch::Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  return absl::StrCat("tensor of dtype ", std::string(c10::toString(t.scalar_type())), " on ",
+                      t.device().str(), t.is_contiguous() ? "" : " (non-contiguous)", " with ",
+                      t.numel(), " elements");
+}
 
 class Communicator {
  public:

@@ -131,13 +131,6 @@ RingLayout GlooRingLayout(int64_t total_bytes, int size, int64_t element_size,
   return layout;
 }
 
-std::string DescribeTensor(const torch::Tensor& t) {
-  if (!t.defined()) return "undefined tensor";
-  return absl::StrCat("tensor of dtype ", std::string(c10::toString(t.scalar_type())), " on ",
-                      t.device().str(), t.is_contiguous() ? "" : " (non-contiguous)", " with ",
-                      t.numel(), " elements");
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(

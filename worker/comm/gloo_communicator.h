@@ -48,7 +48,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/communicator.h"
 
 namespace gloo {

@@ -22,7 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 
 namespace qsr {
 

@@ -146,14 +146,7 @@ absl::Status ModelAverager::Average(Communicator& comm) {
     CopyUnboundOut();
     return absl::OkStatus();
   }
-  absl::Status status = comm.AllReduceAverage(flat_);
-  if (!status.ok()) {
-    reference_ = torch::Tensor();
-    return status;
-  }
-  CopyUnboundOut();
-  KeepReference(comm);
-  return absl::OkStatus();
+  return FinishInPlace(comm.AllReduceAverage(flat_), comm);
 }
 
 absl::Status ModelAverager::StartAverage(Communicator& comm) {
@@ -273,12 +266,15 @@ absl::Status ModelAverager::BroadcastFrom(Communicator& comm, int root) {
   if (numel_ == 0) return absl::OkStatus();
   torch::NoGradGuard no_grad;
   if (comm.rank() == root) CopyUnboundIn();
-  absl::Status status = comm.Broadcast(flat_, root);
+  // Copied back on the root too, so that non-float32 tensors are rounded the same on every rank.
+  return FinishInPlace(comm.Broadcast(flat_, root), comm);
+}
+
+absl::Status ModelAverager::FinishInPlace(const absl::Status& status, const Communicator& comm) {
   if (!status.ok()) {
     reference_ = torch::Tensor();
     return status;
   }
-  // Copy back on the root too, so that non-float32 tensors are rounded the same on every rank.
   CopyUnboundOut();
   KeepReference(comm);
   return absl::OkStatus();

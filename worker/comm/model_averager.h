@@ -131,6 +131,9 @@ class ModelAverager {
   // After a successful float32 Average() or BroadcastFrom() on `comm`: in kBfloat16 mode, the
   // flat buffer becomes the reference for that communicator.
   void KeepReference(const Communicator& comm);
+  // After a collective on flat_ itself: on success copies the result out and keeps it as the
+  // reference; on failure forgets the reference (the next sync starts in full precision).
+  absl::Status FinishInPlace(const absl::Status& status, const Communicator& comm);
   absl::Status PendingError(const char* call) const;
   // change_bf16_ = the flat buffer minus reference_, formed in float32 and rounded once.
   void FormBf16Change();

@@ -104,13 +104,6 @@ cudaStream_t ComputeStream(int device) {
 #endif
 }
 
-std::string DescribeTensor(const torch::Tensor& t) {
-  if (!t.defined()) return "undefined tensor";
-  return absl::StrCat("tensor of dtype ", std::string(c10::toString(t.scalar_type())), " on ",
-                      t.device().str(), t.is_contiguous() ? "" : " (non-contiguous)", " with ",
-                      t.numel(), " elements");
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store* store, int rank,

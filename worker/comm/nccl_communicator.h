@@ -51,7 +51,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/store.h"
+#include "rendezvous/store.h"
 #include "worker/comm/communicator.h"
 
 // Opaque NCCL and CUDA handles, so that users of this header need neither nccl.h nor the CUDA

@@ -4,12 +4,12 @@
 // qsr_build_info and the standard process_* metrics.
 //
 // Not thread-safe: one page per scrape, built by one thread.
-#ifndef QSR_COMMON_PROMETHEUS_TEXT_H_
-#define QSR_COMMON_PROMETHEUS_TEXT_H_
+#ifndef QSR_METRICS_PROMETHEUS_TEXT_H_
+#define QSR_METRICS_PROMETHEUS_TEXT_H_
 
 #include <string>
 
-#include "common/process_stats.h"
+#include "metrics/process_stats.h"
 
 namespace qsr {
 
@@ -48,4 +48,4 @@ void AppendProcessMetrics(const ProcessStats& stats, PrometheusPage* page);
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_PROMETHEUS_TEXT_H_
+#endif  // QSR_METRICS_PROMETHEUS_TEXT_H_

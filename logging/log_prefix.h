@@ -7,8 +7,8 @@
 // sorted (kubectl logs, qsr-run's interleaved output) and still be told apart.
 //
 // Thread-safe.
-#ifndef QSR_COMMON_LOG_PREFIX_H_
-#define QSR_COMMON_LOG_PREFIX_H_
+#ifndef QSR_LOGGING_LOG_PREFIX_H_
+#define QSR_LOGGING_LOG_PREFIX_H_
 
 #include <string>
 
@@ -25,4 +25,4 @@ std::string LogContext();
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_LOG_PREFIX_H_
+#endif  // QSR_LOGGING_LOG_PREFIX_H_

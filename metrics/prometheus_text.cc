@@ -1,4 +1,4 @@
-#include "common/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 
 #include <cmath>
 

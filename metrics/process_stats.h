@@ -4,8 +4,8 @@
 //
 // The parsing is pure (ParseProcStat, ParseBootTime, ParseMaxOpenFiles take the files' text) so
 // it is tested on fixed inputs; ReadProcessStats reads the live files. Thread-safe: no state.
-#ifndef QSR_COMMON_PROCESS_STATS_H_
-#define QSR_COMMON_PROCESS_STATS_H_
+#ifndef QSR_METRICS_PROCESS_STATS_H_
+#define QSR_METRICS_PROCESS_STATS_H_
 
 #include <cstdint>
 #include <string>
@@ -41,4 +41,4 @@ absl::StatusOr<ProcessStats> ReadProcessStats();
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_PROCESS_STATS_H_
+#endif  // QSR_METRICS_PROCESS_STATS_H_

@@ -5,8 +5,8 @@
 // Every blocking call takes a deadline and returns DEADLINE_EXCEEDED naming the missing keys.
 //
 // Implementations are thread-safe.
-#ifndef QSR_COMMON_STORE_H_
-#define QSR_COMMON_STORE_H_
+#ifndef QSR_RENDEZVOUS_STORE_H_
+#define QSR_RENDEZVOUS_STORE_H_
 
 #include <memory>
 #include <string>
@@ -61,4 +61,4 @@ class InMemoryStore : public Store {
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_STORE_H_
+#endif  // QSR_RENDEZVOUS_STORE_H_

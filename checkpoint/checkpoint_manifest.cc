@@ -1,4 +1,4 @@
-#include "common/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_manifest.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -11,8 +11,8 @@
 //
 // Pure logic (no torch, no gRPC): the coordinator chooses the checkpoint at startup. Thread-safe
 // (no shared state). Nothing throws.
-#ifndef QSR_COMMON_CHECKPOINT_MANIFEST_H_
-#define QSR_COMMON_CHECKPOINT_MANIFEST_H_
+#ifndef QSR_CHECKPOINT_CHECKPOINT_MANIFEST_H_
+#define QSR_CHECKPOINT_CHECKPOINT_MANIFEST_H_
 
 #include <cstdint>
 #include <string>
@@ -87,4 +87,4 @@ absl::StatusOr<ChosenCheckpoint> ApplyResume(Recipe& recipe,
 
 }  // namespace qsr
 
-#endif  // QSR_COMMON_CHECKPOINT_MANIFEST_H_
+#endif  // QSR_CHECKPOINT_CHECKPOINT_MANIFEST_H_

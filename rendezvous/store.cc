@@ -1,4 +1,4 @@
-#include "common/store.h"
+#include "rendezvous/store.h"
 
 #include <condition_variable>
 #include <map>

@@ -1,4 +1,4 @@
-#include "common/log_prefix.h"
+#include "logging/log_prefix.h"
 
 #include <iomanip>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include "common/process_stats.h"
+#include "metrics/process_stats.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "absl/time/clock.h"
-#include "common/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 #include "gtest/gtest.h"
 
 namespace qsr {
