@@ -1,12 +1,11 @@
 #include "coordinator/run_controller.h"
 
-#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/outcome.h"
-#include "glog/logging.h"
 
 namespace qsr {
 namespace {
