@@ -15,13 +15,14 @@
 namespace qsr {
 namespace {
 
-// A run of `workers` (min_workers `min_workers`) and the parts its lifecycle borrows.
+// A run of `workers` (min_workers `min_workers`, max_workers `workers`) and the parts its
+// lifecycle borrows.
 struct TestRun {
   TestRun(int workers, int min_workers, std::shared_ptr<Journal> journal = nullptr,
-          const Journal::Recovered& recovered = Journal::Recovered())
-      : recipe(testing::SmallQsrRecipe(workers, min_workers)),
+          const Journal::Recovered& recovered = Journal::Recovered(), int max_workers = -1)
+      : recipe(testing::SmallQsrRecipe(workers, min_workers, max_workers)),
         planner(recipe),
-        membership(MembershipOptions(workers, min_workers)),
+        membership(MembershipOptions(workers, min_workers, max_workers)),
         admission(&membership, "run-1"),
         ledger(RoundLedger::Options(), nullptr, std::move(journal)),
         lifecycle("run-1", now, {&recipe, &planner, &membership, &admission, &barrier, &ledger},
@@ -29,11 +30,11 @@ struct TestRun {
     lifecycle.Start(recovered, "model: mlp\n", now);
   }
 
-  static Membership::Options MembershipOptions(int workers, int min_workers) {
+  static Membership::Options MembershipOptions(int workers, int min_workers, int max_workers) {
     Membership::Options o;
     o.initial_size = workers;
     o.min_workers = min_workers;
-    o.max_workers = workers;
+    o.max_workers = max_workers > 0 ? max_workers : workers;
     o.regroup_timeout = absl::Seconds(10);
     o.replacement_timeout = absl::Seconds(60);
     return o;
@@ -51,7 +52,7 @@ struct TestRun {
     v1::JoinRequest r;
     r.set_worker_id(worker_id);
     admission.Join(
-        r, at, at + absl::Seconds(600), recipe.workers, [this](int rank) { return Reply(rank); },
+        r, at, at + absl::Seconds(600), membership_max(), [this](int rank) { return Reply(rank); },
         [this, worker_id](const v1::JoinReply& reply) { joins[worker_id].push_back(reply); },
         &completions);
     lifecycle.MaybeForm(at, &completions);
@@ -64,6 +65,9 @@ struct TestRun {
                         0, ranks, recipe.workers, now, absl::Seconds(30),
                         [this](const v1::NextRoundsReply& r) { barrier_reply = r; }, &completions)
                     .ok());
+  }
+  int64_t membership_max() const {
+    return recipe.max_workers > 0 ? recipe.max_workers : recipe.workers;
   }
   void RunCompletions() {
     for (auto& c : completions) c();
@@ -123,16 +127,27 @@ TEST(RunLifecycleTest, AFailedGenerationAnswersTheBarrierAndTheSurvivorsRegroup)
 }
 
 TEST(RunLifecycleTest, EndingAGenerationToAdmitWorkersIsNoFailure) {
-  TestRun run(1, 1);
+  TestRun run(1, 1, nullptr, Journal::Recovered(), /*max_workers=*/2);
   run.Join("a", run.now);
+  run.Join("b", run.now);  // waits for the next round boundary
+  EXPECT_TRUE(run.joins["b"].empty());
+  ASSERT_TRUE(run.membership.admission_pending());
   run.Arrive({0});
   run.lifecycle.EndToAdmit(run.now, &run.completions);
   run.RunCompletions();
   ASSERT_TRUE(run.barrier_reply.has_value());
   EXPECT_EQ(run.barrier_reply->outcome().code(), v1::Outcome::GENERATION_ENDED);
-  EXPECT_EQ(run.barrier_reply->outcome().message(), "generation 1 ended: admitting 0 worker(s)");
-  EXPECT_EQ(run.lifecycle.View().failures, 0);
+  EXPECT_EQ(run.barrier_reply->outcome().message(), "generation 1 ended: admitting 1 worker(s)");
   EXPECT_STREQ(run.lifecycle.StateName(), "REGROUPING");
+
+  run.Join("a", run.now);  // the survivor comes back: both train in generation 2
+  EXPECT_STREQ(run.lifecycle.StateName(), "RUNNING");
+  EXPECT_EQ(run.membership.generation(), 2);
+  EXPECT_EQ(run.membership.members().size(), 2u);
+  ASSERT_EQ(run.joins["b"].size(), 1u);
+  EXPECT_EQ(run.joins["b"][0].generation(), 2);
+  EXPECT_EQ(run.lifecycle.View().failures, 0);
+  EXPECT_EQ(run.lifecycle.View().regroups, 1);
 }
 
 TEST(RunLifecycleTest, BelowMinWorkersPastTheReplacementTimeoutTheRunFailsAndAnswersEveryJoin) {
