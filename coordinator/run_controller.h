@@ -4,8 +4,10 @@
 // run: it admits workers (Membership, with the Join calls that wait in Admission), releases the
 // round barrier (RoundBarrier) with the plans the planner makes, hands reports to the round
 // ledger (RoundLedger: pending and committed rounds, evaluations, checkpoints, journal and
-// run-log writes, statistics), and renders status (run_status). It speaks the qsr.v1 protobuf
-// messages but knows nothing of gRPC, so it is tested directly. Requests must have passed
+// run-log writes, statistics), and renders status (run_status). The handlers decide what a call
+// or a deadline means; the run-level transitions it leads to (a generation forms or ends, the run
+// finishes or fails) and the run state they change are RunLifecycle's. It speaks the qsr.v1
+// protobuf messages but knows nothing of gRPC, so it is tested directly. Requests must have passed
 // coordinator/request_validator (sizes, ranges, distinct co-member ranks); the controller checks
 // only what depends on the run's state.
 //
@@ -52,6 +54,7 @@
 #include "coordinator/membership.h"
 #include "coordinator/round_barrier.h"
 #include "coordinator/round_ledger.h"
+#include "coordinator/run_lifecycle.h"
 #include "coordinator/run_log.h"
 #include "coordinator/run_status.h"
 #include "qsr/v1/coordinator.pb.h"
@@ -86,7 +89,7 @@ class RunController {
 
   // REQUIRES: `recipe` resolved. `log` may be null (no run directory), `journal` null (no state
   // directory). `recovered`, when it exists, is the journal's record of this run: the controller
-  // continues it (see Recover).
+  // continues it (see RunLifecycle::Start).
   RunController(const Recipe& recipe, Options options, std::unique_ptr<RunLog> log,
                 std::shared_ptr<Journal> journal = nullptr,
                 const Journal::Recovered& recovered = Journal::Recovered());
@@ -133,17 +136,8 @@ class RunController {
   }
 
  private:
-  enum class State { kWaiting, kRunning, kFinished, kFailed };
   using Completion = std::function<void()>;
 
-  const char* StateName() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool EndedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return state_ == State::kFinished || state_ == State::kFailed;
-  }
-  // A restarted coordinator: committed rounds, evaluations and plans served come back from the
-  // journal; the last generation's members are expected to join again (their calls are answered
-  // GENERATION_ENDED), and the group re-forms as after any failure.
-  void Recover(const Journal::Recovered& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The Join of a worker the run can take (not ended, not stopping).
   void Admit(const v1::JoinRequest& request, absl::Time now, absl::Time poll_deadline,
              JoinCallback done, std::vector<Completion>* completions)
@@ -158,56 +152,27 @@ class RunController {
   // and whenever a member stops counting (it left), so that the others do not wait for it.
   void MaybeReleaseBarrier(absl::Time now, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the active generation and releases everyone waiting at the barrier.
-  void EndGeneration(const std::string& reason, const std::vector<int>& failed_ranks,
-                     absl::Time now, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Forms the next generation when it is ready (answering its joiners), or fails the run when it
-  // never can.
-  void MaybeForm(absl::Time now, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A generation after the first formed: moves the plan to where it resumes (see the recovery
-  // protocol). False when the run failed instead.
-  bool Resume(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Serves the batch of rounds starting at `next_round` (again, for a retried call).
   v1::NextRoundsReply PlanBatch(int64_t next_round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Acts on missed heartbeats and stragglers.
   void CheckLiveness(absl::Time now, std::vector<Completion>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the run as failed, answering every waiting call.
-  void Fail(const std::string& message, std::vector<Completion>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MaybeFinish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the run as finished: commits what is ready, answers waiting barrier calls, journals.
-  void Finish(std::vector<Completion>* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Every round served has been committed and there is none left to serve.
-  bool EveryRoundCommitted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The run has ended: journal and summary.json.
-  void RecordEnd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  RunView View() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Recipe recipe_;
   // RecipeToYaml(recipe_), rendered once: every Join reply carries it.
   const std::string recipe_yaml_;
   const Options options_;
   const RoundPlanner planner_;
-  const int world_size_;
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
-  State state_ ABSL_GUARDED_BY(mu_) = State::kWaiting;
-  std::string message_ ABSL_GUARDED_BY(mu_);
   Membership membership_ ABSL_GUARDED_BY(mu_);
   Admission admission_ ABSL_GUARDED_BY(mu_);  // of membership_
   RoundBarrier barrier_ ABSL_GUARDED_BY(mu_);
   RoundLedger ledger_ ABSL_GUARDED_BY(mu_);
-  int64_t regroups_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
-  bool plan_exhausted_ ABSL_GUARDED_BY(mu_) = false;
-  // An operator asked the run to stop (plan_exhausted_ is set with it).
-  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time ended_ ABSL_GUARDED_BY(mu_);
+  // The run-level transitions and state; borrows the parts above, so it is declared after them.
+  RunLifecycle lifecycle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace qsr
