@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<HostAgent>> HostAgent::Start(Options options) {
   }
   if (options.window <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--window-ms is ", absl::ToInt64Milliseconds(options.window), "; allowed: > 0"));
+        "--window is ", absl::FormatDuration(options.window), "; allowed: above 0"));
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxRelayedMessageBytes);

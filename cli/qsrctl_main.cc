@@ -184,7 +184,7 @@ int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
       if (tty) std::cout << "\n";
       return Fail(absl::StrFormat(
           "%s; lost it after step %d/%d (a coordinator exits when its run ends: give it "
-          "--linger-s to keep its status readable)",
+          "--linger to keep its status readable)",
           next.status().message(), s->step(), s->total_steps()));
     }
   }

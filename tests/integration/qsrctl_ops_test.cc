@@ -64,8 +64,8 @@ class CoordinatorProcess {
                                      "20",
                                      "--epochs",
                                      absl::StrCat(epochs),
-                                     "--linger-s",
-                                     "60"};
+                                     "--linger",
+                                     "60s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     EXPECT_TRUE(group_.Spawn("coord", argv).ok());
     std::string port;
