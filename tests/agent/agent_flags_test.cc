@@ -24,8 +24,8 @@ std::string Error(std::vector<const char*> args) {
 
 TEST(AgentFlagsTest, FlagsBecomeTheLaunch) {
   absl::StatusOr<AgentLaunch> launch =
-      Launch({"--coordinator", "10.0.0.1:7070", "--listen", "unix:/tmp/a.sock", "--window",
-              "250ms", "--metrics-port", "0", "--port-file", "/tmp/p"});
+      Launch({"--coordinator", "10.0.0.1:7070", "--listen", "unix:/tmp/a.sock", "--window", "250ms",
+              "--metrics-port", "0", "--port-file", "/tmp/p"});
   ASSERT_TRUE(launch.ok()) << launch.status();
   EXPECT_EQ(launch->agent.coordinator, "10.0.0.1:7070");
   EXPECT_EQ(launch->agent.listen, "unix:/tmp/a.sock");

@@ -100,7 +100,7 @@ NODES=()
 for k in 0 1; do
   ip netns exec "${NS[$k]}" "$BIN/qsr-run" --coordinator "$ADDR" --nproc-per-node 2 \
     --node-name "n$k" --log-dir "$WORK/logs/n$k" --threads 1 --data-dir "$DATA" \
-    --restart-delay-s 0.2 --coordinator-wait-s 30 --progress-s 5 --grace-s 10 \
+    --restart-delay 0.2s --coordinator-wait 30s --progress 5s --grace 10s \
     > "$WORK/node$k.out" 2>&1 &
   NODES+=($!)
   PIDS+=($!)
