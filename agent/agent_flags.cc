@@ -40,8 +40,8 @@ absl::StatusOr<AgentLaunch> AgentLaunchFromFlags(const FlagParser& flags) {
   }
   const absl::Duration window = flags.Duration("window");
   if (window < absl::Milliseconds(1) || window > absl::Minutes(10)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--window is %s; allowed: 1ms to 10m", absl::FormatDuration(window)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--window is %s; allowed: 1ms to 10m", absl::FormatDuration(window)));
   }
   const int64_t metrics_port = flags.Int("metrics-port");
   if (metrics_port < -1 || metrics_port > 65535) {
