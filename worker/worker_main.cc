@@ -13,12 +13,9 @@
 #include "worker/heap_policy.h"
 #include "worker/trainer.h"
 
-int main(int argc, char** argv) {
-  FLAGS_logtostderr = true;
-  qsr::InitLogging(argv[0]);
-  qsr::FlagParser flags("qsr-worker",
-                        "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
-                        "Joins a run and trains; everything else comes from the coordinator.");
+namespace {
+
+void DefineFlags(qsr::FlagParser& flags) {
   flags.Add("coordinator", "127.0.0.1:7070", "the coordinator's HOST:PORT");
   flags.Add("device", "cpu", "cpu (cuda:N needs a CUDA build)");
   flags.Add("data-dir", "",
@@ -43,6 +40,17 @@ int main(int argc, char** argv) {
             "keep: memory a step frees stays in the process for the next step (no page faults "
             "on reuse; the resident size stays at its peak); system: glibc's defaults");
   qsr::AddClientSecurityFlags(flags);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  qsr::InitLogging(argv[0]);
+  qsr::FlagParser flags("qsr-worker",
+                        "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
+                        "Joins a run and trains; everything else comes from the coordinator.");
+  DefineFlags(flags);
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (absl::Status s = qsr::ApplyHeapPolicy(flags.Get("heap")); !s.ok()) {
     std::cerr << "qsr-worker: --heap: " << s.message() << "\n";
