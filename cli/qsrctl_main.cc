@@ -26,10 +26,10 @@ constexpr char kUsage[] =
     "  status [--json]                 the live run: state, step, epoch, lr, H, round, workers\n"
     "  workers [--json]                rank, host, device, state, last heartbeat, samples/s\n"
     "  rounds [--json] [--from N]      completed rounds, one per line\n"
-    "  watch [--interval-s S] [--timeout-s S]\n"
+    "  watch [--interval 2s] [--timeout 10m]\n"
     "                                  a live progress bar with the ETA, lr and H; ends with the\n"
-    "                                  run (exit 0 FINISHED, 1 FAILED, 3 --timeout-s passed)\n"
-    "  stop [--reason TEXT] [--wait] [--timeout-s S]\n"
+    "                                  run (exit 0 FINISHED, 1 FAILED, 3 --timeout passed)\n"
+    "  stop [--reason TEXT] [--wait] [--timeout 10m]\n"
     "                                  end the run after the rounds in flight; workers leave\n"
     "                                  cleanly; --wait until it has ended\n"
     "  plot --out FILE.png|FILE.svg [--run-dir DIR]\n"
@@ -178,7 +178,7 @@ int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
     }
     if (absl::Now() >= deadline) {
       if (tty) std::cout << "\n";
-      std::cout << "qsrctl: watch: --timeout-s passed; the run goes on\n";
+      std::cout << "qsrctl: watch: --timeout passed; the run goes on\n";
       return 3;
     }
     absl::SleepFor(std::min(interval, deadline - absl::Now()));
