@@ -10,7 +10,7 @@ namespace qsr {
 FlagParser AgentFlags() {
   FlagParser flags(
       "qsr-agent",
-      "qsr-agent --coordinator HOST:PORT [--listen 127.0.0.1:PORT | unix:PATH] [--window-ms N]\n"
+      "qsr-agent --coordinator HOST:PORT [--listen 127.0.0.1:PORT | unix:PATH] [--window 500ms]\n"
       "Relays this host's workers to the coordinator over one connection: their round barrier "
       "as one message per host on a stream, one heartbeat per interval, reports in batches. "
       "Point each worker's --coordinator at --listen. Runs until SIGINT or SIGTERM, then prints "
@@ -20,12 +20,13 @@ FlagParser AgentFlags() {
             "where this host's workers reach the agent: loopback HOST:PORT (port 0: the OS "
             "chooses) or unix:PATH");
   flags.Add("port-file", "", "write the bound port to this file once serving");
-  flags.Add("window-ms", "500",
-            "longest a worker's barrier call (or report) is held for the rest of its host before "
-            "it goes to the coordinator without them");
-  flags.Add("metrics-port", "-1",
-            "serve Prometheus metrics over HTTP at /metrics on this port (-1: off; 0: the OS "
-            "chooses, logged)");
+  flags.AddDuration("window", absl::Milliseconds(500),
+                    "longest a worker's barrier call (or report) is held for the rest of its "
+                    "host before it goes to the coordinator without them");
+  flags.AddDeprecatedAlias("window-ms", "window", "ms");
+  flags.AddInt("metrics-port", -1,
+               "serve Prometheus metrics over HTTP at /metrics on this port (-1: off; 0: the OS "
+               "chooses, logged)");
   flags.Add("metrics-host", "0.0.0.0",
             "the address --metrics-port binds (every interface by default: Prometheus scrapes "
             "from elsewhere, while --listen stays on loopback)");
@@ -37,18 +38,16 @@ absl::StatusOr<AgentLaunch> AgentLaunchFromFlags(const FlagParser& flags) {
   if (flags.Get("coordinator").empty()) {
     return absl::InvalidArgumentError("--coordinator HOST:PORT is required (see --help)");
   }
-  absl::StatusOr<int64_t> window_ms = flags.GetInt("window-ms");
-  if (!window_ms.ok()) return absl::InvalidArgumentError(window_ms.status().message());
-  if (*window_ms < 1 || *window_ms > 600000) {
+  const absl::Duration window = flags.Duration("window");
+  if (window < absl::Milliseconds(1) || window > absl::Minutes(10)) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("--window-ms is %d; allowed: 1 to 600000", *window_ms));
+        absl::StrFormat("--window is %s; allowed: 1ms to 10m", absl::FormatDuration(window)));
   }
-  absl::StatusOr<int64_t> metrics_port = flags.GetInt("metrics-port");
-  if (!metrics_port.ok()) return absl::InvalidArgumentError(metrics_port.status().message());
-  if (*metrics_port < -1 || *metrics_port > 65535) {
+  const int64_t metrics_port = flags.Int("metrics-port");
+  if (metrics_port < -1 || metrics_port > 65535) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--metrics-port is %d; allowed: -1 (off), 0 (the OS chooses) or a port up to 65535",
-        *metrics_port));
+        metrics_port));
   }
   absl::StatusOr<ClientSecurity> security = ClientSecurityFromFlags(flags);
   if (!security.ok()) return absl::InvalidArgumentError(security.status().message());
@@ -56,8 +55,8 @@ absl::StatusOr<AgentLaunch> AgentLaunchFromFlags(const FlagParser& flags) {
   launch.agent.coordinator = flags.Get("coordinator");
   launch.agent.security = *std::move(security);
   launch.agent.listen = flags.Get("listen");
-  launch.agent.window = absl::Milliseconds(*window_ms);
-  launch.metrics_port = static_cast<int>(*metrics_port);
+  launch.agent.window = window;
+  launch.metrics_port = static_cast<int>(metrics_port);
   launch.metrics_host = flags.Get("metrics-host");
   launch.port_file = flags.Get("port-file");
   return launch;

@@ -31,8 +31,8 @@ absl::StatusOr<std::unique_ptr<HostAgent>> HostAgent::Start(Options options) {
                      "or unix:PATH (the agent serves its own host's workers, without a token)"));
   }
   if (options.window <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--window-ms is ", absl::ToInt64Milliseconds(options.window), "; allowed: > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window is ", absl::FormatDuration(options.window), "; allowed: above 0"));
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxRelayedMessageBytes);

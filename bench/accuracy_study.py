@@ -65,7 +65,7 @@ def run_methods(a, tmp):
             cmd = [os.path.join(a.bin_dir, "qsr-run"), "--workers", str(a.workers), "--recipe",
                    os.path.join(ROOT, "recipes/fashion-mnist", METHODS[method][0]),
                    "--data-dir", a.data_dir, "--run-dir", run_dir, "--run-id",
-                   f"acc-{method}-s{seed}", "--threads", str(a.threads), "--progress-s", "600",
+                   f"acc-{method}-s{seed}", "--threads", str(a.threads), "--progress", "600s",
                    f"--epochs={a.epochs}", f"--seed={seed}", f"--init_model_by_seed={seed}"]
             cmd += METHODS[method][1]
             if a.warmup_epochs >= 0:

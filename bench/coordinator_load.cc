@@ -65,14 +65,19 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/barrier_stream.h"
 #include "bench/proc_stats.h"
+#include "common/backoff.h"
 #include "common/flags.h"
-#include "common/jitter.h"
 #include "qsr/v1/coordinator.grpc.pb.h"
 
 namespace qsr {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// 0.75-1.25 of `interval` at random, as the worker's periodic senders wait.
+absl::Duration Periodic(absl::Duration interval, absl::BitGenRef random) {
+  return BackoffDelay({interval, interval, kPeriodicJitter}, 0, random);
+}
 
 double Since(Clock::time_point origin, Clock::time_point t) {
   return std::chrono::duration<double>(t - origin).count();
@@ -135,7 +140,7 @@ class LoadGenerator {
           if (!first && now < s.next_beat) continue;
           if (!first) Heartbeat(&s);
           s.next_beat =
-              now + absl::ToChronoNanoseconds(Jittered(absl::Milliseconds(interval_ms), random));
+              now + absl::ToChronoNanoseconds(Periodic(absl::Milliseconds(interval_ms), random));
         }
         lock.lock();
       }
@@ -233,7 +238,7 @@ class LoadGenerator {
   // 0.75-1.25 of --report-interval-ms at random, as the worker's ReportSender waits.
   Clock::duration ReportInterval(Sim* s) {
     return std::chrono::duration_cast<Clock::duration>(
-        absl::ToChronoNanoseconds(Jittered(absl::FromChrono(report_interval_), s->random)));
+        absl::ToChronoNanoseconds(Periodic(absl::FromChrono(report_interval_), s->random)));
   }
 
   void Heartbeat(Sim* s) {

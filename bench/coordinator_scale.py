@@ -25,7 +25,7 @@ def one(a, k, per_agent, tmp):
         [os.path.join(a.bin_dir, "qsr-coordinator"), "--recipe",
          os.path.join(ROOT, "recipes/fashion-mnist/cnn-localsgd-constant-h.yaml"),
          "--listen", "127.0.0.1:0", "--run-dir", run_dir, "--run-id", f"bench-coord-{k}",
-         "--port-file", port_file, "--plan-batch-steps", "1", "--rendezvous-timeout-s", "120",
+         "--port-file", port_file, "--plan-batch-steps", "1", "--rendezvous-timeout", "120s",
          f"--workers={k}", f"--total_batch_size={k}", "--epochs=1",
          f"--steps_per_epoch={barriers * a.h}", f"--init_h={a.h}", f"--min_h={a.h}",
          "--warmup_epochs=0"], stdout=log, stderr=subprocess.STDOUT)

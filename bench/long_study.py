@@ -134,7 +134,7 @@ def main():
             flags = common_flags(a) + method_flags(a, method, constant_h)
             cmd = [os.path.join(a.bin_dir, "qsr-run"), "--workers", str(a.workers), "--recipe",
                    RECIPE, "--data-dir", a.data_dir, "--run-dir", run_dir, "--run-id",
-                   f"long-{method}-s{seed}", "--threads", str(a.threads), "--progress-s", "3600",
+                   f"long-{method}-s{seed}", "--threads", str(a.threads), "--progress", "3600s",
                    f"--seed={seed}", f"--init_model_by_seed={seed}"] + flags
             load = open("/proc/loadavg").read().split()[:3]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout_s)

@@ -190,8 +190,8 @@ run_qsr() {  # run_qsr METHOD RATE
   local dir=$WORK/$method-$rate
   mkdir -p "$dir"
   "$BIN/qsr-coordinator" --recipe "$recipe" --listen "$(coord_ip):0" --run-dir "$dir/run" \
-    --run-id "tta-$method-$rate" --port-file "$dir/port" --rendezvous-timeout-s 120 \
-    --round-timeout-s 3600 \
+    --run-id "tta-$method-$rate" --port-file "$dir/port" --rendezvous-timeout 120s \
+    --round-timeout 3600s \
     "--workers=$WORKERS" "--epochs=$EPOCHS" "${extra[@]}" > "$dir/coordinator.log" 2>&1 &
   local coord=$!
   PIDS+=("$coord")

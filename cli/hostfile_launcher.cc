@@ -44,12 +44,13 @@ absl::StatusOr<HostfilePlan> PlanHostfileRun(const FlagParser& flags) {
     return Bad(std::string(s.message()));
   if (!flags.positional().empty())
     return Bad("unexpected argument \"" + flags.positional()[0] + "\"");
-  absl::StatusOr<int64_t> port = flags.GetInt("port");
-  absl::StatusOr<double> progress_s = flags.GetDouble("progress-s");
-  if (!port.ok() || *port < 0 || *port > 65535)
-    return Bad("--port is \"" + flags.Get("port") + "\"; allowed: 0 (the OS chooses) to 65535");
-  if (!progress_s.ok() || *progress_s <= 0) return Bad("--progress-s must be a number > 0");
-  plan.port = static_cast<int>(*port);
+  const int64_t port = flags.Int("port");
+  if (port < 0 || port > 65535)
+    return Bad(absl::StrCat("--port is ", port, "; allowed: 0 (the OS chooses) to 65535"));
+  if (flags.Duration("progress") <= absl::ZeroDuration())
+    return Bad("--progress is " + absl::FormatDuration(flags.Duration("progress")) +
+               "; allowed: a duration above 0 (5s)");
+  plan.port = static_cast<int>(port);
   plan.advertise = flags.Get("coordinator-addr");
   if (plan.advertise.empty()) {
     absl::StatusOr<std::string> a = LocalAddressTowards(
@@ -174,7 +175,7 @@ int RunHostfile(const FlagParser& flags, volatile std::sig_atomic_t* signal) {
       return QsrRunUsageError(std::string(c.status().message()));
     }
   }
-  const absl::Duration progress_every = absl::Seconds(*flags.GetDouble("progress-s"));
+  const absl::Duration progress_every = flags.Duration("progress");
   if (std::optional<int> code =
           FollowNodes(group, std::get<std::string>(bound), progress_every, signal)) {
     return *code;

@@ -41,16 +41,17 @@ absl::StatusOr<LocalPlan> PlanLocalRun(const FlagParser& flags) {
   absl::StatusOr<Recipe> recipe =
       LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
   if (!recipe.ok()) return Bad(std::string(recipe.status().message()));
-  absl::StatusOr<int64_t> threads = flags.GetInt("threads");
-  absl::StatusOr<double> progress_s = flags.GetDouble("progress-s");
-  if (!threads.ok() || *threads < 0) return Bad("--threads must be an integer >= 0");
-  if (!progress_s.ok() || *progress_s <= 0) return Bad("--progress-s must be a number > 0");
+  const int64_t threads = flags.Int("threads");
+  if (threads < 0) return Bad("--threads must be an integer >= 0");
+  if (flags.Duration("progress") <= absl::ZeroDuration())
+    return Bad("--progress is " + absl::FormatDuration(flags.Duration("progress")) +
+               "; allowed: a duration above 0 (5s)");
   if (absl::StatusOr<HeapPolicy> heap = ParseHeapPolicy(flags.Get("heap")); !heap.ok())
     return Bad("--heap: " + std::string(heap.status().message()));
   LocalPlan plan;
   plan.workers = static_cast<int>(recipe->workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  plan.threads = static_cast<int>(*threads > 0 ? *threads : std::max(1, cores / plan.workers));
+  plan.threads = static_cast<int>(threads > 0 ? threads : std::max(1, cores / plan.workers));
   absl::StatusOr<std::vector<std::string>> devices = WorkerDevices(
       flags.Get("device"), plan.workers, VisibleGpus(std::getenv("CUDA_VISIBLE_DEVICES")));
   if (!devices.ok()) return Bad(std::string(devices.status().message()));
@@ -159,8 +160,7 @@ int RunLocal(const FlagParser& flags, volatile std::sig_atomic_t* signal) {
     group.TerminateAll(absl::Seconds(5));
     return QsrRunUsageError(std::string(client.status().message()));
   }
-  std::optional<bool> ok =
-      FollowRun(group, **client, absl::Seconds(*flags.GetDouble("progress-s")), signal);
+  std::optional<bool> ok = FollowRun(group, **client, flags.Duration("progress"), signal);
   if (!ok) return 130;
   const RunSummary summary = EchoRunSummary(plan->run_dir);
   if (!*ok || summary.state != "FINISHED") {

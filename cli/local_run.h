@@ -1,6 +1,6 @@
 // The single-machine form of qsr-run (qsr-run --recipe FILE [--workers N]): a coordinator on
 // loopback and the recipe's workers as child processes of this one, their output interleaved
-// with a prefix each, a progress line every --progress-s, and a last line with the test
+// with a prefix each, a progress line every --progress, and a last line with the test
 // accuracy, the rounds and the bytes each worker sent.
 //
 // A worker that dies does not end the run (the coordinator re-forms the group without it, or

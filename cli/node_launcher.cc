@@ -111,7 +111,7 @@ std::optional<int> NodeLauncher::AwaitRun(OpsClient& client, volatile std::sig_a
   if (!s.ok()) {
     std::cerr << Prefix() << "--coordinator " << o.coordinator << " did not answer within "
               << absl::FormatDuration(o.coordinator_wait)
-              << " (--coordinator-wait-s): " << s.status().message() << "; nothing was started\n";
+              << " (--coordinator-wait): " << s.status().message() << "; nothing was started\n";
     return 2;
   }
   if (Ended(s->state())) {

@@ -24,35 +24,38 @@ absl::Status Bad(const std::string& message) { return absl::InvalidArgumentError
 
 // The numeric flags of a node, checked.
 absl::Status SetNumbers(const FlagParser& flags, NodeLauncher::Options* o, int* workers) {
-  absl::StatusOr<int64_t> nproc = flags.GetInt("nproc-per-node");
-  if (!nproc.ok() || *nproc < 1 || *nproc > 1024) {
-    return Bad("--nproc-per-node is \"" + flags.Get("nproc-per-node") +
-               "\"; allowed: an integer from 1 to 1024 (workers on this node)");
+  const int64_t nproc = flags.Int("nproc-per-node");
+  if (nproc < 1 || nproc > 1024) {
+    return Bad(absl::StrCat("--nproc-per-node is ", nproc,
+                            "; allowed: an integer from 1 to 1024 (workers on this node)"));
   }
-  absl::StatusOr<int64_t> threads = flags.GetInt("threads");
-  absl::StatusOr<int64_t> max_restarts = flags.GetInt("max-restarts");
-  absl::StatusOr<double> delay_s = flags.GetDouble("restart-delay-s");
-  absl::StatusOr<double> wait_s = flags.GetDouble("coordinator-wait-s");
-  absl::StatusOr<double> grace_s = flags.GetDouble("grace-s");
-  absl::StatusOr<double> progress_s = flags.GetDouble("progress-s");
-  if (!threads.ok() || *threads < 0) return Bad("--threads must be an integer >= 0");
-  if (!max_restarts.ok() || *max_restarts < 0 || *max_restarts > 1000)
-    return Bad("--max-restarts is \"" + flags.Get("max-restarts") + "\"; allowed: 0 to 1000");
-  if (!delay_s.ok() || *delay_s < 0 || *delay_s > 3600)
-    return Bad("--restart-delay-s is \"" + flags.Get("restart-delay-s") + "\"; allowed: 0 to 3600");
-  if (!wait_s.ok() || *wait_s <= 0 || *wait_s > 86400)
-    return Bad("--coordinator-wait-s is \"" + flags.Get("coordinator-wait-s") +
-               "\"; allowed: a number of seconds > 0 and <= 86400");
-  if (!grace_s.ok() || *grace_s < 0) return Bad("--grace-s must be a number >= 0");
-  if (!progress_s.ok() || *progress_s < 0) return Bad("--progress-s must be a number >= 0");
-  *workers = static_cast<int>(*nproc);
+  const int64_t threads = flags.Int("threads");
+  const int64_t max_restarts = flags.Int("max-restarts");
+  const absl::Duration delay = flags.Duration("restart-delay");
+  const absl::Duration wait = flags.Duration("coordinator-wait");
+  const absl::Duration grace = flags.Duration("grace");
+  const absl::Duration progress = flags.Duration("progress");
+  const auto is = [](const char* flag, absl::Duration d) {
+    return absl::StrCat("--", flag, " is ", absl::FormatDuration(d));
+  };
+  if (threads < 0) return Bad(absl::StrCat("--threads is ", threads, "; allowed: >= 0"));
+  if (max_restarts < 0 || max_restarts > 1000)
+    return Bad(absl::StrCat("--max-restarts is ", max_restarts, "; allowed: 0 to 1000"));
+  if (delay < absl::ZeroDuration() || delay > absl::Hours(1))
+    return Bad(is("restart-delay", delay) + "; allowed: 0s to 1h");
+  if (wait <= absl::ZeroDuration() || wait > absl::Hours(24))
+    return Bad(is("coordinator-wait", wait) + "; allowed: above 0s, at most 24h");
+  if (grace < absl::ZeroDuration()) return Bad(is("grace", grace) + "; allowed: 0s or more");
+  if (progress < absl::ZeroDuration())
+    return Bad(is("progress", progress) + "; allowed: 0s (none) or more");
+  *workers = static_cast<int>(nproc);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  o->threads = static_cast<int>(*threads > 0 ? *threads : std::max(1, cores / *workers));
-  o->restart.max_restarts = static_cast<int>(*max_restarts);
-  o->restart.first_delay = absl::Seconds(*delay_s);
-  o->coordinator_wait = absl::Seconds(*wait_s);
-  o->grace = absl::Seconds(*grace_s);
-  o->progress_every = absl::Seconds(flags.IsSet("progress-s") ? *progress_s : 30);
+  o->threads = static_cast<int>(threads > 0 ? threads : std::max(1, cores / *workers));
+  o->restart.max_restarts = static_cast<int>(max_restarts);
+  o->restart.first_delay = delay;
+  o->coordinator_wait = wait;
+  o->grace = grace;
+  o->progress_every = flags.IsSet("progress") ? progress : absl::Seconds(30);
   return absl::OkStatus();
 }
 

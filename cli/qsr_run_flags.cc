@@ -12,10 +12,12 @@ void AddRunFlags(FlagParser& flags) {
   flags.Add("model-path", "",
             "model torchscript: the TorchScript file, passed to every worker (overrides the "
             "recipe's model_path)");
-  flags.Add("threads", "0", "intra-op threads per worker (0 = cores / workers)");
+  flags.AddInt("threads", 0, "intra-op threads per worker (0 = cores / workers)");
   flags.Add("device", "cpu",
             "cpu; cuda (worker i on cuda:i); or one cuda:N per worker, comma-separated");
-  flags.Add("progress-s", "5", "seconds between progress lines");
+  flags.AddDuration("progress", absl::Seconds(5),
+                    "time between progress lines (with --coordinator: default 30s, 0s: none)");
+  flags.AddDeprecatedAlias("progress-s", "progress", "s");
   flags.Add("heap", "keep",
             "the workers' heap: keep (memory a step frees is reused) or system (glibc's "
             "defaults); passed to every worker");
@@ -38,7 +40,7 @@ void AddSecurityFlags(FlagParser& flags) {
 // A node of a multi-host run (--coordinator).
 void AddNodeFlags(FlagParser& flags) {
   flags.Add("coordinator", "", "join the run of the coordinator at HOST:PORT as one node");
-  flags.Add("nproc-per-node", "1", "with --coordinator: workers on this node");
+  flags.AddInt("nproc-per-node", 1, "with --coordinator: workers on this node");
   flags.Add("host", "",
             "with --coordinator: the address peers reach this node's workers on (default: the "
             "local address of the route to the coordinator)");
@@ -47,15 +49,20 @@ void AddNodeFlags(FlagParser& flags) {
             "the --host address); unique per node and the same when the node is started again");
   flags.Add("log-dir", "",
             "with --coordinator: one log per process here (default qsr-logs/NODE-DATE-PID)");
-  flags.Add("max-restarts", "3",
-            "with --coordinator: restarts of dead workers allowed on this node, all together");
-  flags.Add("restart-delay-s", "1",
-            "with --coordinator: wait before a restart, doubling for each restart of the same "
-            "worker (at most 30 s)");
-  flags.Add("coordinator-wait-s", "60",
-            "with --coordinator: how long to wait for the coordinator to answer before giving up "
-            "(exit 2, nothing started)");
-  flags.Add("grace-s", "30", "on SIGINT/SIGTERM: how long children get to exit before SIGKILL");
+  flags.AddInt("max-restarts", 3,
+               "with --coordinator: restarts of dead workers allowed on this node, all together");
+  flags.AddDuration("restart-delay", absl::Seconds(1),
+                    "with --coordinator: wait before a restart, doubling for each restart of the "
+                    "same worker (at most 30s)");
+  flags.AddDuration("coordinator-wait", absl::Seconds(60),
+                    "with --coordinator: how long to wait for the coordinator to answer before "
+                    "giving up (exit 2, nothing started)");
+  flags.AddDuration("grace", absl::Seconds(30),
+                    "on SIGINT/SIGTERM: how long children get to exit before SIGKILL");
+  // Names from before durations carried their unit; they keep working with a warning.
+  flags.AddDeprecatedAlias("restart-delay-s", "restart-delay", "s");
+  flags.AddDeprecatedAlias("coordinator-wait-s", "coordinator-wait", "s");
+  flags.AddDeprecatedAlias("grace-s", "grace", "s");
   flags.AddBool("tls", "with --coordinator: TLS to the coordinator with the system's CAs");
 }
 
@@ -68,8 +75,8 @@ void AddLaunchFlags(FlagParser& flags) {
             "with --hostfile: the command prefix that runs a command on a host; {host} is "
             "replaced by the host (appended when absent); the node's command follows as one "
             "shell word");
-  flags.Add("port", "7070",
-            "with --hostfile (0: the OS chooses) or under Slurm: the coordinator's port");
+  flags.AddInt("port", 7070,
+               "with --hostfile (0: the OS chooses) or under Slurm: the coordinator's port");
   flags.Add("listen-host", "0.0.0.0",
             "with --hostfile or under Slurm: the address the coordinator listens on");
   flags.Add("coordinator-addr", "",

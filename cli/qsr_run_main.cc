@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     if (slurm->has_value()) return qsr::RunSlurm(flags, **slurm, &g_signal, &CatchNodeSignals);
   }
   for (const char* node_only : {"nproc-per-node", "host", "node-name", "log-dir", "max-restarts",
-                                "restart-delay-s", "coordinator-wait-s"}) {
+                                "restart-delay", "coordinator-wait"}) {
     if (flags.IsSet(node_only)) {
       return qsr::QsrRunUsageError(std::string("--") + node_only +
                                    " goes with --coordinator HOST:PORT, --hostfile FILE or srun");

@@ -26,10 +26,10 @@ constexpr char kUsage[] =
     "  status [--json]                 the live run: state, step, epoch, lr, H, round, workers\n"
     "  workers [--json]                rank, host, device, state, last heartbeat, samples/s\n"
     "  rounds [--json] [--from N]      completed rounds, one per line\n"
-    "  watch [--interval-s S] [--timeout-s S]\n"
+    "  watch [--interval 2s] [--timeout 10m]\n"
     "                                  a live progress bar with the ETA, lr and H; ends with the\n"
-    "                                  run (exit 0 FINISHED, 1 FAILED, 3 --timeout-s passed)\n"
-    "  stop [--reason TEXT] [--wait] [--timeout-s S]\n"
+    "                                  run (exit 0 FINISHED, 1 FAILED, 3 --timeout passed)\n"
+    "  stop [--reason TEXT] [--wait] [--timeout 10m]\n"
     "                                  end the run after the rounds in flight; workers leave\n"
     "                                  cleanly; --wait until it has ended\n"
     "  plot --out FILE.png|FILE.svg [--run-dir DIR]\n"
@@ -52,6 +52,10 @@ int Fail(const std::string& message) {
 }
 
 int Fail(const absl::Status& status) { return Fail(std::string(status.message())); }
+
+std::string TimeoutError(absl::Duration timeout) {
+  return "--timeout is " + absl::FormatDuration(timeout) + "; allowed: 0s (none) or more";
+}
 
 bool Ended(const qsr::v1::GetStatusReply& s) {
   return s.state() == "FINISHED" || s.state() == "FAILED";
@@ -112,10 +116,10 @@ int Workers(qsr::OpsClient& client, const qsr::FlagParser& flags) {
 }
 
 int Rounds(qsr::OpsClient& client, const qsr::FlagParser& flags) {
-  absl::StatusOr<int64_t> from = flags.GetInt("from");
-  if (!from.ok() || *from < 0) return Fail("--from must be an integer >= 0");
+  const int64_t from = flags.Int("from");
+  if (from < 0) return Fail(absl::StrCat("--from is ", from, "; allowed: a round >= 0"));
   qsr::v1::ListRoundsRequest request;
-  request.set_from_round(*from);
+  request.set_from_round(from);
   absl::StatusOr<qsr::v1::ListRoundsReply> reply = client.ListRounds(request, kListTimeout);
   if (!reply.ok()) return Fail(reply.status());
   const bool json = flags.GetBool("json");
@@ -137,15 +141,17 @@ int Rounds(qsr::OpsClient& client, const qsr::FlagParser& flags) {
 
 // Polls the status until the run ends, drawing a progress line: in place on a terminal, one line
 // per poll otherwise. Every wait is bounded: a call by kCallTimeout, the whole watch by
-// --timeout-s (when > 0), a lost coordinator by max(10 s, 3 polls).
+// --timeout (when > 0), a lost coordinator by max(10 s, 3 polls).
 int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
-  absl::StatusOr<double> interval_s = flags.GetDouble("interval-s");
-  absl::StatusOr<double> timeout_s = flags.GetDouble("timeout-s");
-  if (!interval_s.ok() || *interval_s <= 0) return Fail("--interval-s must be a number > 0");
-  if (!timeout_s.ok() || *timeout_s < 0) return Fail("--timeout-s must be a number >= 0");
-  const absl::Duration interval = absl::Seconds(*interval_s);
+  const absl::Duration interval = flags.Duration("interval");
+  const absl::Duration timeout = flags.Duration("timeout");
+  if (interval <= absl::ZeroDuration()) {
+    return Fail("--interval is " + absl::FormatDuration(interval) +
+                "; allowed: a duration above 0 (2s, 500ms)");
+  }
+  if (timeout < absl::ZeroDuration()) return Fail(TimeoutError(timeout));
   const absl::Time deadline =
-      *timeout_s > 0 ? absl::Now() + absl::Seconds(*timeout_s) : absl::InfiniteFuture();
+      timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
   const absl::Duration lost_after = std::max(absl::Seconds(10), 3 * interval);
   const bool tty = ::isatty(STDOUT_FILENO) == 1;
 
@@ -172,7 +178,7 @@ int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
     }
     if (absl::Now() >= deadline) {
       if (tty) std::cout << "\n";
-      std::cout << "qsrctl: watch: --timeout-s passed; the run goes on\n";
+      std::cout << "qsrctl: watch: --timeout passed; the run goes on\n";
       return 3;
     }
     absl::SleepFor(std::min(interval, deadline - absl::Now()));
@@ -184,15 +190,15 @@ int Watch(qsr::OpsClient& client, const qsr::FlagParser& flags) {
       if (tty) std::cout << "\n";
       return Fail(absl::StrFormat(
           "%s; lost it after step %d/%d (a coordinator exits when its run ends: give it "
-          "--linger-s to keep its status readable)",
+          "--linger to keep its status readable)",
           next.status().message(), s->step(), s->total_steps()));
     }
   }
 }
 
 int Stop(qsr::OpsClient& client, const qsr::FlagParser& flags) {
-  absl::StatusOr<double> timeout_s = flags.GetDouble("timeout-s");
-  if (!timeout_s.ok() || *timeout_s < 0) return Fail("--timeout-s must be a number >= 0");
+  const absl::Duration timeout = flags.Duration("timeout");
+  if (timeout < absl::ZeroDuration()) return Fail(TimeoutError(timeout));
   qsr::v1::StopRequest request;
   request.set_reason(flags.Get("reason").empty() ? "qsrctl stop" : flags.Get("reason"));
   absl::StatusOr<qsr::v1::StopReply> reply = client.Stop(request, kCallTimeout);
@@ -208,7 +214,7 @@ int Stop(qsr::OpsClient& client, const qsr::FlagParser& flags) {
   if (!flags.GetBool("wait")) return 0;
 
   const absl::Time deadline =
-      absl::Now() + (*timeout_s > 0 ? absl::Seconds(*timeout_s) : absl::Minutes(10));
+      absl::Now() + (timeout > absl::ZeroDuration() ? timeout : absl::Minutes(10));
   while (true) {
     absl::StatusOr<qsr::v1::GetStatusReply> s = client.GetStatus(kCallTimeout);
     if (!s.ok()) {
@@ -228,7 +234,7 @@ int Stop(qsr::OpsClient& client, const qsr::FlagParser& flags) {
     }
     if (absl::Now() >= deadline) {
       return Fail(absl::StrFormat(
-          "coordinator at %s: the run is still %s at step %d after --timeout-s; workers still "
+          "coordinator at %s: the run is still %s at step %d after --timeout; workers still "
           "in it: %d",
           client.address(), s->state(), s->step(), s->workers()));
     }
@@ -294,11 +300,13 @@ int main(int argc, char** argv) {
   flags.Add("coordinator", "127.0.0.1:7070", "the coordinator's HOST:PORT");
   flags.AddBool("json", "machine-readable output (JSON; one object per line for lists)");
   flags.Add("recipe", "", "plan: the recipe YAML file");
-  flags.Add("from", "0", "rounds: first round to list");
-  flags.Add("interval-s", "2", "watch: seconds between polls");
-  flags.Add("timeout-s", "0",
-            "watch: give up after this many seconds (0: when the run ends); stop --wait: the "
-            "longest wait (0: 600)");
+  flags.AddInt("from", 0, "rounds: first round to list");
+  flags.AddDuration("interval", absl::Seconds(2), "watch: time between polls");
+  flags.AddDuration("timeout", absl::ZeroDuration(),
+                    "watch: give up after this long (0s: when the run ends); stop --wait: the "
+                    "longest wait (0s: 10m)");
+  flags.AddDeprecatedAlias("interval-s", "interval", "s");
+  flags.AddDeprecatedAlias("timeout-s", "timeout", "s");
   flags.AddBool("wait", "stop: wait until the run has ended");
   flags.Add("reason", "", "stop: why, for the coordinator's log");
   flags.Add("out", "", "plot: the picture to write, *.png or *.svg; export: the state dict file");

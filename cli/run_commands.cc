@@ -101,10 +101,10 @@ std::vector<std::string> HostfileNodeArgv(const FlagParser& flags, const std::st
                                    absl::StrCat("node", index),
                                    "--log-dir",
                                    absl::StrCat(run_dir, "/logs/node", index),
-                                   "--progress-s",
-                                   "0"};
+                                   "--progress",
+                                   "0s"};
   for (const char* name : {"device", "threads", "data-dir", "model-path", "heap", "max-restarts",
-                           "restart-delay-s", "coordinator-wait-s", "grace-s", "tls-ca",
+                           "restart-delay", "coordinator-wait", "grace", "tls-ca",
                            "tls-client-cert", "tls-client-key", "tls-server-name", "token-file"}) {
     if (flags.IsSet(name)) argv.insert(argv.end(), {absl::StrCat("--", name), flags.Get(name)});
   }

@@ -49,18 +49,17 @@ void AwaitCoordinator(ProcessGroup& group, volatile std::sig_atomic_t* signal) {
 
 int RunSlurm(const FlagParser& flags, const SlurmTask& task, volatile std::sig_atomic_t* signal,
              void (*catch_signals)()) {
-  absl::StatusOr<int64_t> port = flags.GetInt("port");
-  if (!port.ok() || *port < 1 || *port > 65535)
-    return QsrRunUsageError("--port is \"" + flags.Get("port") +
-                            "\"; under Slurm every node must know it: 1 to 65535");
-  absl::StatusOr<int64_t> nproc = flags.GetInt("nproc-per-node");
-  const int total = nproc.ok() ? static_cast<int>(*nproc) * task.ntasks : 0;
+  const int64_t port = flags.Int("port");
+  if (port < 1 || port > 65535)
+    return QsrRunUsageError(
+        absl::StrCat("--port is ", port, "; under Slurm every node must know it: 1 to 65535"));
+  const int total = static_cast<int>(flags.Int("nproc-per-node")) * task.ntasks;
   const bool first = task.procid == 0;
   if (first) {
     if (absl::Status s = CheckRecipeFor(flags, std::max(total, 1)); !s.ok())
       return QsrRunUsageError(std::string(s.message()));
   }
-  const std::string coordinator = absl::StrCat(task.nodes[0], ":", *port);
+  const std::string coordinator = absl::StrCat(task.nodes[0], ":", port);
   absl::StatusOr<NodeLauncher::Options> o =
       NodeOptionsFromFlags(flags, coordinator, absl::StrCat("node", task.nodeid));
   if (!o.ok()) return QsrRunUsageError(std::string(o.status().message()));
@@ -75,7 +74,7 @@ int RunSlurm(const FlagParser& flags, const SlurmTask& task, volatile std::sig_a
     std::error_code ec;
     std::filesystem::create_directories(run_dir, ec);
     if (ec) return QsrRunUsageError("cannot create run directory " + run_dir + ": " + ec.message());
-    if (absl::Status s = StartCoordinator(flags, o->bin_dir, static_cast<int>(*port), total, run_id,
+    if (absl::Status s = StartCoordinator(flags, o->bin_dir, static_cast<int>(port), total, run_id,
                                           run_dir, coord);
         !s.ok()) {
       return QsrRunUsageError(std::string(s.message()));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/backoff.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -79,20 +80,22 @@ grpc::ChannelArguments ClientChannelArgs() {
 absl::StatusOr<v1::JoinReply> JoinWithRetry(CoordinatorClient* client,
                                             const v1::JoinRequest& request,
                                             absl::Duration timeout) {
+  // While the coordinator is not up yet: 50 ms doubling to 2 s between tries.
+  constexpr BackoffPolicy kUnreachable{absl::Milliseconds(50), absl::Seconds(2)};
   const absl::Time deadline = absl::Now() + timeout;
-  absl::Duration backoff = absl::Milliseconds(50);
+  int failures = 0;
   while (true) {
     absl::StatusOr<v1::JoinReply> reply =
         client->Join(request, std::min(deadline, absl::Now() + absl::Seconds(12)));
     if (reply.ok() && reply->outcome().code() == v1::Outcome::TIMEOUT && absl::Now() < deadline) {
-      backoff = absl::Milliseconds(50);
+      failures = 0;
       continue;  // the poll ended before the generation formed: ask again
     }
     const bool unreachable = !reply.ok() && (absl::IsUnavailable(reply.status()) ||
                                              absl::IsDeadlineExceeded(reply.status()));
-    if (!unreachable || absl::Now() + backoff > deadline) return reply;
-    absl::SleepFor(backoff);  // The coordinator is not up yet: back off and retry.
-    backoff = std::min(backoff * 2, absl::Seconds(2));
+    const absl::Duration wait = BackoffDelay(kUnreachable, failures++);
+    if (!unreachable || absl::Now() + wait > deadline) return reply;
+    absl::SleepFor(wait);
   }
 }
 

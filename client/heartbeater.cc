@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/random/random.h"
-#include "common/jitter.h"
+#include "common/backoff.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -45,7 +45,8 @@ void Heartbeater::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wake_; };
-      mu_.AwaitWithTimeout(absl::Condition(&woken), Jittered(interval_, random));
+      mu_.AwaitWithTimeout(absl::Condition(&woken),
+                           BackoffDelay({interval_, interval_, kPeriodicJitter}, 0, random));
       if (stop_) return;
       wake_ = false;
       request = request_;

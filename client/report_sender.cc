@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
-#include "common/jitter.h"
+#include "common/backoff.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -76,7 +76,8 @@ void ReportSender::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stopped), Jittered(interval_, random));
+      mu_.AwaitWithTimeout(absl::Condition(&stopped),
+                           BackoffDelay({interval_, interval_, kPeriodicJitter}, 0, random));
       if (stop_) return;
     }
     absl::Status s = SendOnce();

@@ -1,7 +1,7 @@
 // ReportSender: delivers round and evaluation reports to the coordinator off the training thread.
 //
 // The training loop never waits on a report: Add* queues and returns. A background thread sends
-// what has queued about once per `interval` (0.75-1.25 of it at random, common/jitter.h, so that
+// what has queued about once per `interval` (0.75-1.25 of it at random, common/backoff.h, so that
 // the senders of a group spread out), so data-parallel training with one-step rounds costs one RPC
 // per interval, not one per step. A failed send keeps the reports and retries at the next
 // interval. Flush() sends everything left, bounded by a deadline.

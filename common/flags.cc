@@ -100,7 +100,10 @@ void FlagParser::AddDouble(const std::string& name, double default_value, const 
 
 void FlagParser::AddDuration(const std::string& name, absl::Duration default_value,
                              const std::string& help) {
-  Declare(name, Spec{absl::FormatDuration(default_value), help, Type::kDuration});
+  // FormatDuration writes zero as a bare "0", which a duration flag does not accept.
+  const std::string text =
+      default_value == absl::ZeroDuration() ? "0s" : absl::FormatDuration(default_value);
+  Declare(name, Spec{text, help, Type::kDuration});
 }
 
 void FlagParser::AddDeprecatedAlias(const std::string& old_name, const std::string& name,

@@ -43,24 +43,35 @@ void DefineFlags(qsr::FlagParser& flags) {
             "keep the run's journal here: a coordinator restarted with the same state dir "
             "continues the run (and its run directory defaults to this one)");
   flags.Add("port-file", "", "write the bound port to this file once serving");
-  flags.Add("rendezvous-timeout-s", "300",
-            "how long workers may wait for each other at a barrier or rendezvous");
-  flags.Add("plan-batch-steps", "32",
-            "hand out consecutive round plans until they cover this many steps");
-  flags.Add("linger-s", "0", "keep serving status this long after the run ends");
-  flags.Add("heartbeat-interval-ms", "1000", "how often workers send heartbeats");
-  flags.Add("heartbeat-timeout-ms", "10000",
-            "a worker silent this long is declared failed and the group re-forms without it");
-  flags.Add("regroup-timeout-ms", "10000",
-            "after a failure, how long to wait for the surviving workers to join again");
-  flags.Add("replacement-timeout-s", "300",
-            "below min_workers, how long to wait for replacements before the run fails");
-  flags.Add("round-timeout-s", "300",
-            "a worker reaching the round barrier this long after the first is a straggler: it "
-            "is declared failed");
-  flags.Add("metrics-port", "-1",
-            "serve Prometheus metrics over HTTP at /metrics on this port of the --listen host "
-            "(-1: off; 0: the OS chooses, logged)");
+  flags.AddDuration("rendezvous-timeout", absl::Seconds(300),
+                    "how long workers may wait for each other at a barrier or rendezvous");
+  flags.AddInt("plan-batch-steps", 32,
+               "hand out consecutive round plans until they cover this many steps");
+  flags.AddDuration("linger", absl::ZeroDuration(),
+                    "keep serving status this long after the run ends");
+  flags.AddDuration("heartbeat-interval", absl::Seconds(1), "how often workers send heartbeats");
+  flags.AddDuration("heartbeat-timeout", absl::Seconds(10),
+                    "a worker silent this long is declared failed and the group re-forms "
+                    "without it");
+  flags.AddDuration("survivor-wait", absl::Seconds(10),
+                    "after a failure, how long the re-forming group waits for the surviving "
+                    "workers to join again");
+  flags.AddDuration("replacement-timeout", absl::Seconds(300),
+                    "below min_workers, how long to wait for replacements before the run fails");
+  flags.AddDuration("round-timeout", absl::Seconds(300),
+                    "a worker reaching the round barrier this long after the first is a "
+                    "straggler: it is declared failed");
+  flags.AddInt("metrics-port", -1,
+               "serve Prometheus metrics over HTTP at /metrics on this port of the --listen "
+               "host (-1: off; 0: the OS chooses, logged)");
+  // Names from before durations carried their unit; they keep working with a warning.
+  flags.AddDeprecatedAlias("rendezvous-timeout-s", "rendezvous-timeout", "s");
+  flags.AddDeprecatedAlias("linger-s", "linger", "s");
+  flags.AddDeprecatedAlias("heartbeat-interval-ms", "heartbeat-interval", "ms");
+  flags.AddDeprecatedAlias("heartbeat-timeout-ms", "heartbeat-timeout", "ms");
+  flags.AddDeprecatedAlias("regroup-timeout-ms", "survivor-wait", "ms");
+  flags.AddDeprecatedAlias("replacement-timeout-s", "replacement-timeout", "s");
+  flags.AddDeprecatedAlias("round-timeout-s", "round-timeout", "s");
   flags.Add("tls-cert", "", "PEM certificate to serve TLS with (with --tls-key)");
   flags.Add("tls-key", "", "PEM private key of --tls-cert");
   flags.Add("tls-client-ca", "",
@@ -72,52 +83,46 @@ void DefineFlags(qsr::FlagParser& flags) {
   flags.AcceptRecipeOverrides();
 }
 
-// The timing and serving flags into `options` (and --linger-s); an error names the flag.
+// The timing and serving flags into `options` (and --linger); an error names the flag.
 absl::Status ParseServing(const qsr::FlagParser& flags, qsr::CoordinatorServer::Options* options,
-                          int64_t* linger_s) {
-  absl::StatusOr<int64_t> timeout_s = flags.GetInt("rendezvous-timeout-s");
-  absl::StatusOr<int64_t> batch_steps = flags.GetInt("plan-batch-steps");
-  absl::StatusOr<int64_t> linger = flags.GetInt("linger-s");
-  absl::StatusOr<int64_t> metrics_port = flags.GetInt("metrics-port");
-  for (const absl::Status& s :
-       {timeout_s.status(), batch_steps.status(), linger.status(), metrics_port.status()}) {
-    if (!s.ok()) return s;
-  }
+                          absl::Duration* linger) {
   // Liveness and recovery deadlines: each must be positive.
   struct Deadline {
     const char* flag;
-    absl::Duration unit;
     absl::Duration* out;
   };
   qsr::RunController::Options& run = options->run;
-  for (const Deadline& d :
-       {Deadline{"heartbeat-interval-ms", absl::Milliseconds(1), &run.heartbeat_interval},
-        Deadline{"heartbeat-timeout-ms", absl::Milliseconds(1), &run.heartbeat_timeout},
-        Deadline{"regroup-timeout-ms", absl::Milliseconds(1), &run.regroup_timeout},
-        Deadline{"replacement-timeout-s", absl::Seconds(1), &run.replacement_timeout},
-        Deadline{"round-timeout-s", absl::Seconds(1), &run.round_timeout}}) {
-    absl::StatusOr<int64_t> v = flags.GetInt(d.flag);
-    if (!v.ok()) return v.status();
-    if (*v < 1) return absl::InvalidArgumentError(std::string("--") + d.flag + " must be >= 1");
-    *d.out = *v * d.unit;
+  for (const Deadline& d : {Deadline{"rendezvous-timeout", &run.rendezvous_timeout},
+                            Deadline{"heartbeat-interval", &run.heartbeat_interval},
+                            Deadline{"heartbeat-timeout", &run.heartbeat_timeout},
+                            Deadline{"survivor-wait", &run.regroup_timeout},
+                            Deadline{"replacement-timeout", &run.replacement_timeout},
+                            Deadline{"round-timeout", &run.round_timeout}}) {
+    *d.out = flags.Duration(d.flag);
+    if (*d.out <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", d.flag, " is ",
+                                                     absl::FormatDuration(*d.out),
+                                                     "; allowed: a duration above 0 (10s, 500ms)"));
+    }
   }
   if (run.heartbeat_timeout <= run.heartbeat_interval) {
     return absl::InvalidArgumentError(
-        "--heartbeat-timeout-ms must be larger than --heartbeat-interval-ms");
+        "--heartbeat-timeout must be longer than --heartbeat-interval");
   }
-  if (*timeout_s < 1 || *batch_steps < 1 || *linger < 0) {
-    return absl::InvalidArgumentError(
-        "--rendezvous-timeout-s and --plan-batch-steps must be >= 1, --linger-s >= 0");
+  *linger = flags.Duration("linger");
+  if (*linger < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--linger must not be negative (0s: stop at once)");
   }
-  if (*metrics_port < -1 || *metrics_port > 65535) {
+  const int64_t batch_steps = flags.Int("plan-batch-steps");
+  if (batch_steps < 1) return absl::InvalidArgumentError("--plan-batch-steps must be >= 1");
+  const int64_t metrics_port = flags.Int("metrics-port");
+  if (metrics_port < -1 || metrics_port > 65535) {
     return absl::InvalidArgumentError(
         "--metrics-port must be -1 (off), 0 (the OS chooses) or a port up to 65535");
   }
-  run.rendezvous_timeout = absl::Seconds(*timeout_s);
-  run.plan_batch_steps = *batch_steps;
-  options->metrics_port = static_cast<int>(*metrics_port);
+  run.plan_batch_steps = batch_steps;
+  options->metrics_port = static_cast<int>(metrics_port);
   options->listen = flags.Get("listen");
-  *linger_s = *linger;
   return absl::OkStatus();
 }
 
@@ -180,8 +185,8 @@ int main(int argc, char** argv) {
       qsr::LoadRecipeWithOverrides(flags.Get("recipe"), flags.recipe_overrides());
   if (!recipe.ok()) return Fail(std::string(recipe.status().message()));
   qsr::CoordinatorServer::Options options;
-  int64_t linger_s = 0;
-  if (absl::Status s = ParseServing(flags, &options, &linger_s); !s.ok()) {
+  absl::Duration linger;
+  if (absl::Status s = ParseServing(flags, &options, &linger); !s.ok()) {
     return Fail(std::string(s.message()));
   }
   absl::StatusOr<qsr::RunStart> start = qsr::ChooseRunStart(
@@ -219,7 +224,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   bool failed = (*server)->controller().Failed();
-  absl::Time linger_until = absl::Now() + absl::Seconds(linger_s);
+  absl::Time linger_until = absl::Now() + linger;
   while (g_signal == 0 && absl::Now() < linger_until) absl::SleepFor(absl::Milliseconds(100));
   (*server)->Shutdown();
   return failed ? 1 : 0;

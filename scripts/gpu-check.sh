@@ -296,7 +296,7 @@ stage_gloo() {
   local run=$RUNS/gloo
   rm -rf "$run"
   timeout 600 "$BLD/bin/qsr-run" --recipe "$RECIPE" --workers=2 --epochs=1 \
-    --data-dir "$DATA_DIR" --run-dir "$run" --run-id gpu-gloo --progress-s 10 || return 1
+    --data-dir "$DATA_DIR" --run-dir "$run" --run-id gpu-gloo --progress 10s || return 1
   note "Gloo 2-worker CPU cnn, 1 epoch: test_acc=$(read_json "$run/summary.json" test_acc), elapsed_s=$(read_json "$run/summary.json" elapsed_s), train samples/s per worker=$(throughput "$run")"
 }
 

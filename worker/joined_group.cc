@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/backoff.h"
 #include "glog/logging.h"
 
 namespace qsr {
@@ -112,6 +113,11 @@ void JoinedGroup::OnEnded(int64_t generation, const v1::Outcome& outcome) {
 absl::StatusOr<v1::NextRoundsReply> JoinedGroup::NextRounds(int64_t next_round) {
   // Transport errors (a coordinator restarting) are retried for this long.
   constexpr absl::Duration kReconnect = absl::Minutes(2);
+  // Between tries: 100 ms doubling to 1 s (the channel's own reconnect backoff is capped at 1 s),
+  // jittered so that the workers of a group do not all ask a restarted coordinator at once.
+  constexpr BackoffPolicy kRetry{absl::Milliseconds(100), absl::Seconds(1), 0.25};
+  absl::BitGen random;
+  int failures = 0;
   absl::Time unreachable_since = absl::InfiniteFuture();
   v1::NextRoundsRequest request;
   request.set_worker_id(member_.worker_id);
@@ -136,7 +142,7 @@ absl::StatusOr<v1::NextRoundsReply> JoinedGroup::NextRounds(int64_t next_round) 
       return absl::AbortedError("the coordinator ended this generation");
     }
     LOG(WARNING) << "NextRounds: " << reply.status() << "; retrying";
-    absl::SleepFor(absl::Milliseconds(500));
+    absl::SleepFor(BackoffDelay(kRetry, failures++, random));
   }
 }
 

@@ -13,12 +13,9 @@
 #include "worker/heap_policy.h"
 #include "worker/trainer.h"
 
-int main(int argc, char** argv) {
-  FLAGS_logtostderr = true;
-  qsr::InitLogging(argv[0]);
-  qsr::FlagParser flags("qsr-worker",
-                        "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
-                        "Joins a run and trains; everything else comes from the coordinator.");
+namespace {
+
+void DefineFlags(qsr::FlagParser& flags) {
   flags.Add("coordinator", "127.0.0.1:7070", "the coordinator's HOST:PORT");
   flags.Add("device", "cpu", "cpu (cuda:N needs a CUDA build)");
   flags.Add("data-dir", "",
@@ -28,29 +25,43 @@ int main(int argc, char** argv) {
             "model torchscript: the TorchScript file on this machine (overrides the recipe's "
             "model_path)");
   flags.Add("host", "127.0.0.1", "address peers reach this worker on for the collectives");
-  flags.Add("threads", "0", "intra-op threads (0 = all cores)");
+  flags.AddInt("threads", 0, "intra-op threads (0 = all cores)");
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
   flags.Add("checkpoint-dir", "", "where checkpoints go (default runs/RUN_ID/checkpoints)");
-  flags.Add("connect-timeout-s", "300",
-            "how long to wait at start for the coordinator and the other workers");
-  flags.Add("regroup-timeout-s", "600",
-            "after a failure, how long to keep asking to join the re-formed group");
+  flags.AddDuration("connect-timeout", absl::Seconds(300),
+                    "how long to wait at start for the coordinator and the other workers");
+  flags.AddDuration("rejoin-timeout", absl::Seconds(600),
+                    "after a failure, how long this worker keeps asking to rejoin the re-formed "
+                    "group");
+  // Names from before durations carried their unit; they keep working with a warning.
+  flags.AddDeprecatedAlias("connect-timeout-s", "connect-timeout", "s");
+  flags.AddDeprecatedAlias("regroup-timeout-s", "rejoin-timeout", "s");
   flags.Add("heap", "keep",
             "keep: memory a step frees stays in the process for the next step (no page faults "
             "on reuse; the resident size stays at its peak); system: glibc's defaults");
   qsr::AddClientSecurityFlags(flags);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  qsr::InitLogging(argv[0]);
+  qsr::FlagParser flags("qsr-worker",
+                        "qsr-worker --coordinator HOST:PORT [--device cpu] [--data-dir DIR]\n"
+                        "Joins a run and trains; everything else comes from the coordinator.");
+  DefineFlags(flags);
   if (std::optional<int> exit_code = flags.ParseForMain(argc, argv)) return *exit_code;
   if (absl::Status s = qsr::ApplyHeapPolicy(flags.Get("heap")); !s.ok()) {
     std::cerr << "qsr-worker: --heap: " << s.message() << "\n";
     return absl::IsInvalidArgument(s) ? 2 : 1;
   }
-  absl::StatusOr<int64_t> threads = flags.GetInt("threads");
-  absl::StatusOr<int64_t> connect = flags.GetInt("connect-timeout-s");
-  absl::StatusOr<int64_t> regroup = flags.GetInt("regroup-timeout-s");
-  if (!threads.ok() || !connect.ok() || !regroup.ok() || *threads < 0 || *connect < 1 ||
-      *regroup < 1) {
-    std::cerr << "qsr-worker: --threads must be an integer >= 0, --connect-timeout-s and "
-                 "--regroup-timeout-s >= 1\n";
+  const int64_t threads = flags.Int("threads");
+  const absl::Duration connect = flags.Duration("connect-timeout");
+  const absl::Duration rejoin = flags.Duration("rejoin-timeout");
+  if (threads < 0 || connect <= absl::ZeroDuration() || rejoin <= absl::ZeroDuration()) {
+    std::cerr << "qsr-worker: --threads must be >= 0, --connect-timeout and --rejoin-timeout "
+                 "durations above 0 (300s, 10m)\n";
     return 2;
   }
   if (absl::Status s = qsr::CheckDevice(flags.Get("device")); !s.ok()) {
@@ -67,9 +78,9 @@ int main(int argc, char** argv) {
   options.data_dir = flags.Get("data-dir");
   options.model_path = flags.Get("model-path");
   options.checkpoint_dir = flags.Get("checkpoint-dir");
-  options.threads = static_cast<int>(*threads);
-  options.connect_timeout = absl::Seconds(*connect);
-  options.regroup_timeout = absl::Seconds(*regroup);
+  options.threads = static_cast<int>(threads);
+  options.connect_timeout = connect;
+  options.regroup_timeout = rejoin;
 
   absl::StatusOr<qsr::ClientSecurity> security = qsr::ClientSecurityFromFlags(flags);
   if (!security.ok()) {

@@ -24,8 +24,8 @@ std::string Error(std::vector<const char*> args) {
 
 TEST(AgentFlagsTest, FlagsBecomeTheLaunch) {
   absl::StatusOr<AgentLaunch> launch =
-      Launch({"--coordinator", "10.0.0.1:7070", "--listen", "unix:/tmp/a.sock", "--window-ms",
-              "250", "--metrics-port", "0", "--port-file", "/tmp/p"});
+      Launch({"--coordinator", "10.0.0.1:7070", "--listen", "unix:/tmp/a.sock", "--window", "250ms",
+              "--metrics-port", "0", "--port-file", "/tmp/p"});
   ASSERT_TRUE(launch.ok()) << launch.status();
   EXPECT_EQ(launch->agent.coordinator, "10.0.0.1:7070");
   EXPECT_EQ(launch->agent.listen, "unix:/tmp/a.sock");
@@ -34,6 +34,21 @@ TEST(AgentFlagsTest, FlagsBecomeTheLaunch) {
   EXPECT_EQ(launch->metrics_host, "0.0.0.0");
   EXPECT_EQ(launch->port_file, "/tmp/p");
   EXPECT_FALSE(launch->agent.security.tls);
+}
+
+TEST(AgentFlagsTest, AWindowWithoutItsUnitFailsAtParse) {
+  FlagParser flags = AgentFlags();
+  const char* args[] = {"qsr-agent", "--coordinator", "h:1", "--window", "soon"};
+  absl::Status s = flags.Parse(5, args);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_NE(s.message().find("flag --window: value \"soon\" is not a duration"), std::string::npos)
+      << s;
+}
+
+TEST(AgentFlagsTest, TheOldWindowInMillisecondsStillWorks) {
+  absl::StatusOr<AgentLaunch> launch = Launch({"--coordinator", "h:1", "--window-ms", "250"});
+  ASSERT_TRUE(launch.ok()) << launch.status();
+  EXPECT_EQ(launch->agent.window, absl::Milliseconds(250));
 }
 
 TEST(AgentFlagsTest, DefaultsServeLoopbackWithoutMetrics) {
@@ -47,9 +62,9 @@ TEST(AgentFlagsTest, DefaultsServeLoopbackWithoutMetrics) {
 
 TEST(AgentFlagsTest, EveryBadValueNamesItsFlag) {
   EXPECT_NE(Error({}).find("--coordinator HOST:PORT is required"), std::string::npos);
-  EXPECT_NE(Error({"--coordinator", "h:1", "--window-ms", "0"}).find("allowed: 1 to 600000"),
+  EXPECT_NE(Error({"--coordinator", "h:1", "--window", "0s"}).find("allowed: 1ms to 10m"),
             std::string::npos);
-  EXPECT_NE(Error({"--coordinator", "h:1", "--window-ms", "soon"}).find("window-ms"),
+  EXPECT_NE(Error({"--coordinator", "h:1", "--window", "11m"}).find("--window is 11m"),
             std::string::npos);
   EXPECT_NE(Error({"--coordinator", "h:1", "--metrics-port", "-2"}).find("--metrics-port is -2"),
             std::string::npos);

@@ -32,8 +32,8 @@ std::string Error(std::vector<const char*> args) {
 
 TEST(NodeOptionsTest, FlagsBecomeTheLaunchersOptions) {
   absl::StatusOr<NodeLauncher::Options> o =
-      Node({"--nproc-per-node", "2", "--threads", "3", "--max-restarts", "7", "--restart-delay-s",
-            "2.5", "--coordinator-wait-s", "9", "--grace-s", "4", "--log-dir", "/l", "--bin-dir",
+      Node({"--nproc-per-node", "2", "--threads", "3", "--max-restarts", "7", "--restart-delay",
+            "2.5s", "--coordinator-wait", "9s", "--grace", "4s", "--log-dir", "/l", "--bin-dir",
             "/b", "--tls", "--tls-ca", "ca.pem"},
            "node5");
   ASSERT_TRUE(o.ok()) << o.status();
@@ -46,12 +46,21 @@ TEST(NodeOptionsTest, FlagsBecomeTheLaunchersOptions) {
   EXPECT_EQ(o->restart.first_delay, absl::Milliseconds(2500));
   EXPECT_EQ(o->coordinator_wait, absl::Seconds(9));
   EXPECT_EQ(o->grace, absl::Seconds(4));
-  EXPECT_EQ(o->progress_every, absl::Seconds(30));  // --progress-s not given
+  EXPECT_EQ(o->progress_every, absl::Seconds(30));  // --progress not given
   EXPECT_EQ(o->log_dir, "/l");
   EXPECT_EQ(o->bin_dir, "/b");
   EXPECT_TRUE(o->security.tls);
   EXPECT_EQ(o->security.tls_ca, "ca.pem");
   EXPECT_THAT(o->agent_flags, ElementsAre("--tls", "--tls-ca", "ca.pem"));
+}
+
+TEST(NodeOptionsTest, TheOldNamesInSecondsStillWork) {
+  absl::StatusOr<NodeLauncher::Options> o =
+      Node({"--restart-delay-s", "2.5", "--coordinator-wait-s", "9", "--progress-s", "0"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->restart.first_delay, absl::Milliseconds(2500));
+  EXPECT_EQ(o->coordinator_wait, absl::Seconds(9));
+  EXPECT_EQ(o->progress_every, absl::ZeroDuration());
 }
 
 TEST(NodeOptionsTest, TheNodeIsNamedByFlagThenDefaultThenHost) {
@@ -61,13 +70,15 @@ TEST(NodeOptionsTest, TheNodeIsNamedByFlagThenDefaultThenHost) {
 }
 
 TEST(NodeOptionsTest, EveryBadValueNamesItsFlagAndWhatIsAllowed) {
-  EXPECT_THAT(Error({"--nproc-per-node", "0"}), HasSubstr("--nproc-per-node is \"0\""));
-  EXPECT_THAT(Error({"--nproc-per-node", "x"}), HasSubstr("1 to 1024"));
+  EXPECT_THAT(Error({"--nproc-per-node", "0"}), HasSubstr("--nproc-per-node is 0;"));
+  EXPECT_THAT(Error({"--nproc-per-node", "1025"}), HasSubstr("1 to 1024"));
   EXPECT_THAT(Error({"--threads", "-1"}), HasSubstr("--threads"));
   EXPECT_THAT(Error({"--max-restarts", "1001"}), HasSubstr("allowed: 0 to 1000"));
-  EXPECT_THAT(Error({"--restart-delay-s", "-1"}), HasSubstr("--restart-delay-s"));
-  EXPECT_THAT(Error({"--coordinator-wait-s", "0"}), HasSubstr("--coordinator-wait-s"));
-  EXPECT_THAT(Error({"--grace-s", "-2"}), HasSubstr("--grace-s"));
+  EXPECT_THAT(Error({"--restart-delay", "-1s"}), HasSubstr("--restart-delay is -1s; allowed"));
+  EXPECT_THAT(Error({"--restart-delay", "2h"}), HasSubstr("allowed: 0s to 1h"));
+  EXPECT_THAT(Error({"--coordinator-wait", "0s"}), HasSubstr("--coordinator-wait is 0; allowed"));
+  EXPECT_THAT(Error({"--grace", "-2s"}), HasSubstr("--grace is -2s"));
+  EXPECT_THAT(Error({"--progress", "-1s"}), HasSubstr("--progress is -1s"));
   EXPECT_THAT(Error({"--heap", "huge"}), HasSubstr("--heap"));
   EXPECT_THAT(Error({"--device", "tpu"}), HasSubstr("tpu"));
   EXPECT_THAT(Error({"extra"}), HasSubstr("unexpected argument \"extra\""));

@@ -64,7 +64,7 @@ TEST(RunCommandsTest, AHostfileNodeGetsOnlyTheNodeFlagsGivenHere) {
   EXPECT_THAT(HostfileNodeArgv(flags, "/opt/qsr", "10.0.0.1:7070", "/runs/x", 2, 4),
               ElementsAre("/opt/qsr/qsr-run", "--coordinator", "10.0.0.1:7070", "--nproc-per-node",
                           "4", "--node-name", "node2", "--log-dir", "/runs/x/logs/node2",
-                          "--progress-s", "0", "--device", "cuda", "--max-restarts", "5", "--tls"));
+                          "--progress", "0s", "--device", "cuda", "--max-restarts", "5", "--tls"));
 }
 
 TEST(RunCommandsTest, RunIdAndFolderDefaultFromTheClock) {

@@ -1,5 +1,6 @@
 #include "common/backoff.h"
 
+#include <algorithm>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -61,6 +62,30 @@ TEST(BackoffTest, ValidationNamesTheBadField) {
   s = ValidateBackoff({absl::Seconds(1), absl::Seconds(2), 1.0});
   EXPECT_NE(s.message().find("jitter"), absl::string_view::npos) << s;
   EXPECT_FALSE(ValidateBackoff({absl::Seconds(1), absl::Seconds(2), -0.1}).ok());
+}
+
+TEST(BackoffTest, PeriodicWaitsAreSpreadOverThreeQuartersToFiveQuartersOfTheInterval) {
+  std::mt19937_64 random(7);
+  const absl::Duration interval = absl::Seconds(1);
+  const BackoffPolicy periodic{interval, interval, kPeriodicJitter};
+  absl::Duration min = absl::InfiniteDuration(), max = absl::ZeroDuration(), sum;
+  constexpr int kDraws = 10000;
+  for (int i = 0; i < kDraws; ++i) {
+    absl::Duration d = BackoffDelay(periodic, 0, random);
+    ASSERT_GE(d, absl::Milliseconds(750));
+    ASSERT_LE(d, absl::Milliseconds(1250));
+    min = std::min(min, d);
+    max = std::max(max, d);
+    sum += d;
+  }
+  // Spread over the whole range, centred on the interval: senders that start together drift apart.
+  EXPECT_LT(min, absl::Milliseconds(760));
+  EXPECT_GT(max, absl::Milliseconds(1240));
+  EXPECT_NEAR(absl::ToDoubleSeconds(sum / kDraws), 1.0, 0.01);
+  // Scales with the interval.
+  const absl::Duration short_interval = absl::Milliseconds(100);
+  EXPECT_LE(BackoffDelay({short_interval, short_interval, kPeriodicJitter}, 0, random),
+            absl::Milliseconds(125));
 }
 
 }  // namespace

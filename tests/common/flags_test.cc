@@ -156,6 +156,14 @@ TEST(FlagsTest, TypedFlagsParseDefaultsAndValuesWithUnits) {
   EXPECT_TRUE(q.warnings().empty());
 }
 
+TEST(FlagsTest, AZeroDurationDefaultParsesAndShowsItsUnit) {
+  FlagParser p("prog", "prog");
+  p.AddDuration("linger", absl::ZeroDuration(), "keep serving this long");
+  ASSERT_TRUE(ParseArgs(p, {}).ok());
+  EXPECT_EQ(p.Duration("linger"), absl::ZeroDuration());
+  EXPECT_THAT(p.Help(), HasSubstr("(default: 0s)"));
+}
+
 TEST(FlagsTest, TypedFlagsRefuseBadValuesAtParseNamingFlagAndWhatIsAllowed) {
   struct Case {
     std::vector<const char*> args;

@@ -247,7 +247,7 @@ TEST(CliTest, QsrRunFailsWhenAWorkerFails) {
   testing::TempDir dir;
   testing::CommandResult r = testing::RunCommand(
       {kBin + "/qsr-run", "--recipe", kRecipe, "--workers", "2", "--run-dir", dir.path() + "/run",
-       "--data-dir", dir.path() + "/no-such-data", "--progress-s", "1"},
+       "--data-dir", dir.path() + "/no-such-data", "--progress", "1s"},
       120);
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.exit_code, 124) << "qsr-run did not stop by itself: " << r.output;

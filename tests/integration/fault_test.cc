@@ -87,7 +87,7 @@ class FaultTest : public ::testing::Test {
     for (const std::string& arg :
          {std::string(QSR_WORKER_BIN), std::string("--coordinator"), server_->address(),
           std::string("--threads"), std::string("1"), std::string("--worker-id"), worker_id,
-          std::string("--regroup-timeout-s"), std::string("60")}) {
+          std::string("--rejoin-timeout"), std::string("60s")}) {
       argv.push_back(arg);
     }
     absl::StatusOr<int> i = workers_.Spawn(worker_id, argv);
@@ -280,12 +280,12 @@ TEST_F(FaultTest, ACoordinatorKilledAndRestartedOnItsStateDirFinishesTheRun) {
                                     port_file,
                                     "--plan-batch-steps",
                                     "2",
-                                    "--heartbeat-interval-ms",
-                                    "200",
-                                    "--heartbeat-timeout-ms",
-                                    "2000",
-                                    "--regroup-timeout-ms",
-                                    "4000"};
+                                    "--heartbeat-interval",
+                                    "200ms",
+                                    "--heartbeat-timeout",
+                                    "2000ms",
+                                    "--survivor-wait",
+                                    "4000ms"};
   };
   ProcessGroup coordinators;
   ASSERT_TRUE(coordinators.Spawn("coord", coordinator_argv("127.0.0.1:0")).ok());

@@ -78,8 +78,8 @@ std::vector<std::string> CoordinatorArgv(const TempDir& dir) {
           dir.path() + "/state",
           "--port-file",
           dir.path() + "/port",
-          "--regroup-timeout-ms",
-          "60000"};
+          "--survivor-wait",
+          "60000ms"};
 }
 
 TEST(JournalRestartTest, ATornLastEntryIsDroppedAndTheRunContinuesFromTheLastCompleteOne) {

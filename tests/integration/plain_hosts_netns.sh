@@ -86,8 +86,8 @@ wait_for() {
 RUN=$WORK/run
 "$BIN/qsr-coordinator" --recipe "$ROOT/recipes/fashion-mnist/mlp-localadamw-qsr.yaml" \
   --listen "$COORD_IP:0" --port-file "$WORK/port" --run-dir "$RUN" --run-id plain-hosts \
-  --heartbeat-interval-ms 200 --heartbeat-timeout-ms 3000 --regroup-timeout-ms 5000 \
-  --rendezvous-timeout-s 60 --plan-batch-steps 2 \
+  --heartbeat-interval 200ms --heartbeat-timeout 3000ms --survivor-wait 5000ms \
+  --rendezvous-timeout 60s --plan-batch-steps 2 \
   --workers=4 --epochs=3 --steps_per_epoch=80 --total_batch_size=128 \
   > "$WORK/coordinator.log" 2>&1 &
 COORD=$!
@@ -100,7 +100,7 @@ NODES=()
 for k in 0 1; do
   ip netns exec "${NS[$k]}" "$BIN/qsr-run" --coordinator "$ADDR" --nproc-per-node 2 \
     --node-name "n$k" --log-dir "$WORK/logs/n$k" --threads 1 --data-dir "$DATA" \
-    --restart-delay-s 0.2 --coordinator-wait-s 30 --progress-s 5 --grace-s 10 \
+    --restart-delay 0.2s --coordinator-wait 30s --progress 5s --grace 10s \
     > "$WORK/node$k.out" 2>&1 &
   NODES+=($!)
   PIDS+=($!)

@@ -87,7 +87,7 @@ TEST(PlainHostsTest, MoreCudaDevicesThanVisibleIsAUsageError) {
 TEST(PlainHostsTest, AnUnreachableCoordinatorIsAUsageErrorAfterABoundedWait) {
   RefusingPort port;
   NodeRun r = RunNode(
-      {"--coordinator", port.address(), "--nproc-per-node", "1", "--coordinator-wait-s", "1.5"});
+      {"--coordinator", port.address(), "--nproc-per-node", "1", "--coordinator-wait", "1.5s"});
   EXPECT_EQ(r.result.exit_code, 2) << r.result.output;
   EXPECT_THAT(r.result.output, HasSubstr("--coordinator " + port.address() + " did not answer"));
   EXPECT_THAT(r.result.output, HasSubstr("nothing was started"));
@@ -150,8 +150,8 @@ TEST(PlainHostsTest, AHostfileStartsEveryNodeThroughTheLauncher) {
                                    "127.0.0.1",
                                    "--run-dir",
                                    dir.path() + "/run",
-                                   "--progress-s",
-                                   "2"};
+                                   "--progress",
+                                   "2s"};
   argv.insert(argv.end(), kTinyRun.begin(), kTinyRun.end());
   testing::CommandResult r = testing::RunCommand(argv, 300);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -254,7 +254,7 @@ TEST(PlainHostsTest, SigtermReachesEveryChildAndTheNodeExits143) {
   const std::string id = "sigterm-" + std::to_string(::getpid());
   const int node = *group.Spawn(
       "node", {kBin + "/qsr-run", "--coordinator", "127.0.0.1:" + port, "--nproc-per-node", "1",
-               "--node-name", id, "--log-dir", dir.path() + "/logs", "--grace-s", "20"});
+               "--node-name", id, "--log-dir", dir.path() + "/logs", "--grace", "20s"});
   const absl::Time started = absl::Now() + absl::Seconds(60);
   while (ProcessesWith(id + "-w0") == 0 && absl::Now() < started) {
     group.Pump(absl::Milliseconds(50));

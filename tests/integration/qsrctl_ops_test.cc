@@ -64,8 +64,8 @@ class CoordinatorProcess {
                                      "20",
                                      "--epochs",
                                      absl::StrCat(epochs),
-                                     "--linger-s",
-                                     "60"};
+                                     "--linger",
+                                     "60s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     EXPECT_TRUE(group_.Spawn("coord", argv).ok());
     std::string port;
@@ -136,7 +136,7 @@ TEST(QsrctlOpsTest, WorkersThenStopEndTheRunCleanly) {
   }
 
   testing::CommandResult stop =
-      Qsrctl(coordinator.address(), {"stop", "--reason", "test", "--wait", "--timeout-s", "60"});
+      Qsrctl(coordinator.address(), {"stop", "--reason", "test", "--wait", "--timeout", "60s"});
   coordinator.Pump();
   EXPECT_EQ(stop.exit_code, 0) << stop.output;
   EXPECT_NE(stop.output.find("stop requested"), std::string::npos) << stop.output;
@@ -158,7 +158,7 @@ TEST(QsrctlOpsTest, WorkersThenStopEndTheRunCleanly) {
 
   // Watching a stopped run ends at once; stopping it again is a no-op.
   testing::CommandResult watch =
-      Qsrctl(coordinator.address(), {"watch", "--interval-s", "0.2"}, 30);
+      Qsrctl(coordinator.address(), {"watch", "--interval", "200ms"}, 30);
   EXPECT_EQ(watch.exit_code, 0) << watch.output;
   EXPECT_NE(watch.output.find("FINISHED (stopped by operator)"), std::string::npos) << watch.output;
   testing::CommandResult again = Qsrctl(coordinator.address(), {"stop"});
@@ -177,7 +177,7 @@ TEST(QsrctlOpsTest, WatchFollowsARunToItsEndAndPlotAndMetricsShowIt) {
   testing::FakeWorkers workers(coordinator.address(), options);
 
   testing::CommandResult watch =
-      Qsrctl(coordinator.address(), {"watch", "--interval-s", "0.2", "--timeout-s", "60"});
+      Qsrctl(coordinator.address(), {"watch", "--interval", "200ms", "--timeout", "60s"});
   coordinator.Pump();
   ASSERT_EQ(watch.exit_code, 0) << watch.output;
   EXPECT_TRUE(workers.Wait().ok());
@@ -308,6 +308,7 @@ TEST(QsrctlOpsTest, WatchIsBoundedByItsTimeout) {
   testing::TempDir dir;
   CoordinatorProcess coordinator(dir.path(), /*epochs=*/1);  // no worker ever joins
   const absl::Time start = absl::Now();
+  // The names in seconds from before durations carried their unit still work.
   testing::CommandResult watch =
       Qsrctl(coordinator.address(), {"watch", "--interval-s", "0.2", "--timeout-s", "1"}, 30);
   EXPECT_EQ(watch.exit_code, 3) << watch.output;

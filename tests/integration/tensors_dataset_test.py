@@ -42,7 +42,7 @@ def main():
     run_dir = os.path.join(work, "run")
     # qsr-run's own deadlines end a stuck run; the timeout here only guards against a hang.
     proc = subprocess.run([os.path.join(bin_dir, "qsr-run"), "--workers", "2", "--recipe", recipe,
-                           "--run-dir", run_dir, "--threads", "1", "--progress-s", "30"],
+                           "--run-dir", run_dir, "--threads", "1", "--progress", "30s"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=400)
     print(proc.stdout)

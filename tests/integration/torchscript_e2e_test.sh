@@ -46,7 +46,7 @@ save_freq: 1
 checkpoint_dir: $WORK/run/checkpoints
 YAML
 timeout 500 "$BIN/qsr-run" --workers 2 --recipe "$WORK/recipe.yaml" --run-dir "$WORK/run" \
-  --run-id ts-e2e --progress-s 30 > "$WORK/run.log" 2>&1 || {
+  --run-id ts-e2e --progress 30s > "$WORK/run.log" 2>&1 || {
   tail -40 "$WORK/run.log"
   fail "qsr-run"
 }

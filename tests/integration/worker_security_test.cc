@@ -68,8 +68,8 @@ TEST(RealWorkersTest, TrainOverMutualTlsWithTheTokenAndIntrudersAreRefused) {
                                      pki.Pem(cert),
                                      "--tls-key",
                                      pki.Key(cert),
-                                     "--connect-timeout-s",
-                                     "8"};
+                                     "--connect-timeout",
+                                     "8s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     absl::StatusOr<int> i = workers.Spawn(id, argv);
     EXPECT_TRUE(i.ok()) << i.status();

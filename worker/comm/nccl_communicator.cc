@@ -15,6 +15,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/backoff.h"
 
 namespace qsr {
 namespace {
@@ -71,14 +73,15 @@ class Backoff {
       std::this_thread::yield();
       return;
     }
-    std::this_thread::sleep_for(delay_);
-    delay_ = std::min(delay_ * 2, std::chrono::microseconds(1000));
+    absl::SleepFor(BackoffDelay(kSleeps, sleeps_));
+    sleeps_ = std::min(sleeps_ + 1, 16);  // past the cap already; stays well inside an int
   }
 
  private:
   static constexpr int kSpins = 2000;
+  static constexpr BackoffPolicy kSleeps{absl::Microseconds(20), absl::Milliseconds(1)};
   int spins_ = 0;
-  std::chrono::microseconds delay_{20};
+  int sleeps_ = 0;
 };
 
 // Waits while `state` is ncclInProgress, polling ncclCommGetAsyncError, until `deadline`.
