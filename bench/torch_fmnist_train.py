@@ -20,10 +20,10 @@ clock_s the same less evaluations and snapshot writes). A run stops after --epoc
 With --snapshot-dir, rank 0 also writes the model (a state dict, torch.save) at sync boundaries
 (every step for ddp; for the others the steps right after an averaging, and every step of
 postlocal's warmup) whenever --snapshot-every epochs have passed since the last one, i.e. every
---snapshot-every epochs or at every sync, whichever is rarer, plus the starting and the final
-model; DIR/snapshots.jsonl gets one line per snapshot, as qsr-worker writes it: {"step", "epoch",
-"clock_s", "wall_s", "write_s", "file"}. clock_s leaves out the time spent writing snapshots and
-evaluating, and --time-limit-s applies to that clock.
+--snapshot-every epochs or at every sync, whichever is rarer, plus the starting model and the
+last one if it is averaged; DIR/snapshots.jsonl gets one line per snapshot, as qsr-worker writes
+it: {"step", "epoch", "clock_s", "wall_s", "write_s", "file"}. clock_s leaves out the time spent
+writing snapshots and evaluating, and --time-limit-s applies to that clock.
 """
 import argparse
 import gzip
@@ -257,7 +257,8 @@ def main():
         dist.broadcast(verdict, 0)
         if verdict.item() > 0:
             break
-    snaps.maybe(step, model, force=True)
+    if synced_after(a.mode, step, warmup, a.h):  # the last model, if it is an averaged one
+        snaps.maybe(step, model, force=True)
     dist.destroy_process_group()
 
 

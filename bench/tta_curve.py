@@ -8,6 +8,7 @@ time to target is interpolated linearly between those two, and they are kept as 
 
   time_to_target(curve, target) -> Reached(tta, lo, hi) or NotReached(by)
   ratio(peer, own)              -> the peer's time over ours, with the range its bracket allows
+  record_fields(points, target) -> the keys benchmark 4's JSON lines carry for a curve
 """
 import math
 from collections import namedtuple
@@ -73,3 +74,15 @@ def curve_from_records(records):
     """[(clock_s, test_acc)] from curve lines (dicts with clock_s and test_acc), in clock order."""
     return sorted(((float(r["clock_s"]), float(r["test_acc"])) for r in records),
                   key=lambda p: p[0])
+
+
+def record_fields(points, target):
+    """For a benchmark 4 line: "curve" [[clock_s, acc], ...], "tta_s" (interpolated, or None),
+    "tta_bracket_s" [lo, hi] (or None) and "not_reached_by_s" (the last snapshot's clock when the
+    target was not reached, else None)."""
+    curve = curve_from_records(points)
+    r = time_to_target(curve, target)
+    reached = isinstance(r, Reached)
+    return {"curve": [list(p) for p in curve], "tta_s": r.tta if reached else None,
+            "tta_bracket_s": [r.lo, r.hi] if reached else None,
+            "not_reached_by_s": None if reached else r.by}

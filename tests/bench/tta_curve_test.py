@@ -8,7 +8,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 from tta_curve import (NotReached, Ratio, Reached, check_curve, curve_from_records,  # noqa: E402
-                       ratio, time_to_target)
+                       ratio, record_fields, time_to_target)
 
 
 class TimeToTargetTest(unittest.TestCase):
@@ -47,6 +47,16 @@ class TimeToTargetTest(unittest.TestCase):
     def test_curve_from_records_orders_by_clock(self):
         recs = [{"clock_s": 2.0, "test_acc": 0.5}, {"clock_s": 1.0, "test_acc": 0.3}]
         self.assertEqual(curve_from_records(recs), [(1.0, 0.3), (2.0, 0.5)])
+
+    def test_record_fields_carry_the_curve_and_either_the_time_or_the_bound(self):
+        pts = [{"clock_s": 0.0, "test_acc": 0.1}, {"clock_s": 10.0, "test_acc": 0.9}]
+        f = record_fields(pts, 0.5)
+        self.assertEqual(f["curve"], [[0.0, 0.1], [10.0, 0.9]])
+        self.assertAlmostEqual(f["tta_s"], 5.0)
+        self.assertEqual(f["tta_bracket_s"], [0.0, 10.0])
+        self.assertIsNone(f["not_reached_by_s"])
+        f = record_fields(pts, 0.95)
+        self.assertEqual((f["tta_s"], f["tta_bracket_s"], f["not_reached_by_s"]), (None, None, 10.0))
 
 
 class RatioTest(unittest.TestCase):
