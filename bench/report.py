@@ -87,6 +87,14 @@ def check(data):
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
+        if "curve" in r:  # written with snapshots: at least the starting one, on a sane clock
+            try:
+                tta_curve.check_curve(r["curve"] or [])
+                sane = bool(r["curve"])
+            except ValueError:
+                sane = False
+            need(sane, f"tta {r.get('method')}: no snapshot curve, or one with a clock going "
+                       "back or an accuracy outside [0, 1]")
     for r in [r for name in ("accuracy", "accuracy_bf16", "accuracy_long", "accuracy_overlap")
               for r in data.get(name) or []]:
         if r.get("kind") == "run":
