@@ -442,16 +442,27 @@ def versus(peer):
     stopped it at t before it reached the target: its time to target exceeds t, so the ratio
     exceeds t / T (a lower bound on the ratio; t, the cap, is a lower bound on the peer's time);
     ("never", t) when its whole schedule (t) ended without reaching it: no ratio."""
-    if peer.get("time_to_target_s"):
-        return "time", peer["time_to_target_s"]
+    t = tta_time(peer)
+    if t:
+        return "time", t
     if peer.get("capped"):
-        return "capped", peer["elapsed_s"]
+        snap = snapshot_tta(peer)  # below the target up to its last snapshot's clock
+        return "capped", snap.by if snap is not None else peer["elapsed_s"]
     return "never", peer["elapsed_s"]
 
 
 def floor_to(x, digits):
     """x rounded down to digits decimals: how a lower bound is shown without overstating it."""
     return math.floor(x * 10 ** digits) / 10 ** digits
+
+
+def tta_time(r):
+    """A run's time to target: interpolated on its snapshot curve where it has one, else its first
+    per-epoch evaluation at the target; None when not reached."""
+    t = snapshot_tta(r)
+    if t is None:
+        return r.get("time_to_target_s")
+    return t.tta if isinstance(t, tta_curve.Reached) else None
 
 
 def snapshot_tta(r):
@@ -810,20 +821,20 @@ def readme_table(data):
 
     # Time to the target at 50 Mbit/s, QSR (fp32 and bf16 syncs) against DDP.
     by = tta_methods(data.get("tta_long"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
     if owns and "ddp" in by:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         result = f"QSR {times[0]:.0f} s" + "".join(
             f", with bf16 syncs {t:.0f} s" for t in times[1:])
         row(f"time to {target:.0%} on Fashion-MNIST, {run_setting(q)}", owns + [by["ddp"]],
             result + "; " + peer_phrase("PyTorch DDP", by["ddp"], times, target))
     # The same at 100 Mbit/s, every method of the invocation.
     by = tta_methods(data.get("tta_100"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
     if owns:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         peers = [r for m, r in by.items() if m not in ("qsr", "qsr_bf16", "nocomm")]
         parts = [f"QSR {times[0]:.0f} s" + "".join(
             f", with bf16 syncs {t:.0f} s" for t in times[1:])]
@@ -835,10 +846,10 @@ def readme_table(data):
     # Overlapped syncs at 100 Mbit/s: time to target against DDP, accuracy against no overlap.
     by = tta_methods(data.get("tta_overlap"))
     owns = [by[m] for m in ("qsr_overlap", "qsr_bf16_overlap")
-            if m in by and by[m].get("time_to_target_s")]
+            if m in by and tta_time(by[m])]
     if owns and "ddp" in by:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         result = (f"QSR {times[0]:.0f} s" + "".join(f", with bf16 syncs {t:.0f} s"
                                                       for t in times[1:]) + "; " +
                   peer_phrase("DDP", by["ddp"], times, target))
@@ -878,14 +889,14 @@ def readme_table(data):
     picks = [(label, by[m]) for m, label in (
         ("qsr_h32_bf16", "QSR with `min_h: 32` and bf16 syncs"),
         ("qsr_h8_bf16_overlap", "`min_h: 8`, bf16 syncs, `sync_overlap: 0.5`"))
-        if m in by and by[m].get("time_to_target_s")]
+        if m in by and tta_time(by[m])]
     d, n = by.get("ddp"), by.get("nocomm")
     if picks and d and n:
         target = picks[0][1]["target"]
         parts = []
         for label, r in picks:
             how, t = versus(d)
-            own = r["time_to_target_s"]
+            own = tta_time(r)
             if how == "time":
                 vs = f"{t / own:.1f}x faster than DDP to {target:.0%}"
             elif how == "capped":
@@ -916,8 +927,8 @@ def readme_table(data):
     # Time to 85% on the one-pass schedule.
     by = tta_methods(data.get("tta"))
     q = by.get("qsr")
-    if q and q.get("time_to_target_s"):
-        own, target = q["time_to_target_s"], q["target"]
+    if q and tta_time(q):
+        own, target = tta_time(q), q["target"]
         parts, used = [], [q]
         for m in ("ddp", "postlocal"):
             if m in by:
