@@ -54,8 +54,9 @@ void CountNonFinite(const Message& m, std::map<std::string, int>* printed) {
     } else {
       continue;
     }
-    if (!std::isfinite(v))
+    if (!std::isfinite(v)) {
       ++(*printed)[absl::StrCat("\"", f->name(), "\":\"", NonFiniteToken(v), "\"")];
+    }
   }
 }
 

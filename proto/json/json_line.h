@@ -7,10 +7,13 @@
 // use int32 or double (see proto/qsr/v1/run_log.proto).
 //
 // Non-finite numbers: JSON has no NaN or infinity; protobuf writes them as the strings "NaN",
-// "Infinity" and "-Infinity". ToJsonLine writes null instead, as qsr always has, so that
-// Python's json, jq and sed read the line as a number field without a value. Reading null back
-// leaves the field unset (0, or absent for an `optional` field); a reader that needs the value
-// lists the field in JsonLineOptions::required_numbers and gets an error naming it.
+// "Infinity" and "-Infinity". ToJsonLine writes null instead for singular double and float
+// fields, as qsr always has, so that Python's json, jq and sed read a number field without a
+// value. (Only where a string field of the same name in the same message tree holds that very
+// text would the rewrite be ambiguous; protobuf's strings then stay, which it reads back.)
+// Reading null back leaves the field unset (0, or absent for an `optional` field); a reader that
+// needs the value lists the field in JsonLineOptions::required_numbers and gets an error naming
+// it.
 //
 // Pure functions (ReadJsonLines reads a file); thread-safe.
 #ifndef QSR_PROTO_JSON_JSON_LINE_H_
