@@ -12,16 +12,6 @@
 namespace qsr {
 namespace {
 
-FakeGeneration Generation(int world_size,
-                          FakeGeneration::EndBy end_by = FakeGeneration::EndBy::kRunsToTheEnd,
-                          int64_t end_round = 0) {
-  FakeGeneration generation;
-  generation.world_size = world_size;
-  generation.end_by = end_by;
-  generation.end_round = end_round;
-  return generation;
-}
-
 v1::JoinRequest JoinAs(const std::string& worker_id, int64_t next_round = 0) {
   v1::JoinRequest request;
   request.set_worker_id(worker_id);
@@ -31,7 +21,7 @@ v1::JoinRequest JoinAs(const std::string& worker_id, int64_t next_round = 0) {
 
 TEST(JoinWithRetryTest, TwoWorkersFormOneGenerationWithDistinctRanks) {
   FakeCoordinator fake(FakeRun{});
-  fake.AddGeneration(Generation(2));
+  fake.AddGeneration(FakeGeneration{2});
   absl::StatusOr<v1::JoinReply> b;
   std::thread late([&] { b = JoinWithRetry(&fake, JoinAs("b"), absl::Seconds(30)); });
   absl::StatusOr<v1::JoinReply> a = JoinWithRetry(&fake, JoinAs("a"), absl::Seconds(30));
@@ -49,7 +39,7 @@ TEST(JoinWithRetryTest, TwoWorkersFormOneGenerationWithDistinctRanks) {
 
 TEST(JoinWithRetryTest, GivesUpWithTimeoutWhenTheGroupNeverForms) {
   FakeCoordinator fake(FakeRun{});
-  fake.AddGeneration(Generation(2));
+  fake.AddGeneration(FakeGeneration{2});
   absl::StatusOr<v1::JoinReply> a = JoinWithRetry(&fake, JoinAs("a"), absl::Milliseconds(300));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->outcome().code(), v1::Outcome::TIMEOUT);
@@ -67,7 +57,7 @@ TEST(HeartbeaterTest, CallsBackOnceWhenTheCoordinatorEndsTheGeneration) {
   FakeRun run;
   run.rounds = 4;
   FakeCoordinator fake(run);
-  fake.AddGeneration(Generation(1, FakeGeneration::EndBy::kHeartbeat, 0));
+  fake.AddGeneration(FakeGeneration{1, FakeGeneration::EndBy::kHeartbeat, 0});
   absl::StatusOr<v1::JoinReply> joined = JoinWithRetry(&fake, JoinAs("a"), absl::Seconds(30));
   ASSERT_TRUE(joined.ok()) << joined.status();
   v1::NextRoundsRequest next;

@@ -44,6 +44,7 @@ struct FakeRun {
   int64_t rendezvous_timeout_ms = 30000;
 };
 
+// Aggregate: FakeGeneration{world_size, end_by, end_round}.
 struct FakeGeneration {
   enum class EndBy { kRunsToTheEnd, kNextRounds, kHeartbeat };
   int world_size = 1;

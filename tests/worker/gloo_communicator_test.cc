@@ -1,3 +1,4 @@
+#include "tests/worker/gloo_ranks.h"
 #include "worker/comm/gloo_communicator.h"
 
 #include <gtest/gtest.h>
@@ -21,36 +22,6 @@
 namespace qsr {
 namespace {
 
-using Comms = std::vector<std::unique_ptr<GlooCommunicator>>;
-
-// Runs fn(rank) on one thread per rank and joins them. Every fn must itself be bounded (all
-// collectives and rendezvous here have timeouts).
-void RunRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  threads.reserve(size);
-  for (int r = 0; r < size; ++r) threads.emplace_back(fn, r);
-  for (auto& t : threads) t.join();
-}
-
-// Connects `size` ranks through one in-memory store; fails the test if any rank fails.
-Comms Connect(int size, absl::Duration timeout = absl::Seconds(30), bool fused_average = true) {
-  InMemoryStore store;
-  Comms comms(size);
-  std::vector<absl::Status> statuses(size);
-  RunRanks(size, [&](int rank) {
-    PrefixStore scoped("run/gen0/comm0", &store);
-    GlooOptions options;
-    options.timeout = timeout;
-    options.fused_average = fused_average;
-    auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
-    statuses[rank] = comm.status();
-    if (comm.ok()) comms[rank] = std::move(*comm);
-  });
-  for (int r = 0; r < size; ++r)
-    EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
-  return comms;
-}
-
 // Runs one collective per rank concurrently and returns the statuses.
 std::vector<absl::Status> OnAllRanks(
     Comms& comms, const std::function<absl::Status(int, GlooCommunicator&)>& fn) {
@@ -63,11 +34,6 @@ void ExpectAllOk(const std::vector<absl::Status>& statuses) {
   for (size_t r = 0; r < statuses.size(); ++r) {
     EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
   }
-}
-
-bool BitIdentical(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.numel() == b.numel() &&
-         std::memcmp(a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()) == 0;
 }
 
 class GlooCommunicatorTest : public ::testing::TestWithParam<int> {
@@ -154,28 +120,33 @@ TEST_P(GlooCommunicatorTest, AllReduceLargeTensor) {
   EXPECT_EQ(total_sent, 2 * (size() - 1) * bytes);
 }
 
-TEST_P(GlooCommunicatorTest, AllReduceAverageDividesEveryElementExactlyOnce) {
-  Comms comms = Connect(size());
-  // Sizes below, at and far above Gloo's segmentation thresholds (1 MiB segments, 2n segments at
-  // least), with ragged tails, so that chunks are full, partial and empty.
-  for (int64_t numel :
-       {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{1001}, int64_t{2} * 1024 * 1024 + 7}) {
-    std::vector<torch::Tensor> tensors(size());
-    for (int r = 0; r < size(); ++r) {
-      // Integers, so that the mean a*n + (n-1)n/2 is exact in float32 and any element divided
-      // twice or not at all shows.
-      tensors[r] = torch::arange(numel, torch::kFloat32).remainder(1000).add(r).mul(size());
+// Averages integer-valued tensors of each size on every rank and checks the exact mean and that
+// all ranks hold the same bits. Integers, so that the mean a*n + (n-1)n/2 is exact in float32 and
+// any element divided twice or not at all shows.
+void ExpectExactIntegerAverage(Comms& comms, int world, const std::vector<int64_t>& sizes) {
+  for (int64_t numel : sizes) {
+    std::vector<torch::Tensor> tensors(world);
+    for (int r = 0; r < world; ++r) {
+      tensors[r] = torch::arange(numel, torch::kFloat32).remainder(1000).add(r).mul(world);
     }
     ExpectAllOk(OnAllRanks(
         comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
     const torch::Tensor expected = torch::arange(numel, torch::kFloat32)
                                        .remainder(1000)
-                                       .mul(size())
-                                       .add(size() * (size() - 1) / 2.0f);
-    for (int r = 0; r < size(); ++r) {
+                                       .mul(world)
+                                       .add(world * (world - 1) / 2.0f);
+    for (int r = 0; r < world; ++r) {
       EXPECT_TRUE(torch::equal(tensors[r], expected)) << "rank " << r << " numel " << numel;
+      EXPECT_TRUE(BitIdentical(tensors[r], tensors[0])) << "rank " << r;
     }
   }
+}
+
+TEST_P(GlooCommunicatorTest, AllReduceAverageDividesEveryElementExactlyOnce) {
+  Comms comms = Connect(size());
+  // Sizes below, at and far above Gloo's segmentation thresholds (1 MiB segments, 2n segments at
+  // least), with ragged tails, so that chunks are full, partial and empty.
+  ExpectExactIntegerAverage(comms, size(), {1, 2, 5, 1001, int64_t{2} * 1024 * 1024 + 7});
 }
 
 // The fused division depends on how Gloo cuts the ring (GlooRingLayout), which Create() probes.
@@ -190,23 +161,8 @@ TEST_P(GlooCommunicatorTest, FusedAveragingIsVerifiedOnThisGloo) {
 
 TEST_P(GlooCommunicatorTest, UnfusedAveragingIsTheMeanAndBitIdentical) {
   Comms comms = Connect(size(), absl::Seconds(30), /*fused_average=*/false);
-  for (int64_t numel : {int64_t{1}, int64_t{1001}, int64_t{2} * 1024 * 1024 + 7}) {
-    std::vector<torch::Tensor> tensors(size());
-    for (int r = 0; r < size(); ++r) {
-      EXPECT_FALSE(comms[r]->fused_average());
-      tensors[r] = torch::arange(numel, torch::kFloat32).remainder(1000).add(r).mul(size());
-    }
-    ExpectAllOk(OnAllRanks(
-        comms, [&](int r, GlooCommunicator& c) { return c.AllReduceAverage(tensors[r]); }));
-    const torch::Tensor expected = torch::arange(numel, torch::kFloat32)
-                                       .remainder(1000)
-                                       .mul(size())
-                                       .add(size() * (size() - 1) / 2.0f);
-    for (int r = 0; r < size(); ++r) {
-      EXPECT_TRUE(torch::equal(tensors[r], expected)) << "rank " << r << " numel " << numel;
-      EXPECT_TRUE(BitIdentical(tensors[r], tensors[0])) << "rank " << r;
-    }
-  }
+  for (int r = 0; r < size(); ++r) EXPECT_FALSE(comms[r]->fused_average()) << "rank " << r;
+  ExpectExactIntegerAverage(comms, size(), {1, 1001, int64_t{2} * 1024 * 1024 + 7});
 }
 
 TEST_P(GlooCommunicatorTest, AllReduceAverageOfRandomFloatsIsBitIdenticalAndTheMean) {

@@ -14,33 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "rendezvous/store.h"
+#include "tests/worker/gloo_ranks.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/model_averager.h"
 
 namespace qsr {
 namespace {
-
-using Comms = std::vector<std::unique_ptr<GlooCommunicator>>;
-
-void RunRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) threads.emplace_back(fn, r);
-  for (auto& t : threads) t.join();
-}
-
-Comms Connect(int size, absl::Duration timeout = absl::Seconds(30)) {
-  InMemoryStore store;
-  Comms comms(size);
-  RunRanks(size, [&](int rank) {
-    PrefixStore scoped("bucketer", &store);
-    GlooOptions options;
-    options.timeout = timeout;
-    auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
-    EXPECT_TRUE(comm.ok()) << comm.status();
-    if (comm.ok()) comms[rank] = std::move(*comm);
-  });
-  return comms;
-}
 
 // A model with a parameter that only rank 0 uses (`partly`), one nobody uses (`never`) and one
 // that is frozen (`frozen`).
@@ -66,14 +45,6 @@ struct NetImpl : torch::nn::Module {
   torch::Tensor frozen;
 };
 TORCH_MODULE(Net);
-
-bool BitIdentical(const torch::Tensor& a, const torch::Tensor& b) {
-  if (a.defined() != b.defined()) return false;
-  if (!a.defined()) return true;
-  torch::Tensor x = a.contiguous(), y = b.contiguous();
-  return x.sizes() == y.sizes() && x.dtype() == y.dtype() &&
-         std::memcmp(x.data_ptr(), y.data_ptr(), x.numel() * x.element_size()) == 0;
-}
 
 // A rank's micro-batches for a step: made up front on one thread, because the seed is global and
 // the ranks' threads would race for it.

@@ -12,30 +12,11 @@
 #include <vector>
 
 #include "rendezvous/store.h"
+#include "tests/worker/gloo_ranks.h"
 #include "worker/comm/gloo_communicator.h"
 
 namespace qsr {
 namespace {
-
-void RunRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) threads.emplace_back(fn, r);
-  for (auto& t : threads) t.join();
-}
-
-std::vector<std::unique_ptr<GlooCommunicator>> Connect(int size) {
-  InMemoryStore store;
-  std::vector<std::unique_ptr<GlooCommunicator>> comms(size);
-  RunRanks(size, [&](int rank) {
-    PrefixStore scoped("averager", &store);
-    GlooOptions options;
-    options.timeout = absl::Seconds(30);
-    auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
-    EXPECT_TRUE(comm.ok()) << comm.status();
-    if (comm.ok()) comms[rank] = std::move(*comm);
-  });
-  return comms;
-}
 
 // A small model with parameters, float buffers and a non-floating buffer.
 struct NetImpl : torch::nn::Module {
@@ -62,11 +43,6 @@ std::vector<torch::Tensor> FloatState(const Net& net) {
     if (b.is_floating_point()) out.push_back(b.detach().clone());
   }
   return out;
-}
-
-bool BitIdentical(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.sizes() == b.sizes() && a.dtype() == b.dtype() &&
-         std::memcmp(a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()) == 0;
 }
 
 class ModelAveragerTest : public ::testing::TestWithParam<int> {

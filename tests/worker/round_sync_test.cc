@@ -12,32 +12,11 @@
 
 #include "absl/synchronization/mutex.h"
 #include "rendezvous/store.h"
+#include "tests/worker/gloo_ranks.h"
 #include "worker/comm/gloo_communicator.h"
 
 namespace qsr {
 namespace {
-
-using Comms = std::vector<std::unique_ptr<GlooCommunicator>>;
-
-void RunRanks(int size, const std::function<void(int)>& fn) {
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) threads.emplace_back(fn, r);
-  for (auto& t : threads) t.join();
-}
-
-Comms Connect(int size) {
-  InMemoryStore store;
-  Comms comms(size);
-  RunRanks(size, [&](int rank) {
-    PrefixStore scoped("round_sync", &store);
-    GlooOptions options;
-    options.timeout = absl::Seconds(30);
-    auto comm = GlooCommunicator::Create(&scoped, rank, size, options);
-    EXPECT_TRUE(comm.ok()) << comm.status();
-    if (comm.ok()) comms[rank] = std::move(*comm);
-  });
-  return comms;
-}
 
 // One rank's model (different initial weights per rank) and SGD without momentum.
 struct Member {

@@ -41,16 +41,6 @@ FakeRun MlpRun(int workers, int64_t h, int64_t rounds) {
   return run;
 }
 
-FakeGeneration Generation(int world_size,
-                          FakeGeneration::EndBy end_by = FakeGeneration::EndBy::kRunsToTheEnd,
-                          int64_t end_round = 0) {
-  FakeGeneration generation;
-  generation.world_size = world_size;
-  generation.end_by = end_by;
-  generation.end_round = end_round;
-  return generation;
-}
-
 TrainerOptions Options(const std::string& worker_id) {
   TrainerOptions options;
   options.worker_id = worker_id;
@@ -86,7 +76,7 @@ TEST_F(TrainerTest, TrainsAndReportsEveryPlannedRound) {
   FakeRun run = MlpRun(1, 3, 4);
   run.eval_after = {3};
   FakeCoordinator fake(run);
-  fake.AddGeneration(Generation(1));
+  fake.AddGeneration(FakeGeneration{1});
   std::vector<absl::StatusOr<TrainerResult>> results = RunWorkers(&fake, {"a"});
   ASSERT_TRUE(results[0].ok()) << results[0].status();
   EXPECT_EQ(results[0]->rank, 0);
@@ -160,8 +150,8 @@ void ExpectRegrouped(const FakeCoordinator& fake, const std::string& id, int64_t
 
 TEST_F(TrainerTest, RegroupsWithFreshRendezvousKeysWhenTheCoordinatorEndsTheGeneration) {
   FakeCoordinator fake(MlpRun(2, 2, 4));
-  fake.AddGeneration(Generation(2, FakeGeneration::EndBy::kNextRounds, 2));
-  fake.AddGeneration(Generation(2));
+  fake.AddGeneration(FakeGeneration{2, FakeGeneration::EndBy::kNextRounds, 2});
+  fake.AddGeneration(FakeGeneration{2});
   std::vector<absl::StatusOr<TrainerResult>> results = RunWorkers(&fake, {"a", "b"});
   ExpectRegrouped(fake, "a", 4, results[0]);
   ExpectRegrouped(fake, "b", 4, results[1]);
@@ -189,8 +179,8 @@ TEST_F(TrainerTest, RegroupsWhenAHeartbeatEndsTheGenerationDuringARound) {
   FakeRun run = MlpRun(1, 40, 4);
   run.rounds_per_batch = 1;  // round 0 ends averaged before round 1 is handed out
   FakeCoordinator fake(run);
-  fake.AddGeneration(Generation(1, FakeGeneration::EndBy::kHeartbeat, 1));
-  fake.AddGeneration(Generation(1));
+  fake.AddGeneration(FakeGeneration{1, FakeGeneration::EndBy::kHeartbeat, 1});
+  fake.AddGeneration(FakeGeneration{1});
   std::vector<absl::StatusOr<TrainerResult>> results = RunWorkers(&fake, {"a"});
   ExpectRegrouped(fake, "a", 4, results[0]);
   ASSERT_EQ(fake.leaves().size(), 1u);
