@@ -1,30 +1,21 @@
 // qsr-agent: the per-host relay between a host's workers and the coordinator. See --help.
 #include <csignal>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "absl/synchronization/mutex.h"
 #include "agent/agent_flags.h"
 #include "agent/agent_metrics.h"
 #include "agent/host_agent.h"
-#include "logging/log_prefix.h"
 #include "glog/logging.h"
+#include "logging/log_prefix.h"
 #include "metrics/metrics_server.h"
+#include "serving/port_file.h"
 
 namespace {
 
 int Fail(const std::string& message) {
   std::cerr << "qsr-agent: " << message << "\n";
   return 2;
-}
-
-// Written to a temporary name and renamed, so a reader never sees half a port.
-void WritePortFile(const std::string& path, int port) {
-  if (path.empty()) return;
-  const std::string tmp = path + ".tmp";
-  std::ofstream(tmp) << port << "\n";
-  std::rename(tmp.c_str(), path.c_str());
 }
 
 }  // namespace
@@ -62,7 +53,11 @@ int main(int argc, char** argv) {
     }
     metrics = std::move(*started);
   }
-  WritePortFile(launch->port_file, (*agent)->port());
+  if (absl::Status s = qsr::WritePortFile(launch->port_file, (*agent)->port()); !s.ok()) {
+    if (metrics) metrics->Shutdown();
+    (*agent)->Shutdown();
+    return Fail(std::string(s.message()));
+  }
   int sig = 0;
   sigwait(&signals, &sig);
   LOG(INFO) << "qsr-agent: signal " << sig << ": shutting down";

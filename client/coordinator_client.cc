@@ -25,9 +25,12 @@ class GrpcCoordinatorClient : public CoordinatorClient {
         stub_(v1::Coordinator::NewStub(channel_)),
         token_(std::move(token)) {}
 
-  template <typename Req, typename Rep, typename Method>
-  absl::StatusOr<Rep> Call(Method method, const char* name, const Req& request,
-                           absl::Time deadline) {
+  // One unary call: the deadline and the token set, the error named by `name`. The request and
+  // reply types come from `method`.
+  template <typename Req, typename Rep>
+  absl::StatusOr<Rep> Call(grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*,
+                                                                         const Req&, Rep*),
+                           const char* name, const Req& request, absl::Time deadline) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(deadline));
     AttachToken(token_, &ctx);
@@ -37,31 +40,20 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     return reply;
   }
 
-  absl::StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r, absl::Time d) override {
-    return Call<v1::JoinRequest, v1::JoinReply>(&v1::Coordinator::Stub::Join, "Join", r, d);
+// Each CoordinatorClient method is the stub's method of the same name, through Call.
+#define QSR_COORDINATOR_CALL(Method)                                           \
+  absl::StatusOr<v1::Method##Reply> Method(const v1::Method##Request& request, \
+                                           absl::Time deadline) override {     \
+    return Call(&v1::Coordinator::Stub::Method, #Method, request, deadline);   \
   }
-  absl::StatusOr<v1::NextRoundsReply> NextRounds(const v1::NextRoundsRequest& r,
-                                                 absl::Time d) override {
-    return Call<v1::NextRoundsRequest, v1::NextRoundsReply>(&v1::Coordinator::Stub::NextRounds,
-                                                            "NextRounds", r, d);
-  }
-  absl::StatusOr<v1::ReportReply> Report(const v1::ReportRequest& r, absl::Time d) override {
-    return Call<v1::ReportRequest, v1::ReportReply>(&v1::Coordinator::Stub::Report, "Report", r, d);
-  }
-  absl::StatusOr<v1::LeaveReply> Leave(const v1::LeaveRequest& r, absl::Time d) override {
-    return Call<v1::LeaveRequest, v1::LeaveReply>(&v1::Coordinator::Stub::Leave, "Leave", r, d);
-  }
-  absl::StatusOr<v1::HeartbeatReply> Heartbeat(const v1::HeartbeatRequest& r,
-                                               absl::Time d) override {
-    return Call<v1::HeartbeatRequest, v1::HeartbeatReply>(&v1::Coordinator::Stub::Heartbeat,
-                                                          "Heartbeat", r, d);
-  }
-  absl::StatusOr<v1::KvSetReply> KvSet(const v1::KvSetRequest& r, absl::Time d) override {
-    return Call<v1::KvSetRequest, v1::KvSetReply>(&v1::Coordinator::Stub::KvSet, "KvSet", r, d);
-  }
-  absl::StatusOr<v1::KvGetReply> KvGet(const v1::KvGetRequest& r, absl::Time d) override {
-    return Call<v1::KvGetRequest, v1::KvGetReply>(&v1::Coordinator::Stub::KvGet, "KvGet", r, d);
-  }
+  QSR_COORDINATOR_CALL(Join)
+  QSR_COORDINATOR_CALL(NextRounds)
+  QSR_COORDINATOR_CALL(Report)
+  QSR_COORDINATOR_CALL(Leave)
+  QSR_COORDINATOR_CALL(Heartbeat)
+  QSR_COORDINATOR_CALL(KvSet)
+  QSR_COORDINATOR_CALL(KvGet)
+#undef QSR_COORDINATOR_CALL
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

@@ -9,26 +9,6 @@
 #include "absl/time/clock.h"
 
 namespace qsr {
-namespace {
-
-template <typename Request, typename Reply, typename Method>
-absl::StatusOr<Reply> Call(v1::Coordinator::Stub* stub, const std::string& address,
-                           const std::string& token, const char* name, Method method,
-                           const Request& request, absl::Duration timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  AttachToken(token, &ctx);
-  Reply reply;
-  grpc::Status s = (stub->*method)(&ctx, request, &reply);
-  if (!s.ok()) {
-    return DescribeRpcError(
-        address, name,
-        absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()), timeout);
-  }
-  return reply;
-}
-
-}  // namespace
 
 absl::Status DescribeRpcError(const std::string& address, const std::string& method,
                               const absl::Status& status, absl::Duration timeout) {
@@ -75,29 +55,40 @@ absl::StatusOr<std::unique_ptr<OpsClient>> OpsClient::Create(std::string address
       new OpsClient(std::move(address), std::move(*channel), security.token));
 }
 
+template <typename Request, typename Reply>
+absl::StatusOr<Reply> OpsClient::Call(
+    const char* name,
+    grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
+    const Request& request, absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  AttachToken(token_, &ctx);
+  Reply reply;
+  grpc::Status s = (stub_.get()->*method)(&ctx, request, &reply);
+  if (!s.ok()) {
+    return DescribeRpcError(
+        address_, name,
+        absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()), timeout);
+  }
+  return reply;
+}
+
 absl::StatusOr<v1::GetStatusReply> OpsClient::GetStatus(absl::Duration timeout) {
-  return Call<v1::GetStatusRequest, v1::GetStatusReply>(stub_.get(), address_, token_, "GetStatus",
-                                                        &v1::Coordinator::Stub::GetStatus,
-                                                        v1::GetStatusRequest(), timeout);
+  return Call("GetStatus", &v1::Coordinator::Stub::GetStatus, v1::GetStatusRequest(), timeout);
 }
 
 absl::StatusOr<v1::ListRoundsReply> OpsClient::ListRounds(const v1::ListRoundsRequest& request,
                                                           absl::Duration timeout) {
-  return Call<v1::ListRoundsRequest, v1::ListRoundsReply>(
-      stub_.get(), address_, token_, "ListRounds", &v1::Coordinator::Stub::ListRounds, request,
-      timeout);
+  return Call("ListRounds", &v1::Coordinator::Stub::ListRounds, request, timeout);
 }
 
 absl::StatusOr<v1::ListEvalsReply> OpsClient::ListEvals(absl::Duration timeout) {
-  return Call<v1::ListEvalsRequest, v1::ListEvalsReply>(stub_.get(), address_, token_, "ListEvals",
-                                                        &v1::Coordinator::Stub::ListEvals,
-                                                        v1::ListEvalsRequest(), timeout);
+  return Call("ListEvals", &v1::Coordinator::Stub::ListEvals, v1::ListEvalsRequest(), timeout);
 }
 
 absl::StatusOr<v1::StopReply> OpsClient::Stop(const v1::StopRequest& request,
                                               absl::Duration timeout) {
-  return Call<v1::StopRequest, v1::StopReply>(stub_.get(), address_, token_, "Stop",
-                                              &v1::Coordinator::Stub::Stop, request, timeout);
+  return Call("Stop", &v1::Coordinator::Stub::Stop, request, timeout);
 }
 
 }  // namespace qsr

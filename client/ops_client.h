@@ -39,6 +39,13 @@ class OpsClient {
 
  private:
   OpsClient(std::string address, std::shared_ptr<grpc::Channel> channel, std::string token);
+  // One unary call of the stub's `method` with `timeout`, the token attached; an error is
+  // described for this address and `name` (DescribeRpcError).
+  template <typename Request, typename Reply>
+  absl::StatusOr<Reply> Call(const char* name,
+                             grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*,
+                                                                           const Request&, Reply*),
+                             const Request& request, absl::Duration timeout);
 
   std::string address_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;

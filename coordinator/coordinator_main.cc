@@ -2,8 +2,6 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -12,11 +10,12 @@
 #include "absl/time/clock.h"
 #include "client/connection_security.h"
 #include "common/flags.h"
-#include "logging/log_prefix.h"
 #include "common/recipe.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/run_recovery.h"
 #include "glog/logging.h"
+#include "logging/log_prefix.h"
+#include "serving/port_file.h"
 
 namespace {
 
@@ -156,13 +155,6 @@ void LogServing(const qsr::Recipe& recipe, const qsr::CoordinatorServer::Options
                                                : ", token required to change the run");
 }
 
-void WritePortFile(const std::string& path, int port) {
-  if (path.empty()) return;
-  std::string tmp = path + ".tmp";
-  std::ofstream(tmp) << port << "\n";
-  std::rename(tmp.c_str(), path.c_str());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,7 +204,10 @@ int main(int argc, char** argv) {
       qsr::CoordinatorServer::Start(start->recipe, options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   LogServing(start->recipe, options, **server);
-  WritePortFile(flags.Get("port-file"), (*server)->port());
+  if (absl::Status s = qsr::WritePortFile(flags.Get("port-file"), (*server)->port()); !s.ok()) {
+    (*server)->Shutdown();
+    return Fail(std::string(s.message()));
+  }
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

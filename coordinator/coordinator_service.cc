@@ -1,6 +1,7 @@
 #include "coordinator/coordinator_service.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "client/connection_security.h"
@@ -15,18 +16,40 @@ constexpr absl::Duration kJoinPoll = absl::Seconds(10);
 
 using Access = TokenGuard::Access;
 
-// Finishes `reactor` with `result`'s value copied into `reply`, or its error.
+// The call's reactor, finished at once with `status` (the reply, if any, already filled in).
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+// Finishes the call with `result`'s value copied into `reply`, or its error.
 template <typename Reply>
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, Reply* reply,
                                      absl::StatusOr<Reply> result) {
+  if (!result.ok()) return Finished(ctx, ToGrpcStatus(result.status()));
+  *reply = std::move(*result);
+  return Finished(ctx, grpc::Status::OK);
+}
+
+// For a call answered later: `start(reactor)` hands the reactor on to whatever finishes it (a
+// poll, the round barrier, a key wait); a status it returns that is not OK means nothing took it,
+// and finishes the call with that error now.
+template <typename Start>
+grpc::ServerUnaryReactor* AnswerLater(grpc::CallbackServerContext* ctx, Start start) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (result.ok()) {
-    *reply = std::move(*result);
-    reactor->Finish(grpc::Status::OK);
-  } else {
-    reactor->Finish(ToGrpcStatus(result.status()));
-  }
+  if (absl::Status s = start(reactor); !s.ok()) reactor->Finish(ToGrpcStatus(s));
   return reactor;
+}
+
+// The answer callback of AnswerLater's controller calls: copies the answer into `reply` and
+// finishes the call with OK.
+template <typename Reply>
+std::function<void(const Reply&)> ReplyInto(grpc::ServerUnaryReactor* reactor, Reply* reply) {
+  return [reactor, reply](const Reply& answer) {
+    *reply = answer;
+    reactor->Finish(grpc::Status::OK);
+  };
 }
 
 }  // namespace
@@ -51,62 +74,36 @@ grpc::ServerUnaryReactor* CoordinatorService::Refuse(grpc::CallbackServerContext
   absl::Status refusal = CheckToken(ctx, access);
   if (refusal.ok()) refusal = validation;
   if (refusal.ok()) return nullptr;
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(refusal));
-  return reactor;
+  return Finished(ctx, ToGrpcStatus(refusal));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* ctx,
                                                    const v1::JoinRequest* request,
                                                    v1::JoinReply* reply) {
   if (auto* r = Refuse(ctx, Access::kChange, ValidateJoin(*request))) return r;
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time now = absl::Now();
   absl::Time poll_deadline = now + kJoinPoll;
   const absl::Time client_deadline = absl::FromChrono(ctx->deadline());
   if (client_deadline - absl::Milliseconds(500) < poll_deadline) {
     poll_deadline = std::max(now, client_deadline - absl::Milliseconds(500));
   }
-  absl::Status s =
-      controller_->Join(*request, now, poll_deadline, [reactor, reply](const v1::JoinReply& r) {
-        *reply = r;
-        reactor->Finish(grpc::Status::OK);
-      });
-  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
-                                                        const v1::HeartbeatRequest* request,
-                                                        v1::HeartbeatReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kChange, ValidateHeartbeat(*request))) return r;
-  return FinishWith(ctx, reply, controller_->Heartbeat(*request, absl::Now()));
+  return AnswerLater(ctx, [&](grpc::ServerUnaryReactor* reactor) {
+    return controller_->Join(*request, now, poll_deadline, ReplyInto(reactor, reply));
+  });
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::NextRounds(grpc::CallbackServerContext* ctx,
                                                          const v1::NextRoundsRequest* request,
                                                          v1::NextRoundsReply* reply) {
   if (auto* r = Refuse(ctx, Access::kChange, ValidateNextRounds(*request))) return r;
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::Status s = controller_->NextRounds(*request, absl::Now(),
-                                           [reactor, reply](const v1::NextRoundsReply& r) {
-                                             *reply = r;
-                                             reactor->Finish(grpc::Status::OK);
-                                           });
-  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  return AnswerLater(ctx, [&](grpc::ServerUnaryReactor* reactor) {
+    return controller_->NextRounds(*request, absl::Now(), ReplyInto(reactor, reply));
+  });
 }
 
 grpc::ServerBidiReactor<v1::NextRoundsCall, v1::NextRoundsAnswer>*
 CoordinatorService::NextRoundsStream(grpc::CallbackServerContext* ctx) {
   return new qsr::NextRoundsStream(controller_, CheckToken(ctx, Access::kChange));
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
-                                                     const v1::ReportRequest* request,
-                                                     v1::ReportReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kChange, ValidateReport(*request))) return r;
-  return FinishWith(ctx, reply, controller_->Report(*request, absl::Now()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ReportBatch(grpc::CallbackServerContext* ctx,
@@ -128,78 +125,61 @@ grpc::ServerUnaryReactor* CoordinatorService::ReportBatch(grpc::CallbackServerCo
     result->set_status_code(static_cast<int>(s.code()));
     result->set_status_message(std::string(s.message()));
   }
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::Leave(grpc::CallbackServerContext* ctx,
-                                                    const v1::LeaveRequest* request,
-                                                    v1::LeaveReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kChange, ValidateLeave(*request))) return r;
-  return FinishWith(ctx, reply, controller_->Leave(*request, absl::Now()));
+  return Finished(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KvSet(grpc::CallbackServerContext* ctx,
                                                     const v1::KvSetRequest* request,
                                                     v1::KvSetReply* reply) {
   if (auto* r = Refuse(ctx, Access::kChange, absl::OkStatus())) return r;
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status s = store_->Set(request->key(), request->value());
   reply->mutable_outcome()->set_code(v1::Outcome::OK);
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  return Finished(ctx, ToGrpcStatus(s));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KvGet(grpc::CallbackServerContext* ctx,
                                                     const v1::KvGetRequest* request,
                                                     v1::KvGetReply* reply) {
   if (auto* r = Refuse(ctx, Access::kChange, ValidateKvGet(*request))) return r;
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-  absl::Status s =
-      store_->Get(std::move(keys), absl::Now() + absl::Milliseconds(request->timeout_ms()),
-                  [reactor, reply](absl::StatusOr<std::vector<std::string>> values) {
-                    if (values.ok()) {
-                      reply->mutable_outcome()->set_code(v1::Outcome::OK);
-                      for (auto& v : *values) reply->add_values(std::move(v));
-                    } else {
-                      reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
-                      reply->mutable_outcome()->set_message(std::string(values.status().message()));
-                    }
-                    reactor->Finish(grpc::Status::OK);
-                  });
-  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(request->timeout_ms());
+  return AnswerLater(ctx, [&](grpc::ServerUnaryReactor* reactor) {
+    return store_->Get(
+        std::move(keys), deadline,
+        [reactor, reply](absl::StatusOr<std::vector<std::string>> values) {
+          if (values.ok()) {
+            reply->mutable_outcome()->set_code(v1::Outcome::OK);
+            for (auto& v : *values) reply->add_values(std::move(v));
+          } else {
+            reply->mutable_outcome()->set_code(v1::Outcome::TIMEOUT);
+            reply->mutable_outcome()->set_message(std::string(values.status().message()));
+          }
+          reactor->Finish(grpc::Status::OK);
+        });
+  });
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
-                                                        const v1::GetStatusRequest*,
-                                                        v1::GetStatusReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kRead, absl::OkStatus())) return r;
-  return FinishWith(ctx, reply,
-                    absl::StatusOr<v1::GetStatusReply>(controller_->Status(absl::Now())));
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::ListRounds(grpc::CallbackServerContext* ctx,
-                                                         const v1::ListRoundsRequest* request,
-                                                         v1::ListRoundsReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kRead, ValidateListRounds(*request))) return r;
-  return FinishWith(ctx, reply, absl::StatusOr<v1::ListRoundsReply>(controller_->Rounds(*request)));
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::ListEvals(grpc::CallbackServerContext* ctx,
-                                                        const v1::ListEvalsRequest*,
-                                                        v1::ListEvalsReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kRead, absl::OkStatus())) return r;
-  return FinishWith(ctx, reply, absl::StatusOr<v1::ListEvalsReply>(controller_->Evals()));
-}
-
-grpc::ServerUnaryReactor* CoordinatorService::Stop(grpc::CallbackServerContext* ctx,
-                                                   const v1::StopRequest* request,
-                                                   v1::StopReply* reply) {
-  if (auto* r = Refuse(ctx, Access::kChange, ValidateStop(*request))) return r;
-  return FinishWith(ctx, reply, absl::StatusOr<v1::StopReply>(controller_->Stop(*request)));
-}
+// The calls answered at once from one controller call, once the token (for the access named)
+// and the request's validation pass.
+#define QSR_ANSWER_NOW(Method, NeededAccess, Validation, Answer)                           \
+  grpc::ServerUnaryReactor* CoordinatorService::Method(grpc::CallbackServerContext* ctx,   \
+                                                       const v1::Method##Request* request, \
+                                                       v1::Method##Reply* reply) {         \
+    (void)request; /* some answers need no request */                                      \
+    if (auto* r = Refuse(ctx, NeededAccess, Validation)) return r;                         \
+    return FinishWith(ctx, reply, absl::StatusOr<v1::Method##Reply>(Answer));              \
+  }
+QSR_ANSWER_NOW(Heartbeat, Access::kChange, ValidateHeartbeat(*request),
+               controller_->Heartbeat(*request, absl::Now()))
+QSR_ANSWER_NOW(Report, Access::kChange, ValidateReport(*request),
+               controller_->Report(*request, absl::Now()))
+QSR_ANSWER_NOW(Leave, Access::kChange, ValidateLeave(*request),
+               controller_->Leave(*request, absl::Now()))
+QSR_ANSWER_NOW(Stop, Access::kChange, ValidateStop(*request), controller_->Stop(*request))
+QSR_ANSWER_NOW(GetStatus, Access::kRead, absl::OkStatus(), controller_->Status(absl::Now()))
+QSR_ANSWER_NOW(ListRounds, Access::kRead, ValidateListRounds(*request),
+               controller_->Rounds(*request))
+QSR_ANSWER_NOW(ListEvals, Access::kRead, absl::OkStatus(), controller_->Evals())
+#undef QSR_ANSWER_NOW
 
 }  // namespace qsr

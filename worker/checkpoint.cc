@@ -47,6 +47,22 @@ absl::Status ReadArchive(const std::string& path, Read&& read) {
       absl::StatusCode::kDataLoss);
 }
 
+// Saves what has save(OutputArchive&) (a module, an optimizer) to `path`, atomically.
+template <typename Saveable>
+absl::Status SaveArchive(const Saveable& saveable, const std::string& path) {
+  return WriteAtomically(path, [&](const std::string& tmp) {
+    torch::serialize::OutputArchive archive;
+    saveable.save(archive);
+    archive.save_to(tmp);
+  });
+}
+
+// Loads what has load(InputArchive&) (a module, an optimizer) from `path`.
+template <typename Loadable>
+absl::Status LoadArchive(Loadable& loadable, const std::string& path) {
+  return ReadArchive(path, [&](torch::serialize::InputArchive& a) { loadable.load(a); });
+}
+
 }  // namespace
 
 std::string ModelCheckpointName(int64_t step, int64_t epoch) {
@@ -58,27 +74,19 @@ std::string OptimizerCheckpointName(int64_t step, int64_t epoch) {
 }
 
 absl::Status SaveModule(const torch::nn::Module& module, const std::string& path) {
-  return WriteAtomically(path, [&](const std::string& tmp) {
-    torch::serialize::OutputArchive archive;
-    module.save(archive);
-    archive.save_to(tmp);
-  });
+  return SaveArchive(module, path);
 }
 
 absl::Status LoadModule(torch::nn::Module& module, const std::string& path) {
-  return ReadArchive(path, [&](torch::serialize::InputArchive& a) { module.load(a); });
+  return LoadArchive(module, path);
 }
 
 absl::Status SaveOptimizer(const torch::optim::Optimizer& optimizer, const std::string& path) {
-  return WriteAtomically(path, [&](const std::string& tmp) {
-    torch::serialize::OutputArchive archive;
-    optimizer.save(archive);
-    archive.save_to(tmp);
-  });
+  return SaveArchive(optimizer, path);
 }
 
 absl::Status LoadOptimizer(torch::optim::Optimizer& optimizer, const std::string& path) {
-  return ReadArchive(path, [&](torch::serialize::InputArchive& a) { optimizer.load(a); });
+  return LoadArchive(optimizer, path);
 }
 
 }  // namespace qsr

@@ -9,6 +9,18 @@
 namespace qsr {
 namespace {
 
+// The fields Adam and AdamW share (their states are distinct types with the same accessors).
+template <typename AdamState>
+void ForEachAdamField(AdamState& adam, const std::function<void(torch::Tensor&)>& tensor,
+                      const std::function<void(int64_t&)>& step) {
+  tensor(adam.exp_avg());
+  tensor(adam.exp_avg_sq());
+  tensor(adam.max_exp_avg_sq());
+  int64_t n = adam.step();
+  step(n);
+  adam.step(n);
+}
+
 // Calls `fn` on every tensor of an optimizer's per-parameter state, in a fixed order, and on its
 // step count. Unknown optimizer states have no tensors here (and are not restored).
 void ForEachStateField(torch::optim::OptimizerParamState& s,
@@ -17,19 +29,9 @@ void ForEachStateField(torch::optim::OptimizerParamState& s,
   if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(&s)) {
     tensor(sgd->momentum_buffer());
   } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(&s)) {
-    tensor(adamw->exp_avg());
-    tensor(adamw->exp_avg_sq());
-    tensor(adamw->max_exp_avg_sq());
-    int64_t n = adamw->step();
-    step(n);
-    adamw->step(n);
+    ForEachAdamField(*adamw, tensor, step);
   } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(&s)) {
-    tensor(adam->exp_avg());
-    tensor(adam->exp_avg_sq());
-    tensor(adam->max_exp_avg_sq());
-    int64_t n = adam->step();
-    step(n);
-    adam->step(n);
+    ForEachAdamField(*adam, tensor, step);
   }
 }
 

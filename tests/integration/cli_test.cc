@@ -116,6 +116,25 @@ TEST(CliTest, QsrAgentRefusesANonLocalListenAddress) {
   EXPECT_NE(r.output.find("--coordinator"), std::string::npos) << r.output;
 }
 
+// A launcher waits for the port file; a server that cannot write it must say so and exit, not
+// serve on a port nobody learns.
+TEST(CliTest, ServersExitTwoNamingAPortFileTheyCannotWrite) {
+  testing::TempDir dir;
+  const std::string port_file = dir.path() + "/no-such-dir/port";
+  testing::CommandResult r = testing::RunCommand(
+      {kBin + "/qsr-coordinator", "--recipe", kRecipe, "--listen", "127.0.0.1:0", "--port-file",
+       port_file, "--run-dir", dir.path() + "/run", "--workers", "2", "--epochs", "1"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot write the port file " + port_file), std::string::npos)
+      << r.output;
+  // Port 1 on loopback: nothing listens there; the agent serves without its coordinator.
+  r = testing::RunCommand({kBin + "/qsr-agent", "--coordinator", "127.0.0.1:1", "--listen",
+                           "127.0.0.1:0", "--port-file", port_file});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot write the port file " + port_file), std::string::npos)
+      << r.output;
+}
+
 TEST(CliTest, StatusNamesAnUnreachableCoordinator) {
   // Port 1 on loopback: nothing listens there.
   testing::CommandResult r =

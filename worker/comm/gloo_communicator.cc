@@ -483,13 +483,7 @@ absl::Status GlooCommunicator::FailCollective(const std::string& op, const std::
 }
 
 void GlooCommunicator::Abort(const std::string& reason) {
-  {
-    std::lock_guard<std::mutex> lock(abort_mu_);
-    if (aborted_.load()) return;
-    abort_reason_ = reason.empty() ? "aborted" : reason;
-    aborted_.store(true);
-  }
-  SignalConnections();
+  if (abort_.Set(reason)) SignalConnections();
 }
 
 void GlooCommunicator::SignalConnections() {
@@ -519,16 +513,12 @@ void GlooCommunicator::SignalConnections() {
   }
 }
 
-bool GlooCommunicator::aborted() const { return aborted_.load(); }
+bool GlooCommunicator::aborted() const { return abort_.is_set(); }
 
-std::string GlooCommunicator::abort_reason() const {
-  std::lock_guard<std::mutex> lock(abort_mu_);
-  return abort_reason_;
-}
+std::string GlooCommunicator::abort_reason() const { return abort_.reason(); }
 
 absl::Status GlooCommunicator::AbortedStatus() const {
-  return absl::FailedPreconditionError(absl::StrCat("gloo communicator (rank ", rank_, " of ",
-                                                    size_, ") was aborted: ", abort_reason()));
+  return abort_.AbortedStatus("gloo", rank_, size_);
 }
 
 int64_t GlooCommunicator::RingAllReduceBytesSent(int64_t total_bytes, int rank, int size,

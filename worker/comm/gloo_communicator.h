@@ -49,6 +49,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "rendezvous/store.h"
+#include "worker/comm/abort_latch.h"
 #include "worker/comm/communicator.h"
 
 namespace gloo {
@@ -165,9 +166,7 @@ class GlooCommunicator : public Communicator {
   // Set once by Create(), before the communicator is handed out.
   bool fused_average_ = false;
 
-  std::atomic<bool> aborted_{false};
-  mutable std::mutex abort_mu_;
-  std::string abort_reason_ ABSL_GUARDED_BY(abort_mu_);
+  AbortLatch abort_;
 
   std::atomic<int64_t> bytes_sent_{0};
 

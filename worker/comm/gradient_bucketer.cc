@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "worker/comm/same_device.h"
 #include "worker/torch_call.h"
 
 namespace qsr {
@@ -25,12 +26,8 @@ absl::StatusOr<std::unique_ptr<GradientBucketer>> GradientBucketer::Create(
           absl::StrCat("gradient bucketer: parameter ", i, " is undefined or not floating-point"));
     }
     if (!p.requires_grad()) continue;
-    if (!device.has_value()) {
-      device = p.device();
-    } else if (p.device() != *device) {
-      return absl::InvalidArgumentError(absl::StrCat("gradient bucketer: parameter ", i, " is on ",
-                                                     p.device().str(), ", the first one on ",
-                                                     device->str()));
+    if (absl::Status s = CheckSameDevice(p, i, "gradient bucketer: parameter", &device); !s.ok()) {
+      return s;
     }
     grad_params.push_back(static_cast<int>(i));
   }

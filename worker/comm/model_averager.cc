@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "worker/comm/same_device.h"
 
 namespace qsr {
 
@@ -17,12 +18,8 @@ absl::StatusOr<ModelAverager> ModelAverager::Create(const std::vector<torch::Ten
   for (size_t i = 0; i < tensors.size(); ++i) {
     const torch::Tensor& t = tensors[i];
     if (!t.defined() || !t.is_floating_point()) continue;
-    if (!device.has_value()) {
-      device = t.device();
-    } else if (t.device() != *device) {
-      return absl::InvalidArgumentError(absl::StrCat("model averager: tensor ", i, " is on ",
-                                                     t.device().str(), ", the first one on ",
-                                                     device->str()));
+    if (absl::Status s = CheckSameDevice(t, i, "model averager: tensor", &device); !s.ok()) {
+      return s;
     }
     Entry entry{t, numel, -1, false};
     numel += t.numel();

@@ -98,21 +98,24 @@ ncclResult_t WaitWhileInProgress(ncclComm_t comm, ncclResult_t state, absl::Time
 
 // The stream LibTorch computes on for `device`: its current stream when built against a CUDA
 // LibTorch, else the legacy default stream (LibTorch's default stream is the legacy one).
-cudaStream_t ComputeStream(int device) {
+// LibTorch's exception (no such device, no CUDA) comes back as INTERNAL naming `op`.
+absl::StatusOr<cudaStream_t> ComputeStream(int device, const char* op) {
 #ifdef QSR_TORCH_CUDA
-  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+  try {
+    return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("nccl ", op, ": no CUDA stream: ", e.what()));
+  }
 #else
   (void)device;
+  (void)op;
   return cudaStreamLegacy;
 #endif
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store* store, int rank,
-                                                                           int size,
-                                                                           int device_index,
-                                                                           absl::Duration timeout) {
+// Create's arguments; `store` may be null only when `size` is 1.
+absl::Status CheckCreateArguments(const Store* store, int rank, int size, int device_index,
+                                  absl::Duration timeout) {
   if (size < 1) return absl::InvalidArgumentError(absl::StrCat("nccl: size ", size, " < 1"));
   if (rank < 0 || rank >= size) {
     return absl::InvalidArgumentError(
@@ -126,32 +129,49 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store
         absl::StrCat("nccl: timeout must be positive, got ", absl::FormatDuration(timeout)));
   }
   if (store == nullptr && size > 1) return absl::InvalidArgumentError("nccl: store is null");
-  const absl::Time deadline = absl::Now() + timeout;
-  const std::string where =
-      absl::StrCat("nccl rendezvous (rank ", rank, " of ", size, ", cuda:", device_index, "): ");
+  return absl::OkStatus();
+}
 
-  ncclUniqueId id;
-  std::memset(&id, 0, sizeof(id));
-  // Non-zero ranks fetch the id first: it needs no GPU, so the rendezvous errors below show up
-  // (and are testable) on any machine.
-  if (rank != 0) {
-    absl::StatusOr<std::vector<std::string>> got = store->Get({kUniqueIdKey}, deadline);
-    if (!got.ok()) {
-      return absl::Status(
-          got.status().code(),
-          absl::StrCat(where, "waiting for rank 0's NCCL unique id: ", got.status().message()));
-    }
-    const std::string& bytes = got->front();
-    if (bytes.size() != sizeof(id)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "the NCCL unique id under \"", kUniqueIdKey, "\" has ", bytes.size(),
-                       " bytes, expected ", sizeof(id),
-                       "; rank 0, which publishes it, is likely at fault "
-                       "(built against another NCCL, or not an NCCL worker)"));
-    }
-    std::memcpy(&id, bytes.data(), sizeof(id));
+// A non-zero rank's side of the id exchange: waits (until `deadline`) for the bytes rank 0
+// published under `key` and checks that they are an ncclUniqueId. `where` prefixes errors.
+absl::Status FetchUniqueId(Store* store, const char* key, absl::Time deadline,
+                           const std::string& where, ncclUniqueId* id) {
+  absl::StatusOr<std::vector<std::string>> got = store->Get({key}, deadline);
+  if (!got.ok()) {
+    return absl::Status(
+        got.status().code(),
+        absl::StrCat(where, "waiting for rank 0's NCCL unique id: ", got.status().message()));
   }
+  const std::string& bytes = got->front();
+  if (bytes.size() != sizeof(*id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "the NCCL unique id under \"", key, "\" has ", bytes.size(),
+                     " bytes, expected ", sizeof(*id),
+                     "; rank 0, which publishes it, is likely at fault "
+                     "(built against another NCCL, or not an NCCL worker)"));
+  }
+  std::memcpy(id, bytes.data(), sizeof(*id));
+  return absl::OkStatus();
+}
 
+// Rank 0's side: makes the id (on the current device) and, when there are peers, publishes its
+// bytes under `key`.
+absl::Status MakeUniqueId(Store* store, const char* key, int size, const std::string& where,
+                          ncclUniqueId* id) {
+  if (ncclResult_t r = ncclGetUniqueId(id); r != ncclSuccess) {
+    return absl::Status(CodeFor(r), absl::StrCat(where, "ncclGetUniqueId: ", NcclError(r)));
+  }
+  if (size == 1) return absl::OkStatus();
+  absl::Status s = store->Set(key, std::string(reinterpret_cast<const char*>(id), sizeof(*id)));
+  if (!s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat(where, "publishing the NCCL unique id: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+// FAILED_PRECONDITION unless this machine has CUDA device `device_index`.
+absl::Status CheckDeviceExists(int device_index, const std::string& where) {
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
     cudaGetLastError();  // Clears the error so later CUDA calls do not report it again.
@@ -162,51 +182,75 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store
     return absl::FailedPreconditionError(
         absl::StrCat(where, "this machine has ", count, " CUDA devices"));
   }
+  return absl::OkStatus();
+}
+
+// Joins the NCCL communicator of `id` on the current device, waiting until `deadline` (`timeout`
+// after Create's call, named in the error). Non-blocking initialisation, so that the deadline
+// (not NCCL's own bootstrap timeouts) bounds how long a missing peer can hold this rank; on
+// failure or timeout the half-built communicator is aborted.
+absl::StatusOr<ncclComm_t> InitCommunicator(const ncclUniqueId& id, int rank, int size,
+                                            absl::Time deadline, absl::Duration timeout,
+                                            const std::string& where) {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  ncclResult_t state = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  if (comm != nullptr) state = WaitWhileInProgress(comm, state, deadline);
+  if (state == ncclSuccess) return comm;
+  if (comm != nullptr) ncclCommAbort(comm);
+  if (state == ncclInProgress) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(where, "NCCL initialisation did not finish within ",
+                     absl::FormatDuration(timeout), "; a peer is missing or cannot be reached"));
+  }
+  return absl::Status(CodeFor(state),
+                      absl::StrCat(where, "ncclCommInitRankConfig: ", NcclError(state)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Store* store, int rank,
+                                                                           int size,
+                                                                           int device_index,
+                                                                           absl::Duration timeout) {
+  if (absl::Status s = CheckCreateArguments(store, rank, size, device_index, timeout); !s.ok()) {
+    return s;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string where =
+      absl::StrCat("nccl rendezvous (rank ", rank, " of ", size, ", cuda:", device_index, "): ");
+
+  ncclUniqueId id;
+  std::memset(&id, 0, sizeof(id));
+  // Non-zero ranks fetch the id first: it needs no GPU, so the rendezvous errors show up (and are
+  // testable) on any machine.
+  if (rank != 0) {
+    if (absl::Status s = FetchUniqueId(store, kUniqueIdKey, deadline, where, &id); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = CheckDeviceExists(device_index, where); !s.ok()) return s;
   DeviceGuard guard(device_index);
   if (!guard.ok()) {
     cudaGetLastError();
     return absl::FailedPreconditionError(absl::StrCat(where, "cannot select the CUDA device"));
   }
-
   if (rank == 0) {
-    if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) {
-      return absl::Status(CodeFor(r), absl::StrCat(where, "ncclGetUniqueId: ", NcclError(r)));
-    }
-    if (size > 1) {
-      absl::Status s =
-          store->Set(kUniqueIdKey, std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
-      if (!s.ok()) {
-        return absl::Status(s.code(),
-                            absl::StrCat(where, "publishing the NCCL unique id: ", s.message()));
-      }
-    }
+    if (absl::Status s = MakeUniqueId(store, kUniqueIdKey, size, where, &id); !s.ok()) return s;
   }
 
   cudaEvent_t done = nullptr;
   if (cudaError_t e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming); e != cudaSuccess) {
     return absl::InternalError(absl::StrCat(where, "cudaEventCreate: ", cudaGetErrorString(e)));
   }
-
-  // Non-blocking initialisation, so that the deadline (not NCCL's own bootstrap timeouts) bounds
-  // how long a missing peer can hold this rank.
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
-  ncclComm_t comm = nullptr;
-  ncclResult_t state = ncclCommInitRankConfig(&comm, size, id, rank, &config);
-  if (comm != nullptr) state = WaitWhileInProgress(comm, state, deadline);
-  if (state != ncclSuccess) {
-    if (comm != nullptr) ncclCommAbort(comm);
+  absl::StatusOr<ncclComm_t> comm = InitCommunicator(id, rank, size, deadline, timeout, where);
+  if (!comm.ok()) {
     cudaEventDestroy(done);
-    if (state == ncclInProgress) {
-      return absl::DeadlineExceededError(
-          absl::StrCat(where, "NCCL initialisation did not finish within ",
-                       absl::FormatDuration(timeout), "; a peer is missing or cannot be reached"));
-    }
-    return absl::Status(CodeFor(state),
-                        absl::StrCat(where, "ncclCommInitRankConfig: ", NcclError(state)));
+    return comm.status();
   }
   return std::unique_ptr<NcclCommunicator>(
-      new NcclCommunicator(rank, size, device_index, timeout, comm, done));
+      new NcclCommunicator(rank, size, device_index, timeout, *comm, done));
 }
 
 NcclCommunicator::NcclCommunicator(int rank, int size, int device_index, absl::Duration timeout,
@@ -270,12 +314,9 @@ absl::Status NcclCommunicator::AllReduceAverage(torch::Tensor& tensor) {
 
 absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   std::lock_guard<std::timed_mutex> lock(op_mu_);
-  if (aborted()) {
-    AbortNcclLocked();
-    return AbortedStatus();
-  }
-  // Averages also take bfloat16 (a Local SGD sync in bf16), where this NCCL has the type.
+  if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  // Averages also take bfloat16 (a Local SGD sync in bf16), where this NCCL has the type.
   const bool bf16 = average && tensor.defined() && tensor.scalar_type() == torch::kBFloat16;
 #else
   const bool bf16 = false;
@@ -290,12 +331,8 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   const int64_t numel = tensor.numel();
   if (numel == 0) return absl::OkStatus();
   DeviceGuard guard(device_index_);
-  cudaStream_t stream = nullptr;
-  try {
-    stream = ComputeStream(device_index_);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
-  }
+  absl::StatusOr<cudaStream_t> stream = ComputeStream(device_index_, "all-reduce");
+  if (!stream.ok()) return stream.status();
   void* data = tensor.data_ptr();
   ncclDataType_t type = ncclFloat32;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
@@ -310,8 +347,8 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
   const ncclRedOp_t op = ncclSum;
   const bool divide_after = average;
 #endif
-  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(numel), type, op, comm_, stream);
-  if (absl::Status s = Complete("all-reduce", r, stream); !s.ok()) return s;
+  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(numel), type, op, comm_, *stream);
+  if (absl::Status s = Complete("all-reduce", r, *stream); !s.ok()) return s;
   if (divide_after && size_ > 1) tensor.div_(static_cast<double>(size_));
   bytes_sent_ += RingAllReduceBytesSent(numel * tensor.element_size(), size_);
   return absl::OkStatus();
@@ -319,10 +356,7 @@ absl::Status NcclCommunicator::AllReduce(torch::Tensor& tensor, bool average) {
 
 absl::Status NcclCommunicator::Broadcast(torch::Tensor& tensor, int root) {
   std::lock_guard<std::timed_mutex> lock(op_mu_);
-  if (aborted()) {
-    AbortNcclLocked();
-    return AbortedStatus();
-  }
+  if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
   if (root < 0 || root >= size_) {
     return absl::InvalidArgumentError(
         absl::StrCat("nccl broadcast: root ", root, " outside [0, ", size_, ")"));
@@ -331,16 +365,12 @@ absl::Status NcclCommunicator::Broadcast(torch::Tensor& tensor, int root) {
   const int64_t nbytes = tensor.numel() * static_cast<int64_t>(tensor.element_size());
   if (nbytes == 0) return absl::OkStatus();
   DeviceGuard guard(device_index_);
-  cudaStream_t stream = nullptr;
-  try {
-    stream = ComputeStream(device_index_);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("nccl broadcast: no CUDA stream: ", e.what()));
-  }
+  absl::StatusOr<cudaStream_t> stream = ComputeStream(device_index_, "broadcast");
+  if (!stream.ok()) return stream.status();
   void* data = tensor.data_ptr();
   ncclResult_t r =
-      ncclBroadcast(data, data, static_cast<size_t>(nbytes), ncclUint8, root, comm_, stream);
-  if (absl::Status s = Complete("broadcast", r, stream); !s.ok()) return s;
+      ncclBroadcast(data, data, static_cast<size_t>(nbytes), ncclUint8, root, comm_, *stream);
+  if (absl::Status s = Complete("broadcast", r, *stream); !s.ok()) return s;
   bytes_sent_ += BroadcastBytesSent(nbytes, rank_, root, size_);
   return absl::OkStatus();
 }
@@ -361,10 +391,7 @@ absl::Status NcclCommunicator::Enqueued(const char* op, int result, absl::Time d
   ncclResult_t state = static_cast<ncclResult_t>(result);
   Backoff backoff;
   while (state == ncclInProgress) {
-    if (aborted()) {
-      AbortNcclLocked();
-      return AbortedStatus();
-    }
+    if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
     if (absl::Now() >= deadline) {
       return Fail(absl::StatusCode::kDeadlineExceeded, op,
                   absl::StrCat("was not enqueued within ", absl::FormatDuration(timeout_),
@@ -390,10 +417,7 @@ absl::Status NcclCommunicator::AwaitEvent(const char* op, CUevent_st* event, abs
       return Fail(absl::StatusCode::kInternal, op,
                   absl::StrCat("CUDA error while waiting: ", cudaGetErrorString(e)));
     }
-    if (aborted()) {
-      AbortNcclLocked();
-      return AbortedStatus();
-    }
+    if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
     ncclResult_t async = ncclSuccess;
     if (ncclResult_t query = ncclCommGetAsyncError(comm_, &async); query != ncclSuccess) {
       async = query;
@@ -437,12 +461,9 @@ class NcclCommunicator::Pending : public PendingCollective {
 absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllReduceSum(
     torch::Tensor tensor) {
   std::lock_guard<std::timed_mutex> lock(op_mu_);
-  if (aborted()) {
-    AbortNcclLocked();
-    return AbortedStatus();
-  }
-  // bfloat16 too (an overlapped bf16 sync), where this NCCL has the type.
+  if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 20, 0)
+  // bfloat16 too (an overlapped bf16 sync), where this NCCL has the type.
   const bool bf16 = tensor.defined() && tensor.scalar_type() == torch::kBFloat16;
 #else
   const bool bf16 = false;
@@ -456,12 +477,8 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
 #endif
   const char* op = "asynchronous all-reduce";
   DeviceGuard guard(device_index_);
-  cudaStream_t compute = nullptr;
-  try {
-    compute = ComputeStream(device_index_);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("nccl all-reduce: no CUDA stream: ", e.what()));
-  }
+  absl::StatusOr<cudaStream_t> compute = ComputeStream(device_index_, "all-reduce");
+  if (!compute.ok()) return compute.status();
   if (comm_stream_ == nullptr) {
     cudaStream_t stream = nullptr;
     if (cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -479,7 +496,7 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
     return Fail(absl::StatusCode::kInternal, op,
                 absl::StrCat("cudaEventCreate: ", cudaGetErrorString(e)));
   }
-  cudaError_t e = cudaEventRecord(ready, compute);
+  cudaError_t e = cudaEventRecord(ready, *compute);
   if (e == cudaSuccess) e = cudaStreamWaitEvent(comm_stream_, ready, 0);
   cudaEventDestroy(ready);  // Released once the recorded work completes.
   if (e == cudaSuccess) e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
@@ -507,10 +524,7 @@ absl::StatusOr<std::unique_ptr<PendingCollective>> NcclCommunicator::StartAllRed
 
 absl::Status NcclCommunicator::WaitStarted(CUevent_st* event, int64_t bytes) {
   std::lock_guard<std::timed_mutex> lock(op_mu_);
-  if (aborted()) {
-    AbortNcclLocked();
-    return AbortedStatus();
-  }
+  if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
   DeviceGuard guard(device_index_);
   absl::Status s = AwaitEvent("asynchronous all-reduce", event, absl::Now() + timeout_);
   if (s.ok()) bytes_sent_ += RingAllReduceBytesSent(bytes, size_);
@@ -525,28 +539,23 @@ void NcclCommunicator::DestroyEvent(CUevent_st* event) {
 absl::Status NcclCommunicator::Fail(absl::StatusCode code, const char* op,
                                     const std::string& what) {
   // A concurrent Abort() makes the in-flight collective stop; report the abort, not its echo.
-  if (aborted()) {
-    AbortNcclLocked();
-    return AbortedStatus();
-  }
+  if (absl::Status s = CheckNotAbortedLocked(); !s.ok()) return s;
   const std::string reason = absl::StrCat("nccl ", op, " failed on rank ", rank_, " of ", size_,
                                           " (cuda:", device_index_, "): ", what);
-  MarkAborted(reason);
+  abort_.Set(reason);
   AbortNcclLocked();
   return absl::Status(code, reason);
 }
 
-bool NcclCommunicator::MarkAborted(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(abort_mu_);
-  if (aborted_.load()) return false;
-  abort_reason_ = reason.empty() ? "aborted" : reason;
-  aborted_.store(true);
-  return true;
+absl::Status NcclCommunicator::CheckNotAbortedLocked() {
+  if (!aborted()) return absl::OkStatus();
+  AbortNcclLocked();
+  return AbortedStatus();
 }
 
 void NcclCommunicator::Abort(const std::string& reason) {
-  if (!MarkAborted(reason)) return;
-  // Abort NCCL now if no collective is running. A running collective polls aborted_ at least
+  if (!abort_.Set(reason)) return;
+  // Abort NCCL now if no collective is running. A running collective polls aborted() at least
   // every millisecond and aborts NCCL itself; the bounded wait keeps Abort() from ever hanging on
   // it, and the destructor aborts in any case.
   if (op_mu_.try_lock_for(std::chrono::milliseconds(100))) {
@@ -562,14 +571,10 @@ void NcclCommunicator::AbortNcclLocked() {
   comm_ = nullptr;
 }
 
-std::string NcclCommunicator::abort_reason() const {
-  std::lock_guard<std::mutex> lock(abort_mu_);
-  return abort_reason_;
-}
+std::string NcclCommunicator::abort_reason() const { return abort_.reason(); }
 
 absl::Status NcclCommunicator::AbortedStatus() const {
-  return absl::FailedPreconditionError(absl::StrCat("nccl communicator (rank ", rank_, " of ",
-                                                    size_, ") was aborted: ", abort_reason()));
+  return abort_.AbortedStatus("nccl", rank_, size_);
 }
 
 int64_t NcclCommunicator::RingAllReduceBytesSent(int64_t total_bytes, int size) {

@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "rendezvous/store.h"
+#include "worker/comm/abort_latch.h"
 #include "worker/comm/communicator.h"
 
 // Opaque NCCL and CUDA handles, so that users of this header need neither nccl.h nor the CUDA
@@ -108,7 +109,7 @@ class NcclCommunicator : public Communicator {
 
   // Idempotent: the first reason sticks, the NCCL communicator is aborted once. Thread-safe.
   void Abort(const std::string& reason) override;
-  bool aborted() const override { return aborted_.load(); }
+  bool aborted() const override { return abort_.is_set(); }
   // The reason given to the first Abort(), or "" if not aborted.
   std::string abort_reason() const;
 
@@ -133,8 +134,9 @@ class NcclCommunicator : public Communicator {
                    CUevent_st* done);
 
   absl::Status AbortedStatus() const;
-  // Records `reason` as the abort reason unless one is set. Returns false if it was already set.
-  bool MarkAborted(const std::string& reason);
+  // OK unless aborted; once aborted (by Abort() from any thread, perhaps while NCCL was busy),
+  // aborts the NCCL communicator if that has not happened yet and returns AbortedStatus().
+  absl::Status CheckNotAbortedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(op_mu_);
   // Checks that `tensor` is a defined, contiguous tensor on this communicator's device (and
   // float32 if `need_float`); `op` names the collective in the error.
   absl::Status CheckTensor(const torch::Tensor& tensor, const char* op, bool need_float) const;
@@ -175,9 +177,7 @@ class NcclCommunicator : public Communicator {
   // Where started (asynchronous) all-reduces run; created on first use.
   CUstream_st* comm_stream_ ABSL_GUARDED_BY(op_mu_) = nullptr;
 
-  std::atomic<bool> aborted_{false};
-  mutable std::mutex abort_mu_;
-  std::string abort_reason_ ABSL_GUARDED_BY(abort_mu_);
+  AbortLatch abort_;
 
   std::atomic<int64_t> bytes_sent_{0};
 };

@@ -122,16 +122,25 @@ absl::StatusOr<std::unique_ptr<GzReader>> OpenIdx(const std::string& dir, const 
       "; set QSR_DATA_DIR or pass a directory to use another location)"));
 }
 
-absl::StatusOr<at::Tensor> ReadImages(const std::string& dir, const std::string& name) {
+// OpenIdx, then reads and checks the file's magic number: `expected` for an IDX `kind` file.
+absl::StatusOr<std::unique_ptr<GzReader>> OpenIdxOf(const std::string& dir, const std::string& name,
+                                                    uint32_t expected, const char* kind) {
   absl::StatusOr<std::unique_ptr<GzReader>> opened = OpenIdx(dir, name);
   if (!opened.ok()) return opened.status();
   GzReader* in = opened->get();
   absl::StatusOr<uint32_t> magic = in->ReadBigEndian32("the magic number");
   if (!magic.ok()) return magic.status();
-  if (*magic != kImagesMagic) {
-    return absl::DataLossError(absl::StrCat(in->path(), ": bad magic number ", *magic,
-                                            " (an IDX image file has ", kImagesMagic, ")"));
+  if (*magic != expected) {
+    return absl::DataLossError(absl::StrCat(in->path(), ": bad magic number ", *magic, " (an IDX ",
+                                            kind, " file has ", expected, ")"));
   }
+  return opened;
+}
+
+absl::StatusOr<at::Tensor> ReadImages(const std::string& dir, const std::string& name) {
+  absl::StatusOr<std::unique_ptr<GzReader>> opened = OpenIdxOf(dir, name, kImagesMagic, "image");
+  if (!opened.ok()) return opened.status();
+  GzReader* in = opened->get();
   uint32_t dims[3];
   const char* dim_names[3] = {"the image count", "the row count", "the column count"};
   for (int i = 0; i < 3; ++i) {
@@ -159,15 +168,9 @@ absl::StatusOr<at::Tensor> ReadImages(const std::string& dir, const std::string&
 }
 
 absl::StatusOr<at::Tensor> ReadLabels(const std::string& dir, const std::string& name) {
-  absl::StatusOr<std::unique_ptr<GzReader>> opened = OpenIdx(dir, name);
+  absl::StatusOr<std::unique_ptr<GzReader>> opened = OpenIdxOf(dir, name, kLabelsMagic, "label");
   if (!opened.ok()) return opened.status();
   GzReader* in = opened->get();
-  absl::StatusOr<uint32_t> magic = in->ReadBigEndian32("the magic number");
-  if (!magic.ok()) return magic.status();
-  if (*magic != kLabelsMagic) {
-    return absl::DataLossError(absl::StrCat(in->path(), ": bad magic number ", *magic,
-                                            " (an IDX label file has ", kLabelsMagic, ")"));
-  }
   absl::StatusOr<uint32_t> count = in->ReadBigEndian32("the label count");
   if (!count.ok()) return count.status();
   if (*count == 0 || *count > kMaxExamples) {
