@@ -245,7 +245,11 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
     absl::Status s = self_planned_.active()
                          ? self_planned_.Accept(request.worker_id(), r, members, ledger_)
                          : ledger_.AddRoundReport(request.worker_id(), r, ended);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      // The rounds before the refused one were taken: commit those that every member reported.
+      ledger_.CommitReady(membership_.generation());
+      return s;
+    }
   }
   // Every rank computes the same evaluation (sums are all-reduced) and rank 0 reports it; rank 0
   // writes the checkpoint manifest once every worker has written its part.

@@ -146,11 +146,13 @@ class DistributedContext {
   int64_t generation() const;
   const std::optional<Recipe>& recipe() const;
 
-  // Ends this process's membership. With a coordinator, tells it that this worker leaves, with
-  // `status`'s message as the error when it is not OK (the coordinator then fails the run);
-  // returns the coordinator call's status. Without one, only records that it finished. The
-  // communicator stays usable until the context is destroyed. Idempotent: later calls return OK
-  // and do nothing. The destructor calls Finish() if you did not.
+  // Ends this process's membership. With a coordinator, first sends the rounds still queued
+  // (ReportRound; within 30 s), then tells it that this worker leaves, with `status`'s message as
+  // the error when it is not OK, or else the reports' error when they could not be delivered (the
+  // coordinator then fails the run); returns the leave call's error, else the reports'. Without
+  // one, only records that it finished. The communicator stays usable until the context is
+  // destroyed. Idempotent: later calls return OK and do nothing. The destructor calls Finish() if
+  // you did not.
   absl::Status Finish(const absl::Status& status = absl::OkStatus());
 
   // With a coordinator: queues `result` for it (sent off the training thread about once a second;

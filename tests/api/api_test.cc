@@ -558,6 +558,50 @@ TEST(DistributedTest, LibraryRoundsAreReportedToTheCoordinator) {
   EXPECT_THAT(lines[2], AllOf(HasSubstr("\"step\":6"), HasSubstr("\"h\":2")));
 }
 
+// Rounds past the coordinator's recipe (80 steps) are refused: Finish() returns the error, naming
+// the field, and the run fails instead of finishing with rounds missing.
+TEST(DistributedTest, ARefusedRoundFailsTheRunAndFinishSaysWhy) {
+  Recipe recipe = QsrRecipe();
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  ASSERT_EQ(recipe.TotalSteps(), 80);
+  CoordinatorServer::Options server_options;
+  server_options.run.run_id = "lib-past";
+  server_options.run.rendezvous_timeout = absl::Seconds(30);
+  // A library group does not re-form: once both have left with the error, the run fails.
+  server_options.run.regroup_timeout = absl::Seconds(5);
+  server_options.run.replacement_timeout = absl::Seconds(5);
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(recipe, server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::vector<absl::Status> finished(2);
+  OnRanks(2, [&](int i) {
+    DistributedOptions options;
+    options.worker_id = absl::StrCat("lib-", i);
+    absl::StatusOr<std::unique_ptr<DistributedContext>> c =
+        InitWithCoordinator((*server)->address(), options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    torch::nn::Sequential model = MakeModel(i);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.05));
+    LocalOptimizerOptions local;
+    local.rule.init_h = 6;  // rounds [0, 6), ..., [78, 84): the last one ends past step 80
+    absl::StatusOr<LocalOptimizer> opt = LocalOptimizer::Create(sgd, *model, **c, local);
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    for (int t = 0; t < 84; ++t) {
+      Backward(model, sgd);
+      ASSERT_TRUE(opt->Step().ok());
+    }
+    finished[i] = (*c)->Finish();
+  });
+  for (const absl::Status& s : finished) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("rounds.h"), HasSubstr("80")));
+  }
+  ASSERT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).state(), "FAILED");
+  // The rounds before it were committed.
+  EXPECT_EQ((*server)->controller().Rounds(v1::ListRoundsRequest()).rounds_size(), 13);
+}
+
 TEST(DistributedTest, CoordinatorUnreachableIsBounded) {
   DistributedOptions options;
   options.timeout = absl::Seconds(1);

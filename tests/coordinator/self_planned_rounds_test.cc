@@ -225,5 +225,24 @@ TEST_F(SelfPlannedRunTest, ABadReportIsRefusedAndTheRoundStaysOut) {
   EXPECT_EQ(controller_->Rounds(v1::ListRoundsRequest()).rounds_size(), 0);
 }
 
+// A report whose last round is refused (past the recipe's 60 steps): the rounds before it that
+// every member reported are committed all the same.
+TEST_F(SelfPlannedRunTest, TheRoundsBeforeARefusedOneAreCommitted) {
+  for (int rank = 0; rank < 2; ++rank) {
+    v1::ReportRequest report;
+    report.set_worker_id(Id(rank));
+    report.set_rank(rank);
+    report.set_generation(generation_);
+    *report.add_rounds() = Round(0, 0, 56);
+    *report.add_rounds() = Round(1, 56, 8);
+    absl::Status s = controller_->Report(report, now_).status();
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("rounds.h"), HasSubstr("60")));
+  }
+  v1::ListRoundsReply rounds = controller_->Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), 1);
+  EXPECT_EQ(rounds.rounds(0).h(), 56);
+}
+
 }  // namespace
 }  // namespace qsr
