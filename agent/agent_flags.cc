@@ -3,7 +3,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "client/connection_security.h"
-#include "common/json_writer.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/tool_output.pb.h"
 
 namespace qsr {
 
@@ -63,18 +64,18 @@ absl::StatusOr<AgentLaunch> AgentLaunchFromFlags(const FlagParser& flags) {
 }
 
 std::string AgentStatsJson(const AgentService::Stats& s) {
-  return JsonObject()
-      .Add("agent", "stats")
-      .Add("barrier_calls", s.barrier_calls)
-      .Add("upstream_barrier_calls", s.upstream_barrier_calls)
-      .Add("forwarded_calls", s.forwarded_calls)
-      .Add("superseded", s.superseded)
-      .Add("local_heartbeats", s.local_heartbeats)
-      .Add("upstream_heartbeats", s.upstream_heartbeats)
-      .Add("local_reports", s.local_reports)
-      .Add("upstream_report_batches", s.upstream_report_batches)
-      .Add("known_workers", s.known_workers)
-      .str();
+  v1::AgentStatsLine line;
+  line.set_agent("stats");
+  line.set_barrier_calls(static_cast<int32_t>(s.barrier_calls));
+  line.set_upstream_barrier_calls(static_cast<int32_t>(s.upstream_barrier_calls));
+  line.set_forwarded_calls(static_cast<int32_t>(s.forwarded_calls));
+  line.set_superseded(static_cast<int32_t>(s.superseded));
+  line.set_local_heartbeats(static_cast<int32_t>(s.local_heartbeats));
+  line.set_upstream_heartbeats(static_cast<int32_t>(s.upstream_heartbeats));
+  line.set_local_reports(static_cast<int32_t>(s.local_reports));
+  line.set_upstream_report_batches(static_cast<int32_t>(s.upstream_report_batches));
+  line.set_known_workers(static_cast<int32_t>(s.known_workers));
+  return ToJsonLine(line);
 }
 
 }  // namespace qsr

@@ -10,8 +10,13 @@ each number.
                                       FILE that has none; run_all.sh calls it after each benchmark
   provenance.py describe FILE         prints the one-line description report.py puts under a
                                       section's title
+  provenance.py here ROOT             prints the provenance of a run starting now from the
+                                      checkout ROOT (for scripts run without run_all.sh)
 """
+import datetime
 import json
+import os
+import subprocess
 import sys
 
 KEYS = ("date", "commit", "cpu", "cores")
@@ -20,6 +25,16 @@ KEYS = ("date", "commit", "cpu", "cores")
 def from_env(env):
     return {"date": env["date (UTC)"], "commit": env["git commit"], "cpu": env["cpu"],
             "cores": env["cores"]}
+
+
+def here(root):
+    """The provenance of an invocation starting now in the checkout `root`."""
+    def sh(cmd):
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    dirty = sh(f"git -C '{root}' status --porcelain --untracked-files=no")
+    return {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
+            "commit": sh(f"git -C '{root}' rev-parse --short HEAD") + (" (dirty)" if dirty else ""),
+            "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count()}
 
 
 def stamp(env_path, path):
@@ -65,8 +80,11 @@ def main():
         stamp(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "describe":
         print(describe([json.loads(l) for l in open(sys.argv[2]) if l.strip()]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "here":
+        print(json.dumps(here(sys.argv[2])))
     else:
-        sys.exit("usage: provenance.py stamp ENV_JSON FILE | provenance.py describe FILE")
+        sys.exit("usage: provenance.py stamp ENV_JSON FILE | provenance.py describe FILE | "
+                 "provenance.py here ROOT")
 
 
 if __name__ == "__main__":

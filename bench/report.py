@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import tta_curve
 from provenance import describe, missing
 
 FILES = ["step", "ts_step", "averaging", "coordinator", "release_floor", "tta", "tta_long",
@@ -86,6 +87,14 @@ def check(data):
         need(r.get("evals") and all(0 < a <= 1 and t > 0 for t, a in r["evals"]),
              f"tta {r.get('method')}: no evaluations or insane accuracy/time")
         need(r.get("steps_done", 0) > 0, f"tta {r.get('method')}: no training steps")
+        if "curve" in r:  # written with snapshots: at least the starting one, on a sane clock
+            try:
+                tta_curve.check_curve(r["curve"] or [])
+                sane = bool(r["curve"])
+            except ValueError:
+                sane = False
+            need(sane, f"tta {r.get('method')}: no snapshot curve, or one with a clock going "
+                       "back or an accuracy outside [0, 1]")
     for r in [r for name in ("accuracy", "accuracy_bf16", "accuracy_long", "accuracy_overlap")
               for r in data.get(name) or []]:
         if r.get("kind") == "run":
@@ -430,18 +439,96 @@ def full_run_s(r):
 def versus(peer):
     """How a peer's time to target compares with another run's time to target T: ("time", t)
     when the peer reached the target at t, so t / T is the ratio; ("capped", t) when the cap
-    stopped it at t before it reached the target, so t / T is only a lower bound on the ratio;
+    stopped it at t before it reached the target: its time to target exceeds t, so the ratio
+    exceeds t / T (a lower bound on the ratio; t, the cap, is a lower bound on the peer's time);
     ("never", t) when its whole schedule (t) ended without reaching it: no ratio."""
-    if peer.get("time_to_target_s"):
-        return "time", peer["time_to_target_s"]
+    t = tta_time(peer)
+    if t:
+        return "time", t
     if peer.get("capped"):
-        return "capped", peer["elapsed_s"]
+        snap = snapshot_tta(peer)  # below the target up to its last snapshot's clock
+        return "capped", snap.by if snap is not None else peer["elapsed_s"]
     return "never", peer["elapsed_s"]
 
 
 def floor_to(x, digits):
     """x rounded down to digits decimals: how a lower bound is shown without overstating it."""
     return math.floor(x * 10 ** digits) / 10 ** digits
+
+
+def tta_time(r):
+    """A run's time to target: interpolated on its snapshot curve where it has one, else its first
+    per-epoch evaluation at the target; None when not reached."""
+    t = snapshot_tta(r)
+    if t is None:
+        return r.get("time_to_target_s")
+    return t.tta if isinstance(t, tta_curve.Reached) else None
+
+
+def snapshot_tta(r):
+    """tta_curve.Reached / NotReached from a record's snapshot curve (bench/tta_netns.sh with
+    snapshots); None for a record from before snapshots."""
+    if r.get("curve") is None:
+        return None
+    if r.get("tta_s") is not None:
+        return tta_curve.Reached(r["tta_s"], *r["tta_bracket_s"])
+    return tta_curve.NotReached(r.get("not_reached_by_s") or 0.0)
+
+
+def tta_cell(r):
+    """'83.2 s [80.1, 90.3]' (interpolated, with the bracketing snapshots), 'not reached by 300 s'
+    or, for a record without snapshots, the first per-epoch evaluation at the target."""
+    t = snapshot_tta(r)
+    if t is None:
+        return f"{fmt(r['time_to_target_s'], '.0f')} s"
+    if isinstance(t, tta_curve.Reached):
+        return f"{t.tta:.1f} s [{t.lo:.1f}, {t.hi:.1f}]"
+    return f"not reached by {t.by:.0f} s"
+
+
+def snapshot_ratio_line(rate, peer, name, p, q):
+    """A ratio line from the snapshot curves (both records have them), or None when `name` did not
+    reach the target. The range takes each time anywhere in its bracket."""
+    pt, qt = snapshot_tta(p), snapshot_tta(q)
+    r = tta_curve.ratio(pt, qt)
+    if r is None:
+        return None
+    own = f"{name} {qt.tta:.1f} s [{qt.lo:.1f}, {qt.hi:.1f}]"
+    if not r.at_least:
+        hi = "inf" if math.isinf(r.hi) else f"{r.hi:.2f}"
+        return (f"- {rate:.0f} Mbit/s: {peer} / {name} = **{r.value:.2f}x** (range "
+                f"{r.lo:.2f}x to {hi}x over the snapshot brackets; {peer} {pt.tta:.1f} s "
+                f"[{pt.lo:.1f}, {pt.hi:.1f}], {own})")
+    if not p.get("capped"):
+        return (f"- {rate:.0f} Mbit/s: {peer} did not reach the target in its whole schedule "
+                f"(last snapshot at {pt.by:.0f} s); {own}")
+    # Below the target at its last snapshot (clock `by`): its time to target exceeds `by`, ours is
+    # at most the bracket's end, so the ratio exceeds by / own.hi: a lower bound.
+    return (f"- {rate:.0f} Mbit/s: {peer} / {name} > **{floor_to(r.lo, 2):.2f}x** ({peer} was "
+            f"below the target at its last snapshot, {pt.by:.0f} s of training, before the cap "
+            f"stopped it, so its time to target exceeds that and the ratio exceeds "
+            f"{pt.by:.0f} / {qt.hi:.1f}, the end of {name}'s bracket; {r.value:.2f}x at "
+            f"{name}'s interpolated time; a lower bound; {own})")
+
+
+def eval_ratio_line(rate, peer, name, p, q):
+    """A ratio line from the per-epoch evaluations (records from before snapshots)."""
+    own = q["time_to_target_s"]
+    how, t = versus(p)
+    if how == "time":
+        return (f"- {rate:.0f} Mbit/s: {peer} / {name} = **{t / own:.2f}x** "
+                f"({peer}: time to target, {t:.0f} s; {name} {own:.0f} s)")
+    if how == "capped":
+        full = full_run_s(p)
+        upper = (f"; had it reached the target within its schedule, at most about "
+                 f"{full / own:.2f}x (its projected full schedule, {full:.0f} s, bounds its time "
+                 "from above)" if full else "")
+        return (f"- {rate:.0f} Mbit/s: {peer} / {name} > **{floor_to(t / own, 2):.2f}x** "
+                f"({peer} had not reached the target when the cap stopped it at {t:.0f} s, so its "
+                f"time to target exceeds {t:.0f} s and this is a lower bound on the ratio{upper}; "
+                f"{name} {own:.0f} s)")
+    return (f"- {rate:.0f} Mbit/s: {peer} did not reach the target in its whole schedule "
+            f"({t:.0f} s); {name} reached it in {own:.0f} s")
 
 
 def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constrained network",
@@ -459,6 +546,11 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
               f"(one every {r0['epochs'] and (r0.get('total_steps') or 0) // r0['epochs']} steps, "
               "counted in the wall-clock), target "
               f"{r0['target']:.2f}, 1 thread per worker (the workers share the machine's cores). "
+              + ("*time to target* is interpolated between the two model snapshots around the "
+                 "crossing (taken every " + f"{r0.get('snapshot_every')} epochs or at every sync, "
+                 "whichever is rarer, on a clock that leaves out the snapshot writes and the "
+                 "evaluations; the bracket in square brackets); the snapshots are evaluated after "
+                 "the run. " if snapshot_tta(r0) is not None else "") +
               "Runs that did not finish within the cap are marked *capped*; their projected "
               "full-run time is elapsed * total steps / steps done. *tx* is what the worker's "
               "interface sent (headers and control traffic included). *nocomm*'s accuracy is that "
@@ -473,19 +565,19 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
         if r.get("total_steps") and r.get("steps_done"):
             proj = r["elapsed_s"] * r["total_steps"] / r["steps_done"]
         md.append(f"| {r['method']} ({r['impl']}) | {r['rate_mbit']:.0f} Mbit/s | "
-                  f"{fmt(r['time_to_target_s'], '.0f')} s | {fmt(r['final_acc'], '.4f')} | "
+                  f"{tta_cell(r)} | {fmt(r['final_acc'], '.4f')} | "
                   f"{r['steps_done']} / {r.get('total_steps')} | {r['elapsed_s']:.0f} s"
                   f"{' (capped)' if r['capped'] else ''} | {fmt(proj, '.0f')} s | "
                   f"{r.get('syncs', 'n/a')} | {mb(r.get('bytes_per_worker'))} | "
                   f"{mb(r.get('tx_bytes_per_worker'))} |")
-        write_dat(os.path.join(fig_dir, f"{prefix}{i}.dat"), r["evals"])
+        # The snapshot curve (training clock) where there is one, else the per-epoch evaluations.
+        write_dat(os.path.join(fig_dir, f"{prefix}{i}.dat"), r.get("curve") or r["evals"])
         plots.append(f"'{prefix}{i}.dat' using 1:2 with linespoints title '{r['method']} "
                      f"{r['rate_mbit']:.0f} Mbit/s'")
     md.append("")
     # The headline ratios, per rate: QSR against DDP (time to target; a peer that the cap stopped
-    # before the target gives only a lower bound, its elapsed time over QSR's, with its projected
-    # full schedule as an estimate) and against no communication (full-run wall-clock, projected
-    # where capped).
+    # before the target gives only a lower bound on the ratio) and against no communication
+    # (full-run wall-clock, projected where capped).
     full = full_run_s
     for rate in sorted({r["rate_mbit"] for r in recs}):
         by = {r["method"]: r for r in recs if r["rate_mbit"] == rate}
@@ -495,26 +587,18 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
         variants = (m for m in by if m.startswith("qsr") or m.startswith("constant_h"))
         for name in sorted(variants, key=lambda m: (m != "qsr", m)):
             q = by[name]
-            peers = ("ddp", "parallel", "postlocal", "constant_h") if name == "qsr" else ("ddp",)
+            peers = (("ddp", "parallel", "postlocal", "periodic", "constant_h") if name == "qsr"
+                     else ("ddp",))
             for peer in peers:
                 p = by.get(peer)
-                if not p or not q.get("time_to_target_s"):
-                    continue
-                own = q["time_to_target_s"]
-                how, t = versus(p)
-                if how == "time":
-                    md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} = **{t / own:.2f}x** "
-                              f"({peer}: time to target, {t:.0f} s; {name} {own:.0f} s)")
-                elif how == "capped":
-                    est = (f"; its projected full schedule, {full(p):.0f} s, gives "
-                           f"{full(p) / own:.2f}x as an estimate" if full(p) else "")
-                    md.append(f"- {rate:.0f} Mbit/s: {peer} / {name} >= "
-                              f"**{floor_to(t / own, 2):.2f}x** "
-                              f"({peer} had not reached the target when the cap stopped it at "
-                              f"{t:.0f} s, so this is a lower bound{est}; {name} {own:.0f} s)")
+                if p and snapshot_tta(p) is not None and snapshot_tta(q) is not None:
+                    line = snapshot_ratio_line(rate, peer, name, p, q)
+                elif p and q.get("time_to_target_s"):
+                    line = eval_ratio_line(rate, peer, name, p, q)
                 else:
-                    md.append(f"- {rate:.0f} Mbit/s: {peer} did not reach the target in its whole "
-                              f"schedule ({t:.0f} s); {name} reached it in {own:.0f} s")
+                    line = None
+                if line:
+                    md.append(line)
             base = by.get(name[:-len("_overlap")]) if name.endswith("_overlap") else None
             if base and full(base) and full(q):
                 md.append(f"- {rate:.0f} Mbit/s: full schedule {name[:-len('_overlap')]} / "
@@ -526,9 +610,11 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
                           f"**{full(q) / full(n):.2f}x** ({full(q):.0f} s vs {full(n):.0f} s; "
                           f"{name} final accuracy {q.get('final_acc') or 0:.4f})")
     md.append("")
+    xlabel = ("training clock, snapshots (s)" if snapshot_tta(r0) is not None
+              else "wall-clock (s)")
     if gnuplot("""set terminal svg size 700,400
 set output '""" + prefix + """.svg'
-set xlabel 'wall-clock (s)'
+set xlabel '""" + xlabel + """'
 set ylabel 'test accuracy'
 set key right bottom
 set title 'Test accuracy over time, rate-limited links (nocomm below the range)'
@@ -735,20 +821,20 @@ def readme_table(data):
 
     # Time to the target at 50 Mbit/s, QSR (fp32 and bf16 syncs) against DDP.
     by = tta_methods(data.get("tta_long"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
     if owns and "ddp" in by:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         result = f"QSR {times[0]:.0f} s" + "".join(
             f", with bf16 syncs {t:.0f} s" for t in times[1:])
         row(f"time to {target:.0%} on Fashion-MNIST, {run_setting(q)}", owns + [by["ddp"]],
             result + "; " + peer_phrase("PyTorch DDP", by["ddp"], times, target))
     # The same at 100 Mbit/s, every method of the invocation.
     by = tta_methods(data.get("tta_100"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and by[m].get("time_to_target_s")]
+    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
     if owns:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         peers = [r for m, r in by.items() if m not in ("qsr", "qsr_bf16", "nocomm")]
         parts = [f"QSR {times[0]:.0f} s" + "".join(
             f", with bf16 syncs {t:.0f} s" for t in times[1:])]
@@ -760,10 +846,10 @@ def readme_table(data):
     # Overlapped syncs at 100 Mbit/s: time to target against DDP, accuracy against no overlap.
     by = tta_methods(data.get("tta_overlap"))
     owns = [by[m] for m in ("qsr_overlap", "qsr_bf16_overlap")
-            if m in by and by[m].get("time_to_target_s")]
+            if m in by and tta_time(by[m])]
     if owns and "ddp" in by:
         q, target = owns[0], owns[0]["target"]
-        times = [o["time_to_target_s"] for o in owns]
+        times = [tta_time(o) for o in owns]
         result = (f"QSR {times[0]:.0f} s" + "".join(f", with bf16 syncs {t:.0f} s"
                                                       for t in times[1:]) + "; " +
                   peer_phrase("DDP", by["ddp"], times, target))
@@ -803,14 +889,14 @@ def readme_table(data):
     picks = [(label, by[m]) for m, label in (
         ("qsr_h32_bf16", "QSR with `min_h: 32` and bf16 syncs"),
         ("qsr_h8_bf16_overlap", "`min_h: 8`, bf16 syncs, `sync_overlap: 0.5`"))
-        if m in by and by[m].get("time_to_target_s")]
+        if m in by and tta_time(by[m])]
     d, n = by.get("ddp"), by.get("nocomm")
     if picks and d and n:
         target = picks[0][1]["target"]
         parts = []
         for label, r in picks:
             how, t = versus(d)
-            own = r["time_to_target_s"]
+            own = tta_time(r)
             if how == "time":
                 vs = f"{t / own:.1f}x faster than DDP to {target:.0%}"
             elif how == "capped":
@@ -841,8 +927,8 @@ def readme_table(data):
     # Time to 85% on the one-pass schedule.
     by = tta_methods(data.get("tta"))
     q = by.get("qsr")
-    if q and q.get("time_to_target_s"):
-        own, target = q["time_to_target_s"], q["target"]
+    if q and tta_time(q):
+        own, target = tta_time(q), q["target"]
         parts, used = [], [q]
         for m in ("ddp", "postlocal"):
             if m in by:

@@ -75,7 +75,7 @@ case $MODE in
     # Settings for slow links against no communication: H_base and bf16 syncs (about 11 minutes).
     TTA_SWEEP=(--rates 50 --epochs 3 --target 0.90 --cap-s 600 --methods nocomm,qsr_h16_bf16,qsr_h32_bf16,constant_h32_bf16)
     # A second rate, 100 Mbit/s, with every method (about 36 minutes).
-    TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 900 --methods qsr,qsr_bf16,parallel,constant_h,postlocal,nocomm,ddp)
+    TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 900 --methods qsr,qsr_bf16,parallel,constant_h,postlocal,periodic,nocomm,ddp)
     # Overlapped syncs at 100 Mbit/s, the paper's H_base: QSR with and without sync_overlap
     # against DDP and no communication (about 22 minutes; DDP reaches 90% at its second
     # evaluation, about 460 s, so the cap stops it after that instead of at its full schedule).

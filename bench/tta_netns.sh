@@ -12,6 +12,8 @@
 #               per epoch): the wall-clock of the training with (almost) no communication
 #   ddp         PyTorch DistributedDataParallel (gloo), bench/torch_fmnist_train.py
 #   postlocal   PyTorch PostLocalSGDOptimizer (H = 8 after the warmup), same script
+#   periodic    PyTorch PeriodicModelAverager alone (Local SGD, H = 8 from the first step), same
+#               script
 # and variants for slow links (same recipe otherwise):
 #   qsr_bf16      QSR, syncs send bfloat16 changes (sync_precision: bf16, half the bytes)
 #   qsr_hN        QSR with H_base = init_h = N (fewer syncs early, where the rule gives H < N)
@@ -20,14 +22,24 @@
 #   ..._overlap   any qsr or constant-H method with sync_overlap: 0.5 (each sync travels through
 #                 the first half of the next round; e.g. qsr_overlap, qsr_bf16_overlap)
 # Every run has the same recipe (total batch 128, lr 0.1 cosine, 0.5 warmup epochs, EPOCHS
-# epochs, one evaluation per epoch) and is stopped after CAP_S seconds. One JSON line per run:
-#   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (null if
-#    not reached), "final_acc","evals":[[elapsed_s, acc], ...],"bytes_per_worker" (the worker's
-#    own count, qsr only), "tx_bytes_per_worker" (the namespace's interface counter, all methods),
-#    "steps_done","total_steps","elapsed_s","capped"}
+# epochs, one evaluation per epoch) and is stopped after CAP_S seconds. Rank 0 of every method
+# snapshots the averaged (or data-parallel) model every SNAP epochs or at every sync, whichever is
+# rarer, on a clock that leaves out the snapshot writes and the in-run evaluations; after the run
+# bench/eval_snapshots.py evaluates each snapshot on the test set (outside any timing) and the
+# time to target is interpolated between the two snapshots around it (bench/tta_curve.py).
+# One JSON line per run:
+#   {"bench":"tta","method","rate_mbit","workers","epochs","target","time_to_target_s" (the
+#    first per-epoch evaluation at the target, null if none), "final_acc","evals":[[elapsed_s,
+#    acc], ...],"bytes_per_worker" (the worker's own count, qsr only), "tx_bytes_per_worker" (the
+#    namespace's interface counter, all methods), "steps_done","total_steps","elapsed_s","capped",
+#    "snapshot_every" (epochs), "curve":[[clock_s, acc], ...] (one point per snapshot), "tta_s"
+#    (interpolated on that clock, null if not reached), "tta_bracket_s":[lo, hi] (the clocks of
+#    the snapshots around it), "not_reached_by_s" (the last snapshot's clock when not reached),
+#    "provenance":{"date","commit","cpu","cores"}}
 #
 # Usage: tta_netns.sh --bin-dir DIR [--rates 50] [--methods ...] [--epochs 2] [--target 0.90]
-#        [--cap-s 600] [--workers 4] [--steps-per-epoch N] [--no-netns] > out.jsonl
+#        [--cap-s 600] [--workers 4] [--steps-per-epoch N] [--snapshot-every 0.0625]
+#        [--no-netns] > out.jsonl
 # --no-netns runs the same on loopback without namespaces or tc (the CI smoke; needs no root).
 # Needs root, iproute2 and tc otherwise. The namespaces, veths and bridge are removed on exit
 # (trap), also when interrupted; every wait is bounded.
@@ -35,7 +47,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=""
 RATES="50"
-METHODS="qsr,parallel,constant_h,nocomm,ddp,postlocal"
+METHODS="qsr,parallel,constant_h,nocomm,ddp,postlocal,periodic"
 EPOCHS=2
 TARGET=0.90
 CAP_S=600
@@ -44,6 +56,7 @@ SPE=-1
 NETNS=1
 DATA=/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3
+SNAP=0.0625
 while [ $# -gt 0 ]; do
   case $1 in
     --bin-dir) BIN=$2; shift 2 ;;
@@ -55,6 +68,7 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --steps-per-epoch) SPE=$2; shift 2 ;;
     --data-dir) DATA=$2; shift 2 ;;
+    --snapshot-every) SNAP=$2; shift 2 ;;
     --no-netns) NETNS=0; shift ;;
     *) echo "tta_netns.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -62,7 +76,7 @@ done
 [ -x "$BIN/qsr-coordinator" ] && [ -x "$BIN/qsr-worker" ] || {
   echo "tta_netns.sh: --bin-dir must hold qsr-coordinator and qsr-worker" >&2; exit 2; }
 [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 16 ] || { echo "tta_netns.sh: --workers in [1, 16]" >&2; exit 2; }
-KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 ddp postlocal"
+KNOWN_METHODS="qsr parallel constant_h nocomm qsr_bf16 ddp postlocal periodic"
 VARIANT='^(qsr|constant)_h([1-9][0-9]{0,3})(_bf16)?$'
 IFS=, read -r -a RATE_LIST <<< "$RATES"
 IFS=, read -r -a METHOD_LIST <<< "$METHODS"
@@ -82,6 +96,13 @@ for method in "${METHOD_LIST[@]}"; do
               "_overlap)" >&2; exit 2; } ;;
   esac
 done
+
+"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$SNAP" 2>/dev/null || {
+  echo "tta_netns.sh: --snapshot-every $SNAP: epochs between snapshots, above 0 (e.g. 0.0625)" >&2
+  exit 2; }
+# Every line says which commit and machine produced it.
+TTA_PROVENANCE=$("$PY" "$ROOT/bench/provenance.py" here "$ROOT")
+export TTA_PROVENANCE TTA_BENCH=$ROOT/bench TTA_SNAP=$SNAP
 
 TAG=$$
 BR=qsrbbr$((TAG % 100000))
@@ -165,6 +186,15 @@ wait_pids() {
   done
 }
 
+# eval_curve DIR: the accuracy of every snapshot in DIR/snaps, into DIR/snaps/curve.jsonl (after
+# the run, so it costs the run nothing; a run without snapshots leaves no curve).
+eval_curve() {
+  [ -s "$1/snaps/snapshots.jsonl" ] || return 0
+  "$PY" "$ROOT/bench/eval_snapshots.py" "$1/snaps" --data-dir "$DATA" \
+    --threads "$(nproc)" > "$1/eval_snapshots.log" 2>&1 || {
+    echo "tta_netns.sh: evaluating the snapshots of $1 failed:" >&2; cat "$1/eval_snapshots.log" >&2; }
+}
+
 RECIPES=$ROOT/recipes/fashion-mnist
 # The schedule's length (a killed run leaves no summary.json to read it from): Fashion-MNIST's
 # 60,000 training images in batches of 128 per epoch, unless --steps-per-epoch says otherwise.
@@ -208,7 +238,8 @@ run_qsr() {  # run_qsr METHOD RATE
   start=$(date +%s.%N)
   for i in $(seq 0 $((WORKERS - 1))); do
     in_ns "$i" "$BIN/qsr-worker" --coordinator "$(coord_ip):$port" --host "$(worker_ip "$i")" \
-      --threads 1 --data-dir "$DATA" --worker-id "w$i" > "$dir/worker$i.log" 2>&1 &
+      --threads 1 --data-dir "$DATA" --worker-id "w$i" --snapshot-dir "$dir/snaps" \
+      --snapshot-every "$SNAP" > "$dir/worker$i.log" 2>&1 &
     wpids+=($!)
     PIDS+=($!)
   done
@@ -220,6 +251,7 @@ run_qsr() {  # run_qsr METHOD RATE
   for i in $(seq 0 $((WORKERS - 1))); do tx=$((tx + $(tx_bytes "$i") - ${tx0[$i]})); done
   kill "$coord" 2>/dev/null || true
   wait_pids $(($(date +%s) + 10)) "$coord" || true
+  eval_curve "$dir"
   "$PY" - "$dir/run" "$method" "$rate" "$WORKERS" "$EPOCHS" "$TARGET" "$capped" \
     "$(echo "$end - $start" | bc)" "$((tx / WORKERS))" <<'EOF'
 import json, os, sys
@@ -233,6 +265,10 @@ summary = json.load(open(os.path.join(run, "summary.json"))) if os.path.exists(
 hit = [e["elapsed_s"] for e in evals if e["test_acc"] >= float(target)]
 steps = max([r["step"] + r["h"] for r in rounds], default=0)
 total = summary.get("total_steps") or int(os.environ["TTA_TOTAL_STEPS"])
+sys.path.insert(0, os.environ["TTA_BENCH"])
+import tta_curve
+curve_path = os.path.join(os.path.dirname(run), "snaps", "curve.jsonl")
+points = [json.loads(l) for l in open(curve_path)] if os.path.exists(curve_path) else []
 print(json.dumps({"bench": "tta", "impl": "qsr", "method": method, "rate_mbit": float(rate),
                   "workers": int(workers), "epochs": int(epochs), "target": float(target),
                   "time_to_target_s": hit[0] if hit else None,
@@ -242,7 +278,10 @@ print(json.dumps({"bench": "tta", "impl": "qsr", "method": method, "rate_mbit": 
                                                   sum(r["bytes"] for r in rounds)),
                   "tx_bytes_per_worker": int(tx), "steps_done": steps,
                   "total_steps": total, "syncs": len(rounds),
-                  "elapsed_s": float(elapsed), "capped": capped == "true"}), flush=True)
+                  "elapsed_s": float(elapsed), "capped": capped == "true",
+                  "snapshot_every": float(os.environ["TTA_SNAP"]),
+                  **tta_curve.record_fields(points, float(target)),
+                  "provenance": json.loads(os.environ["TTA_PROVENANCE"])}), flush=True)
 EOF
 }
 
@@ -259,7 +298,8 @@ run_torch() {  # run_torch MODE RATE
       "$PY" "$ROOT/bench/torch_fmnist_train.py" --mode "$mode" --rank "$i" \
       --world-size "$WORKERS" --master-addr "$(worker_ip 0)" --master-port "$port" \
       --epochs "$EPOCHS" --steps-per-epoch "$SPE" --threads 1 --data-dir "$DATA" \
-      --time-limit-s "$CAP_S" --stop-at-acc 2 --out "$dir/evals$i.jsonl" > "$dir/rank$i.log" 2>&1 &
+      --time-limit-s "$CAP_S" --stop-at-acc 2 --out "$dir/evals$i.jsonl" \
+      --snapshot-dir "$dir/snaps" --snapshot-every "$SNAP" > "$dir/rank$i.log" 2>&1 &
     wpids+=($!)
     PIDS+=($!)
   done
@@ -269,6 +309,7 @@ run_torch() {  # run_torch MODE RATE
   end=$(date +%s.%N)
   local tx=0
   for i in $(seq 0 $((WORKERS - 1))); do tx=$((tx + $(tx_bytes "$i") - ${tx0[$i]})); done
+  eval_curve "$dir"
   "$PY" - "$dir/evals0.jsonl" "$mode" "$rate" "$WORKERS" "$EPOCHS" "$TARGET" "$capped" \
     "$(echo "$end - $start" | bc)" "$((tx / WORKERS))" <<'EOF'
 import json, os, sys
@@ -278,6 +319,10 @@ if not evals:
     sys.exit(f"tta_netns.sh: {mode}: no evaluations; see {os.path.dirname(path)}/rank0.log")
 hit = [e["elapsed_s"] for e in evals if e["test_acc"] >= float(target)]
 last = evals[-1]
+sys.path.insert(0, os.environ["TTA_BENCH"])
+import tta_curve
+curve_path = os.path.join(os.path.dirname(path), "snaps", "curve.jsonl")
+points = [json.loads(l) for l in open(curve_path)] if os.path.exists(curve_path) else []
 print(json.dumps({"bench": "tta", "impl": "pytorch", "method": mode, "rate_mbit": float(rate),
                   "workers": int(workers), "epochs": int(epochs), "target": float(target),
                   "time_to_target_s": hit[0] if hit else None, "final_acc": last["test_acc"],
@@ -285,7 +330,10 @@ print(json.dumps({"bench": "tta", "impl": "pytorch", "method": mode, "rate_mbit"
                   "bytes_per_worker": None, "tx_bytes_per_worker": int(tx),
                   "steps_done": last["step"], "total_steps": last.get("total_steps"),
                   "elapsed_s": float(elapsed),
-                  "capped": capped == "true" or last.get("stopped") == "time_limit"}), flush=True)
+                  "capped": capped == "true" or last.get("stopped") == "time_limit",
+                  "snapshot_every": float(os.environ["TTA_SNAP"]),
+                  **tta_curve.record_fields(points, float(target)),
+                  "provenance": json.loads(os.environ["TTA_PROVENANCE"])}), flush=True)
 EOF
 }
 
@@ -298,7 +346,7 @@ for rate in "${RATE_LIST[@]}"; do
   [ "$NETNS" = 1 ] || rate=0
   for method in "${METHOD_LIST[@]}"; do
     case $method in
-      ddp|postlocal) run_torch "$method" "$rate" ;;
+      ddp|postlocal|periodic) run_torch "$method" "$rate" ;;
       *) run_qsr "$method" "$rate" ;;
     esac
   done

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -15,12 +14,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "common/json_writer.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/run_log.pb.h"
 
 namespace qsr {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr int kManifestFormat = 1;
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -29,19 +31,6 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
   return text.str();
-}
-
-// yaml-cpp reads JSON (a subset of YAML's flow style), so the manifest needs no JSON parser.
-template <typename T>
-absl::Status Get(const YAML::Node& root, const char* key, T& out, const std::string& source) {
-  const YAML::Node node = root[key];
-  if (!node) return absl::DataLossError(absl::StrCat(source, ": missing \"", key, "\""));
-  try {
-    out = node.as<T>();
-  } catch (const YAML::Exception& e) {
-    return absl::DataLossError(absl::StrCat(source, ": \"", key, "\" is malformed: ", e.msg));
-  }
-  return absl::OkStatus();
 }
 
 // "step=12" -> 12; -1 for anything else.
@@ -79,70 +68,62 @@ absl::StatusOr<ManifestFile> DigestFile(const std::string& path) {
 }
 
 std::string ManifestToJson(const CheckpointManifest& m) {
-  std::vector<std::string> files;
+  v1::CheckpointManifestRecord r;
+  r.set_format(kManifestFormat);
+  r.set_step(static_cast<int32_t>(m.step));
+  r.set_epoch(static_cast<int32_t>(m.epoch));
+  r.set_round(static_cast<int32_t>(m.round));
+  r.set_h(static_cast<int32_t>(m.h));
+  r.set_world_size(static_cast<int32_t>(m.world_size));
+  r.set_model(m.model);
+  r.set_optimizer(m.optimizer);
+  r.set_per_rank(m.per_rank);
   for (const ManifestFile& f : m.files) {
-    files.push_back(JsonObject()
-                        .Add("path", f.path)
-                        .Add("bytes", f.bytes)
-                        .Add("crc32", static_cast<int64_t>(f.crc32))
-                        .str());
+    v1::ManifestFileRecord* file = r.add_files();
+    file->set_path(f.path);
+    file->set_bytes(static_cast<double>(f.bytes));
+    file->set_crc32(f.crc32);
   }
-  return JsonObject()
-             .Add("format", 1)
-             .Add("step", m.step)
-             .Add("epoch", m.epoch)
-             .Add("round", m.round)
-             .Add("h", m.h)
-             .Add("world_size", m.world_size)
-             .Add("model", m.model)
-             .Add("optimizer", m.optimizer)
-             .Add("per_rank", m.per_rank)
-             .AddRaw("files", "[" + absl::StrJoin(files, ",") + "]")
-             .Add("recipe", m.recipe_yaml)
-             .str() +
-         "\n";
+  r.set_recipe(m.recipe_yaml);
+  return ToJsonLine(r) + "\n";
 }
 
 absl::StatusOr<CheckpointManifest> ParseManifest(const std::string& json,
                                                  const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(json);
-  } catch (const YAML::Exception& e) {
-    return absl::DataLossError(absl::StrCat(source, " is not valid JSON (truncated?): ", e.msg));
+  JsonLineOptions options;
+  // A newer qsr may add fields; `format` says when the record means something else.
+  options.ignore_unknown_fields = true;
+  options.required_numbers = {"format", "step", "epoch", "round", "h", "world_size"};
+  options.required = {"model", "optimizer", "per_rank", "files", "recipe"};
+  absl::StatusOr<v1::CheckpointManifestRecord> r =
+      ParseJsonLine<v1::CheckpointManifestRecord>(json, options);
+  if (!r.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(source, " is not a manifest (empty or truncated?): ", r.status().message()));
   }
-  if (!root.IsMap()) {
-    return absl::DataLossError(absl::StrCat(source, " is not a JSON object (empty or truncated?)"));
+  if (r->format() != kManifestFormat) {
+    return absl::DataLossError(absl::StrCat(source, ": format ", r->format(), " is not supported (",
+                                            kManifestFormat, ")"));
   }
   CheckpointManifest m;
-  int64_t format = 0;
-  for (absl::Status s :
-       {Get(root, "format", format, source), Get(root, "step", m.step, source),
-        Get(root, "epoch", m.epoch, source), Get(root, "round", m.round, source),
-        Get(root, "h", m.h, source), Get(root, "world_size", m.world_size, source),
-        Get(root, "model", m.model, source), Get(root, "optimizer", m.optimizer, source),
-        Get(root, "per_rank", m.per_rank, source), Get(root, "recipe", m.recipe_yaml, source)}) {
-    if (!s.ok()) return s;
-  }
-  if (format != 1) {
-    return absl::DataLossError(absl::StrCat(source, ": format ", format, " is not supported (1)"));
-  }
-  const YAML::Node files = root["files"];
-  if (!files || !files.IsSequence()) {
-    return absl::DataLossError(absl::StrCat(source, ": \"files\" is missing or not a list"));
-  }
-  for (const YAML::Node& node : files) {
+  m.step = r->step();
+  m.epoch = r->epoch();
+  m.round = r->round();
+  m.h = r->h();
+  m.world_size = r->world_size();
+  m.model = r->model();
+  m.optimizer = r->optimizer();
+  m.per_rank = r->per_rank();
+  m.recipe_yaml = r->recipe();
+  for (const v1::ManifestFileRecord& file : r->files()) {
     ManifestFile f;
-    int64_t crc = 0;
-    for (absl::Status s : {Get(node, "path", f.path, source), Get(node, "bytes", f.bytes, source),
-                           Get(node, "crc32", crc, source)}) {
-      if (!s.ok()) return s;
-    }
+    f.path = file.path();
     if (f.path.empty() || f.path[0] == '/' || f.path.find("..") != std::string::npos) {
       return absl::DataLossError(
           absl::StrCat(source, ": file path \"", f.path, "\" is not relative to the checkpoint"));
     }
-    f.crc32 = static_cast<uint32_t>(crc);
+    f.bytes = static_cast<int64_t>(file.bytes());
+    f.crc32 = file.crc32();
     m.files.push_back(std::move(f));
   }
   return m;

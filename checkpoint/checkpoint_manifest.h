@@ -53,9 +53,12 @@ std::string CheckpointStepDir(const std::string& checkpoint_dir, int64_t step);
 // Size and CRC-32 (zlib's) of a file. NotFound / DataLoss naming the file.
 absl::StatusOr<ManifestFile> DigestFile(const std::string& path);
 
-// The manifest as JSON (one object, keys in a fixed order).
+// The manifest as one line of JSON and a newline: qsr.v1.CheckpointManifestRecord
+// (proto/qsr/v1/run_log.proto) through ToJsonLine, format 1.
 std::string ManifestToJson(const CheckpointManifest& manifest);
-// Parses ManifestToJson's output. DataLoss naming `source` and what is wrong.
+// Parses ManifestToJson's output; keys a newer qsr added are skipped. DataLoss naming `source`
+// and what is wrong (not JSON, a field missing or of the wrong type, another format, a file path
+// outside the checkpoint).
 absl::StatusOr<CheckpointManifest> ParseManifest(const std::string& json,
                                                  const std::string& source);
 

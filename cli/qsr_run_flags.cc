@@ -22,6 +22,12 @@ void AddRunFlags(FlagParser& flags) {
             "the workers' heap: keep (memory a step frees is reused) or system (glibc's "
             "defaults); passed to every worker");
   flags.Add("bin-dir", "", "where qsr-coordinator and qsr-worker are (default: beside qsr-run)");
+  flags.Add("snapshot-dir", "",
+            "rank 0 writes the averaged model here for time-to-accuracy curves (passed to the "
+            "workers; see qsr-worker --help)");
+  flags.AddDouble("snapshot-every", 0.0625,
+                  "with --snapshot-dir: epochs between snapshots, or every sync if syncs are "
+                  "rarer");
 }
 
 // Security, passed through: the coordinator's side, then the workers' (and qsr-run's own).

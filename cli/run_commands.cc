@@ -82,6 +82,10 @@ std::vector<std::string> LocalWorkerArgv(const FlagParser& flags, const std::str
   if (!flags.Get("model-path").empty()) {
     argv.insert(argv.end(), {"--model-path", flags.Get("model-path")});
   }
+  if (!flags.Get("snapshot-dir").empty()) {
+    argv.insert(argv.end(), {"--snapshot-dir", flags.Get("snapshot-dir"), "--snapshot-every",
+                             flags.Get("snapshot-every")});
+  }
   // The workers use TLS when the coordinator serves it (it has a certificate).
   const std::vector<std::string> security =
       ClientSecurityArgs(flags, !flags.Get("tls-cert").empty());

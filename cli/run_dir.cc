@@ -1,117 +1,57 @@
 #include "cli/run_dir.h"
 
 #include <fstream>
-#include <initializer_list>
 #include <sstream>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/run_log.pb.h"
 
 namespace qsr {
 namespace {
 
-using google::protobuf::Struct;
-using google::protobuf::Value;
-
-absl::StatusOr<Struct> ParseObject(const std::string& json) {
-  Struct object;
-  auto parsed = google::protobuf::util::JsonStringToMessage(json, &object);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a JSON object: ", std::string(parsed.message())));
-  }
-  return object;
-}
-
-// `line` into M, after checking that every one of `required` is a number in it (protobuf's
-// parser would take a missing field, or null, as 0).
-template <typename M>
-absl::StatusOr<M> ParseRecord(const std::string& line,
-                              std::initializer_list<const char*> required) {
-  absl::StatusOr<Struct> object = ParseObject(line);
-  if (!object.ok()) return object.status();
-  for (const char* key : required) {
-    auto it = object->fields().find(key);
-    if (it == object->fields().end() || it->second.kind_case() != Value::kNumberValue) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a number in it"));
-    }
-  }
-  M record;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;  // "generation", "elapsed_s": the run log's own fields
-  auto parsed = google::protobuf::util::JsonStringToMessage(line, &record, options);
-  if (!parsed.ok()) return absl::InvalidArgumentError(std::string(parsed.message()));
-  return record;
-}
-
-template <typename M>
-absl::StatusOr<std::vector<M>> ReadJsonl(const std::string& path,
-                                         absl::StatusOr<M> (*parse)(const std::string&)) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::vector<M> out;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.empty()) continue;
-    absl::StatusOr<M> record = parse(line);
-    if (!record.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": not a record this version understands (",
-                       record.status().message(), "): ", line.substr(0, 120)));
-    }
-    out.push_back(*std::move(record));
-  }
-  return out;
-}
-
-std::string StringField(const Struct& object, const char* key) {
-  auto it = object.fields().find(key);
-  return it != object.fields().end() && it->second.kind_case() == Value::kStringValue
-             ? it->second.string_value()
-             : "";
-}
-
-double NumberField(const Struct& object, const char* key) {
-  auto it = object.fields().find(key);
-  return it != object.fields().end() && it->second.kind_case() == Value::kNumberValue
-             ? it->second.number_value()
-             : -1;
+// The run log's lines carry fields of their own ("generation", "elapsed_s") besides the
+// protocol message's, and a newer qsr may add more.
+JsonLineOptions LineOptions(std::vector<std::string> required_numbers) {
+  JsonLineOptions options;
+  options.ignore_unknown_fields = true;
+  options.required_numbers = std::move(required_numbers);
+  return options;
 }
 
 }  // namespace
 
 absl::StatusOr<RunSummary> ParseRunSummary(const std::string& json) {
-  absl::StatusOr<Struct> object = ParseObject(json);
-  if (!object.ok()) return object.status();
+  JsonLineOptions options;
+  options.ignore_unknown_fields = true;
+  absl::StatusOr<v1::RunLogSummary> read = ParseJsonLine<v1::RunLogSummary>(json, options);
+  if (!read.ok()) return read.status();
   RunSummary s;
-  s.run_id = StringField(*object, "run_id");
-  s.state = StringField(*object, "state");
-  s.model = StringField(*object, "model");
-  s.has_model = object->fields().count("model") > 0;
-  s.optimizer = StringField(*object, "optimizer");
-  s.elapsed_s = NumberField(*object, "elapsed_s");
-  s.test_acc = NumberField(*object, "test_acc");
-  s.rounds = NumberField(*object, "rounds");
-  s.bytes_per_worker = NumberField(*object, "bytes_per_worker");
+  s.run_id = read->run_id();
+  s.state = read->state();
+  s.model = read->model();
+  s.has_model = read->has_model();
+  s.optimizer = read->optimizer();
+  s.elapsed_s = read->has_elapsed_s() ? read->elapsed_s() : -1;
+  s.test_acc = read->has_test_acc() ? read->test_acc() : -1;
+  s.rounds = read->has_rounds() ? read->rounds() : -1;
+  s.bytes_per_worker = read->has_bytes_per_worker() ? read->bytes_per_worker() : -1;
   return s;
 }
 
 absl::StatusOr<v1::RoundRecord> ParseRoundLine(const std::string& line) {
-  return ParseRecord<v1::RoundRecord>(line, {"step", "h", "lr", "train_loss"});
+  return ParseJsonLine<v1::RoundRecord>(line, LineOptions({"step", "h", "lr", "train_loss"}));
 }
 
 absl::StatusOr<v1::EvalReport> ParseEvalLine(const std::string& line) {
-  return ParseRecord<v1::EvalReport>(line, {"step", "test_acc"});
+  return ParseJsonLine<v1::EvalReport>(line, LineOptions({"step", "test_acc"}));
 }
 
 absl::StatusOr<std::vector<v1::RoundRecord>> ReadRoundsJsonl(const std::string& path) {
-  return ReadJsonl<v1::RoundRecord>(path, &ParseRoundLine);
+  return ReadJsonLines<v1::RoundRecord>(path, LineOptions({"step", "h", "lr", "train_loss"}));
 }
 
 absl::StatusOr<std::vector<v1::EvalReport>> ReadEvalsJsonl(const std::string& path) {
-  return ReadJsonl<v1::EvalReport>(path, &ParseEvalLine);
+  return ReadJsonLines<v1::EvalReport>(path, LineOptions({"step", "test_acc"}));
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {

@@ -2,10 +2,11 @@
 // (one JSON object per line: a RoundRecord or an EvalReport, with a few fields more such as
 // "generation" or "elapsed_s") and summary.json (one JSON object).
 //
-// Parsed with protobuf's JSON parser (the same one that reads the journal), into the protocol's
-// messages where one exists and into google.protobuf.Struct for the summary, which has none.
-// Fields a reader needs must be present as numbers: a record missing one is an error, not a row
-// of zeros. Pure functions apart from the file reads; thread-safe.
+// Parsed by proto/json/json_line.h (protobuf's JSON parser): the lines into the protocol's
+// messages, which have every field a reader needs, and summary.json into qsr.v1.RunLogSummary.
+// Keys the message lacks are skipped (the logs' own, and a newer qsr's). Fields a reader needs
+// must be present as numbers: a record missing one, or with null (a non-finite value), is an
+// error, not a row of zeros. Pure functions apart from the file reads; thread-safe.
 #ifndef QSR_CLI_RUN_DIR_H_
 #define QSR_CLI_RUN_DIR_H_
 
@@ -39,7 +40,8 @@ absl::StatusOr<v1::RoundRecord> ParseRoundLine(const std::string& line);
 absl::StatusOr<v1::EvalReport> ParseEvalLine(const std::string& line);
 
 // Every non-empty line of a rounds.jsonl or evals.jsonl. NotFound when the file cannot be read;
-// InvalidArgument naming the file and line ("DIR/evals.jsonl:3: ...") for a bad line.
+// InvalidArgument naming the file, the line and the field ("DIR/evals.jsonl:3: \"step\" is
+// missing (a number): ...") for a bad line.
 absl::StatusOr<std::vector<v1::RoundRecord>> ReadRoundsJsonl(const std::string& path);
 absl::StatusOr<std::vector<v1::EvalReport>> ReadEvalsJsonl(const std::string& path);
 

@@ -4,20 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/json_writer.h"
-#include "google/protobuf/util/json_util.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/tool_output.pb.h"
 
 namespace qsr {
-
-std::string MessageJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;     // "total_steps", as the .proto names it
-  options.always_print_primitive_fields = true;  // a 0 or a false is a value, not an absence
-  std::string json;
-  // Printing a generated message with no Any in it cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  return json;
-}
 
 std::string HumanBytes(int64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -38,7 +28,7 @@ std::string HumanDuration(double seconds) {
   return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
 }
 
-std::string WorkerJson(const v1::WorkerInfo& w) { return MessageJson(w); }
+std::string WorkerJson(const v1::WorkerInfo& w) { return ToJsonLine(w); }
 
 std::string WorkersTable(const v1::GetStatusReply& s) {
   if (s.worker_info_size() == 0) {
@@ -82,7 +72,7 @@ double EstimateEtaSeconds(const v1::GetStatusReply& s, int64_t step0, double sec
   return -1;
 }
 
-std::string StatusJson(const v1::GetStatusReply& s) { return MessageJson(s); }
+std::string StatusJson(const v1::GetStatusReply& s) { return ToJsonLine(s); }
 
 std::string ProgressLine(const v1::GetStatusReply& s) {
   const double pct = s.total_steps() > 0 ? 100.0 * s.step() / s.total_steps() : 0.0;
@@ -122,29 +112,29 @@ std::string StatusTable(const v1::GetStatusReply& s) {
   return out;
 }
 
-std::string RoundRecordJson(const v1::RoundRecord& r) { return MessageJson(r); }
+std::string RoundRecordJson(const v1::RoundRecord& r) { return ToJsonLine(r); }
 
 std::string RoundJson(const Round& r) {
-  return JsonObject()
-      .Add("round", r.index)
-      .Add("step", r.start_step)
-      .Add("lr", r.lr)
-      .Add("h", r.h)
-      .Add("eval_after", r.eval_after)
-      .Add("checkpoint_after", r.checkpoint_after)
-      .str();
+  v1::PlannedRound line;
+  line.set_round(static_cast<int32_t>(r.index));
+  line.set_step(static_cast<int32_t>(r.start_step));
+  line.set_lr(r.lr);
+  line.set_h(static_cast<int32_t>(r.h));
+  line.set_eval_after(r.eval_after);
+  line.set_checkpoint_after(r.checkpoint_after);
+  return ToJsonLine(line);
 }
 
 std::string PlanSummaryJson(const PlanSummary& s, double alpha) {
-  return JsonObject()
-      .Add("summary", true)
-      .Add("rounds", s.rounds)
-      .Add("total_steps", s.total_steps)
-      .Add("mean_h", s.mean_h)
-      .Add("max_h", s.max_h)
-      .Add("sync_share", s.sync_share)
-      .Add("alpha", alpha)
-      .str();
+  v1::PlanSummaryLine line;
+  line.set_summary(true);
+  line.set_rounds(static_cast<int32_t>(s.rounds));
+  line.set_total_steps(static_cast<int32_t>(s.total_steps));
+  line.set_mean_h(s.mean_h);
+  line.set_max_h(static_cast<int32_t>(s.max_h));
+  line.set_sync_share(s.sync_share);
+  line.set_alpha(alpha);
+  return ToJsonLine(line);
 }
 
 }  // namespace qsr

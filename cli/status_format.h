@@ -6,16 +6,14 @@
 #include <string>
 
 #include "common/round_planner.h"
-#include "google/protobuf/message.h"
 #include "qsr/v1/coordinator.pb.h"
 
 namespace qsr {
 
-// `message` as one line of protobuf's JSON (what grpcurl and every protobuf library read):
-// fields under their .proto names, every field printed, 64-bit integers as strings. StatusJson,
-// RoundRecordJson and WorkerJson are this for their messages.
-std::string MessageJson(const google::protobuf::Message& message);
-
+// The --json forms are one line of protobuf's JSON each (proto/json/json_line.h: what grpcurl and
+// every protobuf library read): fields under their .proto names, every field printed, 64-bit
+// integers of the protocol's messages as strings. RoundJson and PlanSummaryJson print
+// qsr.v1.PlannedRound and qsr.v1.PlanSummaryLine (proto/qsr/v1/tool_output.proto).
 std::string StatusJson(const v1::GetStatusReply& s);
 std::string StatusTable(const v1::GetStatusReply& s);
 // One line: "step 1200/2340 (51%) epoch 2.56 | lr 0.0841 H 12 | round 310 | loss 0.3120 | ..."

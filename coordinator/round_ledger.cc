@@ -4,8 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/json_writer.h"
 #include "glog/logging.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/run_log.pb.h"
 
 namespace qsr {
 
@@ -137,15 +138,15 @@ bool RoundLedger::AddEval(const v1::EvalReport& e, absl::Time now) {
   *entry.mutable_eval() = e;
   Record(entry);
   if (log_) {
-    log_->AppendEval(JsonObject()
-                         .Add("step", e.step())
-                         .Add("epoch", e.epoch())
-                         .Add("test_loss", e.test_loss())
-                         .Add("test_acc", e.test_acc())
-                         .Add("test_acc5", e.test_acc5())
-                         .Add("examples", e.examples())
-                         .Add("elapsed_s", absl::ToDoubleSeconds(now - options_.started))
-                         .str());
+    v1::RunLogEval line;
+    line.set_step(static_cast<int32_t>(e.step()));
+    line.set_epoch(e.epoch());
+    line.set_test_loss(e.test_loss());
+    line.set_test_acc(e.test_acc());
+    line.set_test_acc5(e.test_acc5());
+    line.set_examples(static_cast<int32_t>(e.examples()));
+    line.set_elapsed_s(absl::ToDoubleSeconds(now - options_.started));
+    log_->AppendEval(ToJsonLine(line));
   }
   LOG(INFO) << "eval at step " << e.step() << " (epoch " << e.epoch()
             << "): test_acc=" << e.test_acc() << " test_loss=" << e.test_loss();
@@ -214,20 +215,20 @@ void RoundLedger::Commit(const PendingRound& p, int64_t generation) {
   if (options_.on_round_committed) options_.on_round_committed(rec);
   Count(rec);
   if (log_) {
-    log_->AppendRound(JsonObject()
-                          .Add("round", rec.round())
-                          .Add("step", rec.step())
-                          .Add("lr", rec.lr())
-                          .Add("h", rec.h())
-                          .Add("workers", rec.workers())
-                          .Add("generation", generation)
-                          .Add("bytes", rec.bytes())
-                          .Add("seconds", rec.seconds())
-                          .Add("train_loss", rec.train_loss())
-                          .Add("samples", rec.samples())
-                          .Add("identical", rec.identical())
-                          .Add("digest_checked", rec.digest_checked())
-                          .str());
+    v1::RunLogRound line;
+    line.set_round(static_cast<int32_t>(rec.round()));
+    line.set_step(static_cast<int32_t>(rec.step()));
+    line.set_lr(rec.lr());
+    line.set_h(static_cast<int32_t>(rec.h()));
+    line.set_workers(rec.workers());
+    line.set_generation(static_cast<int32_t>(generation));
+    line.set_bytes(static_cast<double>(rec.bytes()));
+    line.set_seconds(rec.seconds());
+    line.set_train_loss(rec.train_loss());
+    line.set_samples(static_cast<int32_t>(rec.samples()));
+    line.set_identical(rec.identical());
+    line.set_digest_checked(rec.digest_checked());
+    log_->AppendRound(ToJsonLine(line));
   }
 }
 

@@ -1,10 +1,14 @@
 // RunLog: the run directory, the record of a run that outlives the coordinator.
 //
 //   recipe.yaml    the resolved recipe
-//   rounds.jsonl   one JSON object per completed round:
-//                  round, step, lr, h, workers, bytes, seconds, train_loss, samples
-//   evals.jsonl    one per evaluation: step, epoch, test_loss, test_acc
-//   summary.json   written when the run ends: state, steps, rounds, final accuracy, bytes
+//   rounds.jsonl   one JSON object per completed round (qsr.v1.RunLogRound):
+//                  round, step, lr, h, workers, generation, bytes, seconds, train_loss, ...
+//   evals.jsonl    one per evaluation (qsr.v1.RunLogEval): step, epoch, test_loss, test_acc, ...
+//   summary.json   written when the run ends (qsr.v1.RunLogSummary): state, steps, rounds,
+//                  final accuracy, bytes
+//
+// The messages are in proto/qsr/v1/run_log.proto; RoundLedger renders them with ToJsonLine
+// (proto/json/json_line.h), and this class writes the lines it is given.
 //
 // Lines are flushed as they are written, so a crash loses at most a partial last line, and tools
 // can follow a live run. Thread-compatible: the owner (RoundLedger, under the RunController's lock)

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "common/json_writer.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/run_log.pb.h"
 
 namespace qsr {
 namespace {
@@ -68,25 +69,26 @@ v1::GetStatusReply RenderStatus(const RunView& v, absl::Time now) {
 
 std::string RenderSummaryJson(const RunView& v) {
   const RoundLedger& ledger = *v.ledger;
-  JsonObject j;
-  j.Add("run_id", v.run_id)
-      .Add("state", v.state)
-      .Add("message", v.message)
-      .Add("model", v.recipe->model)
-      .Add("optimizer", v.recipe->optimizer)
-      .Add("workers", static_cast<int64_t>(v.world_size))
-      .Add("generation", v.membership->generation())
-      .Add("regroups", v.regroups)
-      .Add("failures", v.failures)
-      .Add("step", ledger.committed_end_step().value_or(0))
-      .Add("total_steps", v.planner->total_steps())
-      .Add("rounds", static_cast<int64_t>(ledger.committed().size()))
-      .Add("bytes_per_worker", ledger.bytes_per_worker())
-      .Add("elapsed_s", absl::ToDoubleSeconds(v.ended_at - v.started));
+  v1::RunLogSummary j;
+  j.set_run_id(v.run_id);
+  j.set_state(v.state);
+  j.set_message(v.message);
+  j.set_model(v.recipe->model);
+  j.set_optimizer(v.recipe->optimizer);
+  j.set_workers(v.world_size);
+  j.set_generation(static_cast<int32_t>(v.membership->generation()));
+  j.set_regroups(static_cast<int32_t>(v.regroups));
+  j.set_failures(static_cast<int32_t>(v.failures));
+  j.set_step(static_cast<int32_t>(ledger.committed_end_step().value_or(0)));
+  j.set_total_steps(static_cast<int32_t>(v.planner->total_steps()));
+  j.set_rounds(static_cast<int32_t>(ledger.committed().size()));
+  j.set_bytes_per_worker(static_cast<double>(ledger.bytes_per_worker()));
+  j.set_elapsed_s(absl::ToDoubleSeconds(v.ended_at - v.started));
   if (const v1::EvalReport* eval = ledger.last_eval()) {
-    j.Add("test_acc", eval->test_acc()).Add("test_loss", eval->test_loss());
+    j.set_test_acc(eval->test_acc());
+    j.set_test_loss(eval->test_loss());
   }
-  return j.str();
+  return ToJsonLine(j);
 }
 
 }  // namespace qsr

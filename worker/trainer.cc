@@ -25,6 +25,7 @@
 #include "worker/model/models.h"
 #include "worker/model/torchscript_model.h"
 #include "worker/model_export.h"
+#include "worker/model_snapshotter.h"
 #include "worker/optimizer_factory.h"
 #include "worker/params_digest.h"
 #include "worker/precision.h"
@@ -90,6 +91,8 @@ class Worker {
   std::unique_ptr<BatchLoader> loader_;
   std::unique_ptr<ReportSender> reports_;
   StateSnapshot snapshot_;
+  // Rank 0's weight snapshots for time-to-accuracy curves (null: none).
+  std::unique_ptr<ModelSnapshotter> snapshots_;
   // This generation's split of the global batch.
   int64_t local_batch_ = 0;
   int64_t accumulation_ = 1;
@@ -149,6 +152,11 @@ absl::Status Worker::Setup() {
   absl::StatusOr<std::unique_ptr<RoundSync>> made = RoundSync::Create(*model_, *optimizer_, sync);
   if (!made.ok()) return made.status();
   sync_ = std::move(*made);
+  if (options_.snapshot_dir.empty() || join().rank() != 0) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<ModelSnapshotter>> snapshots = ModelSnapshotter::Create(
+      {options_.snapshot_dir, options_.snapshot_every, recipe_.steps_per_epoch});
+  if (!snapshots.ok()) return snapshots.status();
+  snapshots_ = std::move(*snapshots);
   return absl::OkStatus();
 }
 
@@ -326,6 +334,7 @@ void Worker::ReportRound(const v1::RoundPlan& plan, double loss_sum, const Round
 }
 
 absl::Status Worker::Evaluate(int64_t step) {
+  ModelSnapshotter::Paused paused(snapshots_.get());  // the curve's clock counts training only
   if (recipe_.bn) {
     // Spread the re-estimation batches over the workers, then average the statistics.
     const int64_t batches = (recipe_.bn_batches + join().world_size() - 1) / join().world_size();
@@ -431,6 +440,10 @@ bool Worker::Recoverable() const {
 
 absl::Status Worker::TrainGeneration() {
   int64_t next_round = join().start_round();
+  const bool snap = snapshots_ != nullptr && join().rank() == 0;
+  if (snap) {
+    if (absl::Status s = snapshots_->Begin(join().start_step(), *model_); !s.ok()) return s;
+  }
   while (true) {
     absl::StatusOr<v1::NextRoundsReply> reply = group_.NextRounds(next_round);
     if (!reply.ok()) return reply.status();
@@ -453,6 +466,8 @@ absl::Status Worker::TrainGeneration() {
     }
     for (const v1::RoundPlan& plan : reply->rounds()) {
       absl::Status status = TrainRound(plan);
+      if (status.ok() && snap)
+        status = snapshots_->AfterSync(plan.start_step() + plan.h(), *model_);
       if (status.ok() && plan.eval_after()) status = Evaluate(plan.start_step() + plan.h());
       if (status.ok()) status = MaybeCheckpoint(plan);
       if (!status.ok()) return status;
@@ -510,6 +525,9 @@ absl::StatusOr<TrainerResult> Worker::Run() {
     bool finished = false;
     status = Regroup(status, &finished);
     if (finished) break;
+  }
+  if (status.ok() && snapshots_ != nullptr && join().rank() == 0) {
+    status = snapshots_->Final(result_.steps, *model_);
   }
   if (status.ok()) status = ExportFinalModel();
   group_.StopHeartbeats();

@@ -47,6 +47,10 @@ struct TrainerOptions {
   absl::Duration connect_timeout = absl::Seconds(60);
   // After a failure: how long to keep asking to join the next generation.
   absl::Duration regroup_timeout = absl::Minutes(10);
+  // Rank 0 writes the averaged model here every snapshot_every epochs or at every sync,
+  // whichever is rarer (ModelSnapshotter); empty = no snapshots.
+  std::string snapshot_dir;
+  double snapshot_every = 0.0625;
 };
 
 struct TrainerResult {

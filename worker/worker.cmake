@@ -47,6 +47,7 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/training_loss.cc
   ${CMAKE_CURRENT_LIST_DIR}/state_dict_import.cc
   ${CMAKE_CURRENT_LIST_DIR}/model_export.cc
+  ${CMAKE_CURRENT_LIST_DIR}/model_snapshotter.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_group qsr_worker_sync

@@ -28,6 +28,12 @@ void DefineFlags(qsr::FlagParser& flags) {
   flags.AddInt("threads", 0, "intra-op threads (0 = all cores)");
   flags.Add("worker-id", "", "unique name of this worker (default HOST:PID)");
   flags.Add("checkpoint-dir", "", "where checkpoints go (default runs/RUN_ID/checkpoints)");
+  flags.Add("snapshot-dir", "",
+            "rank 0 writes the averaged model here (snap-STEP.pt and snapshots.jsonl with a "
+            "clock that leaves out the writes and evaluations), for time-to-accuracy curves");
+  flags.AddDouble("snapshot-every", 0.0625,
+                  "with --snapshot-dir: epochs between snapshots, or every sync if syncs are "
+                  "rarer");
   flags.AddDuration("connect-timeout", absl::Seconds(300),
                     "how long to wait at start for the coordinator and the other workers");
   flags.AddDuration("rejoin-timeout", absl::Seconds(600),
@@ -78,6 +84,13 @@ int main(int argc, char** argv) {
   options.data_dir = flags.Get("data-dir");
   options.model_path = flags.Get("model-path");
   options.checkpoint_dir = flags.Get("checkpoint-dir");
+  options.snapshot_dir = flags.Get("snapshot-dir");
+  options.snapshot_every = flags.Double("snapshot-every");
+  if (!(options.snapshot_every > 0)) {
+    std::cerr << "qsr-worker: --snapshot-every " << options.snapshot_every
+              << ": epochs between snapshots, above 0 (e.g. 0.0625)\n";
+    return 2;
+  }
   options.threads = static_cast<int>(threads);
   options.connect_timeout = connect;
   options.regroup_timeout = rejoin;

@@ -89,6 +89,32 @@ TEST_F(CheckpointManifestTest, RoundTripsThroughJson) {
   EXPECT_EQ(back->files[0].crc32, 0xdeadbeefu);
 }
 
+TEST_F(CheckpointManifestTest, AManifestMissingAFieldOrOfAnotherFormatIsRefusedByName) {
+  CheckpointManifest m;
+  m.step = 40;
+  m.files = {{"model.pt", 5000000000, 7}};  // beyond 32 bits: still a JSON number
+  const std::string json = ManifestToJson(m);
+  EXPECT_EQ(json.back(), '\n');
+  EXPECT_THAT(json, HasSubstr("\"files\":[{\"path\":\"model.pt\",\"bytes\":5000000000,"
+                              "\"crc32\":7}]"));
+  absl::StatusOr<CheckpointManifest> back = ParseManifest(json, "m");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->files[0].bytes, 5000000000);
+
+  auto error = [](const std::string& text) {
+    return std::string(ParseManifest(text, "manifest m").status().message());
+  };
+  std::string no_files = json;
+  no_files.replace(no_files.find("\"files\""), 7, "\"filez\"");
+  EXPECT_THAT(error(no_files), HasSubstr("manifest m"));
+  EXPECT_THAT(error(no_files), HasSubstr("\"files\" is missing"));
+  std::string format2 = json;
+  format2.replace(format2.find("\"format\":1"), 10, "\"format\":2");
+  EXPECT_THAT(error(format2), HasSubstr("format 2 is not supported"));
+  EXPECT_THAT(error(json.substr(0, json.size() / 2)), HasSubstr("truncated"));
+  EXPECT_THAT(error(""), HasSubstr("manifest m"));
+}
+
 TEST_F(CheckpointManifestTest, DigestIsZlibCrc32) {
   Write(dir_ + "/f", "123456789");
   absl::StatusOr<ManifestFile> f = DigestFile(dir_ + "/f");

@@ -58,6 +58,18 @@ TEST(RunCommandsTest, ALocalWorkerIsNamedForTheRunAndUsesTlsWhenTheCoordinatorDo
                           "--data-dir", "/data", "--tls", "--tls-ca", "ca.pem"));
 }
 
+TEST(RunCommandsTest, LocalWorkersGetTheSnapshotFlagsWhenSnapshotsAreAskedFor) {
+  FlagParser flags =
+      Parsed({"--recipe", "r.yaml", "--snapshot-dir", "/tmp/s", "--snapshot-every", "0.125"});
+  EXPECT_THAT(LocalWorkerArgv(flags, "/bin", "127.0.0.1:555", "run1", 1, "cpu", 0),
+              ElementsAre("/bin/qsr-worker", "--coordinator", "127.0.0.1:555", "--threads", "1",
+                          "--worker-id", "run1-w0", "--device", "cpu", "--heap", "keep",
+                          "--snapshot-dir", "/tmp/s", "--snapshot-every", "0.125"));
+  EXPECT_THAT(LocalWorkerArgv(Parsed({"--recipe", "r.yaml", "--snapshot-every", "0.125"}), "/bin",
+                              "127.0.0.1:555", "run1", 1, "cpu", 0),
+              Not(Contains("--snapshot-every")));
+}
+
 TEST(RunCommandsTest, AHostfileNodeGetsOnlyTheNodeFlagsGivenHere) {
   FlagParser flags = Parsed({"--recipe", "r.yaml", "--hostfile", "hosts", "--device", "cuda",
                              "--max-restarts", "5", "--tls"});

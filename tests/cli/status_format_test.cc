@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "google/protobuf/util/json_util.h"
+#include "proto/json/json_line.h"
 
 namespace qsr {
 namespace {
@@ -53,7 +54,7 @@ TEST(StatusFormatTest, JsonIsProtobufsAndReadsBackIntoTheMessage) {
   v1::RoundRecord r_back;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(RoundRecordJson(r), &r_back).ok());
   EXPECT_EQ(r_back.params_digest(), 0xfedcba9876543210ull);
-  EXPECT_EQ(WorkerJson(*w), MessageJson(*w));
+  EXPECT_EQ(WorkerJson(*w), ToJsonLine(*w));
 }
 
 }  // namespace

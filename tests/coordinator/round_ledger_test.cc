@@ -12,6 +12,8 @@
 #include "absl/time/clock.h"
 #include "common/round_planner.h"
 #include "gtest/gtest.h"
+#include "proto/json/json_line.h"
+#include "qsr/v1/run_log.pb.h"
 #include "tests/coordinator/test_recipe.h"
 
 namespace qsr {
@@ -267,8 +269,20 @@ TEST_F(RoundLedgerTest, WritesTheJournalAndRunLogThatARestartRecoversFrom) {
   const std::vector<std::string> rounds =
       absl::StrSplit(Read(dir_ + "/run/rounds.jsonl"), '\n', absl::SkipEmpty());
   ASSERT_EQ(rounds.size(), 1u);
-  EXPECT_NE(rounds[0].find("\"generation\":1"), std::string::npos) << rounds[0];
-  EXPECT_NE(Read(dir_ + "/run/evals.jsonl").find("\"test_acc\":0.75"), std::string::npos);
+  // qsr.v1.RunLogRound: every field, counts as JSON numbers (protobuf quotes 64-bit integers).
+  EXPECT_EQ(rounds[0],
+            "{\"round\":0,\"step\":0,\"lr\":0.1,\"h\":4,\"workers\":1,\"generation\":1,"
+            "\"bytes\":64,\"seconds\":1,\"train_loss\":0.25,\"samples\":8,\"identical\":true,"
+            "\"digest_checked\":false}");
+  absl::StatusOr<v1::RunLogRound> line = ParseJsonLine<v1::RunLogRound>(rounds[0]);
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_EQ(line->generation(), 1);
+  absl::StatusOr<std::vector<v1::RunLogEval>> evals =
+      ReadJsonLines<v1::RunLogEval>(dir_ + "/run/evals.jsonl");
+  ASSERT_TRUE(evals.ok()) << evals.status();
+  ASSERT_EQ(evals->size(), 1u);
+  EXPECT_EQ((*evals)[0].step(), 4);
+  EXPECT_DOUBLE_EQ((*evals)[0].test_acc(), 0.75);
   EXPECT_EQ(Read(dir_ + "/run/summary.json"), "{\"state\":\"FINISHED\"}\n");
 
   Journal::Recovered r;

@@ -11,5 +11,7 @@ target_compile_definitions(worker_torchscript_model_test PRIVATE
 # The worker's protocol against tests/client/fake_coordinator.h: rounds and reports, a refused join,
 # regrouping when the coordinator ends a generation (workers as threads).
 qsr_test(worker_trainer_test HEAVY SOURCES trainer_test.cc LIBS qsr_trainer qsr_fake_coordinator)
+# Weight snapshots for time-to-accuracy curves: the interval rule, files, the paused clock.
+qsr_test(worker_model_snapshotter_test SOURCES model_snapshotter_test.cc LIBS qsr_trainer)
 # RoundSync over two in-process Gloo ranks.
 qsr_test(worker_round_sync_test SOURCES round_sync_test.cc LIBS qsr_trainer)
