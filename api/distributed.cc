@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <exception>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/coordinator_client.h"
+#include "client/report_sender.h"
 #include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/joined_group.h"
@@ -30,6 +32,9 @@ struct DistributedContext::Impl {
   // Declared in dependency order, so destruction runs from the communicator (which closes its
   // connections) back to the coordinator client the store talks through.
   std::unique_ptr<CoordinatorClient> client;
+  // With a coordinator: the rounds reported (ReportRound), sent off the training thread.
+  std::unique_ptr<ReportSender> reports;
+  int64_t next_round = 0;  // the number the next reported round gets
   // Under torchrun's agent store: the agent's whole store, of which `store` is this attempt's view.
   std::unique_ptr<Store> agent_store;
   std::unique_ptr<Store> store;  // C10dStore, InMemoryStore or CoordinatorStore
@@ -47,6 +52,8 @@ namespace {
 
 constexpr absl::Duration kDefaultStaticTimeout = absl::Minutes(5);
 constexpr absl::Duration kDefaultJoinTimeout = absl::Seconds(60);
+// Finish() sends the rounds still queued for the coordinator within this bound.
+constexpr absl::Duration kReportFlushTimeout = absl::Seconds(30);
 
 std::string HostName() {
   char name[256] = {};
@@ -160,7 +167,39 @@ absl::Status DistributedContext::Finish(const absl::Status& status) {
   if (impl_->finished) return absl::OkStatus();
   impl_->finished = true;
   if (impl_->group == nullptr) return absl::OkStatus();
-  return impl_->group->Leave(status.ok() ? "" : status.ToString());
+  // Rounds before leaving: the coordinator finishes the run once every member has left.
+  absl::Status flushed = impl_->reports == nullptr
+                             ? absl::OkStatus()
+                             : impl_->reports->Flush(absl::Now() + kReportFlushTimeout);
+  if (!flushed.ok()) {
+    flushed = absl::Status(
+        flushed.code(), absl::StrCat("reporting rounds to the coordinator: ", flushed.message()));
+  }
+  std::string error;
+  if (!status.ok()) {
+    error = status.ToString();
+  } else if (!flushed.ok()) {
+    error = flushed.ToString();  // the run's rounds.jsonl would lack rounds: fail it visibly
+  }
+  absl::Status left = impl_->group->Leave(error);
+  return left.ok() ? flushed : left;
+}
+
+bool DistributedContext::reports_rounds() const { return impl_->reports != nullptr; }
+
+void DistributedContext::ReportRound(const RoundResult& result) {
+  if (impl_->reports == nullptr || impl_->finished) return;
+  v1::RoundReport report;
+  report.set_round(impl_->next_round++);
+  report.set_start_step(result.round.start_step);
+  report.set_h(result.round.h);
+  report.set_lr(result.round.lr);
+  if (!std::isnan(result.train_loss)) report.set_train_loss(result.train_loss);
+  report.set_seconds(result.seconds);
+  report.set_bytes_sent(result.bytes_sent);
+  report.set_params_digest(result.params_digest);
+  impl_->reports->AddRound(std::move(report));
+  impl_->group->SetStep(result.round.end_step());
 }
 
 absl::StatusOr<StaticWorld> StaticWorldFromEnvironment() {
@@ -282,6 +321,7 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
                          : options.worker_id;
   member.host = TransportHost(options, HostOf(address));
   member.device = options.device;
+  member.self_planned = true;  // LocalOptimizer decides the rounds and reports them
   impl->device = options.device;
   ClientSecurity security;
   security.tls_ca = options.tls_ca;
@@ -305,6 +345,8 @@ absl::StatusOr<std::unique_ptr<DistributedContext>> InitWithCoordinator(
   impl->size = joined.world_size();
   impl->run_id = joined.run_id();
   impl->generation = joined.generation();
+  impl->next_round = joined.start_round();
+  impl->reports = std::make_unique<ReportSender>(impl->client.get(), impl->group->ReportIdentity());
   // Informational: an unreadable recipe (a newer coordinator) does not stop training.
   if (absl::StatusOr<Recipe> recipe = ParseRecipeYaml(joined.recipe_yaml(), "coordinator recipe");
       recipe.ok() && ResolveRecipe(*recipe).ok()) {

@@ -37,6 +37,14 @@ absl::Status CheckMeasure(const char* field, double value) {
   return absl::OkStatus();
 }
 
+// A learning rate: unlike a measure, NaN is refused too (it would be logged as the round's lr).
+absl::Status CheckLearningRate(const char* field, double value) {
+  if (!(value >= 0) || std::isinf(value)) {
+    return Invalid(absl::StrCat(field, " is ", value, "; allowed: finite and >= 0"));
+  }
+  return absl::OkStatus();
+}
+
 // The identity fields every worker call carries.
 absl::Status CheckMember(const std::string& worker_id, int32_t rank, int64_t generation) {
   if (absl::Status s = CheckSize("worker_id", worker_id, 1, L::kMaxWorkerIdBytes); !s.ok()) {
@@ -114,7 +122,8 @@ absl::Status ValidateReport(const v1::ReportRequest& r) {
                            CheckRange("rounds.h", round.h(), 1, L::kMaxStep),
                            CheckRange("rounds.samples", round.samples(), 0, INT64_MAX),
                            CheckRange("rounds.bytes_sent", round.bytes_sent(), 0, INT64_MAX),
-                           CheckMeasure("rounds.seconds", round.seconds())}) {
+                           CheckMeasure("rounds.seconds", round.seconds()),
+                           CheckLearningRate("rounds.lr", round.lr())}) {
       if (!s.ok()) return s;
     }
   }

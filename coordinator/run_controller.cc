@@ -52,6 +52,7 @@ RunController::RunController(const Recipe& recipe, Options options, std::unique_
       options_(std::move(options)),
       planner_(recipe),
       started_(absl::Now()),
+      self_planned_(planner_.total_steps()),
       membership_(MembershipOptions(recipe_, options_)),
       admission_(&membership_, options_.run_id),
       ledger_(LedgerOptions(recipe_, planner_, options_, started_), std::move(log),
@@ -96,6 +97,10 @@ absl::Status RunController::Join(const v1::JoinRequest& request, absl::Time now,
                                          ? absl::StrCat("run is ", lifecycle_.StateName(),
                                                         message.empty() ? "" : ": ", message)
                                          : absl::StrCat("run is stopping: ", kStoppedByOperator));
+      refused.set_run_id(options_.run_id);
+      Answer(std::move(done), refused, &completions);
+    } else if (absl::Status mode = self_planned_.NoteJoin(request.self_planned()); !mode.ok()) {
+      auto refused = WithOutcome<v1::JoinReply>(v1::Outcome::REJECTED, std::string(mode.message()));
       refused.set_run_id(options_.run_id);
       Answer(std::move(done), refused, &completions);
     } else {
@@ -177,6 +182,7 @@ absl::Status RunController::NextRounds(const v1::NextRoundsRequest& request, abs
   std::vector<Completion> completions;
   {
     absl::MutexLock lock(&mu_);
+    if (absl::Status s = self_planned_.CheckNextRounds(); !s.ok()) return s;
     absl::StatusOr<Membership::Standing> standing = membership_.CheckWithCoMembers(
         request.worker_id(), request.rank(), request.generation(), request.co_members(), now);
     if (!standing.ok()) return standing.status();
@@ -234,8 +240,16 @@ absl::StatusOr<v1::ReportReply> RunController::Report(const v1::ReportRequest& r
       membership_.Check(request.worker_id(), request.rank(), request.generation(), now);
   if (!standing.ok()) return standing.status();
   const bool ended = *standing == Membership::Standing::kEnded;
+  const int members = static_cast<int>(membership_.members().size());
   for (const v1::RoundReport& r : request.rounds()) {
-    if (absl::Status s = ledger_.AddRoundReport(request.worker_id(), r, ended); !s.ok()) return s;
+    absl::Status s = self_planned_.active()
+                         ? self_planned_.Accept(request.worker_id(), r, members, ledger_)
+                         : ledger_.AddRoundReport(request.worker_id(), r, ended);
+    if (!s.ok()) {
+      // The rounds before the refused one were taken: commit those that every member reported.
+      ledger_.CommitReady(membership_.generation());
+      return s;
+    }
   }
   // Every rank computes the same evaluation (sums are all-reduced) and rank 0 reports it; rank 0
   // writes the checkpoint manifest once every worker has written its part.
@@ -266,12 +280,16 @@ absl::StatusOr<v1::LeaveReply> RunController::Leave(const v1::LeaveRequest& requ
     } else if (!request.error().empty()) {
       lifecycle_.FailGeneration(absl::StrCat("rank ", request.rank(), " failed: ", request.error()),
                                 {request.rank()}, now, &completions);
-    } else if (!lifecycle_.plan_exhausted() && ledger_.next_round() > ledger_.start_round()) {
+    } else if (!self_planned_.active() && !lifecycle_.plan_exhausted() &&
+               ledger_.next_round() > ledger_.start_round()) {
       // Leaving in the middle of the coordinator's plan. (Workers that never asked for a round,
       // such as programs using the qsr library, use the coordinator only to meet.)
       lifecycle_.FailGeneration(absl::StrCat("rank ", request.rank(), " left before the run ended"),
                                 {request.rank()}, now, &completions);
     } else {
+      // A self-planned run ends when its members say so: the first to leave has trained its
+      // last round, and the run finishes once every member has left.
+      if (self_planned_.active()) lifecycle_.ExhaustPlan();
       membership_.MarkLeft(request.rank());
       // The others may all be waiting for this one at the barrier.
       MaybeReleaseBarrier(now, &completions);

@@ -19,6 +19,9 @@
 //   RUNNING --(plan exhausted, all members left)--> FINISHED
 //   REGROUPING --(no generation can form: below min_workers past the replacement timeout, or no
 //                 surviving worker holds the model)--> FAILED
+// Self-planned runs (JoinRequest.self_planned, programs on the qsr library): the members report
+// the rounds they planned and trained (SelfPlannedRounds) and NextRounds is refused; the run is
+// FINISHED once every member has left without an error.
 // Stop() (an operator) ends the plan early: the rounds already handed out are trained, every
 // worker is answered RUN_FINISHED at its next barrier, and once all have left the run is
 // FINISHED with the message "stopped by operator".
@@ -57,6 +60,7 @@
 #include "coordinator/run_lifecycle.h"
 #include "coordinator/run_log.h"
 #include "coordinator/run_status.h"
+#include "coordinator/self_planned_rounds.h"
 #include "qsr/v1/coordinator.pb.h"
 
 namespace qsr {
@@ -167,6 +171,8 @@ class RunController {
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
+  // Whether members plan their own rounds (the qsr library), and their reports when they do.
+  SelfPlannedRounds self_planned_ ABSL_GUARDED_BY(mu_);
   Membership membership_ ABSL_GUARDED_BY(mu_);
   Admission admission_ ABSL_GUARDED_BY(mu_);  // of membership_
   RoundBarrier barrier_ ABSL_GUARDED_BY(mu_);

@@ -27,6 +27,7 @@ v1::JoinRequest JoinedGroup::Request() const {
   join.set_host(member_.host);
   join.set_device(member_.device);
   join.set_incarnation(incarnation_);
+  join.set_self_planned(member_.self_planned);
   return join;
 }
 

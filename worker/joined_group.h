@@ -37,6 +37,8 @@ struct GroupMember {
   std::string worker_id;  // unique per process
   std::string host;       // address peers reach this process's transport on
   std::string device;
+  // Plans its own rounds and reports them (a qsr library program): see JoinRequest.self_planned.
+  bool self_planned = false;
 };
 
 class JoinedGroup {

@@ -1,4 +1,4 @@
-// The optimizer a recipe names, and the pieces of its state that a sync may average.
+// The optimizer a recipe names (the pieces of its state that a sync may average: adam_moments.h).
 //
 // SGD has coupled weight decay (as torch.optim.SGD), AdamW decoupled. With group_weight, biases
 // and normalisation parameters (every parameter of dimension <= 1) get no weight decay, as the
@@ -9,7 +9,6 @@
 #include <torch/torch.h>
 
 #include <memory>
-#include <vector>
 
 #include "common/recipe.h"
 
@@ -21,12 +20,6 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const Recipe& recipe,
 
 // Sets the learning rate of every parameter group.
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
-
-// AdamW's first (`m`) and/or second (`v`) moment tensors for `params`, in parameter order; empty
-// before the first step (the state is created lazily) or for other optimizers. The tensors are
-// the optimizer's own (updated in place), so averaging them averages the state.
-std::vector<torch::Tensor> AdamMoments(torch::optim::Optimizer& optimizer,
-                                       const std::vector<torch::Tensor>& params, bool m, bool v);
 
 }  // namespace qsr
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "worker/adam_moments.h"
 #include "worker/comm/collective_fault_hook.h"
-#include "worker/optimizer_factory.h"
 
 namespace qsr {
 namespace {
@@ -24,7 +24,7 @@ int64_t ApplyAt(const v1::RoundPlan& plan, double sync_overlap) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RoundSync>> RoundSync::Create(torch::nn::Module& model,
+absl::StatusOr<std::unique_ptr<RoundSync>> RoundSync::Create(const torch::nn::Module& model,
                                                              torch::optim::Optimizer& optimizer,
                                                              const RoundSyncOptions& options) {
   absl::StatusOr<ModelAverager> averager = ModelAverager::ForModule(model);
@@ -33,14 +33,13 @@ absl::StatusOr<std::unique_ptr<RoundSync>> RoundSync::Create(torch::nn::Module& 
   return std::unique_ptr<RoundSync>(new RoundSync(model, optimizer, std::move(*averager), options));
 }
 
-RoundSync::RoundSync(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+RoundSync::RoundSync(const torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                      ModelAverager averager, const RoundSyncOptions& options)
     : model_(model), optimizer_(optimizer), options_(options), averager_(std::move(averager)) {}
 
 absl::Status RoundSync::BeginGeneration(Communicator* comm, bool broadcast_moments,
                                         bool bucket_gradients) {
-  EndGeneration();
-  comm_ = comm;
+  Attach(comm);
   if (absl::Status s = averager_.BroadcastFrom(*comm_, 0); !s.ok()) return s;
   if (broadcast_moments) {
     absl::StatusOr<ModelAverager*> moments = Moments();
@@ -57,8 +56,14 @@ absl::Status RoundSync::BeginGeneration(Communicator* comm, bool broadcast_momen
     if (!bucketer.ok()) return bucketer.status();
     bucketer_ = std::move(*bucketer);
   }
-  overlap_bytes_mark_ = comm_->bytes_sent();
+  overlap_bytes_mark_ = comm_->bytes_sent();  // the broadcasts are no round's bytes
   return absl::OkStatus();
+}
+
+void RoundSync::Attach(Communicator* comm) {
+  EndGeneration();
+  comm_ = comm;
+  overlap_bytes_mark_ = comm_->bytes_sent();
 }
 
 absl::Status RoundSync::BeginStep(const v1::RoundPlan& plan, int64_t step) {

@@ -57,7 +57,7 @@ struct RoundSyncResult {
 
 class RoundSync {
  public:
-  static absl::StatusOr<std::unique_ptr<RoundSync>> Create(torch::nn::Module& model,
+  static absl::StatusOr<std::unique_ptr<RoundSync>> Create(const torch::nn::Module& model,
                                                            torch::optim::Optimizer& optimizer,
                                                            const RoundSyncOptions& options);
 
@@ -66,6 +66,9 @@ class RoundSync {
   // that starts where the run resumed). Builds the gradient buckets on `comm` when
   // `bucket_gradients`.
   absl::Status BeginGeneration(Communicator* comm, bool broadcast_moments, bool bucket_gradients);
+  // Works on `comm` from now on, without the broadcast: for members that start identical
+  // already (a qsr library program may say so). No gradient buckets.
+  void Attach(Communicator* comm);
   // Before step `step` of `plan`: applies the previous round's average where it is due.
   absl::Status BeginStep(const v1::RoundPlan& plan, int64_t step);
   // Before the step's last backward: its gradients start travelling as backward produces them.
@@ -88,14 +91,14 @@ class RoundSync {
   int64_t bytes_sent() const;
 
  private:
-  RoundSync(torch::nn::Module& model, torch::optim::Optimizer& optimizer, ModelAverager averager,
-            const RoundSyncOptions& options);
+  RoundSync(const torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+            ModelAverager averager, const RoundSyncOptions& options);
   // AdamW's moments' averager, created at the first sync after AdamW made its state; null when
   // they are not averaged (or not there yet).
   absl::StatusOr<ModelAverager*> Moments();
   absl::Status StartOverlapped();
 
-  torch::nn::Module& model_;
+  const torch::nn::Module& model_;
   torch::optim::Optimizer& optimizer_;
   const RoundSyncOptions options_;
   ModelAverager averager_;

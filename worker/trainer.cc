@@ -27,6 +27,7 @@
 #include "worker/model_export.h"
 #include "worker/model_snapshotter.h"
 #include "worker/optimizer_factory.h"
+#include "worker/params_digest.h"
 #include "worker/precision.h"
 #include "worker/round_sync.h"
 #include "worker/state_snapshot.h"
@@ -39,24 +40,6 @@ namespace {
 
 // How often a worker logs its own progress.
 constexpr absl::Duration kLogInterval = absl::Seconds(15);
-
-uint64_t Fnv1a(const void* data, size_t n, uint64_t h) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-uint64_t ParamsDigest(torch::nn::Module& model) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const torch::Tensor& p : model.parameters()) {
-    torch::Tensor c = p.detach().contiguous().cpu();
-    h = Fnv1a(c.data_ptr(), c.numel() * c.element_size(), h);
-  }
-  return h;
-}
 
 class Worker {
  public:

@@ -25,10 +25,19 @@ target_include_directories(qsr_worker_group PUBLIC $<BUILD_INTERFACE:${PROJECT_S
 target_link_libraries(qsr_worker_group PUBLIC qsr_client qsr_worker_comm qsr_common glog::glog
   absl::random_random absl::synchronization)
 
+# How the members of a group keep their models together round by round (RoundSync: the model's
+# average, AdamW's moments, gradient buckets, overlap) and the parameters' digest a round report
+# carries: the worker's and the qsr library's LocalOptimizer's, so installed with the library.
+add_library(qsr_worker_sync ${CMAKE_CURRENT_LIST_DIR}/round_sync.cc
+  ${CMAKE_CURRENT_LIST_DIR}/adam_moments.cc ${CMAKE_CURRENT_LIST_DIR}/params_digest.cc)
+target_include_directories(qsr_worker_sync PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+  $<INSTALL_INTERFACE:include>)
+target_link_libraries(qsr_worker_sync PUBLIC qsr_worker_comm qsr_proto ${TORCH_LIBRARIES}
+  absl::status absl::statusor)
+
 # The trainer library (used by qsr-worker and the integration tests) and the worker binary.
 add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/trainer.cc
-  ${CMAKE_CURRENT_LIST_DIR}/round_sync.cc
   ${CMAKE_CURRENT_LIST_DIR}/training_setup.cc
   ${CMAKE_CURRENT_LIST_DIR}/optimizer_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/evaluator.cc
@@ -41,7 +50,8 @@ add_library(qsr_trainer
   ${CMAKE_CURRENT_LIST_DIR}/model_snapshotter.cc
 )
 target_include_directories(qsr_trainer PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_group qsr_worker_comm
+target_link_libraries(qsr_trainer PUBLIC qsr_common qsr_client qsr_worker_group qsr_worker_sync
+  qsr_worker_comm
   qsr_worker_precision qsr_worker_loss_scaler qsr_worker_optim qsr_worker_data qsr_worker_model qsr_log qsr_checkpoint_manifest
   ${TORCH_LIBRARIES} glog::glog absl::random_random)
 

@@ -18,10 +18,12 @@
 //
 //   InitWithCoordinator(address): join a qsr-coordinator run (HOST:PORT), which assigns the rank
 //     and world size (its recipe's `workers`) and holds the rendezvous keys. The coordinator's
-//     recipe is informational here (recipe()): your loop decides the schedule. The coordinator
-//     does not see your rounds; it notes when each process leaves (Finish()), and since its own
-//     round plan was not trained it records the run as ended early. Use it for rank assignment
-//     and rendezvous; use qsr-worker when you want the coordinator to drive the rounds.
+//     recipe is informational here (recipe()): your loop decides the schedule. This process
+//     joins as one that plans its own rounds: a LocalOptimizer created with the context reports
+//     every round it trained (ReportRound), the coordinator logs each one in its run folder's
+//     rounds.jsonl once every rank has reported it and shows the step in `qsrctl status`, and the
+//     run is FINISHED when every process has called Finish() without an error. Use qsr-worker
+//     when you want the coordinator to drive the rounds.
 //
 // Device. options.device "cuda" (no index) means cuda:LOCAL_RANK when the environment gives
 // LOCAL_RANK (one process per GPU, as torchrun starts them), else cuda:0's default; "cuda:N" is
@@ -58,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/recipe.h"
+#include "common/round_planner.h"
 #include "rendezvous/store.h"
 #include "worker/comm/communicator.h"
 
@@ -81,6 +84,18 @@ struct DistributedOptions {
   std::string tls_key;
   // Coordinator: a file holding the run's shared token. Empty: $QSR_TOKEN, if set.
   std::string token_file;
+};
+
+// A round this process trained, as LocalOptimizer reports it.
+struct RoundResult {
+  Round round;  // start_step, h, lr of its first step (index: see ReportRound)
+  // Mean training loss over the round's steps; NaN when not known.
+  double train_loss = 0.0;
+  double seconds = 0.0;    // wall time of the round
+  int64_t bytes_sent = 0;  // by this process's collectives in the round
+  // FNV-1a hash of the parameters when the round ended averaged (every rank's is the same, and
+  // the coordinator checks that); 0: not computed.
+  uint64_t params_digest = 0;
 };
 
 // A static world's shape, as torchrun passes it.
@@ -131,12 +146,25 @@ class DistributedContext {
   int64_t generation() const;
   const std::optional<Recipe>& recipe() const;
 
-  // Ends this process's membership. With a coordinator, tells it that this worker leaves, with
-  // `status`'s message as the error when it is not OK (the coordinator then fails the run);
-  // returns the coordinator call's status. Without one, only records that it finished. The
-  // communicator stays usable until the context is destroyed. Idempotent: later calls return OK
-  // and do nothing. The destructor calls Finish() if you did not.
+  // Ends this process's membership. With a coordinator, first sends the rounds still queued
+  // (ReportRound; within 30 s), then tells it that this worker leaves, with `status`'s message as
+  // the error when it is not OK, or else the reports' error when they could not be delivered (the
+  // coordinator then fails the run); returns the leave call's error, else the reports'. Without
+  // one, only records that it finished. The communicator stays usable until the context is
+  // destroyed. Idempotent: later calls return OK and do nothing. The destructor calls Finish() if
+  // you did not.
   absl::Status Finish(const absl::Status& status = absl::OkStatus());
+
+  // With a coordinator: queues `result` for it (sent off the training thread about once a second;
+  // Finish() sends what is left first). Rounds are numbered by the context, in the order
+  // reported, from the coordinator's start round; each must start where the one before ended
+  // (the first anywhere from the run's start step on), and every rank must report the same
+  // rounds. A round the coordinator refuses (a gap, an overlap, past the recipe's total steps)
+  // makes Finish() return its error. Without a coordinator: does nothing. Call it from the
+  // thread that trains; a LocalOptimizer created with this context does.
+  void ReportRound(const RoundResult& result);
+  // Whether ReportRound goes anywhere (there is a coordinator).
+  bool reports_rounds() const;
 
   struct Impl;  // Private to the implementation.
   explicit DistributedContext(std::unique_ptr<Impl> impl);

@@ -3,9 +3,10 @@
 //
 // It wraps your optimizer. Each Step() runs the optimizer's step(); at the end of a round it
 // averages the model across ranks (parameters and floating buffers such as BatchNorm statistics,
-// in one flat all-reduce) and reports that it did. The length H of each round is decided when the
-// round begins, by SyncPeriod() (common/sync_rule.h) from the optimizer's current learning rate
-// (param_groups()[0] lr, which your own scheduler sets):
+// in one flat all-reduce; with avg_m / avg_v AdamW's moments too) and reports that it did. The
+// averaging is qsr-worker's own (worker/round_sync.h), not a copy. The length H of each round is
+// decided when the round begins, by SyncPeriod() (common/sync_rule.h) from the optimizer's current
+// learning rate (param_groups()[0] lr, which your own scheduler sets):
 //   H = init_h                                         while step < warmup_steps or alpha == 0
 //   H = max(min(max(floor((alpha/lr)^power), min_h), T - step), 1)   otherwise
 // and the round is cut where the schedule ends (step T = rule.total_steps), so a run of T steps
@@ -30,14 +31,20 @@
 //   qsr::LocalOptimizerOptions options;
 //   options.rule.alpha = 0.2; options.rule.min_h = 2; options.rule.init_h = 2;
 //   options.rule.warmup_steps = 100; options.rule.total_steps = T;
-//   auto opt = qsr::LocalOptimizer::Create(sgd, *model, (*ctx)->communicator(), options);
+//   auto opt = qsr::LocalOptimizer::Create(sgd, *model, **ctx, options);
 //   for (int64_t t = 0; t < T; ++t) {
 //     SetLr(sgd, my_schedule(t));
 //     sgd.zero_grad();
-//     loss_fn(model->forward(x), y).backward();
-//     absl::StatusOr<bool> averaged = opt->Step();  // true: this step ended a round
+//     torch::Tensor loss = loss_fn(model->forward(x), y);
+//     loss.backward();
+//     absl::StatusOr<bool> averaged = opt->Step(loss.item<double>());  // true: a round ended
 //     if (!averaged.ok()) { /* a peer failed or timed out: stop */ }
 //   }
+//
+// Reporting rounds. Created with a DistributedContext (rather than only its communicator), it
+// hands every round it ends to DistributedContext::ReportRound: with a coordinator, the run's
+// rounds.jsonl then lists them (start step, H, LR, mean loss when Step() was given the losses,
+// seconds, bytes, the averaged parameters' digest).
 //
 // Contract. Every rank must build the same architecture (same tensors in the same order) and call
 // Create(), Step() and AverageModel() the same number of times in the same order: they issue
@@ -59,15 +66,20 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/round_planner.h"
 #include "common/sync_rule.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/model_averager.h"
 
 namespace qsr {
+
+class DistributedContext;
+class RoundSync;
 
 struct LocalOptimizerOptions {
   // The synchronization rule: alpha, power, min_h, init_h, warmup_steps, total_steps (T, the
@@ -81,6 +93,10 @@ struct LocalOptimizerOptions {
   // Create() copies rank 0's model to every rank, so that all ranks start identical (a broadcast
   // collective). Turn off only if every rank already initialised identically.
   bool broadcast_initial_model = true;
+  // AdamW (torch::optim::AdamW): also average its first (avg_m) and second (avg_v) moments at
+  // the end of each local round, as qsr-worker's avg_m / avg_v recipes do.
+  bool avg_m = false;
+  bool avg_v = false;
 };
 
 class LocalOptimizer {
@@ -94,9 +110,16 @@ class LocalOptimizer {
   static absl::StatusOr<LocalOptimizer> Create(torch::optim::Optimizer& optimizer,
                                                const torch::nn::Module& model, Communicator& comm,
                                                const LocalOptimizerOptions& options);
+  // The same over context.communicator(), and every round it ends is reported to `context`
+  // (see "Reporting rounds"). The context must outlive the LocalOptimizer.
+  static absl::StatusOr<LocalOptimizer> Create(torch::optim::Optimizer& optimizer,
+                                               const torch::nn::Module& model,
+                                               DistributedContext& context,
+                                               const LocalOptimizerOptions& options);
 
-  LocalOptimizer(LocalOptimizer&&) = default;
-  LocalOptimizer& operator=(LocalOptimizer&&) = default;
+  ~LocalOptimizer();
+  LocalOptimizer(LocalOptimizer&&) noexcept;
+  LocalOptimizer& operator=(LocalOptimizer&&) noexcept;
   LocalOptimizer(const LocalOptimizer&) = delete;
   LocalOptimizer& operator=(const LocalOptimizer&) = delete;
 
@@ -106,6 +129,9 @@ class LocalOptimizer {
   // averages the model. Returns whether this step ended a round (always true in data-parallel
   // mode). On error the step counter has advanced only if the inner step ran.
   absl::StatusOr<bool> Step();
+  // The same, with this step's training loss (on this rank), for the round's report: the mean
+  // over the round's steps. NaN: not known (the round's loss is then not reported).
+  absl::StatusOr<bool> Step(double loss);
 
   // Averages the model across ranks now, outside the schedule (e.g. before evaluating or saving
   // mid-round, or BatchNorm statistics in data-parallel mode). The current round is not changed.
@@ -129,18 +155,28 @@ class LocalOptimizer {
   Communicator& communicator() { return *comm_; }
 
  private:
-  LocalOptimizer(torch::optim::Optimizer* optimizer, Communicator* comm, ModelAverager averager,
+  LocalOptimizer(torch::optim::Optimizer* optimizer, const torch::nn::Module* model,
+                 Communicator* comm, std::unique_ptr<RoundSync> sync,
                  const LocalOptimizerOptions& options);
+  // Decides the round that this step begins.
+  absl::Status BeginRound();
+  // After the round's last step: its average, then its report.
+  absl::Status EndRound();
 
   torch::optim::Optimizer* optimizer_;
+  const torch::nn::Module* model_;
   Communicator* comm_;
-  ModelAverager averager_;
+  std::unique_ptr<RoundSync> sync_;        // the model's (and moments') averages
+  DistributedContext* context_ = nullptr;  // where rounds are reported; null: nowhere
   SyncRuleParams rule_;
   int64_t step_ = 0;
   int64_t rounds_ = 0;
   bool in_round_ = false;
   Round current_;
   Round last_;
+  // The round in progress, for its report.
+  absl::Time round_started_;
+  double loss_sum_ = 0.0;  // NaN once a step's loss was not known
 };
 
 }  // namespace qsr

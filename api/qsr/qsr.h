@@ -12,8 +12,9 @@
 // Joining a group: qsr/distributed.h
 //   InitFromEnvironment()   torchrun-style static world (RANK, WORLD_SIZE, MASTER_ADDR,
 //                           MASTER_PORT); rank 0 serves the rendezvous store.
-//   InitWithCoordinator()   join a qsr-coordinator run (rank assignment and rendezvous).
-//   DistributedContext      rank(), size(), communicator(), store(), Finish().
+//   InitWithCoordinator()   join a qsr-coordinator run (rank assignment, rendezvous, and the
+//                           rounds a LocalOptimizer reports: rounds.jsonl).
+//   DistributedContext      rank(), size(), communicator(), store(), ReportRound(), Finish().
 //
 // Training with local steps: qsr/local_optimizer.h
 //   LocalOptimizer          wraps any torch::optim::Optimizer; Step() returns whether the step
@@ -43,10 +44,10 @@
 #include "common/lr_schedule.h"
 #include "common/recipe.h"
 #include "common/round_planner.h"
-#include "rendezvous/store.h"
 #include "common/sync_rule.h"
 #include "qsr/distributed.h"
 #include "qsr/local_optimizer.h"
+#include "rendezvous/store.h"
 #include "worker/comm/c10d_store.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/communicator_factory.h"

@@ -7,7 +7,9 @@
 // or by hand, rank 0 serving the store:
 //   MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=0 ./local_sgd &
 //   MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=1 ./local_sgd
-// or join a qsr-coordinator run instead: ./local_sgd --coordinator=HOST:PORT
+// or join a qsr-coordinator run instead: ./local_sgd --coordinator=HOST:PORT (the coordinator
+// then logs every round in its run folder's rounds.jsonl; --steps must not exceed its recipe's
+// total steps)
 // Flags: --steps=N (default 240), --coordinator=HOST:PORT, --device=cpu|cuda (cuda: the GPU of
 // LOCAL_RANK under torchrun).
 //
@@ -124,8 +126,9 @@ int Run(int argc, char** argv) {
   options.rule.init_h = 2;  // H during warmup
   options.rule.warmup_steps = warmup;
   options.rule.total_steps = steps;
+  // Created with the context, it reports every round (to the coordinator, when there is one).
   absl::StatusOr<qsr::LocalOptimizer> local =
-      qsr::LocalOptimizer::Create(sgd, *model, context.communicator(), options);
+      qsr::LocalOptimizer::Create(sgd, *model, context, options);
   if (!local.ok()) return Fail(&context, local.status());
 
   // 4. Train. Step() replaces sgd.step() and says when a round ended with averaged models.
@@ -138,7 +141,7 @@ int Run(int argc, char** argv) {
     torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
     loss.backward();
     round_loss += loss.item<double>();
-    absl::StatusOr<bool> averaged = local->Step();
+    absl::StatusOr<bool> averaged = local->Step(loss.item<double>());  // the loss: for the report
     if (!averaged.ok()) return Fail(&context, averaged.status());
     if (*averaged) {
       const qsr::Round& round = local->last_round();

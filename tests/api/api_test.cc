@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "qsr/qsr.h"
 #include "tests/integration/test_util.h"
+#include "worker/adam_moments.h"
 
 namespace qsr {
 namespace {
@@ -188,6 +189,41 @@ TEST(LocalOptimizerTest, DataParallelModeKeepsParametersIdenticalEveryStep) {
   });
   for (size_t t = 0; t < params[0].size(); ++t) {
     EXPECT_TRUE(torch::equal(params[0][t], params[1][t])) << "step " << t;
+  }
+}
+
+// avg_m / avg_v: a local round of AdamW ends with the moments averaged as well as the model, as
+// qsr-worker's avg_m / avg_v recipes average them (the same RoundSync); without them, only the
+// model.
+TEST(LocalOptimizerTest, AveragesAdamWMomentsWhenAsked) {
+  constexpr int kRanks = 2;
+  for (bool avg_moments : {false, true}) {
+    std::vector<std::unique_ptr<Communicator>> comms = MakeGroup(kRanks);
+    std::vector<std::vector<torch::Tensor>> moments(kRanks);
+    OnRanks(kRanks, [&](int r) {
+      torch::nn::Sequential model = MakeModel(/*seed=*/r);
+      torch::optim::AdamW adamw(model->parameters(), torch::optim::AdamWOptions(1e-2));
+      LocalOptimizerOptions options;
+      options.rule.init_h = 2;
+      options.avg_m = avg_moments;
+      options.avg_v = avg_moments;
+      absl::StatusOr<LocalOptimizer> opt =
+          LocalOptimizer::Create(adamw, *model, *comms[r], options);
+      ASSERT_TRUE(opt.ok()) << opt.status();
+      torch::manual_seed(300 + r);  // each rank its own batches: the moments differ
+      for (int t = 0; t < 2; ++t) {
+        Backward(model, adamw);
+        ASSERT_TRUE(opt->Step().ok());
+      }
+      EXPECT_EQ(opt->rounds(), 1);
+      for (const torch::Tensor& m : AdamMoments(adamw, model->parameters(), true, true)) {
+        moments[r].push_back(m.detach().flatten().clone());
+      }
+    });
+    ASSERT_EQ(moments[0].size(), moments[1].size());
+    ASSERT_FALSE(moments[0].empty());
+    const bool same = torch::equal(torch::cat(moments[0]), torch::cat(moments[1]));
+    EXPECT_EQ(same, avg_moments) << "avg_m and avg_v " << (avg_moments ? "on" : "off");
   }
 }
 
@@ -459,8 +495,111 @@ TEST(DistributedTest, JoinsACoordinatorRun) {
   });
   EXPECT_THAT(ranks, ::testing::UnorderedElementsAre(0, 1));
   EXPECT_EQ(sums, (std::vector<float>{3, 3}));
-  // Every worker left, so the coordinator's run is over (it notes that its plan was not trained).
+  // Every worker left without an error, so the coordinator's run is over (no rounds reported).
   EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
+}
+
+// Two library ranks train with LocalOptimizers created with their coordinator contexts: the
+// coordinator commits the rounds they planned (rounds.jsonl in its run folder) and finishes the
+// run once both have left.
+TEST(DistributedTest, LibraryRoundsAreReportedToTheCoordinator) {
+  Recipe recipe = QsrRecipe();
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  testing::TempDir dir;
+  CoordinatorServer::Options server_options;
+  server_options.run.run_id = "lib-rounds";
+  server_options.run.rendezvous_timeout = absl::Seconds(30);
+  server_options.run_dir = dir.path() + "/run";
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(recipe, server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  OnRanks(2, [&](int i) {
+    DistributedOptions options;
+    options.worker_id = absl::StrCat("lib-", i);
+    absl::StatusOr<std::unique_ptr<DistributedContext>> c =
+        InitWithCoordinator((*server)->address(), options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    torch::nn::Sequential model = MakeModel(10 + i);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.05));
+    LocalOptimizerOptions local;
+    local.rule.init_h = 3;  // alpha 0: constant H, cut at total_steps
+    local.rule.total_steps = 8;
+    absl::StatusOr<LocalOptimizer> opt = LocalOptimizer::Create(sgd, *model, **c, local);
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    for (int t = 0; t < 8; ++t) {
+      torch::Tensor x = torch::randn({16, 8});
+      torch::Tensor y = torch::randint(0, 3, {16});
+      sgd.zero_grad();
+      torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+      loss.backward();
+      ASSERT_TRUE(opt->Step(loss.item<double>()).ok());
+    }
+    EXPECT_EQ(opt->rounds(), 3);
+    EXPECT_TRUE((*c)->Finish().ok());
+  });
+  ASSERT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).state(), "FINISHED");
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).step(), 8);
+  v1::ListRoundsReply rounds = (*server)->controller().Rounds(v1::ListRoundsRequest());
+  ASSERT_EQ(rounds.rounds_size(), 3);
+  const int64_t starts[] = {0, 3, 6}, hs[] = {3, 3, 2};
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(rounds.rounds(r).step(), starts[r]) << "round " << r;
+    EXPECT_EQ(rounds.rounds(r).h(), hs[r]) << "round " << r;
+    EXPECT_DOUBLE_EQ(rounds.rounds(r).lr(), 0.05) << "round " << r;
+    EXPECT_EQ(rounds.rounds(r).workers(), 2) << "round " << r;
+    EXPECT_GT(rounds.rounds(r).train_loss(), 0) << "round " << r;
+    // Both ranks hashed the same averaged parameters.
+    EXPECT_TRUE(rounds.rounds(r).digest_checked()) << "round " << r;
+    EXPECT_TRUE(rounds.rounds(r).identical()) << "round " << r;
+  }
+  std::vector<std::string> lines = testing::ReadLines(dir.path() + "/run/rounds.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[2], AllOf(HasSubstr("\"step\":6"), HasSubstr("\"h\":2")));
+}
+
+// Rounds past the coordinator's recipe (80 steps) are refused: Finish() returns the error, naming
+// the field, and the run fails instead of finishing with rounds missing.
+TEST(DistributedTest, ARefusedRoundFailsTheRunAndFinishSaysWhy) {
+  Recipe recipe = QsrRecipe();
+  ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  ASSERT_EQ(recipe.TotalSteps(), 80);
+  CoordinatorServer::Options server_options;
+  server_options.run.run_id = "lib-past";
+  server_options.run.rendezvous_timeout = absl::Seconds(30);
+  // A library group does not re-form: once both have left with the error, the run fails.
+  server_options.run.regroup_timeout = absl::Seconds(5);
+  server_options.run.replacement_timeout = absl::Seconds(5);
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(recipe, server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::vector<absl::Status> finished(2);
+  OnRanks(2, [&](int i) {
+    DistributedOptions options;
+    options.worker_id = absl::StrCat("lib-", i);
+    absl::StatusOr<std::unique_ptr<DistributedContext>> c =
+        InitWithCoordinator((*server)->address(), options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    torch::nn::Sequential model = MakeModel(i);
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.05));
+    LocalOptimizerOptions local;
+    local.rule.init_h = 6;  // rounds [0, 6), ..., [78, 84): the last one ends past step 80
+    absl::StatusOr<LocalOptimizer> opt = LocalOptimizer::Create(sgd, *model, **c, local);
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    for (int t = 0; t < 84; ++t) {
+      Backward(model, sgd);
+      ASSERT_TRUE(opt->Step().ok());
+    }
+    finished[i] = (*c)->Finish();
+  });
+  for (const absl::Status& s : finished) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("rounds.h"), HasSubstr("80")));
+  }
+  ASSERT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).state(), "FAILED");
+  // The rounds before it were committed.
+  EXPECT_EQ((*server)->controller().Rounds(v1::ListRoundsRequest()).rounds_size(), 13);
 }
 
 TEST(DistributedTest, CoordinatorUnreachableIsBounded) {

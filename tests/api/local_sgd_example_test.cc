@@ -161,11 +161,13 @@ TEST(LocalSgdExampleTest, TwoWorkersJoiningACoordinator) {
   Recipe recipe;
   recipe.model = "mlp";
   recipe.workers = 2;
-  recipe.steps_per_epoch = 10;
+  recipe.steps_per_epoch = 100;  // the example's rounds must end within the recipe's steps
   recipe.epochs = 1;
   ASSERT_TRUE(ResolveRecipe(recipe).ok());
+  testing::TempDir dir;
   CoordinatorServer::Options options;
   options.run.run_id = "example";
+  options.run_dir = dir.path() + "/run";
   options.run.rendezvous_timeout = absl::Seconds(60);
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(recipe, options);
@@ -176,6 +178,10 @@ TEST(LocalSgdExampleTest, TwoWorkersJoiningACoordinator) {
   });
   ExpectIdenticalRanks(out);
   EXPECT_TRUE((*server)->AwaitDone(absl::Now() + absl::Seconds(10)));
+  // The rounds the example planned, as the coordinator logged them, ending at step 100.
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).state(), "FINISHED");
+  EXPECT_EQ((*server)->controller().Status(absl::Now()).step(), 100);
+  EXPECT_FALSE(testing::ReadLines(dir.path() + "/run/rounds.jsonl").empty());
 }
 
 TEST(LocalSgdExampleTest, ABadEnvironmentIsReportedNamingTheVariable) {

@@ -128,6 +128,11 @@ TEST(RequestValidatorTest, Report) {
   round->set_seconds(std::numeric_limits<double>::infinity());
   ExpectRejected(ValidateReport(r), "rounds.seconds");
   round->set_seconds(1);
+  round->set_lr(std::nan(""));  // a self-planned round's lr is logged: it must be a number
+  ExpectRejected(ValidateReport(r), "rounds.lr");
+  round->set_lr(-0.1);
+  ExpectRejected(ValidateReport(r), "rounds.lr");
+  round->set_lr(0.1);
   r.mutable_evals(0)->set_epoch(-1);
   ExpectRejected(ValidateReport(r), "evals.epoch");
   r.mutable_evals(0)->set_epoch(1);
