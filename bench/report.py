@@ -20,10 +20,10 @@ from provenance import describe, missing
 
 FILES = ["step", "ts_step", "averaging", "coordinator", "release_floor", "tta", "tta_long",
          "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy", "accuracy_bf16",
-         "accuracy_long", "accuracy_overlap", "long_study", "augment"]
+         "accuracy_long", "accuracy_overlap", "long_study", "augment", "compare_builds"]
 # Run by the full mode only (bench/run_all.sh), so the smoke does not require it.
 OPTIONAL = {"tta_long", "tta_sweep", "tta_100", "tta_overlap", "tta_slow100", "accuracy_bf16",
-            "accuracy_long", "accuracy_overlap", "long_study", "augment"}
+            "accuracy_long", "accuracy_overlap", "long_study", "augment", "compare_builds"}
 
 
 def load(data_dir, name):
@@ -311,6 +311,34 @@ def split_by_agent(recs):
     """The coordinator records with one connection per worker, and those behind host agents."""
     return ([r for r in recs or [] if r.get("ranks_per_agent", 1) == 1],
             [r for r in recs or [] if r.get("ranks_per_agent", 1) > 1])
+
+
+def section_compare_builds(recs, md):
+    """2b: this build's step and averaging round against a base build, taking turns in one
+    invocation (bench/compare_builds.py); one row per summary, invocations kept apart."""
+    sums = [r for r in recs or [] if r.get("kind") in ("step", "averaging")]
+    if not sums:
+        return
+    base = sorted({r.get("base_commit", "?") for r in sums})
+    md.append("### 2b. This build against a base build (benchmarks 1 and 2 side by side)\n")
+    md.append("`bench/compare_builds.py`: benchmark 1's C++ step (`qsr-bench-step`, `--heap keep`, "
+              "contiguous) and benchmark 2's averaging round (`qsr-bench-avg`, the qsr round) of "
+              f"two builds, base commit {', '.join(f'`{b}`' for b in base)}, taking turns "
+              "(alternating order); median over the repeats. Ratio > 1: this build is faster. "
+              "Each invocation is a row of its own, so their spread shows the noise.\n")
+    md.append("| invocation | benchmark | model or workers | batch or size | repeats | base | this "
+              "build | **this / base** |")
+    md.append("|---|---|---|---|---|---|---|---|")
+    for r in sums:
+        if r["kind"] == "step":
+            md.append(f"| {r.get('invocation', 1)} | step | {r['model']} | {r['batch']} | "
+                      f"{r['repeats']} | {r['base_samples_per_s']:.4g} samples/s | "
+                      f"{r['samples_per_s']:.4g} samples/s | **{r['ratio']:.3f}** |")
+        else:
+            md.append(f"| {r.get('invocation', 1)} | averaging | {r['workers']} | "
+                      f"{r['bytes'] / 1e6:g} MB | {r['repeats']} | {r['base_qsr_s'] * 1e3:.3g} ms | "
+                      f"{r['qsr_s'] * 1e3:.3g} ms | **{r['ratio']:.3f}** |")
+    md.append("")
 
 
 def section_coordinator(recs, fig_dir, md):
@@ -1170,6 +1198,8 @@ def main():
     if data["augment"]:
         with_provenance(data["augment"], lambda: section_augment(data["augment"], md))
     with_provenance(data["averaging"], lambda: section_averaging(data["averaging"], fig_dir, md))
+    with_provenance(data["compare_builds"],
+                    lambda: section_compare_builds(data["compare_builds"], md))
     with_provenance(data["coordinator"],
                     lambda: section_coordinator(data["coordinator"], fig_dir, md))
     with_provenance(data["release_floor"],
