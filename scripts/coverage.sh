@@ -31,11 +31,12 @@ fi
 DIR=${COVERAGE_DIR:-build-coverage}
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
-if [ ! -f "$DIR/CMakeCache.txt" ]; then
-  cmake -S . -B "$DIR" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS="--coverage" \
-    -DQSR_BUILD_WORKER=$WITH_WORKER -DQSR_BUILD_TESTS=ON >/dev/null
-fi
+# Configured every time, so that a folder first built without the worker gets it with
+# --with-worker (and loses it without).
+[ -f "$DIR/CMakeCache.txt" ] && GEN=()
+cmake -S . -B "$DIR" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_CXX_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS="--coverage" \
+  -DQSR_BUILD_WORKER=$WITH_WORKER -DQSR_BUILD_TESTS=ON >/dev/null
 cmake --build "$DIR" -j "${JOBS:-$(nproc)}"
 find "$DIR" -name '*.gcda' -delete
 # The heavy tests start real workers (LibTorch) and training runs; the folders measured here are
