@@ -48,6 +48,11 @@ absl::StatusOr<LocalPlan> PlanLocalRun(const FlagParser& flags) {
                "; allowed: a duration above 0 (5s)");
   if (absl::StatusOr<HeapPolicy> heap = ParseHeapPolicy(flags.Get("heap")); !heap.ok())
     return Bad("--heap: " + std::string(heap.status().message()));
+  // The workers check it too, but only after the coordinator started: refuse it before.
+  if (!flags.Get("snapshot-dir").empty() && !(flags.Double("snapshot-every") > 0)) {
+    return Bad(absl::StrCat("--snapshot-every is ", flags.Double("snapshot-every"),
+                            "; allowed: epochs between snapshots, above 0 (e.g. 0.0625)"));
+  }
   LocalPlan plan;
   plan.workers = static_cast<int>(recipe->workers);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -179,6 +179,23 @@ TEST(CliTest, BadHeapPolicyExitsTwoNamingTheChoices) {
   }
 }
 
+// Refused before anything starts: the worker's own check would come only after the coordinator.
+TEST(CliTest, NonPositiveSnapshotIntervalExitsTwoNamingTheFlag) {
+  for (const std::string every : {"0", "-1"}) {
+    for (const std::vector<std::string>& argv :
+         {std::vector<std::string>{kBin + "/qsr-worker", "--snapshot-dir", "/tmp/qsr-snapshots",
+                                   "--snapshot-every", every},
+          std::vector<std::string>{kBin + "/qsr-run", "--recipe", kRecipe, "--snapshot-dir",
+                                   "/tmp/qsr-snapshots", "--snapshot-every", every}}) {
+      testing::CommandResult r = testing::RunCommand(argv, 30);
+      EXPECT_EQ(r.exit_code, 2) << argv[0] << ": " << r.output;
+      EXPECT_NE(r.output.find("--snapshot-every"), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("above 0"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("coordinator at"), std::string::npos) << r.output;
+    }
+  }
+}
+
 TEST(CliTest, MalformedRecipeExitsNonZeroNamingTheKey) {
   testing::TempDir dir;
   const std::string bad = dir.path() + "/bad.yaml";
