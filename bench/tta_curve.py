@@ -9,6 +9,7 @@ time to target is interpolated linearly between those two, and they are kept as 
   time_to_target(curve, target) -> Reached(tta, lo, hi) or NotReached(by)
   ratio(peer, own)              -> the peer's time over ours, with the range its bracket allows
   record_fields(points, target) -> the keys benchmark 4's JSON lines carry for a curve
+                                   (with the bracket's place in epochs)
 """
 import math
 from collections import namedtuple
@@ -78,11 +79,18 @@ def curve_from_records(records):
 
 def record_fields(points, target):
     """For a benchmark 4 line: "curve" [[clock_s, acc], ...], "tta_s" (interpolated, or None),
-    "tta_bracket_s" [lo, hi] (or None) and "not_reached_by_s" (the last snapshot's clock when the
-    target was not reached, else None)."""
+    "tta_bracket_s" [lo, hi] (or None), "tta_bracket_epochs" [lo, hi] (the same two snapshots'
+    places in the schedule, in epochs, when the points carry an "epoch"; else None) and
+    "not_reached_by_s" (the last snapshot's clock when the target was not reached, else None)."""
     curve = curve_from_records(points)
     r = time_to_target(curve, target)
     reached = isinstance(r, Reached)
+    epochs = None
+    ordered = sorted(points, key=lambda p: float(p["clock_s"]))
+    if reached and all("epoch" in p for p in ordered):
+        # The same walk as time_to_target: the first point at the target and the one before it.
+        hit = next(i for i, p in enumerate(ordered) if float(p["test_acc"]) >= target)
+        epochs = [float(ordered[max(hit - 1, 0)]["epoch"]), float(ordered[hit]["epoch"])]
     return {"curve": [list(p) for p in curve], "tta_s": r.tta if reached else None,
-            "tta_bracket_s": [r.lo, r.hi] if reached else None,
+            "tta_bracket_s": [r.lo, r.hi] if reached else None, "tta_bracket_epochs": epochs,
             "not_reached_by_s": None if reached else r.by}

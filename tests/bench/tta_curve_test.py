@@ -59,6 +59,17 @@ class TimeToTargetTest(unittest.TestCase):
         self.assertEqual((f["tta_s"], f["tta_bracket_s"], f["not_reached_by_s"]), (None, None, 10.0))
 
 
+    def test_record_fields_place_the_bracket_in_epochs_when_the_points_carry_them(self):
+        pts = [{"clock_s": 0.0, "epoch": 0.0, "test_acc": 0.1},
+               {"clock_s": 4.0, "epoch": 0.0625, "test_acc": 0.4},
+               {"clock_s": 8.0, "epoch": 0.125, "test_acc": 0.6},
+               {"clock_s": 12.0, "epoch": 0.1875, "test_acc": 0.7}]
+        self.assertEqual(record_fields(pts, 0.5)["tta_bracket_epochs"], [0.0625, 0.125])
+        self.assertEqual(record_fields(pts, 0.05)["tta_bracket_epochs"], [0.0, 0.0])
+        self.assertIsNone(record_fields(pts, 0.9)["tta_bracket_epochs"])
+        no_epochs = [{k: v for k, v in p.items() if k != "epoch"} for p in pts]
+        self.assertIsNone(record_fields(no_epochs, 0.5)["tta_bracket_epochs"])
+
 class RatioTest(unittest.TestCase):
     def test_both_reached_gives_the_range_of_both_brackets(self):
         r = ratio(Reached(100, 90, 120), Reached(20, 16, 25))
