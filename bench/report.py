@@ -514,6 +514,59 @@ def tta_cell(r):
     return f"not reached by {t.by:.0f} s"
 
 
+def steps_per_epoch(r):
+    """Steps in one of the run's epochs (its evaluation period), from its schedule."""
+    return (r.get("total_steps") or 0) / (r.get("epochs") or 1)
+
+
+def bracket_steps(r):
+    """How many training steps apart the two snapshots around the crossing were, or None."""
+    b = r.get("tta_bracket_epochs")
+    return round((b[1] - b[0]) * steps_per_epoch(r)) if b else None
+
+
+def bracket_cell(r):
+    """'1.162-1.231 (8 steps)': where in the schedule the two snapshots around the crossing were
+    taken, in the run's epochs, and how many steps apart; '-' when the target was not reached."""
+    b = r.get("tta_bracket_epochs")
+    return f"{b[0]:.3f}-{b[1]:.3f} ({bracket_steps(r)} steps)" if b else "-"
+
+
+def bracket_summary(recs):
+    """How wide the brackets are against 1/16 of a pass over the training set, and why the wider
+    ones are wider."""
+    r0 = recs[0]
+    every, spe = r0.get("snapshot_every") or 0, steps_per_epoch(r0)
+    # A pass over Fashion-MNIST's 60,000 training images at the total batch of 128.
+    passes = max(1, round((r0.get("total_steps") or 0) * 128 / 60000))
+    pass_steps = (r0.get("total_steps") or 0) / passes
+    reached = [r for r in recs if r.get("tta_bracket_epochs")]
+    limit = pass_steps / 16
+    # Snapshots fall on whole steps and, for a local method, on syncs: an interval of 29.25
+    # steps becomes 30, or 32 with a sync every 8 steps. Up to a tenth over 1/16 of a pass is
+    # that rounding; more is a round (or two thinned ones) longer than the interval.
+    within = [r["method"] for r in reached if bracket_steps(r) <= limit]
+    rounded = [r for r in reached if limit < bracket_steps(r) <= 1.1 * limit]
+    wide = [r for r in reached if bracket_steps(r) > 1.1 * limit]
+    text = (f"Brackets: an epoch of this schedule is {spe:.0f} steps (one evaluation's share), "
+            f"a pass over the 60,000 training images {pass_steps:.0f} steps, so 1/16 of a pass is "
+            f"{limit:.2f} steps. Snapshots were taken every {every} epochs (every "
+            f"{math.ceil(every * spe - 1e-9)} steps: snapshots fall on whole steps) or at every "
+            "sync, whichever is rarer. ")
+    if within:
+        text += f"Within 1/16 of a pass: {', '.join(within)}. "
+    if rounded:
+        text += ("Within 1/16 of a pass rounded up to a whole step or to the sync that ends the "
+                 "interval: " + ", ".join(f"{r['method']} ({bracket_steps(r)} steps)"
+                                          for r in rounded) + ". ")
+    if wide:
+        text += ("Wider: " + ", ".join(f"{r['method']} ({bracket_steps(r)} steps)" for r in wide) +
+                 ". A local method has an averaged model only at a sync, so where its rounds "
+                 "around the crossing are longer than the interval, one round (or the syncs "
+                 "that together first pass the interval) is the finest its curve can be.")
+    return text
+
+
 def snapshot_ratio_line(rate, peer, name, p, q):
     """A ratio line from the snapshot curves (both records have them), or None when `name` did not
     reach the target. The range takes each time anywhere in its bracket."""
@@ -559,7 +612,9 @@ def eval_ratio_line(rate, peer, name, p, q):
             f"({t:.0f} s); {name} reached it in {own:.0f} s")
 
 
-def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constrained network",
+def section_tta(recs, fig_dir, md,
+                title="## 4. Time to accuracy on a constrained network: 50 Mbit/s links, every "
+                      "method, one invocation",
                 prefix="tta"):
     md.append(title + "\n")
     if not recs:
@@ -584,16 +639,21 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
               "interface sent (headers and control traffic included). *nocomm*'s accuracy is that "
               "of one average of independently trained models and is not a target candidate; "
               "it is there for its wall-clock.\n")
-    md.append("| method | rate | time to target | final acc | steps done / total | elapsed | "
-              "projected full run | syncs | bytes/worker (qsr count) | tx/worker |")
-    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    brackets = [r.get("tta_bracket_epochs") for r in recs]
+    with_width = any(brackets)
+    md.append("| method | rate | time to target | " + ("bracket, epochs (steps apart) | " if with_width
+                                                      else "") +
+              "final acc | steps done / total | elapsed | projected full run | syncs | "
+              "bytes/worker (qsr count) | tx/worker |")
+    md.append("|---|---|---|" + ("---|" if with_width else "") + "---|---|---|---|---|---|---|")
     plots = []
     for i, r in enumerate(recs):
         proj = None
         if r.get("total_steps") and r.get("steps_done"):
             proj = r["elapsed_s"] * r["total_steps"] / r["steps_done"]
         md.append(f"| {r['method']} ({r['impl']}) | {r['rate_mbit']:.0f} Mbit/s | "
-                  f"{tta_cell(r)} | {fmt(r['final_acc'], '.4f')} | "
+                  f"{tta_cell(r)} | " + (f"{bracket_cell(r)} | " if with_width else "") +
+                  f"{fmt(r['final_acc'], '.4f')} | "
                   f"{r['steps_done']} / {r.get('total_steps')} | {r['elapsed_s']:.0f} s"
                   f"{' (capped)' if r['capped'] else ''} | {fmt(proj, '.0f')} s | "
                   f"{r.get('syncs', 'n/a')} | {mb(r.get('bytes_per_worker'))} | "
@@ -603,6 +663,8 @@ def section_tta(recs, fig_dir, md, title="## 4. Time to accuracy on a constraine
         plots.append(f"'{prefix}{i}.dat' using 1:2 with linespoints title '{r['method']} "
                      f"{r['rate_mbit']:.0f} Mbit/s'")
     md.append("")
+    if with_width:
+        md.append(bracket_summary(recs) + "\n")
     # The headline ratios, per rate: QSR against DDP (time to target; a peer that the cap stopped
     # before the target gives only a lower bound on the ratio) and against no communication
     # (full-run wall-clock, projected where capped).
@@ -770,7 +832,17 @@ README_BEGIN = ("<!-- performance table: generated by bench/report.py from bench
 README_END = "<!-- end of performance table -->"
 # How the README's table names the tta methods and models.
 LABELS = {"qsr": "QSR", "ddp": "DDP", "parallel": "qsr parallel", "postlocal": "PostLocalSGD",
-          "constant_h": "constant H", "mlp": "mlp", "cnn": "`cnn`", "resnet18": "ResNet-18"}
+          "periodic": "PeriodicModelAverager", "constant_h": "constant H", "mlp": "mlp", "cnn": "`cnn`", "resnet18": "ResNet-18"}
+
+# Benchmark 4's QSR runs in README's table: the paper's setting (alpha 0.2, H_base 2) and the
+# settings for slow links; and the peers whose time to target is set against QSR's.
+QSR_VARIANTS = [("qsr", "QSR"), ("qsr_bf16", "with bf16 syncs"),
+                ("qsr_bf16_overlap", "with bf16 and overlapped syncs"),
+                ("qsr_h32_bf16", "H_base 32 with bf16 syncs"),
+                ("qsr_h8_bf16_overlap", "H_base 8 with bf16 and overlapped syncs")]
+TTA_PEERS = [("ddp", "PyTorch DDP"), ("postlocal", "PostLocalSGD"),
+             ("periodic", "PeriodicModelAverager"), ("parallel", "qsr parallel"),
+             ("constant_h", "constant H = 8")]
 
 
 def short_provenance(recs):
@@ -847,55 +919,36 @@ def readme_table(data):
         return (f"{r['workers']} workers, {r['rate_mbit']:.0f} Mbit/s links, "
                 f"{round(r['total_steps'] * 128 / 60000)}-epoch schedule")
 
-    # Time to the target at 50 Mbit/s, QSR (fp32 and bf16 syncs) against DDP.
-    by = tta_methods(data.get("tta_long"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
-    if owns and "ddp" in by:
-        q, target = owns[0], owns[0]["target"]
-        times = [tta_time(o) for o in owns]
-        result = f"QSR {times[0]:.0f} s" + "".join(
-            f", with bf16 syncs {t:.0f} s" for t in times[1:])
-        row(f"time to {target:.0%} on Fashion-MNIST, {run_setting(q)}", owns + [by["ddp"]],
-            result + "; " + peer_phrase("PyTorch DDP", by["ddp"], times, target))
-    # The same at 100 Mbit/s, every method of the invocation.
+    # Benchmark 4, one invocation per rate with every method: time to target, then the whole
+    # schedule against no communication, then bytes.
+    for name in ("tta", "tta_100"):
+        by = tta_methods(data.get(name))
+        q = by.get("qsr")
+        if not q or not tta_time(q):
+            continue
+        own, target = tta_time(q), q["target"]
+        ours = [(label, by[m]) for m, label in QSR_VARIANTS if m in by]
+        peers = [(label, by[m]) for m, label in TTA_PEERS if m in by]
+        result = ", ".join(reached(label, r, target) for label, r in ours)
+        result += "; " + ", ".join(peer_phrase(label, r, [own], target) for label, r in peers)
+        row(f"time to {target:.0%} on Fashion-MNIST, {run_setting(q)}, every method in one "
+            "invocation", [r for _, r in ours + peers], result)
+    parts, used = [], []
+    for name in ("tta", "tta_100"):
+        by = tta_methods(data.get(name))
+        n = by.get("nocomm")
+        if not n or not full_run_s(n):
+            continue
+        picks = [(label, by[m]) for m, label in QSR_VARIANTS if m in by and full_run_s(by[m])]
+        if picks:
+            parts.append(f"{n['rate_mbit']:.0f} Mbit/s: " + ", ".join(
+                f"{label} {full_run_s(r) / full_run_s(n):.2f}x ({pct(r['final_acc'])})"
+                for label, r in picks))
+            used += [r for _, r in picks] + [n]
+    if parts:
+        row("whole schedule against no communication, same invocations", used, "; ".join(parts))
+    # What a worker's interface sent at 100 Mbit/s.
     by = tta_methods(data.get("tta_100"))
-    owns = [by[m] for m in ("qsr", "qsr_bf16") if m in by and tta_time(by[m])]
-    if owns:
-        q, target = owns[0], owns[0]["target"]
-        times = [tta_time(o) for o in owns]
-        peers = [r for m, r in by.items() if m not in ("qsr", "qsr_bf16", "nocomm")]
-        parts = [f"QSR {times[0]:.0f} s" + "".join(
-            f", with bf16 syncs {t:.0f} s" for t in times[1:])]
-        parts += [peer_phrase("DDP", r, times, target) if r["method"] == "ddp" else
-                  reached(LABELS.get(r["method"], r["method"]), r, target) for r in
-                  sorted(peers, key=lambda r: r["method"] != "ddp")]
-        row(f"time to {target:.0%}, {run_setting(q)}, every method", owns + peers,
-            parts[0] + "; " + ", ".join(parts[1:]))
-    # Overlapped syncs at 100 Mbit/s: time to target against DDP, accuracy against no overlap.
-    by = tta_methods(data.get("tta_overlap"))
-    owns = [by[m] for m in ("qsr_overlap", "qsr_bf16_overlap")
-            if m in by and tta_time(by[m])]
-    if owns and "ddp" in by:
-        q, target = owns[0], owns[0]["target"]
-        times = [tta_time(o) for o in owns]
-        result = (f"QSR {times[0]:.0f} s" + "".join(f", with bf16 syncs {t:.0f} s"
-                                                      for t in times[1:]) + "; " +
-                  peer_phrase("DDP", by["ddp"], times, target))
-        bases = [(o, by.get(o["method"][:-len("_overlap")])) for o in owns]
-        bases = [(o, b) for o, b in bases if b and o.get("final_acc") and b.get("final_acc")]
-        if bases:
-            diffs = [100 * (b["final_acc"] - o["final_acc"]) for o, b in bases]
-            if all(d > 0 for d in diffs) or all(d < 0 for d in diffs):
-                change = (and_list(f"{abs(d):.2f}" for d in diffs) +
-                          (" points lower" if diffs[0] > 0 else " points higher"))
-            else:
-                change = and_list(f"{-d:+.2f}" for d in diffs) + " points"
-            result += (f"; final accuracy {change} than without overlap "
-                       f"({', '.join(pct(o['final_acc']) for o, _ in bases)})")
-        row(f"time to {target:.0%}, {q['rate_mbit']:.0f} Mbit/s, overlapped syncs "
-            "`sync_overlap: 0.5`", list(by.values()), result)
-    # What a worker's interface sent at 50 Mbit/s.
-    by = tta_methods(data.get("tta_long"))
     sent = [(label, by[m]) for label, m in (("QSR", "qsr"), ("with bf16 syncs", "qsr_bf16"),
                                             ("DDP", "ddp"))
             if m in by and by[m].get("tx_bytes_per_worker")]
@@ -912,66 +965,6 @@ def readme_table(data):
                 first = first or where
         row(f"bytes sent per worker, {sent[0][1]['rate_mbit']:.0f} Mbit/s run",
             [r for _, r in sent], result)
-    # Settings for a slow link, with DDP and no communication in the same invocation.
-    by = tta_methods(data.get("tta_slow100"))
-    picks = [(label, by[m]) for m, label in (
-        ("qsr_h32_bf16", "QSR with `min_h: 32` and bf16 syncs"),
-        ("qsr_h8_bf16_overlap", "`min_h: 8`, bf16 syncs, `sync_overlap: 0.5`"))
-        if m in by and tta_time(by[m])]
-    d, n = by.get("ddp"), by.get("nocomm")
-    if picks and d and n:
-        target = picks[0][1]["target"]
-        parts = []
-        for label, r in picks:
-            how, t = versus(d)
-            own = tta_time(r)
-            if how == "time":
-                vs = f"{t / own:.1f}x faster than DDP to {target:.0%}"
-            elif how == "capped":
-                vs = (f"at least {floor_to(t / own, 1):.1f}x faster than DDP to {target:.0%} "
-                      f"(DDP had not reached it at {t:.0f} s)")
-            else:
-                vs = f"DDP did not reach {target:.0%}"
-            parts.append(f"{label}: {vs}, whole schedule {full_run_s(r) / full_run_s(n):.2f}x "
-                         f"no communication, {pct(r['final_acc'])}")
-        row(f"{picks[0][1]['rate_mbit']:.0f} Mbit/s, settings for the link, one invocation",
-            [r for _, r in picks] + [d, n],
-            "; ".join(parts) + f" (DDP {pct(d['final_acc'])}{stopped(d)})")
-    # Whole schedule against no communication, from several invocations.
-    parts, used = [], []
-    for name, method, label in (
-            ("tta_sweep", "qsr_h32_bf16", "QSR with `min_h: 32`, `sync_precision: bf16`"),
-            ("tta_long", "qsr", "paper setting (H_base 2, fp32)"),
-            ("tta_overlap", "qsr_bf16_overlap",
-             "paper setting with bf16 and overlapped syncs (`sync_overlap: 0.5`)")):
-        by = tta_methods(data.get(name))
-        q, n = by.get(method), by.get("nocomm")
-        if q and n and full_run_s(q) and full_run_s(n):
-            parts.append(f"{q['rate_mbit']:.0f} Mbit/s, {label}: "
-                         f"{full_run_s(q) / full_run_s(n):.2f}x, {pct(q['final_acc'])}")
-            used += [q, n]
-    if parts:
-        row("whole schedule against no communication", used, "; ".join(parts))
-    # Time to 85% on the one-pass schedule.
-    by = tta_methods(data.get("tta"))
-    q = by.get("qsr")
-    if q and tta_time(q):
-        own, target = tta_time(q), q["target"]
-        parts, used = [], [q]
-        for m in ("ddp", "postlocal"):
-            if m in by:
-                how, t = versus(by[m])
-                label = LABELS[m]
-                if how == "time":
-                    parts.append(f"{label} {t / own:.2f}x")
-                elif how == "capped":
-                    parts.append(f"{label} at least {floor_to(t / own, 2):.2f}x (stopped at "
-                                 f"{t:.0f} s before {target:.0%})")
-                else:
-                    parts.append(f"{label} did not reach {target:.0%}")
-                used.append(by[m])
-        row(f"time to {target:.0%}, {run_setting(q)}", used,
-            f"QSR {own:.0f} s" + ("; " + ", ".join(parts) if parts else ""))
     # One averaging round against a raw Gloo all-reduce of the same bytes.
     sums = [r for r in data.get("averaging") or [] if r.get("kind") == "summary" and
             r["bytes"] >= 10e6 and r.get("qsr_over_gloo")]
@@ -1206,14 +1199,15 @@ def main():
                     lambda: section_release_floor(data["release_floor"], data["coordinator"], md))
     with_provenance(data["tta"], lambda: section_tta(data["tta"], fig_dir, md))
     for name, title in [
-            ("tta_long", "### 4b. The same to a 90% target, 3-epoch schedule"),
-            ("tta_sweep", "### 4c. Settings for slow links: H_base and bf16 syncs against no "
-                          "communication"),
-            ("tta_100", "### 4d. 100 Mbit/s links, every method, to 90%"),
-            ("tta_overlap", "### 4e. Overlapped syncs (sync_overlap: 0.5) at 100 Mbit/s, the "
-                            "paper's H_base"),
-            ("tta_slow100", "### 4f. Slow-link settings at 100 Mbit/s, with DDP and no "
-                            "communication in the same invocation")]:
+            ("tta_100", "### 4b. 100 Mbit/s links, every method, to 90%, one invocation"),
+            ("tta_long", "### 4c. Earlier invocation: 50 Mbit/s to a 90% target, 3-epoch "
+                         "schedule"),
+            ("tta_sweep", "### 4d. Earlier invocation: settings for slow links, H_base and bf16 "
+                          "syncs against no communication"),
+            ("tta_overlap", "### 4e. Earlier invocation: overlapped syncs (sync_overlap: 0.5) at "
+                            "100 Mbit/s, the paper's H_base"),
+            ("tta_slow100", "### 4f. Earlier invocation: slow-link settings at 100 Mbit/s, with "
+                            "DDP and no communication")]:
         if data[name]:
             with_provenance(data[name], lambda: section_tta(data[name], fig_dir, md, title, name))
     accuracy = (data["accuracy"] or []) + (data["accuracy_bf16"] or []) + (
