@@ -869,11 +869,11 @@ def and_list(items):
 
 
 def peer_phrase(label, peer, owns, target):
-    """'DDP 859 s (3.0x and 4.8x as long)': a peer's time to target against the times owns,
+    """'DDP 859 s (3.0x and 4.8x QSR's time)': a peer's time to target against the times owns,
     worded by versus(): a cap that stopped the peer before the target gives a lower bound."""
     how, t = versus(peer)
     if how == "time":
-        return f"{label} {t:.0f} s ({and_list(f'{t / o:.1f}x' for o in owns)} as long)"
+        return f"{label} {t:.0f} s ({and_list(f'{t / o:.2f}x' for o in owns)} QSR's time)"
     if how == "capped":
         return (f"{label} did not reach {target:.0%} within {t:.0f} s (ratio at least "
                 f"{and_list(f'{floor_to(t / o, 1):.1f}x' for o in owns)})")

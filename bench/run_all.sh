@@ -81,8 +81,11 @@ case $MODE in
     # Settings for slow links against no communication: H_base and bf16 syncs (about 11 minutes).
     TTA_SWEEP=(--rates 50 --epochs 3 --target 0.90 --cap-s 600 --methods nocomm,qsr_h16_bf16,qsr_h32_bf16,constant_h32_bf16)
     # 100 Mbit/s: 3 full epochs to 90%; the cap stops DDP and parallel SGD after they reach it
-    # (about 60 minutes).
-    TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 650 --methods $TTA_METHODS)
+    # (about 70 minutes). Snapshots every 1/32 epoch: at 1/16 (29.25 steps) they fall every 30
+    # steps, and every 32 with a sync every 8, just over 1/16 epoch; half the interval keeps the
+    # data-parallel and H <= 16 brackets within it.
+    TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 650 --snapshot-every 0.03125
+             --methods $TTA_METHODS)
     # Overlapped syncs at 100 Mbit/s, the paper's H_base: QSR with and without sync_overlap
     # against DDP and no communication (about 22 minutes; DDP reaches 90% at its second
     # evaluation, about 460 s, so the cap stops it after that instead of at its full schedule).
