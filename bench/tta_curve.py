@@ -82,14 +82,14 @@ def record_fields(points, target):
     "tta_bracket_s" [lo, hi] (or None), "tta_bracket_epochs" [lo, hi] (the same two snapshots'
     places in the schedule, in epochs, when the points carry an "epoch"; else None) and
     "not_reached_by_s" (the last snapshot's clock when the target was not reached, else None)."""
-    curve = curve_from_records(points)
+    ordered = sorted(points, key=lambda p: float(p["clock_s"]))
+    curve = curve_from_records(ordered)
     r = time_to_target(curve, target)
     reached = isinstance(r, Reached)
     epochs = None
-    ordered = sorted(points, key=lambda p: float(p["clock_s"]))
     if reached and all("epoch" in p for p in ordered):
         # The same walk as time_to_target: the first point at the target and the one before it.
-        hit = next(i for i, p in enumerate(ordered) if float(p["test_acc"]) >= target)
+        hit = next(i for i, (_, acc) in enumerate(curve) if acc >= target)
         epochs = [float(ordered[max(hit - 1, 0)]["epoch"]), float(ordered[hit]["epoch"])]
     return {"curve": [list(p) for p in curve], "tta_s": r.tta if reached else None,
             "tta_bracket_s": [r.lo, r.hi] if reached else None, "tta_bracket_epochs": epochs,
