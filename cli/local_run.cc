@@ -17,6 +17,7 @@
 #include "client/connection_security.h"
 #include "client/ops_client.h"
 #include "common/recipe.h"
+#include "common/snapshot_interval.h"
 #include "worker/heap_policy.h"
 
 namespace qsr {
@@ -49,9 +50,10 @@ absl::StatusOr<LocalPlan> PlanLocalRun(const FlagParser& flags) {
   if (absl::StatusOr<HeapPolicy> heap = ParseHeapPolicy(flags.Get("heap")); !heap.ok())
     return Bad("--heap: " + std::string(heap.status().message()));
   // The workers check it too, but only after the coordinator started: refuse it before.
-  if (!flags.Get("snapshot-dir").empty() && !(flags.Double("snapshot-every") > 0)) {
-    return Bad(absl::StrCat("--snapshot-every is ", flags.Double("snapshot-every"),
-                            "; allowed: epochs between snapshots, above 0 (e.g. 0.0625)"));
+  if (!flags.Get("snapshot-dir").empty()) {
+    if (absl::Status interval = CheckSnapshotInterval(flags.Double("snapshot-every"));
+        !interval.ok())
+      return Bad(std::string(interval.message()));
   }
   LocalPlan plan;
   plan.workers = static_cast<int>(recipe->workers);

@@ -1,12 +1,12 @@
 #include "worker/model_snapshotter.h"
 
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/snapshot_interval.h"
 #include "worker/model_export.h"
 
 namespace qsr {
@@ -21,10 +21,8 @@ absl::StatusOr<std::unique_ptr<ModelSnapshotter>> ModelSnapshotter::Create(
   if (options.dir.empty()) {
     return absl::InvalidArgumentError("--snapshot-dir: a directory is required");
   }
-  if (!(options.every_epochs > 0) || !std::isfinite(options.every_epochs)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--snapshot-every ", options.every_epochs,
-        ": the interval is a fraction of an epoch above 0 (e.g. 0.0625 for 1/16 epoch)"));
+  if (absl::Status interval = CheckSnapshotInterval(options.every_epochs); !interval.ok()) {
+    return interval;
   }
   if (options.steps_per_epoch <= 0) {
     return absl::InvalidArgumentError(

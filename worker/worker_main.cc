@@ -7,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "client/coordinator_client.h"
 #include "common/flags.h"
-#include "logging/log_prefix.h"
+#include "common/snapshot_interval.h"
 #include "glog/logging.h"
+#include "logging/log_prefix.h"
 #include "worker/comm/communicator_factory.h"
 #include "worker/heap_policy.h"
 #include "worker/trainer.h"
@@ -86,9 +87,8 @@ int main(int argc, char** argv) {
   options.checkpoint_dir = flags.Get("checkpoint-dir");
   options.snapshot_dir = flags.Get("snapshot-dir");
   options.snapshot_every = flags.Double("snapshot-every");
-  if (!(options.snapshot_every > 0)) {
-    std::cerr << "qsr-worker: --snapshot-every " << options.snapshot_every
-              << ": epochs between snapshots, above 0 (e.g. 0.0625)\n";
+  if (absl::Status interval = qsr::CheckSnapshotInterval(options.snapshot_every); !interval.ok()) {
+    std::cerr << "qsr-worker: " << interval.message() << "\n";
     return 2;
   }
   options.threads = static_cast<int>(threads);

@@ -181,7 +181,7 @@ TEST(CliTest, BadHeapPolicyExitsTwoNamingTheChoices) {
 
 // Refused before anything starts: the worker's own check would come only after the coordinator.
 TEST(CliTest, NonPositiveSnapshotIntervalExitsTwoNamingTheFlag) {
-  for (const std::string every : {"0", "-1"}) {
+  for (const std::string every : {"0", "-1", "inf", "nan"}) {
     for (const std::vector<std::string>& argv :
          {std::vector<std::string>{kBin + "/qsr-worker", "--snapshot-dir", "/tmp/qsr-snapshots",
                                    "--snapshot-every", every},
@@ -190,7 +190,7 @@ TEST(CliTest, NonPositiveSnapshotIntervalExitsTwoNamingTheFlag) {
       testing::CommandResult r = testing::RunCommand(argv, 30);
       EXPECT_EQ(r.exit_code, 2) << argv[0] << ": " << r.output;
       EXPECT_NE(r.output.find("--snapshot-every"), std::string::npos) << r.output;
-      EXPECT_NE(r.output.find("above 0"), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("finite number above 0"), std::string::npos) << r.output;
       EXPECT_EQ(r.output.find("coordinator at"), std::string::npos) << r.output;
     }
   }

@@ -73,7 +73,7 @@ class ModelSnapshotterTest : public ::testing::Test {
 };
 
 TEST_F(ModelSnapshotterTest, RefusesBadOptions) {
-  for (double every : {0.0, -0.5, std::nan("")}) {
+  for (double every : {0.0, -0.5, std::nan(""), HUGE_VAL}) {
     auto s = ModelSnapshotter::Create(Options(every, 16));
     ASSERT_FALSE(s.ok());
     EXPECT_TRUE(absl::IsInvalidArgument(s.status()));
