@@ -26,9 +26,10 @@ import datetime, json, os, subprocess, sys
 def sh(c):
     return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
 root = sys.argv[2]
-dirty = sh(f"git -C {root} status --porcelain --untracked-files=no")
+sys.path.insert(0, os.path.join(root, "bench"))
+from provenance import commit
 json.dump({"date (UTC)": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
-           "git commit": sh(f"git -C {root} rev-parse --short HEAD") + (" (dirty)" if dirty else ""),
+           "git commit": commit(root),
            "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count()},
           open(sys.argv[1], "w"))
 EOF

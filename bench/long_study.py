@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+import provenance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes/fashion-mnist/cnn-localsgd-qsr.yaml")
 
@@ -37,16 +39,7 @@ def machine():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        if dirty:
-            commit += " (dirty)"
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        commit = "unknown"
-    return {"commit": commit, "cpu": cpu, "cores": os.cpu_count()}
+    return {"commit": provenance.commit(ROOT), "cpu": cpu, "cores": os.cpu_count()}
 
 
 def common_flags(a):

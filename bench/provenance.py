@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where a benchmark record comes from: every JSON line in bench/data carries
   "provenance": {"date": "YYYY-MM-DD HH:MM" (UTC, the invocation's start), "commit": short id
-                 (" (dirty)" when the tree had changes), "cpu": lscpu's model name, "cores": N}
+                 (" (dirty)" when tracked files other than the benchmarks' own outputs had
+                 changes), "cpu": lscpu's model name, "cores": N}
 so that a table built from several invocations can say which machine and which code produced
 each number.
 
@@ -12,6 +13,7 @@ each number.
                                       section's title
   provenance.py here ROOT             prints the provenance of a run starting now from the
                                       checkout ROOT (for scripts run without run_all.sh)
+  provenance.py commit ROOT           prints ROOT's commit as the records name it
 """
 import datetime
 import json
@@ -27,14 +29,37 @@ def from_env(env):
             "cores": env["cores"]}
 
 
+# What an invocation writes as it goes (env.json, invocations.jsonl, the records, the figures):
+# a change there says nothing about the code that ran, and run_all.sh has already written
+# env.json when a benchmark script asks for its provenance.
+OUTPUTS = ("bench/data", "bench/figures")
+
+
+def _git(root, *args):
+    try:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def commit(root):
+    """'70b839d', or '70b839d (dirty)' when a tracked file outside OUTPUTS differs from HEAD;
+    'unknown' outside a git checkout."""
+    head = _git(root, "rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown"
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                 *(f":(exclude){p}" for p in OUTPUTS))
+    return head + (" (dirty)" if dirty else "")
+
+
 def here(root):
     """The provenance of an invocation starting now in the checkout `root`."""
-    def sh(cmd):
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-    dirty = sh(f"git -C '{root}' status --porcelain --untracked-files=no")
+    cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True,
+                         text=True).stdout.strip()
     return {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
-            "commit": sh(f"git -C '{root}' rev-parse --short HEAD") + (" (dirty)" if dirty else ""),
-            "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count()}
+            "commit": commit(root), "cpu": cpu, "cores": os.cpu_count()}
 
 
 def stamp(env_path, path):
@@ -82,9 +107,11 @@ def main():
         print(describe([json.loads(l) for l in open(sys.argv[2]) if l.strip()]))
     elif len(sys.argv) == 3 and sys.argv[1] == "here":
         print(json.dumps(here(sys.argv[2])))
+    elif len(sys.argv) == 3 and sys.argv[1] == "commit":
+        print(commit(sys.argv[2]))
     else:
         sys.exit("usage: provenance.py stamp ENV_JSON FILE | provenance.py describe FILE | "
-                 "provenance.py here ROOT")
+                 "provenance.py here ROOT | provenance.py commit ROOT")
 
 
 if __name__ == "__main__":

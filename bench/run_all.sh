@@ -81,7 +81,7 @@ case $MODE in
     # Settings for slow links against no communication: H_base and bf16 syncs (about 11 minutes).
     TTA_SWEEP=(--rates 50 --epochs 3 --target 0.90 --cap-s 600 --methods nocomm,qsr_h16_bf16,qsr_h32_bf16,constant_h32_bf16)
     # 100 Mbit/s: 3 full epochs to 90%; the cap stops DDP and parallel SGD after they reach it
-    # (about 70 minutes). Snapshots every 1/32 epoch: at 1/16 (29.25 steps) they fall every 30
+    # (about 85 minutes). Snapshots every 1/32 epoch: at 1/16 (29.25 steps) they fall every 30
     # steps, and every 32 with a sync every 8, just over 1/16 epoch; half the interval keeps the
     # data-parallel and H <= 16 brackets within it.
     TTA_100=(--rates 100 --epochs 3 --target 0.90 --cap-s 650 --snapshot-every 0.03125
@@ -131,7 +131,7 @@ def sh(c):
 env = {
   "date (UTC)": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
   "command": sys.argv[2], "mode": sys.argv[3],
-  "git commit": sh("git -C $ROOT rev-parse --short HEAD") + (" (dirty)" if sh("git -C $ROOT status --porcelain --untracked-files=no") else ""),
+  "git commit": sh("$PY $ROOT/bench/provenance.py commit $ROOT"),
   "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count(),
   "memory": sh("free -g | awk '/Mem:/{print \$2\" GiB\"}'"),
   "os": sh(". /etc/os-release; echo \$PRETTY_NAME") + ", kernel " + platform.release(),
