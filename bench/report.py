@@ -850,17 +850,23 @@ TTA_PEERS = [("ddp", "PyTorch DDP"), ("postlocal", "PostLocalSGD"),
 
 
 def short_provenance(recs):
-    """'(AMD EPYC, 2026-11-26)': the machines and days that measured the records."""
-    seen = []
+    """'(AMD EPYC, 2026-11-26)': the machines and days that measured the records, each machine
+    named once ('(AMD EPYC, 2026-12-06 and 2026-12-07)')."""
+    days = {}
     for r in recs:
         p = r.get("provenance") or {}
         cpu = p.get("cpu") or "unknown CPU"
         for noise in ("(R)", "(TM)", " Processor", " CPU", "(", ")"):
             cpu = cpu.replace(noise, "")
-        key = f"{' '.join(cpu.split())}, {str(p.get('date') or 'undated')[:10]}"
-        if key not in seen:
-            seen.append(key)
-    return "(" + "; ".join(seen) + ")"
+        day = str(p.get("date") or "undated")[:10]
+        seen = days.setdefault(" ".join(cpu.split()), [])
+        if day not in seen:
+            seen.append(day)
+    named = []
+    for cpu, seen in days.items():
+        when = seen[0] if len(seen) == 1 else ", ".join(seen[:-1]) + " and " + seen[-1]
+        named.append(f"{cpu}, {when}")
+    return "(" + "; ".join(named) + ")"
 
 
 def pct(acc):
