@@ -31,6 +31,10 @@ class BarrierCoalescerTest : public ::testing::TestWithParam<int> {
   std::optional<uint64_t> superseded_;
 };
 
+// Only hosts with several local members, where one can wait for another, so that no test is
+// skipped (in CI a skip reads as a failure: scripts/test.sh).
+class BarrierCoalescerPeersTest : public BarrierCoalescerTest {};
+
 TEST_P(BarrierCoalescerTest, AGroupGoesOutWhenEveryLocalMemberHasArrived) {
   EXPECT_EQ(c_.LocalMembers(1), local_);
   for (int r = 0; r < local_ - 1; ++r) {
@@ -50,8 +54,7 @@ TEST_P(BarrierCoalescerTest, AGroupGoesOutWhenEveryLocalMemberHasArrived) {
   EXPECT_EQ(c_.NextExpiry(), absl::InfiniteFuture());
 }
 
-TEST_P(BarrierCoalescerTest, ALateMemberDoesNotHideTheOthersPastTheWindow) {
-  if (local_ == 1) GTEST_SKIP() << "one local member never waits";
+TEST_P(BarrierCoalescerPeersTest, ALateMemberDoesNotHideTheOthersPastTheWindow) {
   for (int r = 0; r < local_ - 1; ++r) c_.Arrive(At(r + 1, r, 1, 0), now_, &superseded_);
   EXPECT_EQ(c_.NextExpiry(), now_ + absl::Milliseconds(500));
   EXPECT_TRUE(c_.Expire(now_ + absl::Milliseconds(499)).empty());
@@ -65,8 +68,7 @@ TEST_P(BarrierCoalescerTest, ALateMemberDoesNotHideTheOthersPastTheWindow) {
   EXPECT_EQ(out[0].arrivals[0].rank, local_ - 1);
 }
 
-TEST_P(BarrierCoalescerTest, ARetryReplacesTheHeldCallOfTheSameWorker) {
-  if (local_ == 1) GTEST_SKIP() << "one local member never waits";
+TEST_P(BarrierCoalescerPeersTest, ARetryReplacesTheHeldCallOfTheSameWorker) {
   c_.Arrive(At(1, 0, 1, 0), now_, &superseded_);
   EXPECT_TRUE(c_.Arrive(At(2, 0, 1, 0), now_, &superseded_).empty());
   ASSERT_TRUE(superseded_.has_value());
@@ -78,8 +80,7 @@ TEST_P(BarrierCoalescerTest, ARetryReplacesTheHeldCallOfTheSameWorker) {
   EXPECT_EQ(out[0].arrivals[0].id, 2u);
 }
 
-TEST_P(BarrierCoalescerTest, LeavingCompletesAGroupThatWaitedForTheLeaver) {
-  if (local_ == 1) GTEST_SKIP() << "one local member never waits";
+TEST_P(BarrierCoalescerPeersTest, LeavingCompletesAGroupThatWaitedForTheLeaver) {
   for (int r = 0; r < local_ - 1; ++r) c_.Arrive(At(r + 1, r, 1, 0), now_, &superseded_);
   std::vector<BarrierCoalescer::Group> out = c_.Left("w" + std::to_string(local_ - 1));
   ASSERT_EQ(out.size(), 1u);
@@ -157,6 +158,7 @@ TEST_P(BarrierCoalescerTest, ConfirmedWorkersAreHeldWithTheMembersButNotMovedBac
 }
 
 INSTANTIATE_TEST_SUITE_P(LocalMembers, BarrierCoalescerTest, ::testing::Values(1, 2, 8));
+INSTANTIATE_TEST_SUITE_P(LocalMembers, BarrierCoalescerPeersTest, ::testing::Values(2, 8));
 
 }  // namespace
 }  // namespace qsr
