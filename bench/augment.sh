@@ -22,16 +22,10 @@ done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 /usr/bin/python3 - "$TMP/env.json" "$ROOT" <<'EOF'
-import datetime, json, os, subprocess, sys
-def sh(c):
-    return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
-root = sys.argv[2]
-sys.path.insert(0, os.path.join(root, "bench"))
-from provenance import commit
-json.dump({"date (UTC)": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
-           "git commit": commit(root),
-           "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": os.cpu_count()},
-          open(sys.argv[1], "w"))
+import json, os, sys
+sys.path.insert(0, os.path.join(sys.argv[2], "bench"))
+from provenance import as_env, here
+json.dump(as_env(here(sys.argv[2])), open(sys.argv[1], "w"))
 EOF
 "$BIN/qsr-bench-augment" "${ARGS[@]}" > "$TMP/augment.jsonl"
 /usr/bin/python3 "$ROOT/bench/provenance.py" stamp "$TMP/env.json" "$TMP/augment.jsonl"

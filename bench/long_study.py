@@ -33,15 +33,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes/fashion-mnist/cnn-localsgd-qsr.yaml")
 
 
-def machine():
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"commit": provenance.commit(ROOT), "cpu": cpu, "cores": os.cpu_count()}
-
-
 def common_flags(a):
     return ["--model=mlp", f"--epochs={a.epochs}", f"--max_lr={a.max_lr}", "--min_lr=0",
             "--momentum=0.9", "--wd=0.0005", "--scheduler=cosine",
@@ -107,7 +98,7 @@ def main():
     if not set(methods) <= known:
         sys.exit(f"long_study: unknown method(s) {sorted(set(methods) - known)}; known: "
                  f"{sorted(known)}")
-    env = machine()
+    env = provenance.here(ROOT)
 
     def prov():  # bench/provenance.py's fields
         return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),

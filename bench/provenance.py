@@ -29,6 +29,12 @@ def from_env(env):
             "cores": env["cores"]}
 
 
+def as_env(prov):
+    """from_env's inverse: the env.json keys that `stamp` reads, for a provenance from here()."""
+    return {"date (UTC)": prov["date"], "git commit": prov["commit"], "cpu": prov["cpu"],
+            "cores": prov["cores"]}
+
+
 # What an invocation writes as it goes (env.json, invocations.jsonl, the records, the figures):
 # a change there says nothing about the code that ran, and run_all.sh has already written
 # env.json when a benchmark script asks for its provenance.

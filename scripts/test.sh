@@ -35,7 +35,8 @@ if [ "$strict" = 1 ]; then
   ran=$(( ${total:-0} - gpu_skipped ))
   want=$(tr -d '[:space:]' < tests/expected_min_tests)
   if [ -z "$total" ] || [ "$ran" -lt "$want" ]; then
-    echo "[strict] ctest ran ${total:+$ran} tests (${gpu_skipped} GPU tests skipped), at least" \
+    [ -n "$total" ] || ran=no
+    echo "[strict] ctest ran $ran tests (${gpu_skipped} GPU tests skipped), at least" \
          "$want expected (tests/expected_min_tests): tests are missing from the build" >&2
     exit 1
   fi
